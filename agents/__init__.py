@@ -1,0 +1,1 @@
+"""Vision-language agents that plan an edit and judge its result."""

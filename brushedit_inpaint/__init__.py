@@ -1,0 +1,42 @@
+"""BrushNet dual-branch inpainting as a clean extension of stock diffusers.
+
+Heavy imports (torch, diffusers) happen on first attribute access, so `import brushedit_inpaint` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BrushNetModel": "brushnet",
+    "BrushNetOutput": "brushnet",
+    "MidBlock2D": "brushnet",
+    "unet_forward_with_brushnet": "unet_injection",
+    "StableDiffusionBrushNetPipeline": "pipeline",
+    "StableDiffusionBrushNetPipelineOutput": "pipeline",
+    "load_pipeline": "loading",
+    "BrushNetLoadError": "loading",
+    "blur_blend": "processing",
+    "hole_to_known_mask": "processing",
+    "to_hole_mask": "processing",
+    "working_size": "processing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .brushnet import BrushNetModel, BrushNetOutput, MidBlock2D
+    from .loading import BrushNetLoadError, load_pipeline
+    from .pipeline import StableDiffusionBrushNetPipeline, StableDiffusionBrushNetPipelineOutput
+    from .processing import blur_blend, hole_to_known_mask, to_hole_mask, working_size
+    from .unet_injection import unet_forward_with_brushnet
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

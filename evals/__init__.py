@@ -1,0 +1,1 @@
+"""Instruction-robustness evaluation of the editing agents."""

@@ -1,0 +1,1 @@
+"""Orchestration: the LangGraph editing state machine, sessions, traces and the CLI."""

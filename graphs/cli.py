@@ -1,0 +1,91 @@
+"""The `brushedit` command line.
+
+Expected failures (`BrushEditError`) print one line and exit 2, never a traceback. Other
+packages add sub-commands through the `brushedit.commands` entry-point group (evals adds
+`eval`), so nothing here imports upward. `brushedit --help` never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from tools.errors import BrushEditError
+
+ENTRY_POINT_GROUP = "brushedit.commands"
+
+
+USER_ERROR_EXIT = 2
+
+
+class BrushEditGroup(TyperGroup):
+    """Root group that prints expected errors on one line and exits 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrushEditError as exc:
+            typer.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT) from None
+
+
+app = typer.Typer(
+    cls=BrushEditGroup,
+    name="brushedit",
+    help="Instruction-guided image editing with VLM agents, segmentation and BrushNet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def doctor(
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when anything is missing.")
+    ] = False,
+) -> None:
+    """Check torch, the Ollama server and model weights, without downloading anything."""
+    from graphs.doctor import print_report, run_checks
+    from graphs.settings import Settings
+
+    checks = run_checks(Settings())
+    print_report(checks)
+    if strict and not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+def _load_plugins(root: typer.Typer) -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            command = ep.load()
+        except Exception as exc:
+            logging.getLogger(__name__).warning("plugin %s failed to load: %s", ep.name, exc)
+            continue
+        if isinstance(command, typer.Typer):
+            root.add_typer(command, name=ep.name)
+        elif callable(command):
+            root.command(name=ep.name)(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _load_plugins(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Application settings: the only place environment variables and `.env` are read.
+
+Components never read settings themselves; the app layer (CLI, servers) builds them from a
+`Settings` instance and passes explicit arguments down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+DTypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/brushedit`, else `~/.local/share/brushedit`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "brushedit"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may configure, with `BRUSHEDIT_` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRUSHEDIT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    ollama_host: str = Field(
+        default="http://127.0.0.1:11434",
+        validation_alias=AliasChoices("BRUSHEDIT_OLLAMA_HOST", "OLLAMA_HOST"),
+        description="Where the Ollama server answers.",
+    )
+    ollama_model: str = Field(default="qwen2.5vl:7b", description="Vision model served by Ollama.")
+    ollama_timeout: float = Field(default=120.0, gt=0, description="Seconds per VLM call.")
+
+    base_model: str = Field(
+        default="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        description="SD1.5 base: Hub id, diffusers folder, or single .safetensors/.ckpt file.",
+    )
+    brushnet: str = Field(default="TencentARC/BrushEdit", description="BrushNet: Hub id or folder.")
+    brushnet_subfolder: str | None = Field(default="brushnetX")
+    detector: str = Field(default="IDEA-Research/grounding-dino-tiny", description="GroundingDINO.")
+    sam: str = Field(default="facebook/sam-vit-huge", description="Segment Anything.")
+
+    device: DeviceName = "auto"
+    dtype: DTypeName = "auto"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="postgres://... for PostgresSaver; SQLite in data_dir otherwise."
+    )
+    max_image_side: int = Field(default=1024, ge=64, le=4096)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts per edit.")
+    api_token: str | None = Field(default=None, description="Bearer token for `brushedit serve`.")
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _host_with_scheme(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            value = "http://" + value
+        return value
+
+    def resolved_device(self) -> str:
+        """cuda > mps > cpu when `device` is auto (imports torch: call only when loading models)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def resolved_dtype(self, device: str | None = None) -> str:
+        """fp16 on cuda, fp32 elsewhere when `dtype` is auto."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "float16" if (device or self.resolved_device()) == "cuda" else "float32"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "sessions.sqlite"

@@ -1,0 +1,185 @@
+"""Image input users can trust: one loader that normalises or refuses, with a clear reason.
+
+EXIF orientation is applied; every mode is converted to 8-bit RGB (alpha composited on white,
+and said so in the notes); a pixel-count limit guards against decompression bombs; empty,
+truncated, non-image and unsupported files raise `InvalidImageError` with one readable sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tools.errors import InvalidImageError
+from tools.masks import Mask, as_mask
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""40 megapixels: larger than any photo we expect, far below what would exhaust memory."""
+MIN_SIDE = 8
+SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "TGA")
+
+ImageSource = str | Path | bytes
+
+
+@dataclass
+class LoadedImage:
+    """An RGB image plus what was done to make it so."""
+
+    image: Image.Image
+    notes: list[str] = field(default_factory=list)
+    format: str | None = None
+
+
+def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Open, check and normalise an image from a path or bytes into 8-bit RGB."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    data, name = _read_bytes(source)
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidImageError(
+                    f"{name} is {width}x{height} ({width * height:,} pixels), over the limit of "
+                    f"{max_pixels:,} pixels; downscale it first"
+                )
+            if fmt not in SUPPORTED_FORMATS:
+                raise InvalidImageError(
+                    f"{name} is a {fmt} file, which is not supported; use one of "
+                    f"{', '.join(SUPPORTED_FORMATS)}"
+                )
+            image.load()
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(
+            f"{name} is over the limit of {max_pixels:,} pixels and too large to open safely"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{name} is not an image file (or its format is unknown)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"{name} is damaged or truncated and cannot be read ({exc})") from exc
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(f"{name} is {width}x{height}; both sides must be at least {MIN_SIDE} px")
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(f"{name} has {image.n_frames} frames; only the first is used")
+    if _orientation(image) not in (0, 1):
+        image = ImageOps.exif_transpose(image)
+        notes.append("EXIF orientation applied")
+    image = _to_rgb(image, notes)
+    for note in notes:
+        logger.info("%s: %s", name, note)
+    return LoadedImage(image=image, notes=notes, format=fmt)
+
+
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`read_image` without the notes: an RGB PIL image."""
+    return read_image(source, max_pixels=max_pixels).image
+
+
+def load_mask(
+    source: ImageSource, size: tuple[int, int] | None = None, *, resize: bool = False
+) -> Mask:
+    """Read a mask file (white = edit; a varying alpha channel counts as the painted area).
+
+    `size` is the (W, H) of the image it belongs to: a mismatch raises unless `resize` is set,
+    in which case the mask is resized with nearest-neighbour sampling.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    data, name = _read_bytes(source)
+    try:
+        raw = Image.open(io.BytesIO(data))
+        raw.load()
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"mask {name} is not an image file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"mask {name} is damaged or truncated ({exc})") from exc
+    if size is not None and raw.size != tuple(size):
+        if not resize:
+            raise InvalidImageError(
+                f"mask {name} is {raw.size[0]}x{raw.size[1]} but the image is {size[0]}x{size[1]}"
+            )
+        raw = raw.resize(tuple(size), Image.Resampling.NEAREST)
+    return as_mask(raw)
+
+
+def content_hash(image: Image.Image) -> str:
+    """SHA-256 of the pixels, size and mode: the same picture always gets the same id."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def _read_bytes(source: ImageSource) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "the uploaded image"
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise InvalidImageError(f"{name} does not exist")
+        if path.is_dir():
+            raise InvalidImageError(f"{name} is a folder, not an image file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidImageError(f"{name} cannot be read ({exc.strerror or exc})") from exc
+    if not data:
+        raise InvalidImageError(f"{name} is empty (0 bytes)")
+    return data, name
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        if mode == "F" and array.max(initial=0) <= 1.0:
+            top = 1.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        notes.append(f"{mode} image scaled to 8 bits")
+        return Image.fromarray(array, "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba)[..., 3]
+        if alpha.min() < 255:
+            notes.append("transparent pixels composited on white")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode not in ("L", "P", "1"):
+        notes.append(f"{mode} converted to RGB")
+    return image.convert("RGB")

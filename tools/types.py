@@ -1,0 +1,139 @@
+"""The edit vocabulary shared by every layer: categories, boxes, plans, requests and results.
+
+Plain pydantic models with JSON-safe fields only (no arrays, no PIL images), so they can live in
+LangGraph state, traces and HTTP bodies unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EditCategory(StrEnum):
+    """What kind of edit an instruction asks for (BrushEdit's five categories)."""
+
+    ADDITION = "addition"
+    REMOVAL = "removal"
+    LOCAL = "local"
+    GLOBAL = "global"
+    BACKGROUND = "background"
+
+    @classmethod
+    def parse(cls, value: str) -> EditCategory:
+        """Accept the reference's spelling (`remove`) and any casing."""
+        text = str(value).strip().lower()
+        aliases = {"remove": "removal", "add": "addition", "bg": "background"}
+        return cls(aliases.get(text, text))
+
+
+class Box(BaseModel):
+    """An axis-aligned box in pixel coordinates, `x1`/`y1` exclusive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x0: int = Field(ge=0)
+    y0: int = Field(ge=0)
+    x1: int = Field(gt=0)
+    y1: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Box:
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError(
+                f"box ({self.x0}, {self.y0}, {self.x1}, {self.y1}) is empty: "
+                "x1 must exceed x0 and y1 must exceed y0"
+            )
+        return self
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
+    @classmethod
+    def clamped(cls, x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> Box:
+        """Round and clamp to a `width` x `height` image; raises ValueError if nothing is left."""
+        cx0 = min(max(int(round(x0)), 0), width)
+        cy0 = min(max(int(round(y0)), 0), height)
+        cx1 = min(max(int(round(x1)), 0), width)
+        cy1 = min(max(int(round(y1)), 0), height)
+        return cls(x0=cx0, y0=cy0, x1=cx1, y1=cy1)
+
+
+PlanSource = Literal["vlm", "rules", "user"]
+
+
+class EditPlan(BaseModel):
+    """What to edit and how: the agents' answer to an instruction."""
+
+    instruction: str
+    category: EditCategory
+    object: str | None = Field(
+        default=None, description="Noun phrase to segment (for background: the subject to keep)."
+    )
+    target_caption: str | None = Field(
+        default=None, description="What the edited region shows afterwards; the diffusion prompt."
+    )
+    box: Box | None = Field(default=None, description="Where to add an object (additions only).")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    rationale: str | None = None
+    source: PlanSource = "rules"
+
+
+InpainterName = Literal["brushnet", "opencv"]
+
+
+class EditOptions(BaseModel):
+    """Knobs a user may turn for one edit; defaults follow the paper."""
+
+    seed: int = Field(default=1234, ge=0)
+    steps: int = Field(default=50, ge=1, le=200)
+    guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0)
+    conditioning_scale: float = Field(default=1.0, ge=0.0, le=10.0)
+    samples: int = Field(default=1, ge=1, le=8)
+    blending: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    inpainter: InpainterName = "brushnet"
+    negative_prompt: str = "ugly, low quality"
+
+
+class EditRequest(BaseModel):
+    """One edit asked of the system: an image, an instruction, optionally a mask."""
+
+    image: str = Field(description="Path or content hash of the source image.")
+    instruction: str = Field(min_length=1, max_length=2000)
+    mask: str | None = Field(default=None, description="Path or hash of a user mask (white = edit).")
+    options: EditOptions = Field(default_factory=EditOptions)
+
+
+class EditResult(BaseModel):
+    """What an edit produced and how it got there."""
+
+    image: str = Field(description="Path or content hash of the chosen result.")
+    source_image: str
+    instruction: str
+    plan: EditPlan
+    mask: str | None = None
+    caption: str | None = None
+    accepted: bool
+    attempts: int = Field(ge=0)
+    reason: str = ""
+    planner: PlanSource = "rules"
+    inpainter: InpainterName = "brushnet"
+    candidates: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    session_id: str | None = None
+    turn: int | None = None
