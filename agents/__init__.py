@@ -1,1 +1,55 @@
-"""Vision-language agents that plan an edit and judge its result."""
+"""Vision-language agents that plan an edit and judge its result.
+
+Names are imported on first use (PEP 562), so `import agents` stays cheap: no ollama client,
+no langchain-core, no model until one is asked for.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "VisionLanguageModel": "agents.base",
+    "VLMAnswer": "agents.base",
+    "OllamaVLM": "agents.ollama_vlm",
+    "OllamaStatus": "agents.ollama_vlm",
+    "LangChainVLM": "agents.langchain_vlm",
+    "RecordingVLM": "agents.recording",
+    "VLMCall": "agents.recording",
+    "Classification": "agents.classify",
+    "classify_edit": "agents.classify",
+    "IdentifiedObject": "agents.identify",
+    "identify_object": "agents.identify",
+    "TargetCaption": "agents.caption",
+    "caption_target": "agents.caption",
+    "BoxProposal": "agents.box",
+    "propose_box": "agents.box",
+    "to_pixel_box": "agents.box",
+    "Verdict": "agents.verify",
+    "verify_edit": "agents.verify",
+    "parse_instruction": "agents.rules",
+    "caption_for_plan": "agents.rules",
+    "AgentError": "agents.errors",
+    "BoxProposalError": "agents.errors",
+    "VLMInvalidAnswerError": "agents.errors",
+    "VLMModelNotFoundError": "agents.errors",
+    "VLMRequestError": "agents.errors",
+    "VLMTimeoutError": "agents.errors",
+    "VLMUnavailableError": "agents.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

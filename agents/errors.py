@@ -1,0 +1,75 @@
+"""The agents' failures, each worded so the person at the keyboard knows what to do next."""
+
+from __future__ import annotations
+
+from tools.errors import BrushEditError
+
+
+class AgentError(BrushEditError):
+    """Base class of every expected failure raised by `agents`."""
+
+
+class VLMUnavailableError(AgentError):
+    """The vision-language model server cannot be reached."""
+
+    def __init__(self, host: str, detail: str = "") -> None:
+        self.host = host
+        reason = f" ({detail})" if detail else ""
+        super().__init__(
+            f"cannot reach the Ollama server at {host}{reason}; start it with `ollama serve` "
+            "(or point OLLAMA_HOST at a running server)"
+        )
+
+
+class VLMModelNotFoundError(AgentError):
+    """The requested model is not available on the server."""
+
+    def __init__(self, model: str, host: str = "", detail: str = "") -> None:
+        self.model = model
+        where = f" at {host}" if host else ""
+        reason = f" ({detail})" if detail else ""
+        super().__init__(
+            f"the Ollama server{where} has no model {model!r}{reason}; "
+            f"download it with `ollama pull {model}`"
+        )
+
+
+class VLMTimeoutError(AgentError):
+    """The model did not answer within the configured time."""
+
+    def __init__(self, model: str, timeout: float | None) -> None:
+        self.model = model
+        self.timeout = timeout
+        limit = f"{timeout:g} s" if timeout is not None else "the time limit"
+        super().__init__(
+            f"{model} did not answer within {limit}; a first call may be loading the model: "
+            "retry, raise the timeout, or use a smaller model"
+        )
+
+
+class VLMRequestError(AgentError):
+    """The server refused the request for a reason other than a missing model."""
+
+
+class VLMInvalidAnswerError(AgentError):
+    """The model kept answering something that does not fit the requested schema."""
+
+    def __init__(self, model: str, schema: str, attempts: int, error: str, raw: str) -> None:
+        self.model = model
+        self.schema = schema
+        self.attempts = attempts
+        self.error = error
+        self.raw = raw
+        super().__init__(
+            f"{model} gave no valid {schema} answer in {attempts} attempt(s); last problem: "
+            f"{_brief(error)}"
+        )
+
+
+class BoxProposalError(AgentError):
+    """The model's box for an addition is unusable (empty, or outside the image)."""
+
+
+def _brief(text: str, limit: int = 200) -> str:
+    one_line = " ".join(str(text).split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

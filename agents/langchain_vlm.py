@@ -1,0 +1,160 @@
+"""`VisionLanguageModel` over any langchain-core chat model (OpenAI, Anthropic, Ollama, fakes...).
+
+langchain-core is imported only when a `LangChainVLM` is used, keeping `import agents` light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from agents.base import T, VLMAnswer
+from agents.errors import VLMInvalidAnswerError, VLMTimeoutError
+from agents.imaging import data_url, downscale
+from agents.ollama_vlm import REASK
+from agents.parsing import AnswerError, parse_answer, schema_name
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_HINT = "\n\nAnswer with only one JSON object that validates against this JSON schema:\n{schema}"
+
+
+class LangChainVLM:
+    """Structured questions to a LangChain chat model.
+
+    Uses `with_structured_output(schema, include_raw=True)` where the model supports it; otherwise
+    asks for JSON in the prompt and parses the text. Either way the answer is validated and, when
+    invalid, re-asked up to `invalid_answer_retries` times.
+    """
+
+    supports_images = True
+    supports_schema = True
+
+    def __init__(
+        self,
+        chat_model: BaseChatModel,
+        *,
+        max_image_side: int = 1024,
+        invalid_answer_retries: int = 2,
+        structured: bool | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        if invalid_answer_retries < 0:
+            raise ValueError("`invalid_answer_retries` must be >= 0")
+        self.chat_model = chat_model
+        self.max_image_side = max_image_side
+        self.invalid_answer_retries = invalid_answer_retries
+        self.structured = structured
+        self.model_id = model_id or _model_name(chat_model)
+
+    def __repr__(self) -> str:
+        return f"LangChainVLM({self.model_id!r})"
+
+    def ask(
+        self,
+        *,
+        system: str,
+        user: str,
+        images: Sequence[Image.Image] = (),
+        schema: type[T],
+    ) -> VLMAnswer[T]:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        prepared = [downscale(image, self.max_image_side) for image in images]
+        runnable = self._structured_runnable(schema)
+        if runnable is None:
+            schema_text = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+            system = system + SCHEMA_HINT.format(schema=schema_text)
+        content: list[dict[str, Any]] = [{"type": "text", "text": user}]
+        content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in prepared]
+        messages: list[Any] = [SystemMessage(content=system), HumanMessage(content=content)]
+        attempts = self.invalid_answer_retries + 1
+        error, raw = "", ""
+        for attempt in range(1, attempts + 1):
+            try:
+                value, raw = self._invoke(runnable, messages, schema)
+            except AnswerError as exc:
+                error = str(exc)
+                raw = getattr(exc, "raw", raw)
+                logger.info("%s: invalid %s answer (%s)", self.model_id, schema.__name__, error)
+                messages = [
+                    *messages,
+                    AIMessage(content=raw),
+                    HumanMessage(content=REASK.format(error=error)),
+                ]
+                continue
+            return VLMAnswer[schema](  # type: ignore[valid-type]
+                value=value,
+                raw=raw,
+                model=self.model_id,
+                attempts=attempt,
+                image_sizes=[image.size for image in prepared],
+            )
+        raise VLMInvalidAnswerError(self.model_id, schema_name(schema), attempts, error, raw)
+
+    def _structured_runnable(self, schema: type[T]) -> Any | None:
+        if self.structured is False:
+            return None
+        try:
+            return self.chat_model.with_structured_output(schema, include_raw=True)
+        except NotImplementedError:
+            if self.structured:
+                raise
+            return None
+
+    def _invoke(self, runnable: Any | None, messages: list[Any], schema: type[T]) -> tuple[T, str]:
+        try:
+            if runnable is None:
+                message = self.chat_model.invoke(messages)
+                raw = _text_of(message)
+                return _parse(raw, schema), raw
+            result = runnable.invoke(messages)
+        except TimeoutError:
+            raise VLMTimeoutError(self.model_id, None) from None
+        raw = _raw_text(result.get("raw"))
+        parsed = result.get("parsed")
+        if isinstance(parsed, schema):
+            return parsed, raw
+        if isinstance(parsed, dict):
+            raw = raw or json.dumps(parsed)
+        return _parse(raw, schema), raw
+
+
+def _parse(raw: str, schema: type[T]) -> T:
+    try:
+        return parse_answer(raw, schema)
+    except AnswerError as exc:
+        exc.raw = raw  # type: ignore[attr-defined]
+        raise
+
+
+def _raw_text(message: Any) -> str:
+    """The model's answer as text: tool-call arguments when it used a tool, else its content."""
+    tool_calls = getattr(message, "tool_calls", None) or []
+    if tool_calls:
+        return json.dumps(tool_calls[0].get("args", {}))
+    return _text_of(message)
+
+
+def _text_of(message: Any) -> str:
+    content = getattr(message, "content", message)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p if isinstance(p, str) else p.get("text", "") for p in content]
+        return "".join(str(p) for p in parts)
+    return str(content)
+
+
+def _model_name(chat_model: Any) -> str:
+    for attribute in ("model_name", "model", "model_id"):
+        value = getattr(chat_model, attribute, None)
+        if isinstance(value, str) and value:
+            return f"langchain:{value}"
+    return f"langchain:{getattr(chat_model, '_llm_type', type(chat_model).__name__)}"
