@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from agents.base import T, VLMAnswer
 from agents.errors import (
@@ -235,7 +235,7 @@ class OllamaVLM:
             return status
         try:
             shown = client.show(self.model)
-        except (ConnectionError, httpx.TransportError, ollama.ResponseError) as exc:
+        except (ConnectionError, httpx.TransportError, ollama.ResponseError, ValidationError) as exc:
             status.error = f"could not read the model's details ({exc})"
             return status
         status.capabilities = list(shown.capabilities or [])

@@ -50,40 +50,19 @@ def check_torch(settings: Settings) -> Check:
 
 
 def check_ollama(host: str, model: str) -> list[Check]:
-    import httpx
+    """The server and the model, through the agents' own probe (`OllamaVLM.check`)."""
+    from agents.vlm import OllamaVLM
 
-    try:
-        tags = httpx.get(f"{host}/api/tags", timeout=3.0)
-        tags.raise_for_status()
-        names = {m.get("name") for m in tags.json().get("models", [])}
-    except (httpx.HTTPError, ValueError) as exc:
-        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0]
-        return [
-            Check(
-                "Ollama server", False, f"no answer at {host} ({reason})",
-                "start it with `ollama serve` (or set OLLAMA_HOST / BRUSHEDIT_OLLAMA_HOST)",
-            ),
-            Check(f"Ollama model {model}", False, "unknown: server not reachable",
-                  f"ollama pull {model}"),
-        ]
-    server = Check("Ollama server", True, f"answers at {host}")
-    wanted = {model, model if ":" in model else f"{model}:latest"}
-    if not names & wanted:
-        return [server, Check(f"Ollama model {model}", False, "not pulled", f"ollama pull {model}")]
-    detail = "pulled"
-    try:
-        shown = httpx.post(f"{host}/api/show", json={"model": model}, timeout=3.0).json()
-        capabilities = shown.get("capabilities") or []
-        if capabilities and "vision" not in capabilities:
-            return [server, Check(
-                f"Ollama model {model}", False, f"pulled, but has no vision capability ({capabilities})",
-                "choose a vision model, e.g. BRUSHEDIT_OLLAMA_MODEL=qwen2.5vl:7b",
-            )]
-        if capabilities:
-            detail = f"pulled; capabilities: {', '.join(capabilities)}"
-    except (httpx.HTTPError, ValueError):
-        pass
-    return [server, Check(f"Ollama model {model}", True, detail)]
+    status = OllamaVLM(model=model, host=host, timeout=3.0).check()
+    server = Check("Ollama server", status.reachable, status.error or f"answers at {host}")
+    label = f"Ollama model {model}"
+    if not status.reachable:
+        server.detail, server.fix = status.error or "no answer", status.fix
+        return [server, Check(label, False, "unknown: server not reachable", f"ollama pull {model}")]
+    if status.ok:
+        caps = f"; capabilities: {', '.join(status.capabilities)}" if status.capabilities else ""
+        return [server, Check(label, True, f"pulled{caps}")]
+    return [server, Check(label, False, status.error or "not usable", status.fix)]
 
 
 def check_weights(

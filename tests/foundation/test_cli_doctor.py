@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from graphs.cli import app
+from tests.fakes.ollama_server import FakeOllama
 
 
 def _closed_port() -> int:
@@ -55,14 +57,9 @@ def test_doctor_offline_tells_the_truth(monkeypatch, tmp_path) -> None:
     assert strict.exit_code == 1
 
 
-def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path, httpserver) -> None:
-    httpserver.expect_request("/api/tags").respond_with_json(
-        {"models": [{"name": "qwen2.5vl:7b", "model": "qwen2.5vl:7b", "size": 1}]}
-    )
-    httpserver.expect_request("/api/show", method="POST").respond_with_json(
-        {"capabilities": ["completion", "vision"], "details": {}}
-    )
-    _offline_env(monkeypatch, tmp_path, httpserver.url_for("/").rstrip("/"))
+def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path) -> None:
+    server = FakeOllama(models=["qwen2.5vl:7b"], capabilities=["completion", "vision"]).start()
+    _offline_env(monkeypatch, tmp_path, server.url)
     base = tmp_path / "sd15"
     base.mkdir()
     (base / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
@@ -80,17 +77,23 @@ def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path, https
     assert "local folder" in lines["SD1.5 base"] and "local folder" in lines["BrushNet"]
     assert "missing" in lines["GroundingDINO"]
     assert "BRUSHEDIT_DETECTOR" in result.output
+    server.stop()
 
 
-def test_doctor_flags_a_model_without_vision(monkeypatch, tmp_path, httpserver) -> None:
-    httpserver.expect_request("/api/tags").respond_with_json({"models": [{"name": "llama3:8b"}]})
-    httpserver.expect_request("/api/show", method="POST").respond_with_json(
-        {"capabilities": ["completion"]}
-    )
-    _offline_env(monkeypatch, tmp_path, httpserver.url_for("/").rstrip("/"))
-    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", "llama3:8b")
-    result = CliRunner().invoke(app, ["doctor"])
-    assert "no vision capability" in result.output
+@pytest.mark.parametrize(
+    ("models", "capabilities", "expected"),
+    [
+        (["llama3:8b"], ["completion"], "no vision capability"),
+        (["gemma3:4b"], ["completion", "vision"], "ollama pull llama3:8b"),
+    ],
+)
+def test_doctor_flags_unusable_models(monkeypatch, tmp_path, models, capabilities, expected):
+    with FakeOllama(models=models, capabilities=capabilities) as server:
+        _offline_env(monkeypatch, tmp_path, server.url)
+        monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", "llama3:8b")
+        result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert expected in result.output
 
 
 def test_brushedit_errors_are_one_line_exit_2(tmp_path) -> None:
