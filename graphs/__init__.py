@@ -1,1 +1,50 @@
-"""Orchestration: the LangGraph editing state machine, sessions, traces and the CLI."""
+"""Orchestration: the LangGraph editing state machine, sessions, traces and the CLI.
+
+Names are imported on first use so `import graphs` (and `brushedit --help`) stays fast and never
+loads torch or LangGraph.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graphs.artifacts import ArtifactStore
+    from graphs.components import Components, GraphSettings, build_components
+    from graphs.graph import build_graph
+    from graphs.session import EditSession, MaskReview, Turn
+    from graphs.settings import Settings
+    from graphs.traces import TraceStore
+
+_EXPORTS = {
+    "ArtifactStore": "graphs.artifacts",
+    "Components": "graphs.components",
+    "GraphSettings": "graphs.components",
+    "build_components": "graphs.components",
+    "build_graph": "graphs.graph",
+    "EditSession": "graphs.session",
+    "MaskReview": "graphs.session",
+    "Turn": "graphs.session",
+    "Settings": "graphs.settings",
+    "TraceStore": "graphs.traces",
+}
+
+__all__ = [
+    "ArtifactStore",
+    "Components",
+    "EditSession",
+    "GraphSettings",
+    "MaskReview",
+    "Settings",
+    "TraceStore",
+    "Turn",
+    "build_components",
+    "build_graph",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'graphs' has no attribute {name!r}")

@@ -68,6 +68,11 @@ def doctor(
         raise typer.Exit(1)
 
 
+from graphs.commands import register as _register_commands  # noqa: E402 - after `app` exists
+
+_register_commands(app)
+
+
 def _load_plugins(root: typer.Typer) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

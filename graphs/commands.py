@@ -1,0 +1,528 @@
+"""`brushedit edit`, `resume`, `chat`, `demo` and the `trace` group (registered by `graphs.cli`).
+
+Only typer is imported at module level; sessions, LangGraph and models load when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tools.errors import ConfigError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from graphs.components import Components
+    from graphs.session import EditSession
+    from graphs.settings import Settings
+
+INPAINTERS = ("brushnet", "opencv")
+PLANNERS = ("auto", "vlm", "rules")
+
+trace_app = typer.Typer(help="Inspect the audit trail: sessions, steps, prompts and images.",
+                        no_args_is_help=True)
+
+InpainterOpt = Annotated[
+    str, typer.Option("--inpainter", help="brushnet (diffusion) or opencv (removal only, no weights).")
+]
+PlannerOpt = Annotated[
+    str, typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama).")
+]
+SessionOpt = Annotated[
+    str | None, typer.Option("--session", help="Continue this session (a new one if omitted).")
+]
+
+
+def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)} (got {value!r})",
+                                 param_hint=name)
+    return value
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from graphs.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid BRUSHEDIT_ settings: {problems}") from None
+
+
+def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Components:
+    from graphs.components import build_components
+
+    return build_components(_settings(), inpainter=inpainter, planner=planner,  # type: ignore[arg-type]
+                            max_attempts=max_attempts)
+
+
+def _console(stderr: bool = True) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class EventView:
+    """Rich progress bars for model loading and diffusion steps, one line per retry."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), console=console, transient=True)
+        self.node_task = None
+        self.step_task = None
+        self.load_tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> EventView:
+        self.progress.start()
+        self.node_task = self.progress.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "node" and event.get("status") == "start":
+            self.progress.update(self.node_task, description=f"{event['node']} "
+                                 f"(attempt {event.get('attempt', 1)})")
+        elif kind == "progress":
+            if self.step_task is None:
+                self.step_task = self.progress.add_task("diffusion", total=event["total"])
+            self.progress.update(self.step_task, completed=event["step"], total=event["total"])
+            if event["step"] >= event["total"]:
+                self.progress.remove_task(self.step_task)
+                self.step_task = None
+        elif kind == "load":
+            name = event.get("component", "model")
+            if event.get("status") == "start":
+                self.load_tasks[name] = self.progress.add_task(f"loading {name}", total=None)
+            elif name in self.load_tasks:
+                self.progress.remove_task(self.load_tasks.pop(name))
+                self.console.print(f"loaded {name}")
+        elif kind == "retry":
+            self.console.print(f"[yellow]retry[/] attempt {event.get('attempt')} blamed "
+                               f"{event.get('stage')}: {event.get('reason')}")
+        elif kind == "fallback":
+            self.console.print(f"[dim]VLM unavailable at {event.get('step')}; "
+                               "planning with the rule parser[/]")
+
+
+def _check_output(out: Path, *inputs: Path | None) -> None:
+    from PIL import Image
+
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise InvalidRequestError(
+            f"cannot tell the image format from `{out.name}`; use a suffix such as .png or .jpg"
+        )
+    if out.exists() and out.is_dir():
+        raise InvalidRequestError(f"{out} is a folder; give a file name for the result")
+    for item in inputs:
+        if item is not None and item.exists() and out.resolve() == item.resolve():
+            raise InvalidRequestError(f"refusing to overwrite the input {item}; choose another -o")
+
+
+def _save(components: Components, digest: str, out: Path) -> Path:
+    from graphs.artifacts import write_image_atomic
+
+    return write_image_atomic(components.store.get_image(digest), out)
+
+
+def _stdin_review(console: Any) -> Any:
+    def review(pending: Any) -> dict[str, Any]:
+        console.print(f"Proposed mask ({pending.mask_source}): {pending.mask_path}")
+        console.print("Approve it? [Y/n], or type the path of a replacement mask:")
+        answer = sys.stdin.readline().strip()
+        if answer.lower() in ("", "y", "yes"):
+            return {"approve": True}
+        if answer.lower() in ("n", "no"):
+            return {"approve": False}
+        return {"mask": answer}
+
+    return review
+
+
+def _summary(console: Any, result: Any, out: Path | None, session: EditSession) -> None:
+    verdict = "[green]accepted[/]" if result.accepted else "[yellow]not accepted[/]"
+    where = f"wrote {out}" if out else f"result {session.path(result.image)}"
+    console.print(f"{where} ({verdict} after {result.attempts} attempt(s); planner "
+                  f"{result.planner}, inpainter {result.inpainter})")
+    if not result.accepted:
+        console.print(f"  reason: {result.reason}", markup=False)
+    console.print(f"  session {session.id}, turn {result.turn}: `brushedit trace show "
+                  f"{session.id}`", markup=False)
+
+
+def edit(
+    image: Annotated[Path, typer.Argument(help="Image to edit (or '-' with --session).")],
+    instruction: Annotated[str, typer.Argument(help="What to change, e.g. 'remove the cat'.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
+    mask: Annotated[Path | None, typer.Option("--mask", help="Mask PNG, white = edit.")] = None,
+    session_id: SessionOpt = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200)] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, max=8)] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", min=0.0, max=30.0)] = None,
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1, max=10)] = None,
+    inpainter: InpainterOpt = "brushnet",
+    planner: PlannerOpt = "auto",
+    review_mask: Annotated[bool, typer.Option("--review-mask",
+                                              help="Approve or replace the mask first.")] = False,
+) -> None:
+    """Edit IMAGE as INSTRUCTION says and write the result to OUT."""
+    _choice(inpainter, INPAINTERS, "--inpainter")
+    _choice(planner, PLANNERS, "--planner")
+    from graphs.session import EditSession
+
+    source = None if str(image) == "-" else image
+    if source is None and session_id is None:
+        raise InvalidRequestError("IMAGE '-' continues a session: pass --session ID")
+    _check_output(out, source, mask)
+    components = _components(inpainter, planner, max_attempts)
+    try:
+        session = EditSession.open(components, session_id)
+        options = session.default_options().model_copy(update={
+            k: v for k, v in {"seed": seed, "steps": steps, "samples": samples,
+                              "guidance_scale": guidance}.items() if v is not None
+        })
+        console = _console()
+        with EventView(console) as view:
+            result = session.edit(
+                str(source) if source is not None else None, instruction, mask=mask,
+                options=options, review_mask=review_mask,
+                review=_stdin_review(console) if review_mask else None, on_event=view,
+            )
+        _save(components, result.image, out)
+        _summary(console, result, out, session)
+    finally:
+        components.close()
+
+
+def resume(
+    session_id: Annotated[str, typer.Argument(help="Session whose last edit was cut short.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
+) -> None:
+    """Finish an edit that was interrupted (crash, kill) from its last completed step."""
+    from graphs.session import EditSession
+
+    _check_output(out)
+    components = _components("brushnet", "auto")
+    try:
+        session = EditSession.open(components, session_id)
+        console = _console()
+        with EventView(console) as view:
+            result = session.resume(on_event=view)
+        if not hasattr(result, "image"):
+            raise InvalidRequestError("the edit is waiting for a mask review; use the Python API")
+        _save(components, result.image, out)
+        _summary(console, result, out, session)
+    finally:
+        components.close()
+
+
+CHAT_HELP = """Type an instruction, or: undo [TURN] · keep · show-mask · history · save PATH · quit"""
+
+
+def chat(
+    image: Annotated[Path, typer.Argument(help="Image to start from.")],
+    session_id: SessionOpt = None,
+    inpainter: InpainterOpt = "brushnet",
+    planner: PlannerOpt = "auto",
+    mask: Annotated[Path | None, typer.Option("--mask", help="Mask for the first turn.")] = None,
+) -> None:
+    """Edit IMAGE over several turns, reading instructions from stdin (one per line)."""
+    _choice(inpainter, INPAINTERS, "--inpainter")
+    _choice(planner, PLANNERS, "--planner")
+    from graphs.session import EditSession
+    from tools.errors import BrushEditError
+
+    components = _components(inpainter, planner)
+    console = _console(stderr=False)
+    try:
+        session = EditSession.open(components, session_id)
+        source: str | None = str(image)
+        pending_mask: Path | None = mask
+        console.print(f"session {session.id}. {CHAT_HELP}", markup=False)
+        last = None
+        for raw in sys.stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            command, _, arg = line.partition(" ")
+            try:
+                if command in ("quit", "exit", "q"):
+                    break
+                if command == "undo":
+                    current = session.undo(int(arg) if arg.strip() else None)
+                    console.print(f"back to {session.path(current)}", markup=False)
+                elif command == "keep":
+                    current = session.keep()
+                    console.print(f"continuing from {session.path(current)}", markup=False)
+                elif command == "show-mask":
+                    masks = [t for t in session.turns() if t.mask and not t.undone]
+                    console.print(f"mask: {session.path(masks[-1].mask)}" if masks
+                                  else "no mask yet", markup=False)
+                elif command == "history":
+                    for t in session.turns():
+                        flag = " (undone)" if t.undone else ""
+                        state = "accepted" if t.accepted else t.status
+                        console.print(f"{t.turn}. {t.instruction} -> {state}{flag}"
+                                      f"{' ' + str(session.path(t.image)) if t.image else ''}",
+                                      markup=False)
+                elif command == "save":
+                    current = session.current_image
+                    if not arg.strip() or current is None:
+                        raise InvalidRequestError("usage: save PATH (after a first edit)")
+                    console.print(f"wrote {_save(components, current, Path(arg.strip()))}",
+                                  markup=False)
+                else:
+                    with EventView(_console()) as view:
+                        last = session.edit(source, line, mask=pending_mask, on_event=view)
+                    source, pending_mask = None, None
+                    _summary(console, last, None, session)
+            except BrushEditError as exc:
+                console.print(f"Error: {' '.join(str(exc).split())}", markup=False)
+            except ValueError:
+                console.print(f"Error: cannot read {arg!r} as a turn number", markup=False)
+        console.print(f"bye: `brushedit trace show {session.id}`", markup=False)
+    finally:
+        components.close()
+
+
+def examples_dir() -> Path:
+    return Path(__file__).parent / "examples"
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for results and the report.")] = Path(
+        "brushedit-demo"),
+) -> None:
+    """Edit the bundled examples offline with whatever is installed, and write a report."""
+    from graphs.components import build_components
+    from graphs.doctor import check_ollama, check_weights
+    from graphs.report import write_report
+    from graphs.session import EditSession
+    from tools.errors import BrushEditError
+
+    settings = _settings()
+    console = _console(stderr=False)
+    have_brushnet = all(c.ok for c in (
+        check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL",
+                      "model_index.json"),
+        check_weights("BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
+                      subfolder=settings.brushnet_subfolder),
+    ))
+    have_vlm = all(c.ok for c in check_ollama(settings.ollama_host, settings.ollama_model))
+    inpainter = "brushnet" if have_brushnet else "opencv"
+    planner = "auto" if have_vlm else "rules"
+    console.print(f"demo: planner {'VLM (' + settings.ollama_model + ')' if have_vlm else 'rules'}"
+                  f", inpainter {inpainter}"
+                  + ("" if have_brushnet else " (BrushNet weights not found; see `brushedit "
+                     "doctor`)"), markup=False)
+    components = build_components(settings, inpainter=inpainter, planner=planner,
+                                  segmenter=False)
+    try:
+        session = EditSession.open(components, None)
+        manifest = json.loads((examples_dir() / "examples.json").read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        for example in manifest:
+            image = examples_dir() / example["image"]
+            mask = examples_dir() / example["mask"]
+            options = session.default_options()
+            with EventView(_console()) as view:
+                try:
+                    result = session.edit(str(image), example["instruction"], mask=str(mask),
+                                          options=options, on_event=view)
+                except BrushEditError as exc:
+                    if options.inpainter == "opencv":
+                        raise
+                    console.print(f"BrushNet failed ({exc}); falling back to opencv",
+                                  markup=False)
+                    result = session.edit(
+                        str(image), example["instruction"], mask=str(mask),
+                        options=options.model_copy(update={"inpainter": "opencv"}),
+                        on_event=view,
+                    )
+            target = _save(components, result.image, out / f"{example['name']}_result.png")
+            console.print(f"{example['instruction']!r}: wrote {target} (planner "
+                          f"{result.planner}, inpainter {result.inpainter}, "
+                          f"{'accepted' if result.accepted else 'not accepted'} after "
+                          f"{result.attempts} attempt(s))", markup=False)
+        report = write_report(out / "report.html", session.id, session.trace(),
+                              components.traces.turns(session.id), components.store)
+        console.print(f"report: {report}  (session {session.id})", markup=False)
+    finally:
+        components.close()
+
+
+# -- trace -----------------------------------------------------------------------------------------
+
+
+def _traces() -> Any:
+    from graphs.traces import TraceStore
+
+    settings = _settings()
+    return TraceStore(Path(settings.data_dir).expanduser() / "traces.sqlite")
+
+
+def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:
+    if not store.has_session(session_id):
+        known = [s["id"] for s in store.sessions()[:5]]
+        raise InvalidRequestError(
+            f"no session {session_id!r} in the trace log"
+            + (f"; recent: {', '.join(known)}" if known else "; run `brushedit edit` first")
+        )
+    return store.events(session_id)
+
+
+@trace_app.command("list")
+def trace_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+) -> None:
+    """Sessions, newest first."""
+    from rich.table import Table
+
+    store = _traces()
+    try:
+        rows = store.sessions()[:limit]
+    finally:
+        store.close()
+    if not rows:
+        typer.echo("no sessions yet")
+        return
+    table = Table("session", "updated", "turns", "steps", "first instruction")
+    for row in rows:
+        table.add_row(row["id"], row["updated"][:19], str(row["turns"]), str(row["events"]),
+                      row["title"] or "")
+    _console(stderr=False).print(table)
+
+
+@trace_app.command("show")
+def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
+    """A readable timeline of one session: steps, decisions, prompts in brief."""
+    from rich.tree import Tree
+
+    store = _traces()
+    try:
+        events = _session_events(store, session_id)
+    finally:
+        store.close()
+    tree = Tree(f"session {session_id}")
+    turns: dict[Any, Any] = {}
+    for event in events:
+        turn = event.get("turn")
+        branch = turns.get(turn)
+        if branch is None:
+            branch = turns[turn] = tree.add(f"turn {turn}" if turn is not None else "session")
+        mark = "[green]✓[/]" if event["status"] == "ok" else "[red]✗[/]"
+        line = (f"{mark} {event['node']} [dim]attempt {event.get('attempt')} · "
+                f"{event.get('duration_ms') or 0:.0f} ms[/]")
+        detail = _brief(event)
+        node = branch.add(line + (f" — {detail}" if detail else ""))
+        for call in event.get("calls") or []:
+            node.add(f"[cyan]{call.get('model')}[/] prompt: {_cut(call.get('prompt'))} → "
+                     f"raw: {_cut(call.get('raw'))}")
+        if event.get("error"):
+            node.add(f"[red]{_cut(event['error'], 200)}[/]")
+    _console(stderr=False).print(tree)
+
+
+def _brief(event: dict[str, Any]) -> str:
+    out = event.get("outputs") or {}
+    node = event["node"]
+    from rich.markup import escape
+
+    if node == "classify":
+        text = f"{out.get('category')} via {out.get('planner')}"
+    elif node == "mask":
+        text = f"{out.get('mask_source')} mask, coverage {out.get('coverage')}"
+    elif node == "caption":
+        text = f"caption “{out.get('caption')}”"
+    elif node == "inpaint":
+        params = event.get("params") or {}
+        text = f"{params.get('inpainter')} seed {params.get('seed')}"
+    elif node == "verify":
+        text = f"{out.get('decision')}" + (f" → {out.get('stage')}" if out.get("stage") else "") \
+            + f": {out.get('reason')}"
+    elif node == "finish":
+        text = f"{'accepted' if out.get('accepted') else 'best effort'}: {out.get('image', '')[:12]}"
+    elif node == "identify":
+        text = f"object {out.get('object')!r}"
+    elif node == "review":
+        text = str(out.get("decision"))
+    elif node == "undo":
+        text = f"undid turns {out.get('undone')}"
+    else:
+        text = ""
+    return escape(_cut(text, 160))
+
+
+def _cut(text: Any, limit: int = 80) -> str:
+    one = " ".join(str(text or "").split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+@trace_app.command("export")
+def trace_export(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one event per line).")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (stdout if omitted).")]
+    = None,
+) -> None:
+    """Every event of a session as JSON lines, with prompts, raw answers and image hashes."""
+    if fmt != "jsonl":
+        raise typer.BadParameter("only jsonl is supported", param_hint="--format")
+    from graphs.traces import dumps
+
+    store = _traces()
+    try:
+        lines = [dumps(event) for event in _session_events(store, session_id)]
+    finally:
+        store.close()
+    text = "\n".join(lines) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from graphs.artifacts import write_text_atomic
+
+        write_text_atomic(output, text)
+        typer.echo(f"wrote {len(lines)} events to {output}", err=True)
+
+
+@trace_app.command("report")
+def trace_report(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path(
+        "report.html"),
+) -> None:
+    """A self-contained HTML page: each step with its images, prompts and verdicts."""
+    from graphs.artifacts import ArtifactStore
+    from graphs.report import write_report
+
+    settings = _settings()
+    store = _traces()
+    try:
+        events = _session_events(store, session_id)
+        turns = store.turns(session_id)
+    finally:
+        store.close()
+    artifacts = ArtifactStore(Path(settings.data_dir).expanduser() / "artifacts")
+    path = write_report(output, session_id, events, turns, artifacts)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the editing commands and the `trace` group to the root app."""
+    app.command()(edit)
+    app.command()(resume)
+    app.command()(chat)
+    app.command()(demo)
+    app.add_typer(trace_app, name="trace")

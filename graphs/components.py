@@ -1,0 +1,289 @@
+"""What a graph runs with: models, stores and knobs, injected rather than read from globals.
+
+`Components` is a plain dataclass so tests, the CLI, the servers and the evals can each assemble
+their own (a scripted VLM, a toy segmenter, an in-memory checkpointer). `build_components` is the
+app-layer factory that reads `Settings`; it loads nothing heavy: the segmenter and BrushNet are
+built on first use, so offline runs and `--inpainter opencv` never touch model weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from graphs.artifacts import ArtifactStore
+from graphs.traces import TraceStore
+from tools.errors import ConfigError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from graphs.settings import Settings
+
+PlannerMode = Literal["auto", "vlm", "rules"]
+INPAINTER_NAMES = ("brushnet", "opencv")
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(kw_only=True)
+class GraphSettings:
+    """Knobs of the edit loop itself (not of any model)."""
+
+    max_attempts: int = field(default=3, metadata={"description": "Verifier attempts per edit."})
+    planner: PlannerMode = field(
+        default="auto",
+        metadata={"description": "auto: VLM, falling back to rules when it fails; vlm; rules."},
+    )
+    inpainter: str = field(default="brushnet", metadata={"description": "Default inpainter."})
+    mask_policy: Any = field(
+        default=None, metadata={"description": "tools.masks.MaskPolicy; None = its defaults."}
+    )
+    max_image_side: int = field(
+        default=1024, metadata={"description": "Sources above this are downscaled on import."}
+    )
+    dilation_step_px: int = field(
+        default=12, metadata={"description": "Extra mask dilation per mask retry."}
+    )
+    guidance_step: float = field(
+        default=1.5, metadata={"description": "Guidance scale added per inpaint retry."}
+    )
+    conditioning_step: float = field(
+        default=0.2, metadata={"description": "BrushNet conditioning scale added per retry."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 10:
+            raise ConfigError(f"`max_attempts` must be between 1 and 10, got {self.max_attempts}")
+        if self.planner not in ("auto", "vlm", "rules"):
+            raise ConfigError(f"`planner` must be auto, vlm or rules, got {self.planner!r}")
+
+
+class LazySegmenter:
+    """A segmenter built on the first `segment` call (GroundingDINO + SAM are gigabytes)."""
+
+    def __init__(self, loader: Callable[[], Any], name: str = "grounded-sam") -> None:
+        self._loader = loader
+        self._inner: Any = None
+        self._lock = threading.Lock()
+        self.name = name
+
+    @property
+    def loaded(self) -> bool:
+        return self._inner is not None
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._inner is None:
+                self._inner = self._loader()
+        return self._inner
+
+    def segment(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load().segment(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+@dataclass(kw_only=True)
+class Components:
+    """Everything `build_graph` needs.
+
+    Attributes:
+        store: content-addressed images and masks.
+        traces: the audit log (also holds the session turn table).
+        vlm: an `agents.vlm.VisionLanguageModel`, or None to plan with the rule parser.
+        segmenter: a `tools.segment.Segmenter` (or `LazySegmenter`), or None when no weights.
+        inpainters: name -> an `Inpainter`, or a zero-argument factory called on first use.
+        settings: the loop's knobs.
+        checkpointer: a LangGraph saver; None keeps sessions in memory only.
+    """
+
+    store: ArtifactStore
+    traces: TraceStore
+    vlm: Any = None
+    segmenter: Any = None
+    inpainters: dict[str, Any] = field(default_factory=dict)
+    settings: GraphSettings = field(default_factory=GraphSettings)
+    checkpointer: Any = None
+    _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def inpainter(self, name: str, on_event: EventSink | None = None) -> Any:
+        """The inpainter called `name`, constructing it on first use (and saying so)."""
+        if name not in self.inpainters:
+            known = ", ".join(sorted(self.inpainters)) or "none"
+            raise InvalidRequestError(f"unknown inpainter `{name}`; available: {known}")
+        with self._lock:
+            if name in self._built:
+                return self._built[name]
+            entry = self.inpainters[name]
+            if not callable(entry) or hasattr(entry, "inpaint"):
+                self._built[name] = entry
+                return entry
+            if on_event:
+                on_event({"type": "load", "component": f"inpainter:{name}", "status": "start"})
+            built = entry()
+            if on_event:
+                on_event({"type": "load", "component": f"inpainter:{name}", "status": "end"})
+            self._built[name] = built
+            return built
+
+    def graph(self) -> Any:
+        """The editing graph compiled with this bundle's checkpointer (built once)."""
+        with self._lock:
+            if "graph" not in self._built:
+                from graphs.graph import build_graph
+
+                saver = self.checkpointer
+                if saver is None:
+                    from langgraph.checkpoint.memory import InMemorySaver
+
+                    saver = self.checkpointer = InMemorySaver()
+                self._built["graph"] = build_graph(self, checkpointer=saver)
+            return self._built["graph"]
+
+    def close(self) -> None:
+        """Close the trace store and a SQLite checkpointer's connection."""
+        self.traces.close()
+        conn = getattr(self.checkpointer, "conn", None)
+        if conn is not None and hasattr(conn, "close"):
+            conn.close()
+
+
+def build_components(
+    settings: Settings,
+    *,
+    inpainter: str = "brushnet",
+    planner: PlannerMode = "auto",
+    segmenter: bool = True,
+    persist: bool = True,
+    max_attempts: int | None = None,
+) -> Components:
+    """Assemble `Components` from `Settings` (the app layer's job; nothing heavy loads here).
+
+    Args:
+        settings: where models, data and the database are.
+        inpainter: default inpainter, `brushnet` or `opencv` (both stay available by name).
+        planner: `auto` tries the Ollama VLM and falls back to the rule parser; `vlm` fails when
+            the VLM does; `rules` never calls it.
+        segmenter: build a (lazy) GroundingDINO + SAM segmenter; False for user masks only.
+        persist: open the session checkpointer (SQLite in `data_dir`, or Postgres when
+            `database_url` says so); False keeps sessions in memory (the LangGraph server).
+        max_attempts: overrides `settings.max_attempts`.
+    """
+    if inpainter not in INPAINTER_NAMES:
+        raise InvalidRequestError(
+            f"unknown inpainter `{inpainter}`; choose one of {', '.join(INPAINTER_NAMES)}"
+        )
+    data_dir = Path(settings.data_dir).expanduser()
+    vlm = None
+    if planner != "rules":
+        from agents.vlm import OllamaVLM
+
+        vlm = OllamaVLM(
+            model=settings.ollama_model, host=settings.ollama_host, timeout=settings.ollama_timeout
+        )
+    seg = LazySegmenter(lambda: _load_segmenter(settings)) if segmenter else None
+    return Components(
+        store=ArtifactStore(data_dir / "artifacts"),
+        traces=TraceStore(data_dir / "traces.sqlite"),
+        vlm=vlm,
+        segmenter=seg,
+        inpainters={
+            "brushnet": lambda: _load_brushnet(settings),
+            "opencv": _load_opencv,
+        },
+        settings=GraphSettings(
+            max_attempts=max_attempts or settings.max_attempts,
+            planner=planner,
+            inpainter=inpainter,
+            max_image_side=settings.max_image_side,
+        ),
+        checkpointer=open_checkpointer(settings) if persist else None,
+    )
+
+
+def _load_segmenter(settings: Settings) -> Any:
+    from tools.segment import GroundedSegmenter
+
+    device = settings.resolved_device()
+    return GroundedSegmenter.from_pretrained(
+        settings.detector, settings.sam, device=device, dtype=settings.resolved_dtype(device),
+        local_files_only=False,
+    )
+
+
+def _load_brushnet(settings: Settings) -> Any:
+    from tools.inpaint import BrushNetInpainter
+
+    device = settings.resolved_device()
+    return BrushNetInpainter.from_pretrained(
+        settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
+        device=device, dtype=settings.resolved_dtype(device), local_files_only=False,
+        cpu_offload=False,
+    )
+
+
+def _load_opencv() -> Any:
+    from tools.inpaint import OpenCVInpainter
+
+    return OpenCVInpainter()
+
+
+# -- checkpointers -------------------------------------------------------------------------------
+
+
+def checkpointer_target(database_url: str | None, sqlite_path: Path) -> tuple[str, str]:
+    """Which saver a URL selects: ("postgres", url) or ("sqlite", file path)."""
+    url = (database_url or "").strip()
+    if not url:
+        return "sqlite", str(sqlite_path)
+    if url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+        return "postgres", url.replace("postgresql+psycopg://", "postgresql://", 1)
+    if url.startswith("sqlite:///"):
+        return "sqlite", url.removeprefix("sqlite:///") or str(sqlite_path)
+    if url.startswith("sqlite://"):
+        return "sqlite", url.removeprefix("sqlite://") or str(sqlite_path)
+    raise ConfigError(
+        f"BRUSHEDIT_DATABASE_URL must start with postgresql:// or sqlite:///, got `{url[:40]}`"
+    )
+
+
+def open_checkpointer(settings: Settings) -> Any:
+    """A LangGraph saver for `settings`: SqliteSaver in `data_dir` unless a postgres URL is set."""
+    kind, target = checkpointer_target(settings.database_url, settings.sqlite_path)
+    if kind == "postgres":
+        return _open_postgres(target)
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(target).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver
+
+
+def _open_postgres(url: str) -> Any:
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg import Connection
+        from psycopg.rows import dict_row
+    except ImportError as exc:
+        raise ConfigError(
+            "BRUSHEDIT_DATABASE_URL is a postgres URL but the Postgres saver is not installed; "
+            "run `pip install 'brushedit-agents[postgres]'`"
+        ) from exc
+    try:
+        conn = Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    except Exception as exc:  # psycopg's errors are many; all mean "cannot connect"
+        raise ConfigError(f"cannot connect to the Postgres database: {exc}") from exc
+    saver = PostgresSaver(conn)
+    saver.setup()
+    return saver

@@ -1,0 +1,368 @@
+"""The session facade: what the CLI, the servers and the evals call.
+
+A session is one LangGraph thread (thread_id = session id) plus a turn table in the trace store.
+Each turn runs the graph once; an accepted result becomes the next turn's source, `undo` moves
+back to any earlier turn, and a run that died half-way resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphs.artifacts import is_hash
+from tools.errors import BrushEditError, InvalidRequestError
+from tools.types import EditOptions, EditResult
+
+if TYPE_CHECKING:
+    from graphs.components import Components
+
+EventSink = Callable[[dict[str, Any]], None]
+ImageInput = "str | Path | bytes | Image.Image | None"
+
+
+class Turn(BaseModel):
+    """One instruction applied within a session."""
+
+    turn: int
+    instruction: str
+    source: str = Field(description="Hash of the image the turn started from.")
+    image: str | None = Field(default=None, description="Hash of the result, once finished.")
+    mask: str | None = None
+    accepted: bool = False
+    kept: bool = Field(default=False, description="Not accepted, but kept by the user.")
+    undone: bool = False
+    status: str = Field(description="running, done, failed or abandoned.")
+    reason: str | None = None
+
+
+class MaskReview(BaseModel):
+    """A paused edit waiting for a person to approve or replace its mask."""
+
+    kind: str = "mask_review"
+    session_id: str
+    turn: int | None = None
+    attempt: int = 1
+    image: str
+    mask: str
+    mask_source: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    instruction: str
+    mask_path: str
+
+
+class EditSession:
+    """A persistent, multi-turn editing conversation over one `Components` bundle."""
+
+    def __init__(self, components: Components, session_id: str) -> None:
+        self.components = components
+        self.id = session_id
+        self.config = {"configurable": {"thread_id": session_id}}
+
+    @classmethod
+    def open(cls, components: Components, session_id: str | None = None) -> EditSession:
+        """Continue session `session_id`, or start a new one (new id) when it is None."""
+        if session_id is not None and not session_id.strip():
+            raise InvalidRequestError("a session id cannot be empty")
+        session = cls(components, session_id or uuid.uuid4().hex[:12])
+        components.traces.touch_session(session.id)
+        return session
+
+    def __repr__(self) -> str:
+        return f"EditSession({self.id!r})"
+
+    # -- editing ---------------------------------------------------------------------------
+
+    def edit(
+        self,
+        image: ImageInput,
+        instruction: str,
+        *,
+        mask: Any = None,
+        options: EditOptions | None = None,
+        review_mask: bool = False,
+        review: Callable[[MaskReview], dict[str, Any]] | None = None,
+        on_event: EventSink | None = None,
+    ) -> EditResult:
+        """Run one turn to the end and return its result.
+
+        Args:
+            image: a path, bytes, PIL image or artifact hash; None continues from the current
+                image (the last accepted result).
+            instruction: what to change, in words.
+            mask: optional user mask (path, bytes, array, PIL image or hash; white = edit).
+            options: seed, steps, samples, attempts, inpainter...; defaults from the components.
+            review_mask: pause after the mask proposal; `review` is then called with a
+                `MaskReview` and returns `{"approve": True}` or `{"mask": <hash>}`.
+            on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
+        """
+        if review_mask and review is None:
+            raise InvalidRequestError(
+                "review_mask needs a `review` callback; use `submit` and `resume` to review later"
+            )
+        outcome = self.submit(image, instruction, mask=mask, options=options,
+                              review_mask=review_mask, on_event=on_event)
+        while isinstance(outcome, MaskReview):
+            assert review is not None
+            outcome = self.resume(review(outcome), on_event=on_event)
+        return outcome
+
+    def submit(
+        self,
+        image: ImageInput,
+        instruction: str,
+        *,
+        mask: Any = None,
+        options: EditOptions | None = None,
+        review_mask: bool = False,
+        on_event: EventSink | None = None,
+    ) -> EditResult | MaskReview:
+        """Start a turn; returns its result, or a `MaskReview` when it paused for a person."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InvalidRequestError("the instruction is empty; say what to change")
+        options = options or self.default_options()
+        source, scale = self._import_image(image)
+        user_mask = self._import_mask(mask, source, scale) if mask is not None else None
+        for row in self.components.traces.turns(self.id):
+            if row["status"] in ("running", "review"):
+                self.components.traces.set_turn_status(self.id, row["turn"], "abandoned")
+        turn = self._next_turn()
+        self.components.traces.start_turn(self.id, turn, instruction.strip(), source)
+        payload = {
+            "source_image": source, "instruction": instruction.strip(), "user_mask": user_mask,
+            "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
+            "turn": turn,
+        }
+        _emit(on_event, {"type": "turn", "status": "start", "turn": turn, "session_id": self.id,
+                         "instruction": instruction.strip(), "source": source})
+        return self._run(payload, turn, on_event)
+
+    def resume(
+        self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None
+    ) -> EditResult | MaskReview:
+        """Continue a paused or interrupted turn.
+
+        With a `MaskReview` pending, `decision` answers it (`{"approve": True}`, or
+        `{"mask": <hash or path or array>}`); after a crash, call it with no decision to run on
+        from the last completed node.
+        """
+        from langgraph.types import Command
+
+        state = self._graph().get_state(self.config)
+        if not state.next:
+            raise InvalidRequestError(f"session {self.id} has no unfinished edit to resume")
+        turn = int(state.values.get("turn") or self._next_turn() - 1)
+        pending = self.pending()
+        if pending is not None:
+            if decision is None:
+                raise InvalidRequestError(
+                    "this edit is waiting for a mask review: answer {'approve': True} or "
+                    "{'mask': ...}"
+                )
+            if decision.get("mask") is not None and not is_hash(decision["mask"]):
+                decision = {**decision, "mask": self._import_mask(
+                    decision["mask"], state.values["source_image"], 1.0)}
+            self._set_status(turn, "running")
+            return self._run(Command(resume=decision), turn, on_event)
+        self._set_status(turn, "running")
+        return self._run(None, turn, on_event)
+
+    def pending(self) -> MaskReview | None:
+        """The mask review this session is waiting for, if any."""
+        state = self._graph().get_state(self.config)
+        for task in state.tasks:
+            for item in task.interrupts:
+                if isinstance(item.value, dict) and item.value.get("kind") == "mask_review":
+                    return MaskReview.model_validate(item.value)
+        return None
+
+    def unfinished(self) -> bool:
+        """True when a turn stopped before its end (a crash, or a pending mask review)."""
+        rows = self.components.traces.turns(self.id)
+        return bool(rows) and rows[-1]["status"] in ("running", "review") and bool(
+            self._graph().get_state(self.config).next
+        )
+
+    # -- history -------------------------------------------------------------------------------
+
+    def turns(self) -> list[Turn]:
+        """Every turn, oldest first (undone ones included, flagged)."""
+        return [
+            Turn(turn=r["turn"], instruction=r["instruction"], source=r["source"],
+                 image=r["result"], mask=r["mask"], accepted=r["accepted"], kept=r["kept"],
+                 undone=r["undone"], status=r["status"], reason=r["reason"])
+            for r in self.components.traces.turns(self.id)
+        ]
+
+    @property
+    def current_image(self) -> str | None:
+        """Hash of the image the next turn starts from (None before the first turn)."""
+        turns = self.turns()
+        if not turns:
+            return None
+        current = turns[0].source
+        for t in turns:
+            if t.undone or t.status != "done":
+                continue
+            current = t.image if (t.accepted or t.kept) and t.image else t.source
+        return current
+
+    def undo(self, turn: int | None = None) -> str:
+        """Go back one turn, or to just after `turn` (0 = the original image).
+
+        Returns the hash of the image the next turn will start from.
+        """
+        active = [t for t in self.turns() if not t.undone and t.status == "done"]
+        if turn is None:
+            if not active:
+                raise InvalidRequestError("nothing to undo in this session")
+            targets = [active[-1].turn]
+        else:
+            if turn != 0 and turn not in {t.turn for t in active}:
+                known = ", ".join(str(t.turn) for t in active) or "none"
+                raise InvalidRequestError(
+                    f"turn {turn} cannot be restored; active turns: {known} (0 = original image)"
+                )
+            targets = [t.turn for t in active if t.turn > turn]
+        self.components.traces.set_turn_flags(self.id, targets, undone=True)
+        self.components.traces.record(
+            self.id, "undo", outputs={"undone": targets, "current": self.current_image},
+            images={"current": self.current_image},
+        )
+        current = self.current_image
+        assert current is not None
+        return current
+
+    def keep(self, turn: int | None = None) -> str:
+        """Continue from a result the verifier did not accept (the latest one by default)."""
+        done = [t for t in self.turns() if not t.undone and t.status == "done"]
+        chosen = [t for t in done if turn is None or t.turn == turn]
+        if not chosen:
+            raise InvalidRequestError("no finished turn to keep")
+        self.components.traces.set_turn_flags(self.id, [chosen[-1].turn], kept=True)
+        current = self.current_image
+        assert current is not None
+        return current
+
+    def trace(self) -> list[dict[str, Any]]:
+        """Every trace event of this session (JSON-able dicts, oldest first)."""
+        return self.components.traces.events(self.id)
+
+    def default_options(self) -> EditOptions:
+        knobs = self.components.settings
+        return EditOptions(max_attempts=knobs.max_attempts, inpainter=knobs.inpainter)
+
+    def path(self, digest: str) -> Path:
+        """File of an artifact (result, mask, source) by hash."""
+        return self.components.store.path(digest)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _graph(self) -> Any:
+        return self.components.graph()
+
+    def _run(self, payload: Any, turn: int, on_event: EventSink | None) -> EditResult | MaskReview:
+        graph = self._graph()
+        traces = self.components.traces
+        try:
+            for mode, chunk in graph.stream(
+                payload, self.config, stream_mode=["custom", "updates"], durability="sync"
+            ):
+                if mode == "custom":
+                    _emit(on_event, chunk)
+        except BrushEditError as exc:
+            self._set_status(turn, "failed", reason=str(exc))
+            raise
+        except Exception as exc:
+            self._set_status(turn, "failed", reason=f"{type(exc).__name__}: {exc}")
+            raise
+        review = self.pending()
+        if review is not None:
+            self._set_status(turn, "review")
+            _emit(on_event, {"type": "interrupt", **review.model_dump()})
+            return review
+        values = graph.get_state(self.config).values
+        result = EditResult.model_validate(values["result"])
+        traces.finish_turn(self.id, turn, result=result.image, mask=result.mask,
+                           accepted=result.accepted, reason=result.reason)
+        _emit(on_event, {"type": "result", "turn": turn, "image": result.image,
+                         "accepted": result.accepted, "attempts": result.attempts,
+                         "planner": result.planner, "reason": result.reason,
+                         "path": str(self.components.store.path(result.image))})
+        return result
+
+    def _set_status(self, turn: int, status: str, reason: str | None = None) -> None:
+        self.components.traces.set_turn_status(self.id, turn, status, reason=reason)
+
+    def _next_turn(self) -> int:
+        rows = self.components.traces.turns(self.id)
+        return (max(r["turn"] for r in rows) + 1) if rows else 1
+
+    def _import_image(self, image: Any) -> tuple[str, float]:
+        """Store the source image (downscaled to `max_image_side`); returns (hash, scale)."""
+        store = self.components.store
+        if image is None:
+            current = self.current_image
+            if current is None:
+                raise InvalidRequestError(
+                    "no image given and this session has no previous result to continue from"
+                )
+            return current, 1.0
+        if isinstance(image, str) and is_hash(image) and store.has(image):
+            return image, 1.0
+        if hasattr(image, "mode") and hasattr(image, "size"):
+            pil = image.convert("RGB")
+        else:
+            from tools.images import load_image
+
+            pil = load_image(image)
+        limit = self.components.settings.max_image_side
+        scale = 1.0
+        if max(pil.size) > limit:
+            from PIL import Image
+
+            scale = limit / max(pil.size)
+            size = (max(8, round(pil.size[0] * scale)), max(8, round(pil.size[1] * scale)))
+            pil = pil.resize(size, Image.Resampling.LANCZOS)
+        return store.put_image(pil), scale
+
+    def _import_mask(self, mask: Any, source: str, scale: float) -> str:
+        store = self.components.store
+        if isinstance(mask, str) and is_hash(mask) and store.has(mask):
+            digest = mask
+        else:
+            size = store.get_image(source).size
+            if isinstance(mask, (str, Path, bytes)):
+                from tools.images import load_mask
+
+                array = load_mask(mask, size, resize=scale != 1.0)
+            else:
+                from tools.masks import as_mask
+
+                array = as_mask(mask)
+                if (array.shape[1], array.shape[0]) != size:
+                    if scale == 1.0:
+                        from tools.errors import InvalidMaskError
+
+                        raise InvalidMaskError(
+                            f"the mask is {array.shape[1]}x{array.shape[0]} but the image is "
+                            f"{size[0]}x{size[1]}"
+                        )
+                    from PIL import Image
+
+                    array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
+            digest = store.put_mask(array)
+        mask_array = store.get_mask(digest)
+        if not mask_array.any():
+            raise InvalidRequestError("the mask is empty (all black); paint the area to edit white")
+        return digest
+
+
+def _emit(sink: EventSink | None, event: dict[str, Any]) -> None:
+    if sink is not None:
+        sink(event)

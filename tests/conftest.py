@@ -1,0 +1,25 @@
+"""Shared test setup: nothing touches the real user data, the Hub or all the CPU cores."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("MKL_NUM_THREADS", "2")  # read by torch when it is first imported
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+with contextlib.suppress(ImportError):  # the agents' Ollama test server, for every package
+    from tests.fakes.ollama_server import fake_ollama  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(monkeypatch, tmp_path):
+    """Data, config and cache dirs under tmp_path; the Hub offline."""
+    monkeypatch.setenv("BRUSHEDIT_DATA_DIR", str(tmp_path / "brushedit-data"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

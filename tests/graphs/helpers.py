@@ -1,0 +1,96 @@
+"""Small deterministic stand-ins for the graph tests: a picture, a segmenter, components."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from graphs.artifacts import ArtifactStore
+from graphs.components import Components, GraphSettings
+from graphs.traces import TraceStore
+from tools.inpaint import OpenCVInpainter
+from tools.segment import Segmentation, Segmenter
+
+SIZE = 64
+
+
+def picture(seed: int = 0) -> Image.Image:
+    """A textured 64x64 scene with a dark 'object' square at (20..40, 20..40)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    base = np.stack([120 + x, 140 + y, 160 + (x + y) // 2], axis=-1).astype(np.int16)
+    base += rng.integers(-6, 7, base.shape, dtype=np.int16)
+    base[20:40, 20:40] = 20
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def object_mask() -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[18:42, 18:42] = 255
+    return mask
+
+
+class DarkSegmenter(Segmenter):
+    """Finds whatever is darker than 60: the test picture's 'object'."""
+
+    name = "dark"
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def segment(self, image, phrase, *, box_thresholds=(0.3,), text_threshold=0.25, union=False):
+        self.calls.append({"phrase": phrase, "thresholds": tuple(box_thresholds), "union": union})
+        array = np.asarray(image.convert("L"))
+        mask = np.where(array < 60, 255, 0).astype(np.uint8)
+        found = bool(mask.any())
+        ys, xs = np.nonzero(mask)
+        boxes = [(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))] \
+            if found else []
+        return Segmentation(phrase=phrase, mask=mask, found=found, boxes=boxes,
+                            scores=[0.9] * len(boxes), labels=[phrase] * len(boxes),
+                            chosen=list(range(len(boxes))),
+                            threshold=box_thresholds[0] if found else None,
+                            thresholds_tried=list(box_thresholds[:1]), union=union)
+
+
+class SleepyInpainter(OpenCVInpainter):
+    """OpenCV removal that first touches `marker` and sleeps (to be killed mid-node)."""
+
+    def __init__(self, marker: Path, seconds: float) -> None:
+        self.marker = Path(marker)
+        self.seconds = seconds
+
+    def _inpaint(self, *args: Any, **kwargs: Any):
+        self.marker.write_text("inpainting")
+        time.sleep(self.seconds)
+        return super()._inpaint(*args, **kwargs)
+
+
+def make_components(root: Path, *, vlm: Any = None, planner: str = "auto",
+                    inpainters: dict[str, Any] | None = None, segmenter: Any = None,
+                    max_attempts: int = 3, inpainter: str = "opencv") -> Components:
+    """Components on `root` with a real SqliteSaver (as `build_components` would)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(root / "sessions.sqlite"), check_same_thread=False, timeout=30)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return Components(
+        store=ArtifactStore(root / "artifacts"),
+        traces=TraceStore(root / "traces.sqlite"),
+        vlm=vlm,
+        segmenter=segmenter,
+        inpainters=inpainters or {"opencv": OpenCVInpainter()},
+        settings=GraphSettings(planner=planner, max_attempts=max_attempts, inpainter=inpainter),
+        checkpointer=saver,
+    )
+
+
+def nodes_of(events: list[dict[str, Any]]) -> list[str]:
+    return [e["node"] for e in events]

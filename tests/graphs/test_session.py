@@ -1,0 +1,108 @@
+"""Sessions: turns chain, undo, isolation, persistence, and resuming a killed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphs.session import EditSession
+from tests.graphs.helpers import make_components, nodes_of, object_mask, picture
+from tools.errors import InvalidRequestError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mask(x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:56, x0:x1] = 255
+    return mask
+
+
+def test_three_turns_chain_and_undo_restores(tmp_path):
+    components = make_components(tmp_path / "d", planner="rules")
+    session = EditSession.open(components)
+    first = session.edit(picture(), "remove the dark square", mask=object_mask())
+    second = session.edit(None, "remove the left strip", mask=_mask(2, 10))
+    third = session.edit(None, "remove the right strip", mask=_mask(50, 60))
+
+    assert [r.turn for r in (first, second, third)] == [1, 2, 3]
+    assert second.source_image == first.image and third.source_image == second.image
+    assert session.current_image == third.image
+
+    assert session.undo() == second.image  # back one turn
+    assert [t.undone for t in session.turns()] == [False, False, True]
+    fourth = session.edit(None, "remove the bottom", mask=_mask(20, 30))
+    assert fourth.source_image == second.image and fourth.turn == 4
+
+    assert session.undo(turn=1) == first.image
+    fifth = session.edit(None, "remove the top", mask=_mask(30, 40))
+    assert fifth.source_image == first.image
+    assert session.undo(turn=0) == first.source_image  # the original picture
+    with pytest.raises(InvalidRequestError, match="cannot be restored"):
+        session.undo(turn=3)
+    assert "undo" in nodes_of(session.trace())
+
+
+def test_sessions_are_isolated_and_persist(tmp_path):
+    root = tmp_path / "d"
+    components = make_components(root, planner="rules")
+    a, b = EditSession.open(components, "alpha"), EditSession.open(components, "beta")
+    ra = a.edit(picture(0), "remove the dark square", mask=object_mask())
+    rb = b.edit(picture(1), "remove the left strip", mask=_mask(2, 10))
+
+    assert ra.image != rb.image and a.current_image == ra.image and b.current_image == rb.image
+    assert {e["session_id"] for e in a.trace()} == {"alpha"}
+    assert all(t.instruction == "remove the left strip" for t in b.turns())
+    graph = components.graph()
+    assert graph.get_state(a.config).values["instruction"] == "remove the dark square"
+    assert graph.get_state(b.config).values["instruction"] == "remove the left strip"
+    components.close()
+
+    reopened = make_components(root, planner="rules")
+    again = EditSession.open(reopened, "alpha")
+    assert again.current_image == ra.image and len(again.turns()) == 1
+    follow = again.edit(None, "remove the right strip", mask=_mask(50, 60))
+    assert follow.source_image == ra.image and follow.turn == 2
+    assert {s["id"] for s in reopened.traces.sessions()} == {"alpha", "beta"}
+
+
+def test_killed_run_resumes_from_the_last_completed_node(tmp_path):
+    root, marker = tmp_path / "d", tmp_path / "inpainting.started"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.graphs._kill_worker", str(root), "crashy", str(marker)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"worker exited early: {proc.stdout.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("the worker never reached the inpaint node")
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+    components = make_components(root, planner="rules")  # a fast OpenCV inpainter this time
+    session = EditSession.open(components, "crashy")
+    before = nodes_of(session.trace())
+    assert before == ["start", "classify", "identify", "mask", "caption"]
+    assert session.unfinished() and session.turns()[0].status == "running"
+
+    result = session.resume()
+    after = nodes_of(session.trace())
+    assert after == [*before, "inpaint", "verify", "finish"]  # nothing before inpaint re-ran
+    assert result.accepted and result.turn == 1 and session.turns()[0].status == "done"
+    assert not session.unfinished()

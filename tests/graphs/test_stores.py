@@ -1,0 +1,106 @@
+"""Artifact store, trace migrations, checkpointer selection and the import-cost promises."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphs.artifacts import ArtifactStore, write_image_atomic
+from graphs.components import build_components, checkpointer_target, open_checkpointer
+from graphs.settings import Settings
+from graphs.traces import MIGRATIONS, TraceStore
+from tests.graphs.helpers import object_mask, picture
+from tools.errors import ConfigError, InvalidRequestError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_artifacts_are_content_addressed_and_idempotent(tmp_path):
+    store = ArtifactStore(tmp_path / "a")
+    digest = store.put_image(picture())
+    assert store.put_image(picture()) == digest and len(list(store.root.rglob("*.png"))) == 1
+    assert np.array_equal(np.asarray(store.get_image(digest)), np.asarray(picture()))
+    mask = store.put_mask(object_mask())
+    assert np.array_equal(store.get_mask(mask), object_mask()) and store.path(mask).is_file()
+    with pytest.raises(InvalidRequestError, match="not an artifact hash"):
+        store.path("../../etc/passwd")
+    with pytest.raises(InvalidRequestError, match="not in the store"):
+        store.get_image("0" * 64)
+    out = write_image_atomic(picture(), tmp_path / "o" / "x.jpg")
+    assert out.is_file() and not list(out.parent.glob(".*.tmp"))
+
+
+def test_trace_migrations_are_forward_only_and_recorded(tmp_path):
+    path = tmp_path / "t.sqlite"
+    TraceStore(path).close()
+    store = TraceStore(path)  # re-opening applies nothing twice
+    db = sqlite3.connect(path)
+    applied = [r[0] for r in db.execute("SELECT name FROM _brushedit_migrations")]
+    assert applied == [name for name, _ in MIGRATIONS] == ["m001_initial", "m002_turns"]
+    columns = {r[1] for r in db.execute("PRAGMA table_info(calls)")}
+    assert {"event_id", "system", "prompt", "raw", "parsed", "model", "images"} <= columns
+    event = store.record("s1", "classify", turn=1, attempt=1, outputs={"x": np.float32(0.5)},
+                         calls=[{"model": "m", "system": "sys", "user": "u", "raw": "{}",
+                                 "parsed": {"a": 1}, "duration_s": 0.25,
+                                 "image_hashes": ["h"]}])
+    (row,) = store.events("s1")
+    assert row["id"] == event and row["outputs"] == {"x": 0.5}
+    assert row["calls"][0]["prompt"] == "u" and row["calls"][0]["duration_ms"] == 250.0
+    assert store.sessions()[0]["id"] == "s1" and store.events("other") == []
+
+
+def test_checkpointer_selection():
+    default = Path("/data/sessions.sqlite")
+    assert checkpointer_target(None, default) == ("sqlite", str(default))
+    assert checkpointer_target("postgresql://u:p@h/db", default) == ("postgres",
+                                                                    "postgresql://u:p@h/db")
+    assert checkpointer_target("postgres://h/db", default)[0] == "postgres"
+    assert checkpointer_target("sqlite:////tmp/x.sqlite", default) == ("sqlite", "/tmp/x.sqlite")
+    with pytest.raises(ConfigError, match="postgresql://"):
+        checkpointer_target("mysql://h/db", default)
+
+
+def test_postgres_url_without_the_extra_says_how_to_install(tmp_path):
+    try:
+        import langgraph.checkpoint.postgres  # noqa: F401
+    except ImportError:
+        settings = Settings(data_dir=tmp_path, database_url="postgresql://u@127.0.0.1:1/db")
+        with pytest.raises(ConfigError, match=r"brushedit-agents\[postgres\]"):
+            open_checkpointer(settings)
+    else:
+        pytest.skip("the postgres extra is installed")
+
+
+def test_build_components_loads_no_weights(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    components = build_components(settings, inpainter="opencv", planner="rules")
+    assert components.vlm is None and not components.segmenter.loaded
+    assert components.settings.inpainter == "opencv"
+    assert (tmp_path / "sessions.sqlite").is_file()
+    with pytest.raises(InvalidRequestError, match="brushnet, opencv"):
+        build_components(settings, inpainter="dalle")
+    components.close()
+
+
+def test_import_graphs_is_light_and_langgraph_json_points_at_app():
+    code = ("import sys, graphs, graphs.cli; "
+            "print(sorted(m for m in ('torch', 'langgraph', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+    config = json.loads((REPO / "langgraph.json").read_text())
+    assert config["graphs"]["editor"] == "./graphs/app.py:graph"
+
+
+def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):
+    import importlib
+
+    app = importlib.import_module("graphs.app")
+    assert app.graph.checkpointer is None
+    assert {"start", "classify", "mask", "review", "inpaint", "verify"} <= set(app.graph.nodes)
