@@ -294,7 +294,16 @@ class EditNodes:
                     NO_SEGMENTER.format(what=_what(plan)) + f" (loading failed: {exc})"
                 ) from exc
             raise
-        if not proposal.found and user_mask is None:
+        if not proposal.found and user_mask is None and proposal.source != "full":
+            # Nothing found: one more look with lower thresholds and united boxes before giving up.
+            relaxed = propose_mask(
+                plan, image, segmenter, box=box, user_mask=None, policy=policy.relaxed()
+            )
+            ctx.history("mask_relaxed", found=bool(relaxed.found),
+                        reason="nothing found at the default thresholds; retried relaxed")
+            if relaxed.found:
+                proposal = relaxed
+        if not proposal.found and user_mask is None and proposal.source != "full":
             why = "; ".join(proposal.notes) or "no detection"
             raise BrushEditError(
                 f"could not find {_what(plan)} in the image ({why}); pass a mask of the area "

@@ -180,27 +180,13 @@ def shift(mask: Mask, dx: int, dy: int) -> Mask:
     """Move the mask `dx` pixels right and `dy` pixels down; what leaves the frame is lost."""
     check_mask(mask)
     height, width = mask.shape
-    out = np.zeros_like(mask)
     dx, dy = int(dx), int(dy)
+    out = np.zeros_like(mask)
     if abs(dx) >= width or abs(dy) >= height:
         return out
-    src_x, dst_x = (
-        (slice(0, width - dx), slice(dx, width))
-        if dx >= 0
-        else (
-            slice(-dx, width),
-            slice(0, width + dx),
-        )
-    )
-    src_y, dst_y = (
-        (slice(0, height - dy), slice(dy, height))
-        if dy >= 0
-        else (
-            slice(-dy, height),
-            slice(0, height + dy),
-        )
-    )
-    out[dst_y, dst_x] = mask[src_y, src_x]
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
+        max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
     return out
 
 
@@ -279,7 +265,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _ellipse(width: int, height: int, cx: float, cy: float, ax: float, ay: float) -> Mask:
-    """Pixels whose centres lie inside the axis-aligned ellipse (centre cx, cy; semi-axes ax, ay)."""
+    """Pixels whose centres lie in the axis-aligned ellipse (centre cx, cy; semi-axes ax, ay)."""
     xs = (np.arange(width, dtype=np.float64) + 0.5 - cx) / max(ax, 1e-9)
     ys = (np.arange(height, dtype=np.float64) + 0.5 - cy) / max(ay, 1e-9)
     inside = ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0

@@ -1,0 +1,286 @@
+"""Measures of an edit, following the BrushEdit paper, and the objective checks built on them.
+
+Background fidelity is measured on the UNEDITED region only: both images are multiplied by
+(1 - mask) and averages are taken over the unmasked pixels (paper section 4). Images are uint8
+(H, W, 3) arrays or PIL images, or float arrays already in [0, 1]; every value is on the [0, 1]
+scale. Masks follow the project convention (uint8, 255 = edited).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.masks import Mask, area_fraction, as_mask
+from tools.types import EditCategory
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+PSNR_CAP = 100.0
+"""PSNR of identical regions is infinite; report this finite cap instead (JSON has no inf)."""
+
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11
+"""Gaussian window as in skimage's `gaussian_weights=True` (truncate 3.5 at sigma 1.5: 11 px)."""
+
+ImageLike = Any
+"""A PIL image, a uint8 (H, W, C) array (0..255) or a float (H, W, C) array (0..1)."""
+
+
+def to_float_image(image: ImageLike) -> np.ndarray:
+    """(H, W, C) float64 in [0, 1] from a PIL image or an array (uint8 is divided by 255)."""
+    if hasattr(image, "mode") and hasattr(image, "size"):
+        pil: Image.Image = image
+        array = np.asarray(pil.convert("RGB"))
+    else:
+        array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"an image must be (H, W) or (H, W, C), got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float64) / 255.0
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError("float images must hold values in [0, 1]")
+        return array.astype(np.float64)
+    raise ValueError(f"images must be uint8 or float arrays, got dtype {array.dtype}")
+
+
+def _prepare(
+    source: ImageLike, result: ImageLike, mask: Mask
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float images plus the KEEP weight (H, W, 1): 1 where unedited, 0 inside the mask."""
+    src, res = to_float_image(source), to_float_image(result)
+    if src.shape != res.shape:
+        raise ValueError(f"source {src.shape} and result {res.shape} must have the same shape")
+    edit = as_mask(mask)
+    if edit.shape != src.shape[:2]:
+        raise ValueError(f"the mask {edit.shape} does not match the images {src.shape[:2]}")
+    keep = 1.0 - (edit.astype(np.float64) / 255.0)[..., None]
+    return src, res, keep
+
+
+def masked_mse(source: ImageLike, result: ImageLike, mask: Mask) -> float:
+    """Mean squared error outside the mask: sum(((s - r)(1 - m))^2) / (unmasked pixels * C).
+
+    A full mask leaves nothing to compare and gives 0.0.
+    """
+    src, res, keep = _prepare(source, result, mask)
+    count = float(keep.sum()) * src.shape[2]
+    if count == 0:
+        return 0.0
+    return float(np.sum(((src - res) * keep) ** 2) / count)
+
+
+def masked_psnr(source: ImageLike, result: ImageLike, mask: Mask) -> float:
+    """PSNR (dB, data range 1) of `masked_mse`; identical regions give `PSNR_CAP` (100 dB)."""
+    mse = masked_mse(source, result, mask)
+    if mse <= 0.0:
+        return PSNR_CAP
+    return float(min(PSNR_CAP, 10.0 * math.log10(1.0 / mse)))
+
+
+def masked_ssim(source: ImageLike, result: ImageLike, mask: Mask) -> float:
+    """SSIM of both images with the edited region zeroed, averaged over channels.
+
+    Matches `skimage.metrics.structural_similarity(channel_axis=2, data_range=1.0,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`; both sides need >= 11 px.
+    """
+    src, res, keep = _prepare(source, result, mask)
+    return ssim(src * keep, res * keep)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Gaussian-window SSIM of two float (H, W, C) images in [0, 1] (skimage's defaults)."""
+    import cv2
+
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"SSIM needs two (H, W, C) images of one shape, got {a.shape}, {b.shape}")
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images at least {SSIM_WINDOW} px on each side, got {a.shape}")
+    c1, c2 = 0.01**2, 0.03**2
+    pad = (SSIM_WINDOW - 1) // 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(
+            x, (SSIM_WINDOW, SSIM_WINDOW), SSIM_SIGMA, borderType=cv2.BORDER_REFLECT
+        )
+
+    values = []
+    for c in range(a.shape[2]):
+        x, y = np.ascontiguousarray(a[..., c]), np.ascontiguousarray(b[..., c])
+        ux, uy = blur(x), blur(y)
+        vx = blur(x * x) - ux * ux
+        vy = blur(y * y) - uy * uy
+        vxy = blur(x * y) - ux * uy
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+        values.append(s[pad:-pad, pad:-pad].mean())
+    return float(np.mean(values))
+
+
+def change_inside(source: ImageLike, result: ImageLike, mask: Mask) -> float:
+    """Mean absolute difference inside the mask, 0..1; an empty mask gives 0.0."""
+    src, res, keep = _prepare(source, result, mask)
+    inside = 1.0 - keep
+    count = float(inside.sum()) * src.shape[2]
+    if count == 0:
+        return 0.0
+    return float(np.sum(np.abs(src - res) * inside) / count)
+
+
+def mask_coverage(mask: Mask) -> float:
+    """Share of the image the mask marks for editing, 0..1."""
+    return area_fraction(as_mask(mask))
+
+
+def edit_metrics(source: ImageLike, result: ImageLike, mask: Mask) -> dict[str, float]:
+    """Every measure of one edit: psnr/ssim/mse outside the mask, change inside, coverage."""
+    return {
+        "psnr_outside": masked_psnr(source, result, mask),
+        "ssim_outside": masked_ssim(source, result, mask),
+        "mse_outside": masked_mse(source, result, mask),
+        "change_inside": change_inside(source, result, mask),
+        "coverage": mask_coverage(mask),
+    }
+
+
+# --- objective checks --------------------------------------------------------------------------
+
+CheckStage = Literal["mask", "inpaint"]
+
+
+class Check(BaseModel):
+    """One pass/fail test of an edit, with the measured value and the bar it had to clear."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool
+    value: float
+    threshold: float
+    stage: CheckStage = Field(description="Which step to blame: the mask or the inpainting.")
+    message: str
+
+
+class CheckThresholds(BaseModel):
+    """Bars for `objective_checks`; see docs/tools.md for why these values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_psnr_outside: float = Field(
+        default=30.0, description="dB; blended BrushNet edits exceed it."
+    )
+    min_ssim_outside: float = Field(default=0.90, ge=0.0, le=1.0)
+    min_change_inside: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Mean abs change (0..1) below which nothing was done.",
+    )
+    max_coverage: dict[EditCategory, float] = Field(
+        default_factory=lambda: {
+            EditCategory.REMOVAL: 0.60,
+            EditCategory.LOCAL: 0.80,
+            EditCategory.ADDITION: 0.60,
+            EditCategory.BACKGROUND: 0.98,
+        },
+        description="Largest plausible mask share per category (global must be 1.0).",
+    )
+
+
+def objective_checks(
+    category: EditCategory | str,
+    source: ImageLike,
+    result: ImageLike,
+    mask: Mask,
+    *,
+    thresholds: CheckThresholds | None = None,
+) -> list[Check]:
+    """Checks any edit must pass, without a model: a plausible mask, a kept background, a change.
+
+    Mask stage: the mask is not empty and not implausibly large for the category (a global edit's
+    mask must be full). Inpaint stage: PSNR and SSIM outside the mask clear their bars (skipped
+    for global edits, which have no outside) and the masked area actually changed.
+    """
+    category = EditCategory.parse(category) if isinstance(category, str) else category
+    bars = thresholds or CheckThresholds()
+    metrics = edit_metrics(source, result, mask)
+    coverage = metrics["coverage"]
+    checks: list[Check] = []
+    if category is EditCategory.GLOBAL:
+        checks.append(
+            Check(
+                name="mask_full",
+                passed=coverage >= 1.0,
+                value=coverage,
+                threshold=1.0,
+                stage="mask",
+                message=f"a global edit must cover the whole image; the mask covers {coverage:.1%}",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                name="mask_not_empty",
+                passed=coverage > 0.0,
+                value=coverage,
+                threshold=0.0,
+                stage="mask",
+                message="the mask is empty: nothing would be edited"
+                if coverage == 0.0
+                else f"the mask covers {coverage:.1%} of the image",
+            )
+        )
+        limit = bars.max_coverage.get(category, 1.0)
+        checks.append(
+            Check(
+                name="mask_coverage",
+                passed=coverage <= limit,
+                value=coverage,
+                threshold=limit,
+                stage="mask",
+                message=f"the mask covers {coverage:.1%} of the image; a {category.value} mask "
+                f"over {limit:.0%} is suspect",
+            )
+        )
+        psnr, ssim_value = metrics["psnr_outside"], metrics["ssim_outside"]
+        checks.append(
+            Check(
+                name="background_psnr",
+                passed=psnr >= bars.min_psnr_outside,
+                value=psnr,
+                threshold=bars.min_psnr_outside,
+                stage="inpaint",
+                message=f"PSNR outside the mask is {psnr:.1f} dB "
+                f"(needs >= {bars.min_psnr_outside:.1f} dB to count as kept)",
+            )
+        )
+        checks.append(
+            Check(
+                name="background_ssim",
+                passed=ssim_value >= bars.min_ssim_outside,
+                value=ssim_value,
+                threshold=bars.min_ssim_outside,
+                stage="inpaint",
+                message=f"SSIM outside the mask is {ssim_value:.3f} "
+                f"(needs >= {bars.min_ssim_outside:.2f})",
+            )
+        )
+    change = metrics["change_inside"]
+    checks.append(
+        Check(
+            name="changed_inside",
+            passed=change >= bars.min_change_inside,
+            value=change,
+            threshold=bars.min_change_inside,
+            stage="inpaint",
+            message=f"the masked area changed by {change:.4f} on average "
+            f"(needs >= {bars.min_change_inside:.2f}; below that the inpaint did nothing)",
+        )
+    )
+    return checks
