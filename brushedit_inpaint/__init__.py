@@ -23,7 +23,20 @@ _EXPORTS = {
     "working_size": "processing",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BrushNetLoadError",
+    "BrushNetModel",
+    "BrushNetOutput",
+    "MidBlock2D",
+    "StableDiffusionBrushNetPipeline",
+    "StableDiffusionBrushNetPipelineOutput",
+    "blur_blend",
+    "hole_to_known_mask",
+    "load_pipeline",
+    "to_hole_mask",
+    "unet_forward_with_brushnet",
+    "working_size",
+]
 
 if TYPE_CHECKING:
     from .brushnet import BrushNetModel, BrushNetOutput, MidBlock2D

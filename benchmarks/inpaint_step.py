@@ -1,0 +1,202 @@
+"""Per-step time of BrushNet inpainting at SD1.5 size: shared branch (ours) vs. the reference's doubled batch.
+
+Builds the real SD1.5 UNet and VAE configs with random weights (no downloads), a BrushNet `from_unet` (with its
+zero taps randomised so the branch matters), random 1x77x768 prompt embeddings, and times a CFG edit on the CPU.
+
+    python benchmarks/inpaint_step.py                 # 512x512, 2 steps (~10 min on 2 busy cores)
+    python benchmarks/inpaint_step.py --size 256      # quick mode
+    python benchmarks/inpaint_step.py --channels-last --compile --sdpa
+
+Peak memory is the process's `resource.getrusage(RUSAGE_SELF).ru_maxrss` (peak resident set size, monotone over the
+process, so it is reported after each variant); `tracemalloc` is not used (it does not see torch's allocator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+SD15_UNET = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "up_block_types": [
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ],
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+SD15_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def build_pipeline(args):
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UniPCMultistepScheduler
+
+    from brushedit_inpaint import BrushNetModel, StableDiffusionBrushNetPipeline
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    vae = AutoencoderKL(**SD15_VAE).eval()
+    brushnet = BrushNetModel.from_unet(unet).eval()
+    with torch.no_grad():
+        for name, param in brushnet.named_parameters():
+            if name.startswith("brushnet_"):
+                param.normal_(0.0, 0.01)
+    if not args.sdpa:
+        from diffusers.models.attention_processor import AttnProcessor
+
+        unet.set_attn_processor(
+            AttnProcessor()
+        )  # classic attention; --sdpa keeps diffusers' default SDPA
+    scheduler = UniPCMultistepScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+    )
+    pipe = StableDiffusionBrushNetPipeline(
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet,
+        brushnet=brushnet,
+        scheduler=scheduler,
+    )
+    if args.channels_last:
+        for model in (pipe.unet, pipe.brushnet, pipe.vae):
+            model.to(memory_format=torch.channels_last)
+    if args.compile:
+        pipe.unet = torch.compile(pipe.unet)
+        pipe.brushnet = torch.compile(pipe.brushnet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def timed_run(pipe, inputs, steps: int, batching: str) -> tuple[np.ndarray, torch.Tensor, float]:
+    """Time per denoising step with a step-end callback (excludes VAE encode/decode); also return final latents."""
+    stamps: list[float] = []
+    final: dict[str, torch.Tensor] = {}
+
+    def on_step_end(_pipe, _i, _t, kwargs):
+        stamps.append(time.perf_counter())
+        final["latents"] = kwargs["latents"]
+        return kwargs
+
+    start = time.perf_counter()
+    out = pipe(
+        **inputs,
+        num_inference_steps=steps,
+        branch_cfg_batching=batching,
+        callback_on_step_end=on_step_end,
+        output_type="np",
+        blending=False,
+    ).images
+    deltas = np.diff([start, *stamps])
+    # The first step includes the VAE encode of the masked image; report the mean of the others when possible.
+    per_step = float(np.mean(deltas[1:])) if len(deltas) > 1 else float(deltas[0])
+    return out, final["latents"], per_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--size", type=int, default=512, help="square image side in pixels (multiple of 8)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, help="denoising steps per run (the first is not timed)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="alternate ours/reference runs this many times"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet and BrushNet"
+    )
+    parser.add_argument(
+        "--sdpa", action="store_true", help="keep the SDPA attention processor (default: classic)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    pipe = build_pipeline(args)
+    print(
+        f"built SD1.5-size UNet + BrushNet + VAE in {time.perf_counter() - t0:.1f}s; rss {peak_rss_mib():.0f} MiB"
+    )
+
+    rng = np.random.default_rng(0)
+    size = args.size
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 255
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn((1, 4, size // 8, size // 8), generator=generator)
+    embeds = torch.randn((1, 77, 768), generator=generator)
+    inputs = {
+        "image": image,
+        "mask_image": mask,
+        "prompt_embeds": embeds,
+        "negative_prompt_embeds": torch.zeros_like(embeds),
+        "latents": latents,
+        "guidance_scale": 7.5,
+    }
+
+    if args.compile:
+        t0 = time.perf_counter()
+        for batching in ("shared", "doubled"):
+            timed_run(pipe, inputs, 2, batching)
+        print(f"compile warm-up (both batch shapes): {time.perf_counter() - t0:.1f}s")
+
+    ours, ref = [], []
+    out_ours = out_ref = None
+    for _ in range(args.repeats):
+        out_ours, lat_ours, s = timed_run(pipe, inputs, args.steps, "shared")
+        ours.append(s)
+        print(f"ours (shared branch):      {s:.3f} s/step; peak rss {peak_rss_mib():.0f} MiB")
+        out_ref, lat_ref, s = timed_run(pipe, inputs, args.steps, "doubled")
+        ref.append(s)
+        print(f"reference (doubled batch): {s:.3f} s/step; peak rss {peak_rss_mib():.0f} MiB")
+    flags = [f for f in ("channels_last", "compile", "sdpa") if getattr(args, f)]
+    print(
+        f"size {size}, steps {args.steps}, threads {args.threads}, flags {flags or 'none'}: "
+        f"ours {min(ours):.3f} s/step, reference {min(ref):.3f} s/step, ratio {min(ref) / min(ours):.2f}x, "
+        f"peak rss (ru_maxrss) {peak_rss_mib():.0f} MiB"
+    )
+    lat_diff = (lat_ours - lat_ref).abs().max().item()
+    print(
+        f"max abs diff: latents {lat_diff:.2e} (relative to max |latent| {lat_diff / lat_ref.abs().max().item():.1e}), "
+        f"decoded image {np.abs(out_ours - out_ref).max():.2e} (random-weight VAE decoder amplifies float noise)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,653 @@
+# Copyright 2025 The BrushEdit-Agents authors. Apache-2.0.
+"""Stable Diffusion 1.5 + BrushNet inpainting pipeline on stock diffusers (written against diffusers 0.42.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.models import AutoencoderKL, UNet2DConditionModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput, logging
+from diffusers.utils.torch_utils import randn_tensor
+
+from .brushnet import BrushNetModel
+from .processing import (
+    ImageLike,
+    blur_blend,
+    hole_to_known_mask,
+    resize_image,
+    resize_mask,
+    to_float_rgb,
+    to_hole_mask,
+    working_size,
+)
+from .unet_injection import unet_forward_with_brushnet
+
+logger = logging.get_logger(__name__)
+
+_OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+_BRANCH_BATCHING = ("shared", "doubled")
+
+
+@dataclass
+class StableDiffusionBrushNetPipelineOutput(BaseOutput):
+    """
+    Output of [`StableDiffusionBrushNetPipeline`].
+
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The edited images at the input image's size: PIL images, a float `(N, H, W, 3)` array in [0, 1], a float
+            `(N, 3, H, W)` tensor in [0, 1], or the final latents for `output_type="latent"`.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+# Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img.retrieve_latents (diffusers 0.42.1)
+def retrieve_latents(
+    encoder_output: torch.Tensor,
+    generator: torch.Generator | None = None,
+    sample_mode: str = "sample",
+):
+    if hasattr(encoder_output, "latent_dist") and sample_mode == "sample":
+        return encoder_output.latent_dist.sample(generator)
+    elif hasattr(encoder_output, "latent_dist") and sample_mode == "argmax":
+        return encoder_output.latent_dist.mode()
+    elif hasattr(encoder_output, "latents"):
+        return encoder_output.latents
+    else:
+        raise AttributeError("Could not access latents of provided encoder_output")
+
+
+class StableDiffusionBrushNetPipeline(DiffusionPipeline):
+    r"""
+    Text-guided inpainting with a frozen SD1.5 UNet and a [`BrushNetModel`] branch (BrushNet / BrushEdit).
+
+    Differences from the reference pipeline, all deliberate: it takes the *original* image and masks it itself; the
+    mask is white where content is generated (converted once, in [`hole_to_known_mask`]); the masked-image latent is
+    sampled with the caller's `generator`; non-square images keep their aspect ratio and come back at the input size;
+    the optional final blend is the blur blend of the BrushNet paper; under classifier-free guidance the branch (which
+    has no cross-attention) runs once on the un-doubled batch and is shared by both halves.
+
+    Args:
+        vae ([`AutoencoderKL`]): Encodes the masked image and decodes the result.
+        text_encoder ([`~transformers.CLIPTextModel`], *optional*): Not needed when embeddings are passed.
+        tokenizer ([`~transformers.CLIPTokenizer`], *optional*): Not needed when embeddings are passed.
+        unet ([`UNet2DConditionModel`]): A stock, frozen SD1.5 text-to-image UNet (4 input channels).
+        brushnet ([`BrushNetModel`]): The inpainting branch.
+        scheduler ([`SchedulerMixin`]): Any diffusers scheduler; BrushNet was tuned with UniPC.
+    """
+
+    model_cpu_offload_seq = "text_encoder->brushnet->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer"]  # noqa: RUF012 (diffusers convention)
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]  # noqa: RUF012
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: Any | None,
+        tokenizer: Any | None,
+        unet: UNet2DConditionModel,
+        brushnet: BrushNetModel,
+        scheduler: KarrasDiffusionSchedulers,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            brushnet=brushnet,
+            scheduler=scheduler,
+        )
+        self.vae_scale_factor = (
+            2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
+        )
+        self.image_processor = VaeImageProcessor(
+            vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
+        )
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def cross_attention_kwargs(self) -> dict | None:
+        return self._cross_attention_kwargs
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_prompt
+    # (diffusers 0.42.1): LoRA scaling, textual inversion and clip_skip removed.
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device,
+        num_images_per_prompt: int,
+        do_classifier_free_guidance: bool,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode the prompt (and the negative prompt, empty by default) into CLIP hidden states."""
+        if prompt is not None and isinstance(prompt, str):
+            batch_size = 1
+        elif prompt is not None and isinstance(prompt, list):
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+
+        if prompt_embeds is None:
+            prompt_embeds = self._encode_text(prompt, device)
+
+        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
+        bs_embed, seq_len, _ = prompt_embeds.shape
+        prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
+        prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
+
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            if negative_prompt is None:
+                uncond_tokens = [""] * batch_size
+            elif isinstance(negative_prompt, str):
+                uncond_tokens = [negative_prompt] * batch_size
+            else:
+                uncond_tokens = list(negative_prompt)
+            negative_prompt_embeds = self._encode_text(uncond_tokens, device)
+
+        if do_classifier_free_guidance:
+            seq_len = negative_prompt_embeds.shape[1]
+            negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
+            negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
+            negative_prompt_embeds = negative_prompt_embeds.view(
+                batch_size * num_images_per_prompt, seq_len, -1
+            )
+
+        return prompt_embeds, negative_prompt_embeds
+
+    def _encode_text(self, text: str | list[str], device: torch.device) -> torch.Tensor:
+        text_inputs = self.tokenizer(
+            text,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        if getattr(self.text_encoder.config, "use_attention_mask", False):
+            attention_mask = text_inputs.attention_mask.to(device)
+        else:
+            attention_mask = None
+        return self.text_encoder(text_inputs.input_ids.to(device), attention_mask=attention_mask)[0]
+
+    def check_inputs(
+        self,
+        prompt,
+        image,
+        mask_image,
+        negative_prompt,
+        prompt_embeds,
+        negative_prompt_embeds,
+        num_inference_steps,
+        brushnet_conditioning_scale,
+        control_guidance_start,
+        control_guidance_end,
+        height,
+        width,
+        output_type,
+        branch_cfg_batching,
+        callback_on_step_end_tensor_inputs,
+    ) -> None:
+        """Raise a `ValueError` naming the offending argument; never silently fix an input."""
+        if image is None:
+            raise ValueError("`image` is required: pass the original (unmasked) image.")
+        if mask_image is None:
+            raise ValueError("`mask_image` is required: white (255) where content is generated.")
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Provide either `prompt` or `prompt_embeds`; both are None.")
+        if prompt is not None and not isinstance(prompt, (str, list)):
+            raise ValueError(
+                f"`prompt` must be a str or a list of str, got {type(prompt).__name__}."
+            )
+        if prompt is not None and self.text_encoder is None:
+            raise ValueError(
+                "`prompt` needs a `text_encoder` and `tokenizer`; this pipeline has none, pass `prompt_embeds`."
+            )
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass either `negative_prompt` or `negative_prompt_embeds`, not both.")
+        if prompt is not None and isinstance(negative_prompt, list):
+            n_prompt = 1 if isinstance(prompt, str) else len(prompt)
+            if len(negative_prompt) != n_prompt:
+                raise ValueError(
+                    f"`negative_prompt` has {len(negative_prompt)} entries but `prompt` has {n_prompt}."
+                )
+        if (
+            prompt_embeds is not None
+            and negative_prompt_embeds is not None
+            and prompt_embeds.shape != negative_prompt_embeds.shape
+        ):
+            raise ValueError(
+                "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got "
+                f"{tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
+            )
+        if (
+            prompt_embeds is not None
+            and negative_prompt_embeds is None
+            and self.text_encoder is None
+            and self._guidance_scale > 1
+        ):
+            raise ValueError(
+                "`negative_prompt_embeds` is required with `guidance_scale` > 1 when the pipeline has no "
+                "`text_encoder` to encode the empty negative prompt."
+            )
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(
+                f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}."
+            )
+        if not isinstance(brushnet_conditioning_scale, (int, float)):
+            raise ValueError(
+                f"`brushnet_conditioning_scale` must be a number, got {type(brushnet_conditioning_scale).__name__}."
+            )
+        if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
+            raise ValueError(
+                "`control_guidance_start` and `control_guidance_end` must satisfy 0 <= start < end <= 1, got "
+                f"{control_guidance_start} and {control_guidance_end}."
+            )
+        for name, value in (("height", height), ("width", width)):
+            if value is not None and (not isinstance(value, int) or value < 8 or value % 8 != 0):
+                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value!r}.")
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, got {output_type!r}.")
+        if branch_cfg_batching not in _BRANCH_BATCHING:
+            raise ValueError(
+                f"`branch_cfg_batching` must be one of {_BRANCH_BATCHING}, got {branch_cfg_batching!r}."
+            )
+        if callback_on_step_end_tensor_inputs is not None:
+            unknown = [
+                k
+                for k in callback_on_step_end_tensor_inputs
+                if k not in self._callback_tensor_inputs
+            ]
+            if unknown:
+                raise ValueError(
+                    f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed: {self._callback_tensor_inputs}."
+                )
+
+    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
+    # (diffusers 0.42.1)
+    def prepare_latents(
+        self,
+        batch_size,
+        num_channels_latents,
+        height,
+        width,
+        dtype,
+        device,
+        generator,
+        latents=None,
+    ):
+        shape = (
+            batch_size,
+            num_channels_latents,
+            int(height) // self.vae_scale_factor,
+            int(width) // self.vae_scale_factor,
+        )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
+                f" size of {batch_size}. Make sure the batch size matches the length of the generators."
+            )
+
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+            latents = latents.to(device)
+
+        # scale the initial noise by the standard deviation required by the scheduler
+        latents = latents * self.scheduler.init_noise_sigma
+        return latents
+
+    def prepare_conditioning(
+        self,
+        image: np.ndarray,
+        hole_mask: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+    ) -> torch.Tensor:
+        """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
+
+        `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
+        """
+        known = hole_to_known_mask(hole_mask)
+        masked = image * known[:, :, None]
+        masked = torch.from_numpy(masked).permute(2, 0, 1)[None] * 2.0 - 1.0
+        masked = masked.to(device=device, dtype=self.vae.dtype)
+        if isinstance(generator, list):
+            generator = generator[0]
+        latent = retrieve_latents(self.vae.encode(masked), generator=generator)
+        latent = latent * self.vae.config.scaling_factor
+
+        known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
+            device=device, dtype=latent.dtype
+        )
+        known_t = F.interpolate(known_t, size=latent.shape[-2:])  # nearest, as in the reference
+        conditioning = torch.cat([latent, known_t], dim=1).to(dtype=self.brushnet.dtype)
+        return conditioning.repeat(batch_size, 1, 1, 1)
+
+    @staticmethod
+    def brushnet_keep(num_timesteps: int, start: float, end: float) -> list[float]:
+        """Per step 1.0 if the branch is applied, 0.0 outside [start, end] (the reference's `brushnet_keep`)."""
+        return [
+            1.0 - float(i / num_timesteps < start or (i + 1) / num_timesteps > end)
+            for i in range(num_timesteps)
+        ]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        image: ImageLike | None = None,
+        mask_image: ImageLike | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        brushnet_conditioning_scale: float = 1.0,
+        control_guidance_start: float = 0.0,
+        control_guidance_end: float = 1.0,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        blending: bool = True,
+        output_type: str = "pil",
+        callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers signature)
+        height: int | None = None,
+        width: int | None = None,
+        return_dict: bool = True,
+        max_side: int = 1024,
+        eta: float = 0.0,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        branch_cfg_batching: str = "shared",
+    ) -> StableDiffusionBrushNetPipelineOutput | tuple:
+        r"""
+        Inpaint `image` where `mask_image` is white, guided by `prompt`.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): What the masked region should show. Or pass `prompt_embeds`.
+            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
+                The original image: PIL, `(H, W, 3)` uint8 or float in [0, 1], or a float tensor `(3, H, W)` in
+                [0, 1]. The pipeline masks it itself.
+            mask_image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
+                Same size as `image`; white (255 / 1.0) where content is generated, black where it is kept.
+            negative_prompt (`str` or `list[str]`, *optional*): Defaults to the empty prompt.
+            num_inference_steps (`int`, *optional*, defaults to 50): Denoising steps.
+            guidance_scale (`float`, *optional*, defaults to 7.5): Classifier-free guidance; off when <= 1.
+            brushnet_conditioning_scale (`float`, *optional*, defaults to 1.0): Weight of the branch's samples.
+            control_guidance_start (`float`, *optional*, defaults to 0.0): Fraction of steps before the branch applies.
+            control_guidance_end (`float`, *optional*, defaults to 1.0): Fraction of steps after which it stops.
+            num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt.
+            generator (`torch.Generator`, *optional*): Seeds the initial noise and the masked-image latent.
+            latents (`torch.Tensor`, *optional*): Initial noise `(batch, 4, h/8, w/8)` at the working size.
+            prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed CLIP hidden states.
+            blending (`bool`, *optional*, defaults to `True`):
+                Blur-blend the result onto the original so pixels outside the mask (and its 21 px seam) are kept.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            callback_on_step_end (`Callable`, *optional*): `fn(pipe, step, timestep, callback_kwargs) -> dict`.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Tensors passed in `callback_kwargs`.
+            height, width (`int`, *optional*):
+                Working size (multiples of 8). Default: the input size rounded down to multiples of 8, shrunk to
+                `max_side` on the longer side only when larger; the output is always resized back to the input size.
+            return_dict (`bool`, *optional*, defaults to `True`): Return the output dataclass instead of a tuple.
+            max_side (`int`, *optional*, defaults to 1024): Longest working side when `height`/`width` are not given.
+            eta (`float`, *optional*, defaults to 0.0): Passed to schedulers that accept it (DDIM).
+            cross_attention_kwargs (`dict`, *optional*): Passed to the UNet's attention processors.
+            branch_cfg_batching (`str`, *optional*, defaults to `"shared"`):
+                `"shared"` runs BrushNet once per step on the un-doubled batch and reuses its samples for both CFG
+                halves; `"doubled"` runs it on the doubled batch like the reference (same result, slower; kept for
+                benchmarks and tests).
+
+        Returns:
+            [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
+        """
+        # 1. Check inputs
+        self._guidance_scale = guidance_scale
+        self._cross_attention_kwargs = cross_attention_kwargs
+        self._interrupt = False
+        self.check_inputs(
+            prompt,
+            image,
+            mask_image,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            num_inference_steps,
+            brushnet_conditioning_scale,
+            control_guidance_start,
+            control_guidance_end,
+            height,
+            width,
+            output_type,
+            branch_cfg_batching,
+            callback_on_step_end_tensor_inputs,
+        )
+        original = to_float_rgb(image)
+        hole = to_hole_mask(mask_image)
+        if original.shape[:2] != hole.shape:
+            raise ValueError(
+                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
+                f"{original.shape[1]}x{original.shape[0]}."
+            )
+
+        # 2. Define call parameters
+        if prompt is not None and isinstance(prompt, str):
+            batch_size = 1
+        elif prompt is not None:
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        total_batch = batch_size * num_images_per_prompt
+        device = self._execution_device
+
+        # 3. Encode input prompt
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_images_per_prompt,
+            self.do_classifier_free_guidance,
+            negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+        )
+        unet_prompt_embeds = (
+            torch.cat([negative_prompt_embeds, prompt_embeds])
+            if self.do_classifier_free_guidance
+            else prompt_embeds
+        )
+
+        # 4. Prepare image and mask at the working size (aspect ratio kept)
+        orig_h, orig_w = original.shape[:2]
+        if height is None or width is None:
+            auto_h, auto_w = working_size(orig_h, orig_w, max_side=max_side)
+            height, width = height or auto_h, width or auto_w
+        work_image = resize_image(original, height, width)
+        work_hole = resize_mask(hole, height, width)
+
+        # 5. Prepare timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+
+        # 6. Prepare latent variables, then the conditioning (masked image encoded once)
+        latents = self.prepare_latents(
+            total_batch,
+            self.unet.config.in_channels,
+            height,
+            width,
+            prompt_embeds.dtype,
+            device,
+            generator,
+            latents,
+        )
+        conditioning_latents = self.prepare_conditioning(
+            work_image, work_hole, total_batch, device, generator
+        )
+
+        # 7. Prepare extra step kwargs and the per-step branch switch
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
+        if branch_cfg_batching == "doubled" and self.do_classifier_free_guidance:
+            branch_cond = torch.cat([conditioning_latents] * 2)
+            branch_embeds = unet_prompt_embeds
+        else:
+            branch_cond = conditioning_latents
+            branch_embeds = prompt_embeds
+
+        # 8. Denoising loop
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+
+                latent_model_input = (
+                    torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                )
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+
+                # 8.1 BrushNet: skipped outside [start, end], where the reference adds zeros.
+                add_samples = {}
+                if keep[i] > 0:
+                    shared = branch_cfg_batching == "shared" and self.do_classifier_free_guidance
+                    # Both CFG halves hold the same latents and the branch ignores the text, so one pass serves both.
+                    branch_input = (
+                        latent_model_input[:total_batch] if shared else latent_model_input
+                    )
+                    down, mid, up = self.brushnet(
+                        branch_input,
+                        t,
+                        encoder_hidden_states=branch_embeds,
+                        brushnet_cond=branch_cond,
+                        conditioning_scale=brushnet_conditioning_scale * keep[i],
+                        return_dict=False,
+                    )
+                    if shared:
+                        down = [torch.cat([d, d]) for d in down]
+                        mid = torch.cat([mid, mid])
+                        up = [torch.cat([u, u]) for u in up]
+                    add_samples = {
+                        "down_block_add_samples": down,
+                        "mid_block_add_sample": mid,
+                        "up_block_add_samples": up,
+                    }
+
+                # 8.2 predict the noise residual with the branch injected
+                noise_pred = unet_forward_with_brushnet(
+                    self.unet,
+                    latent_model_input,
+                    t,
+                    encoder_hidden_states=unet_prompt_embeds,
+                    cross_attention_kwargs=self.cross_attention_kwargs,
+                    return_dict=False,
+                    **add_samples,
+                )[0]
+
+                # 8.3 perform guidance
+                if self.do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (
+                        noise_pred_text - noise_pred_uncond
+                    )
+
+                # 8.4 compute the previous noisy sample x_t -> x_t-1
+                latents = self.scheduler.step(
+                    noise_pred, t, latents, **extra_step_kwargs, return_dict=False
+                )[0]
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {}
+                    for k in callback_on_step_end_tensor_inputs:
+                        callback_kwargs[k] = locals()[k]
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop(
+                        "negative_prompt_embeds", negative_prompt_embeds
+                    )
+
+                if i == len(timesteps) - 1 or (
+                    (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
+                ):
+                    progress_bar.update()
+
+        # 9. Decode, resize back to the input size, blend
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return (
+                StableDiffusionBrushNetPipelineOutput(images=latents) if return_dict else (latents,)
+            )
+
+        decoded = self.vae.decode(
+            latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
+            return_dict=False,
+            generator=generator,
+        )[0]
+        generated = self.image_processor.postprocess(decoded, output_type="np")
+        results = []
+        for gen in generated:
+            gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
+            if blending:
+                gen = blur_blend(original, gen, hole)
+            results.append(gen.astype(np.float32))
+        images = np.stack(results)
+
+        if output_type == "pil":
+            images = self.image_processor.numpy_to_pil(images)
+        elif output_type == "pt":
+            images = torch.from_numpy(images).permute(0, 3, 1, 2)
+
+        # Offload all models
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (images,)
+        return StableDiffusionBrushNetPipelineOutput(images=images)
+
+    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline
+    # .prepare_extra_step_kwargs (diffusers 0.42.1)
+    def prepare_extra_step_kwargs(self, generator, eta):
+        import inspect
+
+        accepts_eta = "eta" in set(inspect.signature(self.scheduler.step).parameters.keys())
+        extra_step_kwargs = {}
+        if accepts_eta:
+            extra_step_kwargs["eta"] = eta
+        accepts_generator = "generator" in set(
+            inspect.signature(self.scheduler.step).parameters.keys()
+        )
+        if accepts_generator:
+            extra_step_kwargs["generator"] = generator
+        return extra_step_kwargs

@@ -1,0 +1,116 @@
+"""load_pipeline: a working local load, and readable BrushNetLoadError messages for checkpoints that do not fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+
+from brushedit_inpaint import (
+    BrushNetLoadError,
+    BrushNetModel,
+    StableDiffusionBrushNetPipeline,
+    load_pipeline,
+)
+
+from .conftest import TINY_UNET, make_tiny_models, make_tiny_text
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny SD base folder (as StableDiffusionPipeline saves it) and a tiny BrushNet folder."""
+    root = tmp_path_factory.mktemp("models")
+    unet, vae, brushnet = make_tiny_models()
+    text_encoder, tokenizer = make_tiny_text(root / "tok")
+    from diffusers import DDIMScheduler
+
+    base = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    base.save_pretrained(root / "base")
+    brushnet.save_pretrained(root / "brushnet")
+    return root
+
+
+def test_load_local_folders_and_run(saved, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = load_pipeline(str(saved / "base"), str(saved / "brushnet"))
+    assert isinstance(pipe, StableDiffusionBrushNetPipeline)
+    assert isinstance(pipe.scheduler, UniPCMultistepScheduler)
+    assert pipe.scheduler.config.final_sigmas_type == "zero"  # diffusers' default for normal use
+    pipe.set_progress_bar_config(disable=True)
+    image = torch.rand(3, 32, 32)
+    mask = torch.zeros(32, 32)
+    mask[8:16, 8:16] = 1
+    out = pipe(
+        prompt="a cat", image=image, mask_image=mask, num_inference_steps=1, output_type="np"
+    ).images
+    assert out.shape == (1, 32, 32, 3)
+
+
+def test_load_with_named_scheduler_and_subfolder(saved, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = load_pipeline(
+        str(saved / "base"), str(saved), brushnet_subfolder="brushnet", scheduler="DDIMScheduler"
+    )
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    with pytest.raises(BrushNetLoadError, match="not a diffusers scheduler"):
+        load_pipeline(str(saved / "base"), str(saved / "brushnet"), scheduler="NoSuchScheduler")
+
+
+def test_wrong_conditioning_channels(saved, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    bad = BrushNetModel.from_unet(UNet2DConditionModel(**TINY_UNET), conditioning_channels=4)
+    bad.save_pretrained(tmp_path / "bad")
+    with pytest.raises(BrushNetLoadError, match="conditioning_channels=4"):
+        load_pipeline(str(saved / "base"), str(tmp_path / "bad"))
+
+
+def test_sdxl_brushnet_config_is_named(saved, tmp_path):
+    folder = tmp_path / "sdxl"
+    folder.mkdir()
+    config = json.loads((saved / "brushnet" / "config.json").read_text())
+    config.update({"addition_embed_type": "text_time", "cross_attention_dim": 2048})
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BrushNetLoadError, match="SDXL"):
+        load_pipeline(str(saved / "base"), str(folder))
+
+
+def test_architecture_mismatch(saved, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    other = dict(TINY_UNET, block_out_channels=[16, 32, 64])
+    BrushNetModel.from_unet(UNet2DConditionModel(**other)).save_pretrained(tmp_path / "other")
+    with pytest.raises(BrushNetLoadError, match="block_out_channels"):
+        load_pipeline(str(saved / "base"), str(tmp_path / "other"))
+
+
+def test_folder_without_config(saved, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BrushNetLoadError, match=r"no config\.json"):
+        load_pipeline(str(saved / "base"), str(tmp_path / "empty"))
+    with pytest.raises(BrushNetLoadError, match=r"no model_index\.json"):
+        load_pipeline(str(tmp_path / "empty"), str(saved / "brushnet"))
+
+
+def test_missing_paths_and_offline_hub(saved, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BrushNetLoadError, match="does not exist"):
+        load_pipeline(str(saved / "base"), str(tmp_path / "nope" / "brushnetX"))
+    with pytest.raises(BrushNetLoadError, match="does not exist"):
+        load_pipeline(str(tmp_path / "missing.safetensors"), str(saved / "brushnet"))
+    with pytest.raises(BrushNetLoadError, match="BrushNet config"):
+        load_pipeline(
+            str(saved / "base"), "nobody-xyz/no-such-brushnet", brushnet_subfolder="brushnetX"
+        )

@@ -1,0 +1,233 @@
+"""StableDiffusionBrushNetPipeline: golden reproduction, the shared-branch speed-up, sizes, blending, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import UniPCMultistepScheduler
+
+from brushedit_inpaint import BrushNetModel, StableDiffusionBrushNetPipeline
+
+from .conftest import make_tiny_models, make_tiny_text
+
+
+def _golden_scheduler(golden):
+    config = {k: v for k, v in golden["config"]["scheduler"].items() if not k.startswith("_")}
+    return UniPCMultistepScheduler(**config)
+
+
+@pytest.fixture(scope="module")
+def golden_pipe(golden, golden_models):
+    pipe = StableDiffusionBrushNetPipeline(
+        vae=golden_models["vae"],
+        text_encoder=None,
+        tokenizer=None,
+        unet=golden_models["unet"],
+        brushnet=golden_models["brushnet"],
+        scheduler=_golden_scheduler(golden),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _golden_kwargs(golden, **overrides):
+    t = golden["tensors"]
+    kwargs = {
+        "image": t["pipe.image"].numpy(),
+        "mask_image": t["pipe.hole_mask"].numpy() * 255,
+        "prompt_embeds": t["pipe.prompt_embeds"],
+        "negative_prompt_embeds": t["pipe.negative_prompt_embeds"],
+        "latents": t["pipe.latents"],
+        "num_inference_steps": 6,
+        "guidance_scale": 7.5,
+        "brushnet_conditioning_scale": 1.0,
+        "blending": False,
+        "output_type": "np",
+    }
+    kwargs.update(overrides)
+    return kwargs
+
+
+def test_golden_pipeline_image(golden, golden_pipe):
+    out = golden_pipe(**_golden_kwargs(golden)).images
+    expected = golden["tensors"]["pipe.out_image"].numpy()
+    assert out.shape == (1, *expected.shape)
+    assert np.abs(out[0] - expected).max() < 1e-3
+
+
+def test_shared_branch_equals_doubled_batch(golden, golden_pipe, golden_models):
+    # model level: the branch ignores the text, so both CFG halves get identical samples
+    t = golden["tensors"]
+    brushnet = golden_models["brushnet"]
+    x, cond, ehs = t["in.sample"][:1], t["in.brushnet_cond"][:1], t["in.encoder_hidden_states"]
+    with torch.no_grad():
+        single = brushnet(x, 500, ehs[:1], brushnet_cond=cond, return_dict=False)
+        doubled = brushnet(
+            torch.cat([x, x]), 500, ehs, brushnet_cond=torch.cat([cond, cond]), return_dict=False
+        )
+    for a, b in zip(
+        [*single[0], single[1], *single[2]], [*doubled[0], doubled[1], *doubled[2]], strict=True
+    ):
+        assert (a - b[:1]).abs().max().item() < 1e-5 and (a - b[1:]).abs().max().item() < 1e-5
+    # pipeline level
+    shared_image = golden_pipe(**_golden_kwargs(golden)).images
+    doubled_image = golden_pipe(**_golden_kwargs(golden, branch_cfg_batching="doubled")).images
+    assert np.abs(shared_image - doubled_image).max() < 1e-4
+
+
+def test_branch_skipped_outside_control_window(golden, golden_pipe):
+    calls = []
+    handle = golden_pipe.brushnet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        # with 6 steps and end=0.1 every step has (i+1)/6 > 0.1: the reference multiplies by 0 on all of them
+        skipped = golden_pipe(
+            **_golden_kwargs(golden, control_guidance_end=0.1, output_type="latent")
+        ).images
+    finally:
+        handle.remove()
+    assert calls == []
+    zero_scale = golden_pipe(
+        **_golden_kwargs(golden, brushnet_conditioning_scale=0.0, output_type="latent")
+    ).images
+    assert (skipped - zero_scale).abs().max().item() < 1e-5
+    assert StableDiffusionBrushNetPipeline.brushnet_keep(4, 0.25, 0.75) == [0.0, 1.0, 1.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tmp_path_factory):
+    unet, vae, brushnet = make_tiny_models()
+    text_encoder, tokenizer = make_tiny_text(tmp_path_factory.mktemp("tok"))
+    pipe = StableDiffusionBrushNetPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        brushnet=brushnet,
+        scheduler=UniPCMultistepScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
+        ),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _image_and_mask(h=48, w=80):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[h // 4 : h // 2, w // 4 : w // 2] = 255
+    return image, mask
+
+
+def test_non_square_keeps_size_and_blending_keeps_background(tiny_pipe):
+    image, mask = _image_and_mask(
+        44, 78
+    )  # not multiples of 8: works at 40x72, output back at 44x78
+    steps = []
+    out = tiny_pipe(
+        prompt="a cat",
+        image=image,
+        mask_image=mask,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        callback_on_step_end=lambda p, i, t, kw: (
+            steps.append((i, tuple(kw["latents"].shape))) or kw
+        ),
+    ).images[0]
+    assert out.shape == (44, 78, 3)
+    assert steps == [(0, (1, 4, 20, 36)), (1, (1, 4, 20, 36))]
+    orig = image.astype(np.float32) / 255
+    hole = mask > 0
+    far = np.ones_like(hole)
+    far[max(0, 11 - 12) : 22 + 12, max(0, 19 - 12) : 39 + 12] = False  # beyond the 21x21 blur reach
+    assert np.abs(out[far] - orig[far]).max() < 1e-6
+    assert np.abs(out[hole] - orig[hole]).max() > 0.05  # the hole is regenerated
+
+
+def test_seeded_and_independent_of_global_rng(tiny_pipe):
+    image, mask = _image_and_mask()
+    kwargs = {
+        "prompt": "a dog",
+        "image": PIL.Image.fromarray(image),
+        "mask_image": PIL.Image.fromarray(mask),
+        "num_inference_steps": 2,
+        "output_type": "np",
+    }
+    torch.manual_seed(123)
+    a = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(5)).images
+    torch.manual_seed(999)
+    b = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(5)).images
+    c = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(6)).images
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_output_types_and_pil(tiny_pipe):
+    image, mask = _image_and_mask(32, 32)
+    kwargs = {
+        "prompt": ["a", "b"],
+        "image": image,
+        "mask_image": mask,
+        "num_inference_steps": 1,
+        "generator": torch.Generator().manual_seed(0),
+    }
+    pil = tiny_pipe(**kwargs).images
+    assert len(pil) == 2 and pil[0].size == (32, 32)
+    pt = tiny_pipe(**kwargs, output_type="pt", num_images_per_prompt=2).images
+    assert pt.shape == (4, 3, 32, 32) and pt.min() >= 0.0 and pt.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argument"),
+    [
+        ({"image": None}, "`image`"),
+        ({"mask_image": None}, "`mask_image`"),
+        ({"prompt": None}, "`prompt`"),
+        ({"prompt_embeds": torch.zeros(1, 7, 16)}, "`prompt`"),
+        ({"control_guidance_start": 0.8, "control_guidance_end": 0.2}, "`control_guidance_start`"),
+        ({"height": 30}, "`height`"),
+        ({"output_type": "jpeg"}, "`output_type`"),
+        ({"num_inference_steps": 0}, "`num_inference_steps`"),
+        ({"branch_cfg_batching": "twice"}, "`branch_cfg_batching`"),
+        ({"mask_image": np.zeros((10, 10), dtype=np.uint8)}, "`mask_image`"),
+        ({"image": np.full((32, 32, 3), 2.0)}, "`image`"),
+        ({"callback_on_step_end_tensor_inputs": ["noise"]}, "`callback_on_step_end_tensor_inputs`"),
+    ],
+)
+def test_invalid_inputs_name_the_argument(tiny_pipe, overrides, argument):
+    image, mask = _image_and_mask(32, 32)
+    kwargs = {"prompt": "x", "image": image, "mask_image": mask, "num_inference_steps": 1}
+    kwargs.update(overrides)
+    with pytest.raises(ValueError, match=argument):
+        tiny_pipe(**kwargs)
+
+
+def test_missing_negative_embeds_without_text_encoder(golden, golden_pipe):
+    with pytest.raises(ValueError, match="`negative_prompt_embeds`"):
+        golden_pipe(**_golden_kwargs(golden, negative_prompt_embeds=None))
+
+
+def test_pipeline_save_and_from_pretrained_with_brushnet_override(tiny_pipe, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "pipe")
+    brushnet = BrushNetModel.from_pretrained(tmp_path / "pipe" / "brushnet")
+    loaded = StableDiffusionBrushNetPipeline.from_pretrained(tmp_path / "pipe", brushnet=brushnet)
+    assert loaded.brushnet is brushnet
+    assert type(loaded.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert (
+        StableDiffusionBrushNetPipeline.model_cpu_offload_seq == "text_encoder->brushnet->unet->vae"
+    )
+    loaded.set_progress_bar_config(disable=True)
+    image, mask = _image_and_mask(32, 32)
+    kwargs = {
+        "prompt": "a",
+        "image": image,
+        "mask_image": mask,
+        "num_inference_steps": 1,
+        "output_type": "np",
+    }
+    a = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(0)).images
+    b = loaded(**kwargs, generator=torch.Generator().manual_seed(0)).images
+    assert np.abs(a - b).max() < 1e-5
