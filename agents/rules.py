@@ -1,9 +1,23 @@
 """A deterministic instruction parser: the fallback when no VLM answers, and the eval baseline.
 
 No model and no state: regular phrasings are matched clause by clause after politeness, filler
-and negated clauses ("don't touch the sky") are set aside; typos in the leading verb and in
-"background" are forgiven by fuzzy matching. It fills category, object and, where the wording
-says, the target caption.
+and negated clauses ("don't touch the sky") are set aside. It fills category, object and, where
+the wording says, the target caption. What it forgives:
+
+- typos: a word outside the edit vocabulary (verbs, function words, about 750 common object
+  nouns in `agents.phrases.OBJECT_NOUNS`) that is one keyboard slip (a dropped, doubled or
+  swapped letter; a wrong letter in longer words) from exactly one vocabulary word is read as
+  that word, first letter kept ("remvoe the hemlet" -> "remove the helmet");
+- the object named first: "the cat, remove it", "as for the cat, ...", "the cat - get rid of
+  it", "cat: remove", "cat -> make blue" refer the verb back to that noun phrase;
+- long requests: the edit is found after "could you", "if you could", "I'd like you to",
+  "is to", "where you" inside a clause, and "give me a version where you ..." is unwrapped;
+- "I don't want the X in the picture" and "the X has to go" are removals.
+
+An instruction with no edit verb at all ("the cat") is ambiguous; it becomes a low-confidence
+(0.3) local edit of the named thing, so a caller can tell it was a guess. The perturbation
+families never drop the verb (the terse form keeps it: "cat: remove"), so nothing is recovered
+by guessing harder.
 """
 
 from __future__ import annotations
@@ -12,7 +26,18 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from agents.phrases import is_pronoun, normalise_noun_phrase, vocab, with_article, words
+from agents.phrases import (
+    DETERMINERS,
+    FUNCTION_WORDS,
+    OBJECT_NOUNS,
+    PREPOSITIONS,
+    correct_slip,
+    is_pronoun,
+    normalise_noun_phrase,
+    vocab,
+    with_article,
+    words,
+)
 from tools.types import EditCategory, EditPlan
 
 # --- vocabulary -------------------------------------------------------------------------------
@@ -27,7 +52,7 @@ ADD_VERBS = vocab("add insert include put place draw paint sketch introduce atta
 CHANGE_VERBS = vocab("change turn transform convert morph alter modify")
 SWAP_VERBS = vocab("replace swap switch exchange substitute")
 COLOR_VERBS = vocab("color colour recolor recolour paint dye tint")
-MAKE_VERBS = frozenset(["make"])
+MAKE_VERBS = frozenset(["make", "render"])
 GIVE_VERBS = frozenset(["give"])
 ALL_VERBS = sorted(
     REMOVE_VERBS | ADD_VERBS | CHANGE_VERBS | SWAP_VERBS | COLOR_VERBS | MAKE_VERBS | GIVE_VERBS
@@ -65,10 +90,53 @@ FILLER_STARTS = (
     "help me", "go ahead and", "try to", "just", "only", "simply", "now", "then", "also", "and",
     "but", "so", "ok", "okay", "hey", "hi", "let's", "lets", "let us", "i want to", "i'd like to",
     "i would like to", "we need to", "you should", "i need to", "maybe", "quickly",
+    "basically", "actually", "um", "uh", "well", "hello", "greetings", "ok so", "okay so",
 )
+WHOLE_CLAUSE_FILLERS = vocab("like um uh hmm so well hello hi hey thanks ty cheers yes yeah please")
+TOPIC_MARKERS = re.compile(r"^(?:as for|as to|regarding|concerning|about|speaking of|re|"
+                           r"with respect to|when it comes to)\s+")
+# Words that make a clause a sentence rather than a bare noun phrase ("the sky is fine").
+FINITE_WORDS = vocab("is are was were be been being am has have had do does did could would "
+                     "should must might shall took take said says want wants need needs "
+                     "like likes love looks seems think know got i'm it's that's there's i've i'd "
+                     "i'll you're we're isn't doesn't don't")
+SUBJECT_WORDS = vocab("i we you he she they it there here what which who when where why how")
+META_NOUNS = vocab("request task question favor favour job thing idea note problem issue help edit "
+                   "change point")
+IMAGE_PROPERTIES = vocab("resolution size dimensions quality format aspect ratio rest composition "
+                         "framing colors colours color colour lighting exposure contrast "
+                         "brightness sharpness style")
+EMBEDDED_REQUEST = re.compile(
+    r"\b(?:(?:could|can|would|will)\s+(?:you|u)|(?:you|u)\s+to|(?:is|was)\s+to|where\s+you|"
+    r"if\s+you(?:\s+(?:could|can|would))?|please|(?:like|love|want|need|wish)\s+to)\s+"
+)
+META_REQUEST = re.compile(
+    r"^(?:give|show|send) me (?:a |an |one )?(?:new |different )?(?:version|variant|copy|edit|"
+    r"image|picture|photo|result)(?: of (?:it|this|the (?:image|photo|picture)))?\s+"
+    r"(?:where|in which|that|so that|with)\s+(?:you\s+)?"
+)
+REFERRING_WORDS = ("it", "them", "him", "her")
+AFTER_OBJECT = vocab("look looks seem appear become disappear vanish go") | frozenset(PREPOSITIONS)
 THERE_IS = re.compile(r"^(?:there should be|there needs to be|there must be|i want|i'd like|"
                       r"i would like|i need|we need)\s+(?P<y>(?:a|an|some|two|three|\d+)\s.+)$")
 PARTICLES = ("out", "away", "off")
+UNWANTED = re.compile(r"^(?:i|we) (?:don't|dont|do not) (?:want|need|like)(?: to see)? (?P<x>.+?)"
+                      r"(?: (?:in|on) (?:the|this|my) (?:picture|photo|image|shot|scene|pic))?$")
+
+
+VERB_SET = frozenset(ALL_VERBS) | {"get", "take", "cut", "rub", "wipe"}
+# "leave the sky alone and could you remove the cat": a new clause starts after "and" here
+AND_OPENERS = sorted(
+    VERB_SET | {"don't", "do not", "could", "can", "would", "will", "please", "pls", "kindly",
+                "just", "i'd", "i want", "i would", "i need", "there should", "there must"},
+    key=len, reverse=True,
+)
+LEXICON = (
+    OBJECT_NOUNS | FUNCTION_WORDS | VERB_SET | WHOLE_IMAGE | GLOBAL_ATTRIBUTES | GLOBAL_KEYWORDS
+    | GLOBAL_ADDABLES | SCENE_NOUNS | FINITE_WORDS | SUBJECT_WORDS | META_NOUNS | IMAGE_PROPERTIES
+    | WHOLE_CLAUSE_FILLERS | frozenset(w for f in FILLER_STARTS + NEGATION_STARTS for w in f.split())
+    | vocab("rid disappear vanish kindly thank thanks could would")
+)
 
 
 @dataclass
@@ -86,7 +154,7 @@ class _Parse:
 def parse_instruction(text: str) -> EditPlan:
     """Rule-based `EditPlan` (source="rules") for the usual ways of asking for an edit."""
     clauses = _clauses(_normalise(text))
-    topic, kept = None, None
+    kept = None
     active: list[str] = []
     for clause in clauses:
         if _is_negated(clause):
@@ -94,11 +162,14 @@ def parse_instruction(text: str) -> EditPlan:
             continue
         active.append(clause)
     result: _Parse | None = None
+    # the last clause that only names something: (as written, normalised or None for "it")
+    named: tuple[str, str | None] | None = None
     for clause in active:
-        result = _parse_clause(clause)
+        result = _parse_with_topic(clause, named[0] if named else None)
         if result is not None:
             break
-        topic = topic or normalise_noun_phrase(clause)
+        named = _topic(clause) or _embedded_topic(clause) or named
+    topic = named[1] if named else None
     if result is None:
         result = _fallback(" ".join(active) or " ".join(clauses))
     if is_pronoun(result.object):
@@ -157,16 +228,24 @@ def _normalise(text: str) -> str:
 
 
 def _clauses(text: str) -> list[str]:
-    parts = re.split(r"[.!?;,\n]+|\s+[-–—]+\s+|\s+(?:but|then|and then|and also|and just|and only)\s+", text)
+    text = _fix_words(text)
+    parts = re.split(
+        r"[.!?;,\n]+|\s*(?:->|=>|→)\s*|(?<!background)(?<!backdrop):\s+|\s+[-–—]+\s+"
+        r"|\s+(?:but|then|and then|and also|and just|and only)\s+"
+        r"|\s+(?=(?:leave|keep|don't|do not)\s+(?:the|my|this|his|her|everything|it)\b)",
+        text,
+    )
     clauses: list[str] = []
     for part in parts:
-        pieces = re.split(r"\s+and\s+(?=(?:" + "|".join(ALL_VERBS) + r"|don't|do not)\b)", part)
+        pieces = re.split(r"\s+and\s+(?=(?:" + "|".join(AND_OPENERS) + r")\b)", part)
         clauses += [_strip_filler(p) for p in pieces]
     return [c for c in clauses if c]
 
 
 def _strip_filler(clause: str) -> str:
     clause = clause.strip(" '\"-:")
+    if clause in WHOLE_CLAUSE_FILLERS:
+        return ""
     changed = True
     while changed:
         changed = False
@@ -180,11 +259,19 @@ def _strip_filler(clause: str) -> str:
     clause = re.sub(r"^(?:i'd like|i would like|i want|i need)\s+(?=(?:the|my|his|her|this|it)\b)",
                     "", clause)
     clause = re.sub(r"\s+(?:please|pls|plz|thanks|thank you|for me|if possible)$", "", clause)
+    # "give me a version where you make the hair blonde": the request is the inner clause.
+    meta = META_REQUEST.match(clause)
+    if meta and _starts_with_verb(clause[meta.end() :]):
+        clause = clause[meta.end() :]
     return clause.strip(" '\"-:")
 
 
 def _is_negated(clause: str) -> bool:
-    return clause.startswith(NEGATION_STARTS)
+    if clause.startswith(NEGATION_STARTS):
+        return True
+    # "the sky is fine as it is": something to keep, not an edit.
+    return bool(re.search(r"\b(?:is|are|looks|seems)\s+(?:fine|good|great|ok|okay|perfect|nice)\b",
+                          clause)) and not _starts_with_verb(clause)
 
 
 def _kept_subject(clause: str) -> str | None:
@@ -199,7 +286,117 @@ def _kept_subject(clause: str) -> str | None:
     phrase = normalise_noun_phrase(match.group("x"))
     if phrase is None or is_pronoun(phrase) or _mentions_background(phrase):
         return None
+    if phrase.split()[0] in IMAGE_PROPERTIES or phrase.split()[-1] in IMAGE_PROPERTIES:
+        return None  # "keep the resolution the same" keeps no subject
     return phrase
+
+
+def _starts_with_verb(clause: str) -> bool:
+    first = clause.split()[0] if clause.split() else ""
+    return first in VERB_SET or clause.startswith(REMOVE_PHRASES)
+
+
+def _topic(clause: str) -> tuple[str, str | None] | None:
+    """A clause that only names something ("the cat", "as for the red car") -> (text, phrase).
+
+    "it", "everything" and the whole picture ("this photo, make it warmer") are topics with no
+    phrase: the edit they head is global. Sentences ("I took this photo", "the sky is fine"),
+    greetings and meta nouns ("a quick request") name no topic.
+    """
+    clause = TOPIC_MARKERS.sub("", clause).strip()
+    tokens = words(clause)
+    if clause in ("it", "this", "everything", "all") or (tokens and _whole_image(clause)):
+        return clause, None
+    if not tokens or len(tokens) > 8 or tokens[0] in SUBJECT_WORDS:
+        return None
+    if any(t in FINITE_WORDS for t in tokens) or _starts_with_verb(clause):
+        return None
+    phrase = normalise_noun_phrase(clause)
+    if phrase is None or is_pronoun(phrase) or phrase.split()[-1] in META_NOUNS:
+        return None
+    return clause, phrase
+
+
+def _embedded_topic(clause: str) -> tuple[str, str | None] | None:
+    """'... if you could the scooter' (then 'delete it'): a named thing where a verb was due."""
+    for tail in _embedded_tails(clause):
+        opener = tail.split()[0]
+        if opener in DETERMINERS or TOPIC_MARKERS.match(tail):
+            topic = _topic(tail)
+            if topic and topic[1]:
+                return topic
+    return None
+
+
+def _refer_back(clause: str, topic: str) -> str | None:
+    """'remove it' after 'the cat' -> 'remove the cat'; also 'make blue', 'change to a dog'."""
+    verb = next((p for p in REMOVE_PHRASES if clause == p or clause.startswith(p + " ")), None)
+    if verb is None:
+        verb = clause.split()[0] if clause.split() else ""
+        if verb not in VERB_SET:
+            return None
+    rest = clause[len(verb) :].split()
+    bare = topic.split()[0] not in DETERMINERS and not topic.split()[0].isdigit()
+    if bare and not _whole_image(topic) and topic not in ("it", "everything", "all"):
+        # a bare noun: "cookie: add" adds a cookie, "helmet: remove" removes the helmet
+        topic = with_article(topic) if verb in ADD_VERBS else "the " + topic
+    if not rest:
+        return f"{verb} {topic}"
+    if rest[0] in REFERRING_WORDS or (
+        rest[0] in ("this", "that", "these", "those") and (len(rest) == 1 or rest[1] in AFTER_OBJECT)
+    ):
+        return " ".join([verb, topic, *rest[1:]])
+    if rest[0] in AFTER_OBJECT:
+        return " ".join([verb, topic, *rest])
+    if verb in MAKE_VERBS | COLOR_VERBS and rest[0] not in DETERMINERS:
+        return " ".join([verb, topic, *rest])  # "hair: make blonde"
+    return None
+
+
+def _parse_with_topic(clause: str, topic: str | None) -> _Parse | None:
+    """Parse a clause, referring it back to a named topic, else finding a request inside it
+    ("I have a photo and would love it if you could remove the flag")."""
+    for candidate in _request_candidates(clause):
+        rewritten = _refer_back(candidate, topic) if topic else None
+        parsed = _parse_clause(rewritten or candidate)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _request_candidates(clause: str) -> list[str]:
+    """The clause, and what follows each 'could you'/'you to'/... inside it; when the clause
+    does not open with a verb, the inner requests come first ("I'd really appreciate it if you
+    could remove the person in the background" is a removal, not a background edit)."""
+    tails = [tail for tail in _embedded_tails(clause)
+             if _starts_with_verb(_fix_typos(tail)) or tail.startswith(("i ", "i'd ", "we ", "there "))]
+    return [clause, *tails] if _starts_with_verb(_fix_typos(clause)) else [*tails, clause]
+
+
+def _embedded_tails(clause: str) -> list[str]:
+    tails = [_strip_filler(clause[match.end() :]) for match in EMBEDDED_REQUEST.finditer(clause)]
+    return [tail for tail in tails if tail]
+
+
+def _fix_words(text: str) -> str:
+    """Repair one-slip typos word by word against the edit vocabulary (see the module doc)."""
+    tokens = text.split(" ")
+    out: list[str] = []
+    for token in tokens:
+        match = re.match(r"^([a-z]+)([^a-z]*)$", token)
+        if match and match.group(1) not in LEXICON:
+            # ties go to what the position expects: a verb where a clause starts, a noun after
+            # a determiner, else a function word ("lok" after "it" is "look", not "lock")
+            previous = out[-1] if out else ""
+            starts = (not previous or previous[-1:] in ",.:;!?>" or
+                      previous in ("to", "you", "u", "please", "just", "and", "then", "pls"))
+            prefer = (VERB_SET | FUNCTION_WORDS) if starts or previous not in DETERMINERS \
+                else OBJECT_NOUNS
+            fixed = correct_slip(match.group(1), LEXICON, prefer, wrong_letters=starts)
+            if fixed:
+                token = fixed + match.group(2)
+        out.append(token)
+    return " ".join(out)
 
 
 def _fix_typos(clause: str) -> str:
@@ -208,9 +405,10 @@ def _fix_typos(clause: str) -> str:
         return clause
     first = tokens[0]
     known = first in ALL_VERBS or first in ("get", "take", "cut", "do", "there", "set", "move")
-    if not known and len(first) >= 2 and first.isalpha():
+    if not known and len(first) >= 2 and first.isalpha() and first not in LEXICON:
+        # several slips in the leading verb ("delte", "ad"): the closest verb, same first letter
         match = difflib.get_close_matches(first, ALL_VERBS, n=1, cutoff=0.75)
-        if match:
+        if match and match[0][0] == first[0]:
             tokens[0] = match[0]
     for index, token in enumerate(tokens):
         bare = token.strip(":")
@@ -243,7 +441,7 @@ def _parse_clause(clause: str) -> _Parse | None:
                      clause)
     if match:
         return _removal(match.group("x"))
-    match = re.match(r"^make (?P<x>.+?) (?:disappear|vanish|go away)$", clause)
+    match = re.match(r"^(?:make|render) (?P<x>.+?) (?:disappear|vanish|go away)$", clause)
     if match:
         return _removal(match.group("x"))
     if verb in SWAP_VERBS:
@@ -261,6 +459,17 @@ def _parse_clause(clause: str) -> _Parse | None:
     match = THERE_IS.match(clause)
     if match:
         return _addition("add", match.group("y"))
+    match = UNWANTED.match(clause)
+    if match and not re.match(r"^(?:anything|everything|nothing|any|to|it|them|changes)\b",
+                              match.group("x")) and not re.search(
+            r"\b(?:changed|altered|touched|modified|edited|affected|moved|different)\b",
+            match.group("x")):
+        return _removal(match.group("x"))
+    match = re.match(r"^(?P<x>.+?) (?:has to|have to|needs to|need to|must|should|has got to|"
+                     r"gotta) (?:go|go away|disappear|vanish|be removed|be deleted|be erased|"
+                     r"be gone)$", clause)
+    if match:
+        return _removal(match.group("x"))
     match = re.match(r"^(?P<x>.+?) (?:should|must|needs to|has to|to) (?:be|look|become) (?P<y>.+)$",
                      clause)
     if match and not match.group("x").startswith("there"):
@@ -409,6 +618,10 @@ def _split_subject(rest: str) -> tuple[str, str | None]:
         # The subject runs through the head noun; the remaining words are the new attribute.
         cut = _head_length(tokens)
         return " ".join(tokens[:cut]), " ".join(tokens[cut:]) or None
+    global_words = set(tokens) & set(GLOBAL_KEYWORDS) or any(p in rest for p in GLOBAL_PHRASES)
+    if len(tokens) >= 2 and not global_words:
+        # terse "make eyes blue": the last word is the new attribute
+        return " ".join(tokens[:-1]), tokens[-1]
     return rest, None
 
 
