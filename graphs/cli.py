@@ -69,8 +69,10 @@ def doctor(
 
 
 from graphs.commands import register as _register_commands  # noqa: E402 - after `app` exists
+from graphs.interfaces.cli import register as _register_interfaces  # noqa: E402
 
 _register_commands(app)
+_register_interfaces(app)
 
 
 def _load_plugins(root: typer.Typer) -> None:

@@ -376,14 +376,18 @@ class EditNodes:
                       "object": plan.object, "critique": critique}
         agents = _agents()
         caption = _FALLBACK
-        if plan.source == "vlm":
+        user_caption = state.get("user_caption")
+        if user_caption and not critique:
+            caption = user_caption
+            ctx.params["source"] = "user"
+        elif plan.source == "vlm":
             image = self.components.store.get_image(state["source_image"])
             caption = ctx.ask_vlm("caption", agents.caption_target, image, instruction,
                                   plan.category, plan.object)
         if caption is _FALLBACK:
-            caption = plan.target_caption or agents.rules.caption_for_plan(plan)
-            ctx.params["source"] = "rules"
-        else:
+            caption = user_caption or plan.target_caption or agents.rules.caption_for_plan(plan)
+            ctx.params["source"] = "user" if user_caption else "rules"
+        elif "source" not in ctx.params:
             ctx.params["source"] = "vlm"
         plan = plan.model_copy(update={"target_caption": caption})
         ctx.outputs = {"caption": caption}

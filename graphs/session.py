@@ -85,6 +85,7 @@ class EditSession:
         *,
         mask: Any = None,
         options: EditOptions | None = None,
+        caption: str | None = None,
         review_mask: bool = False,
         review: Callable[[MaskReview], dict[str, Any]] | None = None,
         on_event: EventSink | None = None,
@@ -97,6 +98,7 @@ class EditSession:
             instruction: what to change, in words.
             mask: optional user mask (path, bytes, array, PIL image or hash; white = edit).
             options: seed, steps, samples, attempts, inpainter...; defaults from the components.
+            caption: the target caption (diffusion prompt) to use instead of the planner's.
             review_mask: pause after the mask proposal; `review` is then called with a
                 `MaskReview` and returns `{"approve": True}` or `{"mask": <hash>}`.
             on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
@@ -105,7 +107,7 @@ class EditSession:
             raise InvalidRequestError(
                 "review_mask needs a `review` callback; use `submit` and `resume` to review later"
             )
-        outcome = self.submit(image, instruction, mask=mask, options=options,
+        outcome = self.submit(image, instruction, mask=mask, options=options, caption=caption,
                               review_mask=review_mask, on_event=on_event)
         while isinstance(outcome, MaskReview):
             assert review is not None
@@ -119,6 +121,7 @@ class EditSession:
         *,
         mask: Any = None,
         options: EditOptions | None = None,
+        caption: str | None = None,
         review_mask: bool = False,
         on_event: EventSink | None = None,
     ) -> EditResult | MaskReview:
@@ -136,6 +139,7 @@ class EditSession:
         payload = {
             "source_image": source, "instruction": instruction.strip(), "user_mask": user_mask,
             "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
+            "user_caption": caption.strip() if caption and caption.strip() else None,
             "turn": turn,
         }
         _emit(on_event, {"type": "turn", "status": "start", "turn": turn, "session_id": self.id,

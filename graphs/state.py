@@ -26,6 +26,8 @@ class InputState(TypedDict, total=False):
     """`tools.types.EditOptions` as a dict."""
     review_mask: bool
     """Pause after the mask proposal so a person can approve or replace it."""
+    user_caption: str | None
+    """A diffusion prompt the user wrote; it replaces the planner's caption."""
     turn: int
     """Turn number within the session (1-based); traces are filed under it."""
 

@@ -106,3 +106,19 @@ def test_killed_run_resumes_from_the_last_completed_node(tmp_path):
     assert after == [*before, "inpaint", "verify", "finish"]  # nothing before inpaint re-ran
     assert result.accepted and result.turn == 1 and session.turns()[0].status == "done"
     assert not session.unfinished()
+
+
+def test_user_caption_replaces_the_planners_and_is_traced(tmp_path):
+    components = make_components(tmp_path / "d", planner="rules")
+    session = EditSession.open(components)
+    planned = session.edit(picture(), "remove the dark square", mask=object_mask())
+    written = session.edit(
+        picture(), "remove the dark square", mask=object_mask(), caption="  plain grey  wall "
+    )
+    assert written.caption == "plain grey  wall"
+    assert planned.caption != written.caption
+    caption_rows = [e for e in session.trace() if e["node"] == "caption" and e["turn"] == 2]
+    assert caption_rows and caption_rows[-1]["params"]["source"] == "user"
+    assert caption_rows[-1]["outputs"]["caption"] == written.caption
+    third = session.edit(picture(), "remove the dark square", mask=object_mask())
+    assert third.caption == planned.caption, "a caption applies to its own turn only"

@@ -1,0 +1,109 @@
+"""A LangChain tool that edits images, for agents built on LangChain or LangGraph.
+
+`make_edit_tool(components)` returns a `StructuredTool` whose pydantic args schema the model sees;
+the tool runs in process (a trusted caller), so it accepts local file paths as well as artifact
+hashes, and answers with a JSON-able summary (hashes, plan, planner path, result file path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from graphs.interfaces.common import (
+    HASH_PATTERN,
+    EditOptionsPatch,
+    SessionOpener,
+    artifact_path,
+    default_session_opener,
+    prepare_edit,
+    run_prepared,
+    summary,
+)
+from tools.errors import InvalidImageError
+from tools.images import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+TOOL_NAME = "edit_image"
+TOOL_DESCRIPTION = (
+    "Edit an image from a plain-language instruction (remove, add or change an object, change "
+    "the background or the whole style). Give `image` as a file path or the hash of an earlier "
+    "result; pass `session_id` from an earlier answer to continue editing that result. Returns "
+    "the result's hash and file path, the plan and whether the verifier accepted it."
+)
+
+
+class EditImageArgs(BaseModel):
+    """What the model fills in to call the tool."""
+
+    instruction: str = Field(min_length=1, max_length=2000, description="What to change.")
+    image: str | None = Field(
+        default=None,
+        description="Path to an image file, or the sha256 hash of an earlier result. Omit to "
+        "continue from the session's last result.",
+    )
+    mask: str | None = Field(
+        default=None, description="Optional mask file path or hash (white = area to edit)."
+    )
+    options: EditOptionsPatch | None = Field(default=None, description="Diffusion options.")
+    session_id: str | None = Field(default=None, description="Continue this session.")
+
+
+def make_edit_tool(
+    components: Any,
+    *,
+    settings: Any = None,
+    session_opener: SessionOpener | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = TOOL_NAME,
+) -> BaseTool:
+    """Wrap the session facade as a LangChain `StructuredTool` (errors become tool messages)."""
+    from langchain_core.tools import StructuredTool, ToolException
+
+    from tools.errors import BrushEditError
+
+    opener = session_opener or default_session_opener
+
+    def edit_image(
+        instruction: str,
+        image: str | None = None,
+        mask: str | None = None,
+        options: EditOptionsPatch | dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            prepared = prepare_edit(
+                components, opener, instruction=instruction, image=_source(image),
+                mask=_source(mask), options=options, session_id=session_id, settings=settings,
+                max_pixels=max_pixels,
+            )
+            result = run_prepared(components, opener, prepared)
+        except BrushEditError as exc:
+            raise ToolException(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        info = summary(result)
+        info["image_path"] = str(artifact_path(components, result.image))
+        return info
+
+    return StructuredTool.from_function(
+        func=edit_image,
+        name=name,
+        description=TOOL_DESCRIPTION,
+        args_schema=EditImageArgs,
+        handle_tool_error=True,
+    )
+
+
+def _source(value: str | None) -> bytes | str | None:
+    """A hash stays a hash; anything else is read as a local file."""
+    if value is None:
+        return None
+    if HASH_PATTERN.fullmatch(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise InvalidImageError(f"{value} is not a file (nor an artifact hash)")
+    return path.read_bytes()
