@@ -364,9 +364,14 @@ class _Actions:
         return items
 
     def _editor_value(self, path: str | None) -> dict[str, Any] | None:
+        """The editor's next picture, as pixels (a file path would need Gradio's path allow-list)."""
+        from PIL import Image
+
         if path is None:
             return None
-        return {"background": path, "layers": [], "composite": path}
+        with Image.open(path) as stored:
+            pixels = np.asarray(stored.convert("RGBA"))
+        return {"background": pixels, "layers": [], "composite": pixels}
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -660,6 +665,9 @@ def launch(
             return secrets.compare_digest(password.encode(), token.encode())
 
     demo = build_ui(source, settings)
+    data_dir = getattr(settings, "data_dir", None)
     demo.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, auth=auth, show_error=True
+        server_name=host, server_port=port, auth=auth, show_error=True,
+        # results and trace images are served from the artifact store
+        allowed_paths=[str(data_dir)] if data_dir is not None else None,
     )

@@ -71,7 +71,11 @@ def test_run_and_undo_in_process(actions):
     )
     status, result_path, candidates, editor, turns, trace_html, trace_images, session_id = out[:8]
     assert "Turn 1" in status and Path(result_path).is_file() and candidates
-    assert editor["background"] == result_path and len(turns) == 1
+    from PIL import Image
+
+    with Image.open(result_path) as stored:  # the result is the editor's next picture
+        assert (editor["background"][..., :3] == np.asarray(stored.convert("RGB"))).all()
+    assert len(turns) == 1
     assert "inpaint" in trace_html and trace_images
     undone = actions.undo(session_id, "")
     assert "original image" in undone[0] and undone[2][0][4] is True
@@ -135,12 +139,16 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
             page.wait_for_timeout(1000)
             canvas = page.locator("#editor canvas").first
             box = canvas.bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(cx - 60, cy - 40)
-            page.mouse.down()
-            for k in range(20):
-                page.mouse.move(cx - 60 + k * 6, cy - 40 + k * 2, steps=2)
-            page.mouse.up()
+            # The picture is drawn centred and scaled to fit the canvas: paint over its dark
+            # square (pixels x 30..60, y 20..40 of 192x128) in a few horizontal strokes.
+            scale = min(box["width"] / 192, box["height"] / 128)
+            left = box["x"] + (box["width"] - 192 * scale) / 2
+            top = box["y"] + (box["height"] - 128 * scale) / 2
+            for y in range(22, 40, 4):
+                page.mouse.move(left + 30 * scale, top + y * scale)
+                page.mouse.down()
+                page.mouse.move(left + 60 * scale, top + y * scale, steps=8)
+                page.mouse.up()
             page.locator("#instruction textarea").fill("remove the dark square")
             page.locator("#run").click()
             try:
@@ -159,6 +167,11 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
             )
             assert "mask" in nodes and "inpaint" in nodes and "verify" in nodes
             assert "user" in page.locator("#trace").inner_html()  # the painted mask was used
+            page.wait_for_function(  # the result becomes the editor's next picture
+                "!document.querySelector('#editor').innerText.includes('processing')",
+                timeout=30_000,
+            )
+            page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "after-edit.png"), full_page=True)
             page.locator("#undo").click()
             page.wait_for_function(
