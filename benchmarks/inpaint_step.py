@@ -20,40 +20,7 @@ import time
 import numpy as np
 import torch
 
-SD15_UNET = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "up_block_types": [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "norm_num_groups": 32,
-}
-SD15_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
+from brushedit_inpaint.configs import SD15_UNET_CONFIG, SD15_VAE_CONFIG
 
 
 def peak_rss_mib() -> float:
@@ -66,8 +33,8 @@ def build_pipeline(args):
     from brushedit_inpaint import BrushNetModel, StableDiffusionBrushNetPipeline
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**SD15_UNET).eval()
-    vae = AutoencoderKL(**SD15_VAE).eval()
+    unet = UNet2DConditionModel(**SD15_UNET_CONFIG).eval()
+    vae = AutoencoderKL(**SD15_VAE_CONFIG).eval()
     brushnet = BrushNetModel.from_unet(unet).eval()
     with torch.no_grad():
         for name, param in brushnet.named_parameters():

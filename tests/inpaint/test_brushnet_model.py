@@ -8,31 +8,9 @@ import pytest
 import torch
 
 from brushedit_inpaint import BrushNetModel, unet_forward_with_brushnet
+from brushedit_inpaint.configs import SD15_UNET_CONFIG
 
 from .conftest import MANIFEST, TINY_UNET, make_tiny_models
-
-SD15_UNET = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "up_block_types": [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "norm_num_groups": 32,
-}
 
 
 def _branch_call(brushnet, t):
@@ -127,7 +105,7 @@ def test_sd15_from_unet_matches_reference_manifest():
 
     manifest = json.loads(MANIFEST.read_text())
     with init_empty_weights():
-        brushnet = BrushNetModel.from_unet(UNet2DConditionModel(**SD15_UNET))
+        brushnet = BrushNetModel.from_unet(UNet2DConditionModel(**SD15_UNET_CONFIG))
     shapes = {name: list(p.shape) for name, p in brushnet.state_dict().items()}
     assert list(shapes) == list(manifest["tensors"]) or set(shapes) == set(manifest["tensors"])
     assert shapes == manifest["tensors"]
