@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents.base import T, VLMAnswer
-from agents.errors import VLMInvalidAnswerError, VLMTimeoutError
+from agents.errors import VLMTimeoutError
 from agents.imaging import data_url, downscale
-from agents.ollama_vlm import REASK
-from agents.parsing import AnswerError, parse_answer, schema_name
+from agents.ollama_vlm import ask_until_valid, parse_keeping_raw
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -74,29 +73,21 @@ class LangChainVLM:
         content: list[dict[str, Any]] = [{"type": "text", "text": user}]
         content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in prepared]
         messages: list[Any] = [SystemMessage(content=system), HumanMessage(content=content)]
-        attempts = self.invalid_answer_retries + 1
-        error, raw = "", ""
-        for attempt in range(1, attempts + 1):
-            try:
-                value, raw = self._invoke(runnable, messages, schema)
-            except AnswerError as exc:
-                error = str(exc)
-                raw = getattr(exc, "raw", raw)
-                logger.info("%s: invalid %s answer (%s)", self.model_id, schema.__name__, error)
-                messages = [
-                    *messages,
-                    AIMessage(content=raw),
-                    HumanMessage(content=REASK.format(error=error)),
-                ]
-                continue
-            return VLMAnswer[schema](  # type: ignore[valid-type]
-                value=value,
-                raw=raw,
-                model=self.model_id,
-                attempts=attempt,
-                image_sizes=[image.size for image in prepared],
-            )
-        raise VLMInvalidAnswerError(self.model_id, schema_name(schema), attempts, error, raw)
+
+        def follow_up(raw: str, reask: str) -> list[Any]:
+            return [AIMessage(content=raw), HumanMessage(content=reask)]
+
+        return ask_until_valid(
+            messages,
+            lambda history: self._invoke(runnable, history, schema),
+            follow_up,
+            schema=schema,
+            retries=self.invalid_answer_retries,
+            name=self.model_id,
+            model_id=self.model_id,
+            image_sizes=[image.size for image in prepared],
+            log=logger,
+        )
 
     def _structured_runnable(self, schema: type[T]) -> Any | None:
         if self.structured is False:
@@ -113,7 +104,7 @@ class LangChainVLM:
             if runnable is None:
                 message = self.chat_model.invoke(messages)
                 raw = _text_of(message)
-                return _parse(raw, schema), raw
+                return parse_keeping_raw(raw, schema), raw
             result = runnable.invoke(messages)
         except TimeoutError:
             raise VLMTimeoutError(self.model_id, None) from None
@@ -123,15 +114,7 @@ class LangChainVLM:
             return parsed, raw
         if isinstance(parsed, dict):
             raw = raw or json.dumps(parsed)
-        return _parse(raw, schema), raw
-
-
-def _parse(raw: str, schema: type[T]) -> T:
-    try:
-        return parse_answer(raw, schema)
-    except AnswerError as exc:
-        exc.raw = raw  # type: ignore[attr-defined]
-        raise
+        return parse_keeping_raw(raw, schema), raw
 
 
 def _raw_text(message: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -37,6 +37,54 @@ REASK = (
     "Your previous answer could not be used: {error}. Answer again with only one JSON object "
     "that follows the requested schema exactly."
 )
+
+
+def parse_keeping_raw(raw: str, schema: type[T]) -> T:
+    """`parse_answer`, but an `AnswerError` carries the text it rejected as `.raw`."""
+    try:
+        return parse_answer(raw, schema)
+    except AnswerError as exc:
+        exc.raw = raw  # type: ignore[attr-defined]
+        raise
+
+
+def ask_until_valid(
+    messages: list[Any],
+    answer: Callable[[list[Any]], tuple[T, str]],
+    follow_up: Callable[[str, str], list[Any]],
+    *,
+    schema: type[T],
+    retries: int,
+    name: str,
+    model_id: str,
+    image_sizes: list[tuple[int, int]],
+    log: logging.Logger,
+) -> VLMAnswer[T]:
+    """Ask, and after each invalid answer re-ask (with the reason) up to `retries` more times.
+
+    `answer(messages)` returns `(value, raw)` or raises `AnswerError` (with the rejected text as
+    `.raw` when it has one); `follow_up(raw, reask)` gives the messages appended before re-asking.
+    `name` labels the log line and the `VLMInvalidAnswerError` raised when every attempt failed.
+    """
+    attempts = retries + 1
+    error, raw = "", ""
+    for attempt in range(1, attempts + 1):
+        try:
+            value, raw = answer(messages)
+        except AnswerError as exc:
+            error = str(exc)
+            raw = getattr(exc, "raw", raw)
+            log.info("%s: invalid %s answer (%s)", name, schema.__name__, error)
+            messages = [*messages, *follow_up(raw, REASK.format(error=error))]
+            continue
+        return VLMAnswer[schema](  # type: ignore[valid-type]
+            value=value,
+            raw=raw,
+            model=model_id,
+            attempts=attempt,
+            image_sizes=image_sizes,
+        )
+    raise VLMInvalidAnswerError(name, schema_name(schema), attempts, error, raw)
 
 
 class OllamaStatus(BaseModel):
@@ -144,29 +192,25 @@ class OllamaVLM:
             user_message["images"] = [png_bytes(image) for image in prepared]
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}, user_message]
         json_schema = schema.model_json_schema()
-        attempts = self.invalid_answer_retries + 1
-        error, raw = "", ""
-        for attempt in range(1, attempts + 1):
-            raw = self._chat(messages, json_schema)
-            try:
-                value = parse_answer(raw, schema)
-            except AnswerError as exc:
-                error = str(exc)
-                logger.info("%s: invalid %s answer (%s)", self.model, schema.__name__, error)
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": raw},
-                    {"role": "user", "content": REASK.format(error=error)},
-                ]
-                continue
-            return VLMAnswer[schema](  # type: ignore[valid-type]
-                value=value,
-                raw=raw,
-                model=self.model_id,
-                attempts=attempt,
-                image_sizes=[image.size for image in prepared],
-            )
-        raise VLMInvalidAnswerError(self.model, schema_name(schema), attempts, error, raw)
+
+        def answer(history: list[dict[str, Any]]) -> tuple[T, str]:
+            raw = self._chat(history, json_schema)
+            return parse_keeping_raw(raw, schema), raw
+
+        def follow_up(raw: str, reask: str) -> list[dict[str, Any]]:
+            return [{"role": "assistant", "content": raw}, {"role": "user", "content": reask}]
+
+        return ask_until_valid(
+            messages,
+            answer,
+            follow_up,
+            schema=schema,
+            retries=self.invalid_answer_retries,
+            name=self.model,
+            model_id=self.model_id,
+            image_sizes=[image.size for image in prepared],
+            log=logger,
+        )
 
     def _chat(self, messages: list[dict[str, Any]], json_schema: dict[str, Any]) -> str:
         import httpx

@@ -186,13 +186,8 @@ def _edit(
         metrics.update(
             background_metrics(np.asarray(source), np.asarray(result_image), fidelity_mask)
         )
-    plan = result.plan
     return {
-        "category": plan.category.value,
-        "object": plan_object(plan),
-        "plan_object": plan.object,
-        "target_caption": plan.target_caption,
-        "plan_source": plan.source,
+        **_plan_fields(result.plan),
         "system_planner": result.planner,
         "accepted": bool(result.accepted),
         "attempts": int(result.attempts),
@@ -234,14 +229,21 @@ def _partial_plan(components: Any, session: Any) -> dict[str, Any]:
     if plan is None:
         return {}
     return {
+        **_plan_fields(plan),
+        "system_planner": values.get("planner"),
+        "mask": values.get("mask"),
+        "session_id": session.id,
+    }
+
+
+def _plan_fields(plan: Any) -> dict[str, Any]:
+    """The row fields that describe the plan the system made (an `EditPlan`)."""
+    return {
         "category": plan.category.value,
         "object": plan_object(plan),
         "plan_object": plan.object,
         "target_caption": plan.target_caption,
         "plan_source": plan.source,
-        "system_planner": values.get("planner"),
-        "mask": values.get("mask"),
-        "session_id": session.id,
     }
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -97,16 +98,7 @@ class ArtifactStore:
         target = self.path(digest)
         if target.is_file():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                image.save(handle, format="PNG")
-            os.chmod(tmp, _umask_mode())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(target, lambda handle: image.save(handle, format="PNG"))
         return digest
 
 
@@ -125,32 +117,40 @@ def write_image_atomic(image: Image.Image, out: str | Path) -> Path:
         raise InvalidRequestError(
             f"cannot tell the image format from `{out.name}`; use a suffix such as .png or .jpg"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fmt = formats[ext]
-            params = {"quality": 95} if fmt == "JPEG" else {}
-            image.save(handle, format=fmt, **params)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = formats[ext]
+    params = {"quality": 95} if fmt == "JPEG" else {}
+    _write_atomic(out, lambda handle: image.save(handle, format=fmt, **params), named=True)
     return out
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 text through a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _write_atomic(path, lambda handle: handle.write(text), named=True, text=True)
+    return path
+
+
+def _write_atomic(
+    target: Path,
+    write: Callable[[IO[Any]], object],
+    *,
+    named: bool = False,
+    text: bool = False,
+) -> None:
+    """Create `target`'s folder, `write` a temporary file beside it, then rename it into place.
+
+    The temporary file is `.{target.name}.…tmp` when `named`, else `tmp….tmp`; it is opened as
+    UTF-8 text when `text`, else as bytes, gets the mode `open()` would give, and never outlives
+    a failure.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}." if named else None
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as handle:
+            write(handle)
         os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path

@@ -97,19 +97,29 @@ def m002_turns(db: sqlite3.Connection) -> None:
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet recorded; return the names applied now."""
+    """Apply every migration not yet recorded; return the names applied now.
+
+    Each migration runs in its own `BEGIN IMMEDIATE` transaction that re-reads what is
+    applied, so processes opening a new database at the same time (eval workers, Ray tasks)
+    apply each migration once instead of racing to create the same table.
+    """
     db.execute(
         "CREATE TABLE IF NOT EXISTS _brushedit_migrations (name TEXT PRIMARY KEY, applied TEXT)"
     )
-    done = {row[0] for row in db.execute("SELECT name FROM _brushedit_migrations")}
+    db.commit()
     applied = []
     for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        with db:
-            fn(db)
-            db.execute("INSERT INTO _brushedit_migrations VALUES (?, ?)", (name, _now()))
-        applied.append(name)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            done = {row[0] for row in db.execute("SELECT name FROM _brushedit_migrations")}
+            if name not in done:
+                fn(db)
+                db.execute("INSERT INTO _brushedit_migrations VALUES (?, ?)", (name, _now()))
+                applied.append(name)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
     return applied
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tools.errors import InvalidRequestError, ModelLoadError, UnsupportedEditError
 from tools.masks import Mask, check_mask
-from tools.types import EditCategory, EditOptions
+from tools.types import EditCategory, EditOptions, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -206,7 +206,7 @@ class BrushNetInpainter(Inpainter):
 
         from brushedit_inpaint import load_pipeline
 
-        torch_dtype = _resolve_dtype(dtype) or torch.float32
+        torch_dtype = resolve_dtype(dtype) or torch.float32
         what = f"base {base!r} + BrushNet {brushnet!r}" + (
             f" (subfolder {brushnet_subfolder!r})" if brushnet_subfolder else ""
         )
@@ -338,17 +338,3 @@ def _progress_callback(progress: Progress, steps: int) -> Callable[..., dict]:
 
 def _category(category: EditCategory | str) -> EditCategory:
     return category if isinstance(category, EditCategory) else EditCategory.parse(category)
-
-
-# Copied from tools.segment._resolve_dtype (one private helper does not justify a shared module).
-def _resolve_dtype(dtype: Any) -> Any:
-    if dtype is None:
-        return None
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"`dtype` must be a torch dtype such as 'float16', got {dtype!r}")
-    return resolved

@@ -214,13 +214,12 @@ def objective_checks(
     checks: list[Check] = []
     if category is EditCategory.GLOBAL:
         checks.append(
-            Check(
-                name="mask_full",
-                passed=coverage >= 1.0,
-                value=coverage,
-                threshold=1.0,
-                stage="mask",
-                message=f"a global edit must cover the whole image; the mask covers {coverage:.1%}",
+            _at_least(
+                "mask_full",
+                coverage,
+                1.0,
+                "mask",
+                f"a global edit must cover the whole image; the mask covers {coverage:.1%}",
             )
         )
     else:
@@ -250,37 +249,45 @@ def objective_checks(
         )
         psnr, ssim_value = metrics["psnr_outside"], metrics["ssim_outside"]
         checks.append(
-            Check(
-                name="background_psnr",
-                passed=psnr >= bars.min_psnr_outside,
-                value=psnr,
-                threshold=bars.min_psnr_outside,
-                stage="inpaint",
-                message=f"PSNR outside the mask is {psnr:.1f} dB "
+            _at_least(
+                "background_psnr",
+                psnr,
+                bars.min_psnr_outside,
+                "inpaint",
+                f"PSNR outside the mask is {psnr:.1f} dB "
                 f"(needs >= {bars.min_psnr_outside:.1f} dB to count as kept)",
             )
         )
         checks.append(
-            Check(
-                name="background_ssim",
-                passed=ssim_value >= bars.min_ssim_outside,
-                value=ssim_value,
-                threshold=bars.min_ssim_outside,
-                stage="inpaint",
-                message=f"SSIM outside the mask is {ssim_value:.3f} "
-                f"(needs >= {bars.min_ssim_outside:.2f})",
+            _at_least(
+                "background_ssim",
+                ssim_value,
+                bars.min_ssim_outside,
+                "inpaint",
+                f"SSIM outside the mask is {ssim_value:.3f} (needs >= {bars.min_ssim_outside:.2f})",
             )
         )
     change = metrics["change_inside"]
     checks.append(
-        Check(
-            name="changed_inside",
-            passed=change >= bars.min_change_inside,
-            value=change,
-            threshold=bars.min_change_inside,
-            stage="inpaint",
-            message=f"the masked area changed by {change:.4f} on average "
+        _at_least(
+            "changed_inside",
+            change,
+            bars.min_change_inside,
+            "inpaint",
+            f"the masked area changed by {change:.4f} on average "
             f"(needs >= {bars.min_change_inside:.2f}; below that the inpaint did nothing)",
         )
     )
     return checks
+
+
+def _at_least(name: str, value: float, threshold: float, stage: CheckStage, message: str) -> Check:
+    """A check that passes when `value` reaches `threshold`."""
+    return Check(
+        name=name,
+        passed=value >= threshold,
+        value=value,
+        threshold=threshold,
+        stage=stage,
+        message=message,
+    )

@@ -33,7 +33,7 @@ from tools.masks import (
     from_box,
 )
 from tools.masks import union as unite_masks
-from tools.types import Box
+from tools.types import Box, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -211,7 +211,7 @@ class GroundedSegmenter(Segmenter):
     ) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f"`cache_size` must be an integer >= 0, got {cache_size!r}")
-        torch_dtype = _resolve_dtype(dtype)
+        torch_dtype = resolve_dtype(dtype)
         self.device = device
         self.dtype = torch_dtype
         self.detector = detector.to(device=device, dtype=torch_dtype).eval()
@@ -246,7 +246,7 @@ class GroundedSegmenter(Segmenter):
             SamProcessor,
         )
 
-        torch_dtype = _resolve_dtype(dtype)
+        torch_dtype = resolve_dtype(dtype)
         detector, sam = _expand_home(detector), _expand_home(sam)
         kwargs: dict[str, Any] = {"local_files_only": local_files_only}
         model_kwargs = dict(kwargs, **({"dtype": torch_dtype} if torch_dtype is not None else {}))
@@ -512,19 +512,6 @@ def _load(what: str, source: str, setting: str, load: Any) -> Any:
 def _expand_home(source: str) -> str:
     """`~/models/sam` from a settings file means the home folder, as in a shell."""
     return os.path.expanduser(source) if str(source).startswith("~") else str(source)
-
-
-def _resolve_dtype(dtype: Any) -> Any:
-    if dtype is None:
-        return None
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"`dtype` must be a torch dtype such as 'float16', got {dtype!r}")
-    return resolved
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:

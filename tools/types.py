@@ -7,7 +7,7 @@ LangGraph state, traces and HTTP bodies unchanged.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -137,3 +137,20 @@ class EditResult(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     session_id: str | None = None
     turn: int | None = None
+
+
+def resolve_dtype(dtype: Any) -> Any:
+    """A `torch.dtype` from one or its name (`'float16'`, `'torch.bfloat16'`); None stays None.
+
+    torch is imported only when a dtype is given, so importing this module stays cheap.
+    """
+    if dtype is None:
+        return None
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"`dtype` must be a torch dtype such as 'float16', got {dtype!r}")
+    return resolved

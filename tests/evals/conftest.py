@@ -30,6 +30,11 @@ def write_tiny_suite(folder: Path, ids: tuple[str, ...] = TINY_IDS) -> Path:
     return suite
 
 
+def run_args(suite: Path, out: Path, *extra: str) -> list[str]:
+    """`run SUITE --out OUT --perturb casing --variants 1` and then `extra`: a small eval run."""
+    return ["run", str(suite), "--out", str(out), "--perturb", "casing", "--variants", "1", *extra]
+
+
 @pytest.fixture
 def tiny_suite(tmp_path: Path) -> Path:
     return write_tiny_suite(tmp_path / "suite")

@@ -9,29 +9,14 @@ import sys
 from typer.testing import CliRunner
 
 from evals.cli import app
+from tests.evals.conftest import run_args
 
 runner = CliRunner()
 
 
 def test_run_then_report(tiny_suite, tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            str(tiny_suite),
-            "--out",
-            str(out),
-            "--perturb",
-            "casing",
-            "--variants",
-            "1",
-            "--limit",
-            "1",
-            "--seed",
-            "3",
-        ],
-    )
+    result = runner.invoke(app, run_args(tiny_suite, out, "--limit", "1", "--seed", "3"))
     assert result.exit_code == 0, result.output
     assert "2 rows written, 0 already done, 2 in the run" in result.output
     assert "rules: robustness" in result.output and "casing" in result.output
@@ -65,19 +50,7 @@ def test_expected_errors_are_one_line_without_traceback(tmp_path):
 
 def test_changed_config_is_refused_with_a_hint(tiny_suite, tmp_path):
     out = tmp_path / "o"
-    base = [
-        "run",
-        str(tiny_suite),
-        "--out",
-        str(out),
-        "--perturb",
-        "casing",
-        "--variants",
-        "1",
-        "--limit",
-        "1",
-        "--no-report",
-    ]
+    base = run_args(tiny_suite, out, "--limit", "1", "--no-report")
     assert runner.invoke(app, base).exit_code == 0
     result = runner.invoke(app, [*base[:-1], "--seed", "9"])
     assert result.exit_code == 2

@@ -23,6 +23,7 @@ from evals.runner import (
     read_results,
     run_eval,
 )
+from tests.evals.conftest import run_args
 from tools.errors import ConfigError
 
 FAMILIES = "typos,reorder"
@@ -181,20 +182,7 @@ def test_vlm_and_rules_side_by_side_with_the_fake_ollama(
 
 def test_killed_subprocess_resumes_without_duplicates(tiny_suite, tmp_path):
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "evals",
-        "run",
-        str(tiny_suite),
-        "--out",
-        str(out),
-        "--perturb",
-        "casing",
-        "--variants",
-        "1",
-        "--no-report",
-    ]
+    command = [sys.executable, "-m", "evals", *run_args(tiny_suite, out, "--no-report")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     results = out / RESULTS
     deadline = time.monotonic() + 90

@@ -104,3 +104,24 @@ def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):
     app = importlib.import_module("graphs.app")
     assert app.graph.checkpointer is None
     assert {"start", "classify", "mask", "review", "inpaint", "verify"} <= set(app.graph.nodes)
+
+
+def test_processes_opening_a_new_trace_database_together_migrate_once(tmp_path):
+    """Eval workers and Ray tasks may open the same new database at once: no race on CREATE."""
+    db = tmp_path / "traces.sqlite"
+    code = (
+        "import sys, time; from graphs.traces import TraceStore\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "TraceStore(sys.argv[1])\n"
+    )
+    import time
+
+    start = f"{time.time() + 2.0:.3f}"  # all start migrating at the same moment
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [w.communicate(timeout=60)[1].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0] * 4, errors
+    rows = sqlite3.connect(db).execute("SELECT name FROM _brushedit_migrations").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(name for name, _ in MIGRATIONS)
