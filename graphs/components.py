@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from graphs.artifacts import ArtifactStore
-from graphs.traces import TraceStore
+from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ def open_checkpointer(settings: Settings) -> Any:
     path = Path(target).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    enable_wal(conn)
     saver = SqliteSaver(conn)
     saver.setup()
     return saver

@@ -96,6 +96,24 @@ def m002_turns(db: sqlite3.Connection) -> None:
     )
 
 
+def enable_wal(db: sqlite3.Connection, *, attempts: int = 60, delay: float = 0.05) -> None:
+    """Put a SQLite database in WAL mode, waiting out other processes doing the same.
+
+    Switching the journal mode takes a lock that SQLite's busy timeout does not wait for: two
+    processes opening a new database at once (eval workers, Ray tasks) get "database is
+    locked" immediately. The mode is persistent, so only the first opener switches it.
+    """
+    for attempt in range(attempts):
+        try:
+            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay * (1 + attempt % 4))
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now.
 
@@ -182,7 +200,7 @@ class TraceStore:
         )
         self.db.row_factory = sqlite3.Row
         if self.path is not None:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self.db)
         with self._lock:
             migrate(self.db)
 

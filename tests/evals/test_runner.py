@@ -129,6 +129,9 @@ def test_two_workers_give_the_same_keys_as_serial(tiny_suite, tmp_path):
         read_results(tmp_path / "pool" / RESULTS),
     )
     assert sorted(r["key"] for r in serial) == sorted(r["key"] for r in pool)
+    failed = [(r.get("error_type"), r.get("error"), r.get("traceback")) for r in pool
+              if "category" not in r]
+    assert not failed, failed
     assert len({r["pid"] for r in pool}) >= 1 and all(r["pid"] != os.getpid() for r in pool)
     plans = {r["key"]: (r["category"], r["object"], r.get("image")) for r in serial}
     assert plans == {r["key"]: (r["category"], r["object"], r.get("image")) for r in pool}

@@ -106,22 +106,26 @@ def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):
     assert {"start", "classify", "mask", "review", "inpaint", "verify"} <= set(app.graph.nodes)
 
 
-def test_processes_opening_a_new_trace_database_together_migrate_once(tmp_path):
-    """Eval workers and Ray tasks may open the same new database at once: no race on CREATE."""
-    db = tmp_path / "traces.sqlite"
-    code = (
-        "import sys, time; from graphs.traces import TraceStore\n"
-        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
-        "TraceStore(sys.argv[1])\n"
-    )
+def test_processes_opening_new_trace_databases_together_all_succeed(tmp_path):
+    """Eval workers and Ray tasks open the same new database at once: the WAL switch and the
+    migrations must not fail with "database is locked" or "table already exists"."""
     import time
 
-    start = f"{time.time() + 2.0:.3f}"  # all start migrating at the same moment
+    code = (
+        "import sys, time; from pathlib import Path; from graphs.traces import TraceStore\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "for i in range(8):\n"
+        "    TraceStore(Path(sys.argv[1]) / f'traces-{i}.sqlite').close()\n"
+    )
+    start = f"{time.time() + 3.0:.3f}"  # all start at the same moment
     workers = [
-        subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), start], stderr=subprocess.PIPE)
         for _ in range(4)
     ]
-    errors = [w.communicate(timeout=60)[1].decode() for w in workers]
+    errors = [w.communicate(timeout=120)[1].decode() for w in workers]
     assert [w.returncode for w in workers] == [0] * 4, errors
-    rows = sqlite3.connect(db).execute("SELECT name FROM _brushedit_migrations").fetchall()
-    assert sorted(r[0] for r in rows) == sorted(name for name, _ in MIGRATIONS)
+    for i in range(8):
+        db = sqlite3.connect(tmp_path / f"traces-{i}.sqlite")
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        rows = db.execute("SELECT name FROM _brushedit_migrations").fetchall()
+        assert sorted(r[0] for r in rows) == sorted(name for name, _ in MIGRATIONS)
