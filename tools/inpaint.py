@@ -223,8 +223,8 @@ class BrushNetInpainter(Inpainter):
         except Exception as exc:  # any failure here is a missing or mismatched checkpoint
             raise ModelLoadError(
                 f"Could not load the BrushNet pipeline from {what}: {exc}. Download the weights "
-                f"with `huggingface-cli download {brushnet} --local-dir <folder>` and "
-                f"`huggingface-cli download {base} --local-dir <folder>` (diffusers format), then "
+                f"with `hf download {brushnet} --local-dir <folder>` and "
+                f"`hf download {base} --local-dir <folder>` (diffusers format), then "
                 "point the BrushNet and base-model settings at those folders."
             ) from exc
         pipeline.set_progress_bar_config(disable=True)

@@ -503,7 +503,7 @@ def _load(what: str, source: str, setting: str, load: Any) -> Any:
     except Exception as exc:  # any failure to load is a missing or wrong checkpoint
         raise ModelLoadError(
             f"Could not load the {what} from {source!r} ({type(exc).__name__}: {exc}). "
-            f"Download it with `huggingface-cli download {source} --local-dir <folder>` (or copy "
+            f"Download it with `hf download {source} --local-dir <folder>` (or copy "
             f"a transformers-format folder) and set {setting}=<folder>; offline runs need "
             "HF_HUB_OFFLINE=1 and a local folder."
         ) from exc

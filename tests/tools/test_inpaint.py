@@ -213,7 +213,7 @@ def test_brushnet_does_every_category(tiny_brushnet):
 
 def test_brushnet_missing_weights_raise_model_load_error(tmp_path):
     pytest.importorskip("brushedit_inpaint")
-    with pytest.raises(ModelLoadError, match="huggingface-cli download"):
+    with pytest.raises(ModelLoadError, match="hf download"):
         BrushNetInpainter.from_pretrained(
             str(tmp_path / "no-base"), str(tmp_path / "no-brushnet"), local_files_only=True
         )

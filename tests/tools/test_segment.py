@@ -165,7 +165,7 @@ def test_missing_weights_raise_model_load_error_saying_how_to_fix(tmp_path, tiny
         )
     message = str(info.value)
     assert str(missing) in message
-    assert "huggingface-cli download" in message and "BRUSHEDIT_DETECTOR" in message
+    assert "hf download" in message and "BRUSHEDIT_DETECTOR" in message
 
 
 def test_missing_sam_names_the_sam_setting(tmp_path, tiny_model_dirs):
