@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from graphs.artifacts import is_hash
 from tools.errors import BrushEditError, InvalidRequestError
-from tools.types import EditOptions, EditResult
+from tools.types import EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
     from graphs.components import Components
@@ -54,6 +54,17 @@ class MaskReview(BaseModel):
     notes: list[str] = Field(default_factory=list)
     instruction: str
     mask_path: str
+
+
+class PlannedEdit(BaseModel):
+    """What `EditSession.plan` found: the plan, the proposed mask and who planned it."""
+
+    plan: EditPlan
+    mask: str
+    """Content hash of the proposed mask (white = edit)."""
+    planner: str
+    """"vlm" or "rules": the path that ran."""
+    review: MaskReview
 
 
 class EditSession:
@@ -175,6 +186,28 @@ class EditSession:
             return self._run(Command(resume=decision), turn, on_event)
         self._set_status(turn, "running")
         return self._run(None, turn, on_event)
+
+    def plan(
+        self, image: ImageInput, instruction: str, *, mask: Any = None
+    ) -> PlannedEdit:
+        """Plan an edit and propose its mask without inpainting.
+
+        The same nodes as an edit (VLM or rules, segmentation, box) run up to the mask review,
+        where the turn stops and is filed as `planned`; the trace keeps every step. The plan's
+        target caption is the planner's, or the rule caption when the planner gave none.
+        """
+        outcome = self.submit(image, instruction, mask=mask, review_mask=True)
+        if not isinstance(outcome, MaskReview):  # pragma: no cover - the graph always pauses
+            raise InvalidRequestError("planning did not stop at the mask review")
+        values = self._graph().get_state(self.config).values
+        plan = EditPlan.model_validate(values["plan"])
+        if not plan.target_caption:
+            from agents.rules import caption_for_plan
+
+            plan = plan.model_copy(update={"target_caption": caption_for_plan(plan)})
+        self._set_status(outcome.turn or self._next_turn() - 1, "planned")
+        return PlannedEdit(plan=plan, mask=outcome.mask,
+                           planner=str(values.get("planner") or plan.source), review=outcome)
 
     def pending(self) -> MaskReview | None:
         """The mask review this session is waiting for, if any."""

@@ -418,29 +418,19 @@ class PlanOut(BaseModel):
 
 
 def plan_only(
-    components: Any, image: Image.Image, instruction: str
-) -> tuple[EditPlan, np.ndarray | None]:
-    """Plan an edit and propose its mask without inpainting.
+    components: Any, image: Image.Image, instruction: str, *, mask: Any = None
+) -> tuple[EditPlan, np.ndarray | None, str, str]:
+    """Plan an edit and propose its mask without inpainting, through the graph itself.
 
-    Prefers a planning entry point on the graphs facade (`graphs.plan_edit`), then falls back
-    to the rule parser plus `tools.masks.propose_mask` with the components' segmenter.
+    Runs in a fresh session (so the VLM, segmenter and fallbacks are exactly an edit's, and
+    the trace records the planning); returns the plan, the mask, the planner path that ran and
+    the session id.
     """
-    import graphs
+    from graphs.session import EditSession
 
-    planner = getattr(graphs, "plan_edit", None)
-    if callable(planner):
-        answer = planner(components, image, instruction)
-        if isinstance(answer, tuple):
-            return answer[0], answer[1]
-        return answer.plan, getattr(answer, "mask_array", None)
-    from agents import rules
-    from tools.masks import propose_mask
-
-    plan = rules.parse_instruction(instruction)
-    if plan.target_caption is None and hasattr(rules, "caption_for_plan"):
-        plan = plan.model_copy(update={"target_caption": rules.caption_for_plan(plan)})
-    proposal = propose_mask(plan, image, getattr(components, "segmenter", None))
-    return plan, proposal.mask
+    session = EditSession.open(components)
+    planned = session.plan(image, instruction, mask=mask)
+    return planned.plan, components.store.get_mask(planned.mask), planned.planner, session.id
 
 
 # --------------------------------------------------------------------------- one edit, any caller

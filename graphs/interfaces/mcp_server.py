@@ -171,19 +171,20 @@ def create_mcp_server(
                 raise InvalidRequestError("send exactly one of `image` or `image_hash`")
             components = await anyio.to_thread.run_sync(lazy.get)
 
-            def work() -> tuple[Any, Any, str | None]:
+            def work() -> tuple[Any, Any, str | None, str, str]:
                 if image is not None:
                     picture = decode_image(decode_base64(image, "image"), max_pixels=max_pixels)
                 else:
                     picture = load_artifact(components, check_hash(image_hash, "image_hash"))
-                plan, mask = plan_only(components, picture, text)
+                plan, mask, planner, session_id = plan_only(components, picture, text)
                 mask_hash = components.store.put_mask(mask) if mask is not None else None
-                return plan, mask, mask_hash
+                return plan, mask, mask_hash, planner, session_id
 
-            plan, mask, mask_hash = await anyio.to_thread.run_sync(work)
+            plan, mask, mask_hash, planner, session_id = await anyio.to_thread.run_sync(work)
         except BrushEditError as exc:
             raise as_tool_error(exc) from exc
-        info = {"plan": plan.model_dump(mode="json"), "mask": mask_hash, "planner": plan.source}
+        info = {"plan": plan.model_dump(mode="json"), "mask": mask_hash, "planner": planner,
+                "session_id": session_id}
         content: list[Any] = [TextContent(type="text", text=json.dumps(info))]
         if mask is not None:
             content.insert(0, image_content(png_bytes(mask)))

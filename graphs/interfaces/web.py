@@ -388,12 +388,12 @@ class _Actions:
         try:
             text = check_instruction(instruction)
             image = self._background(editor_value)
-            plan, mask = plan_only(self.components, image, text)
+            plan, mask, planner, _session = plan_only(self.components, image, text)
         except BrushEditError as exc:
             raise self._gr_error(exc) from exc
         view = overlay(image, mask) if mask is not None else None
         note = (
-            f"**Plan** ({plan.source}): {plan.category.value}"
+            f"**Plan** ({planner}): {plan.category.value}"
             + (f" · object: *{html.escape(plan.object)}*" if plan.object else "")
         )
         return mask, view, plan.target_caption or "", note

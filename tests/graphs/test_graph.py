@@ -151,3 +151,22 @@ def test_mask_review_interrupt_and_resume(tmp_path):
     approved = session.edit(picture(1), "remove the dark square", review_mask=True,
                             review=lambda pending: {"approve": True})
     assert approved.turn == 2 and approved.accepted
+
+
+def test_plan_runs_the_graph_to_the_mask_and_stops(tmp_path, fake_ollama):
+    components = make_components(
+        tmp_path / "data", vlm=fake_ollama.vlm(), planner="vlm", segmenter=DarkSegmenter()
+    )
+    session = EditSession.open(components)
+    planned = session.plan(picture(), "remove the dark square")
+
+    assert planned.planner == "vlm" and planned.plan.category.value == "removal"
+    assert planned.plan.target_caption, "a plan always carries a caption"
+    mask = components.store.get_mask(planned.mask)
+    assert mask.dtype == np.uint8 and mask.any()
+    assert nodes_of(session.trace()) == ["start", "classify", "identify", "mask"]
+    assert fake_ollama.requests_for("Verdict") == [], "nothing was inpainted or verified"
+    (turn,) = session.turns()
+    assert turn.status == "planned" and turn.image is None
+    follow = session.edit(picture(), "remove the dark square", mask=object_mask())
+    assert follow.turn == 2 and follow.accepted, "a planned turn does not block the next edit"
