@@ -206,23 +206,40 @@ def build_components(
     )
 
 
+def _require_local_weights(settings: Settings, checks: Callable[[Settings], list], what: str) -> None:
+    """Fail in a sentence, before any Hub retry, when a model is missing and downloads are off."""
+    if settings.allow_downloads:
+        return
+    from graphs.doctor import missing_weights_error
+
+    error = missing_weights_error(checks(settings), what)
+    if error is not None:
+        raise error
+
+
 def _load_segmenter(settings: Settings) -> Any:
+    from graphs.doctor import segmenter_weight_checks
     from tools.segment import GroundedSegmenter
+
+    _require_local_weights(settings, segmenter_weight_checks, "segmenter (GroundingDINO + SAM)")
 
     device = settings.resolved_device()
     return GroundedSegmenter.from_pretrained(
         settings.detector, settings.sam, device=device, dtype=settings.resolved_dtype(device),
-        local_files_only=False,
+        local_files_only=not settings.allow_downloads,
     )
 
 
 def _load_brushnet(settings: Settings) -> Any:
+    from graphs.doctor import inpainter_weight_checks
     from tools.inpaint import BrushNetInpainter
+
+    _require_local_weights(settings, inpainter_weight_checks, "BrushNet inpainter")
 
     device = settings.resolved_device()
     return BrushNetInpainter.from_pretrained(
         settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
-        device=device, dtype=settings.resolved_dtype(device), local_files_only=False,
+        device=device, dtype=settings.resolved_dtype(device), local_files_only=not settings.allow_downloads,
         cpu_offload=False,
     )
 
