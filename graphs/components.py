@@ -9,6 +9,7 @@ built on first use, so offline runs and `--inpainter opencv` never touch model w
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,27 @@ class Components:
     inpainters: dict[str, Any] = field(default_factory=dict)
     settings: GraphSettings = field(default_factory=GraphSettings)
     checkpointer: Any = None
+    vlm_probe_ttl_s: float = 30.0
     _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _probe: tuple[float, Any] | None = field(default=None, init=False, repr=False)
+
+    def vlm_status(self) -> Any:
+        """The VLM server's `check()`, cached for `vlm_probe_ttl_s` (None when it has none).
+
+        With planner `auto`, a server that is down or lacks the model is skipped at once on
+        every run inside the window, instead of each run paying the client's retries.
+        """
+        check = getattr(self.vlm, "check", None)
+        if check is None:
+            return None
+        now = time.monotonic()
+        probe = self._probe
+        if probe is not None and now - probe[0] < self.vlm_probe_ttl_s:
+            return probe[1]
+        status = check()
+        self._probe = (now, status)
+        return status
 
     def inpainter(self, name: str, on_event: EventSink | None = None) -> Any:
         """The inpainter called `name`, constructing it on first use (and saying so)."""
