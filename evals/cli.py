@@ -107,6 +107,10 @@ def report_command(
     out: Annotated[Path, typer.Argument(help="Run folder written by `eval run`.")],
 ) -> None:
     """(Re)write summary.json, items.jsonl and report.html for a run folder."""
+    config = out / "config.json"
+    if config.is_file() and "benchmark" in _load_json(config):
+        _bench_report(out)  # a folder written by `eval bench`
+        return
     _report(out)
 
 
