@@ -165,9 +165,8 @@ class BenchWorker:
                 row.update(self._mask(item))
             row["ok"] = True
         except Exception as exc:  # a failed edit is a measurement, recorded as such
-            fields = getattr(exc, "fields", None)
-            if fields:
-                row.update(fields)
+            if isinstance(exc, _Failed):
+                row.update(exc.fields or {})
                 exc = exc.__cause__ or exc
             row["error_type"] = type(exc).__name__
             row["error"] = " ".join(str(exc).split())[:500] or type(exc).__name__

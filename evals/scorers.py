@@ -202,7 +202,8 @@ class Scorers:
         pil = _pil(image)
         scores: dict[str, float | None] = {name: None for name in QUALITY_METRICS}
         if self._image_reward is not None:
-            scores["image_reward"] = float(self._image_reward.score(prompt, [pil]))
+            reward = self._image_reward.score(prompt, pil)
+            scores["image_reward"] = float(reward[0] if isinstance(reward, list) else reward)
         if self._hps is not None:
             try:
                 scores["hps_v21"] = float(self._hps.score(pil, prompt, hps_version="v2.1")[0])
