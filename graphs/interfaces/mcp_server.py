@@ -206,6 +206,7 @@ class TraceOut(BaseModel):
 # --------------------------------------------------------------------------- messages
 
 _FLAG_WORDS: tuple[tuple[str, str], ...] = (
+    (r"with `?--mask(?: MASK\.png)?`?", "as `mask`, `mask_path` or `mask_hash`"),
     (r"`?--mask(?: MASK\.png)?`?", "a mask (`mask`, `mask_path` or `mask_hash`)"),
     (r"`?--inpainter (\w+)`?", r'`options.inpainter` = "\1"'),
     (r"`?--inpainter`?", "`options.inpainter`"),
