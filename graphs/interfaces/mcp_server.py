@@ -348,6 +348,16 @@ def create_mcp_server(
 
         async def call_tool(self, name: str, arguments: dict[str, Any],
                             context: Any = None) -> Any:
+            tool = self._tool_manager.get_tool(name)
+            known = list((tool.parameters.get("properties") or {}) if tool else ())
+            unknown = sorted(set(arguments or {}) - set(known))
+            if tool is not None and unknown:  # a typo must not silently run the defaults
+                raise ToolError(
+                    f"Error executing tool {name}: InvalidRequestError: "
+                    f"{', '.join(f'`{u}`' for u in unknown)} "
+                    f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
+                    f"{name}; its parameters are {', '.join(known)}."
+                )
             try:
                 return await super().call_tool(name, arguments, context)
             except ToolError as exc:
@@ -463,6 +473,11 @@ def create_mcp_server(
     ) -> Annotated[CallToolResult, EditOut]:
         try:
             source = await read_input(listed_roots, "image", image, image_path, image_hash)
+            if source is None and session_id is None:
+                raise InvalidRequestError(
+                    "send the image as `image`, `image_path` or `image_hash`, or a `session_id` "
+                    "to continue from its latest result"
+                )
             user_mask = await read_input(listed_roots, "mask", mask, mask_path, mask_hash)
             patch = options.model_dump(exclude_none=True) if options is not None else None
             components = await anyio.to_thread.run_sync(lazy.get)

@@ -355,6 +355,15 @@ def test_file_size_is_capped_while_reading(root):
         ("plan_edit", {"instruction": "remove it", "image": "AAAA", "image_hash": "0" * 64},
          "not `image` and `image_hash`"),
         ("get_trace", {"session_id": "nope"}, "no session"),
+        ("edit_image", {"instruction": "x", "image": "AAAA", "optionz": {"steps": 3}},
+         "`optionz` is not a parameter of edit_image"),
+        ("plan_edit", {"instruction": "x", "image": "AAAA", "seed": 1, "mask_pth": "m.png"},
+         "`mask_pth`, `seed` are not parameters of plan_edit"),
+        ("edit_image", {"instruction": "x"}, "`image`, `image_path` or `image_hash`, or a"),
+        ("edit_image", {"instruction": "x", "image": "AAAA", "include_image": "perhaps"},
+         "`include_image` must be true or false"),
+        ("edit_image", {"instruction": "x", "image": "AAAA", "options": "fast"},
+         "`options` must be a JSON object"),
     ],
 )
 def test_bad_calls_are_sentences(offline_factory, tool, args, words):
