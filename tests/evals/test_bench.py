@@ -440,3 +440,36 @@ def test_ray_actors_hold_one_worker_each(pie, tiny_clip, tmp_path):
     assert sorted(r["key"] for r in rows) == sorted(PIE_ITEMS)
     assert all(r["ok"] and r["pid"] != os.getpid() for r in rows)
     assert len({r["pid"] for r in rows}) <= 2  # two actors, each editing several items
+
+
+def test_agent_mode_measures_a_retry_of_the_verifier_loop(
+    tiny_clip, tiny_segmenter_dirs, tmp_path, monkeypatch, fake_ollama
+):
+    """The VLM verifier (the fake Ollama) blames the mask; the relaxed masks of the random
+    segmenter then fail the objective checks, so the loop gives up and returns attempt 1: the
+    summary must show three attempts, no acceptance and no gain over the first attempt."""
+    monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_DETECTOR", str(tiny_segmenter_dirs["detector"]))
+    monkeypatch.setenv("BRUSHEDIT_SAM", str(tiny_segmenter_dirs["sam"]))
+    monkeypatch.setenv("BRUSHEDIT_DEVICE", "cpu")
+    fake_ollama.smart.set_verdicts("retry:mask")
+    out = tmp_path / "retry"
+    pie = write_pie_bench(tmp_path / "pie", {"000000000002": PIE_ITEMS["000000000002"]})
+    args = pie_args(pie, out, tiny_clip, "--mode", "agent", "--planner", "vlm")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (row,) = read_rows(out)
+    assert row["ok"] and row["system_planner"] == "vlm", row.get("error")
+    assert row["attempts"] == 3 and row["accepted"] is False
+    assert "returning the best candidate by objective metrics (attempt 1)" in row["reason"]
+    assert row["first_result"] == row["result"]  # attempt 1 was the best candidate
+    item = load_pie_bench(pie).items[0]
+    source, edited = load_rgb(Path(item.image)), item.mask() > 0
+    final = load_rgb(out / row["result"])
+    assert row["metrics"]["mse_unedited"] == pytest.approx(
+        unedited_mse(source, final, edited), rel=1e-9
+    )
+    assert row["first_metrics"] == row["metrics"]
+    agent = json.loads((out / "summary.json").read_text())["agent"]
+    assert agent["retried"] == 1.0 and agent["attempts_mean"] == 3.0 and agent["accepted"] == 0.0
+    assert agent["delta"]["psnr_unedited"] == 0.0
