@@ -764,10 +764,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                         added_cond_kwargs=branch_added,
                         return_dict=False,
                     )
-                    if shared:
-                        down = [torch.cat([d, d]) for d in down]
-                        mid = torch.cat([mid, mid])
-                        up = [torch.cat([u, u]) for u in up]
+                    # Shared: the samples cover one half and broadcast over both in the UNet walk.
                     add_samples = {
                         "down_block_add_samples": down,
                         "mid_block_add_sample": mid,
