@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from graphs.artifacts import ArtifactStore
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
+from tools.registry import INPAINTER_NAMES
 
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
 PlannerMode = Literal["auto", "vlm", "rules"]
-INPAINTER_NAMES = ("brushnet", "opencv")
 EventSink = Callable[[dict[str, Any]], None]
 
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
+
 
 class EditCategory(StrEnum):
     """What kind of edit an instruction asks for (BrushEdit's five categories)."""
@@ -98,7 +100,7 @@ class EditPlan(BaseModel):
     source: PlanSource = "rules"
 
 
-InpainterName = Literal["brushnet", "opencv"]
+InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 
 
 class EditOptions(BaseModel):
@@ -111,7 +113,7 @@ class EditOptions(BaseModel):
     samples: int = Field(default=1, ge=1, le=8)
     blending: bool = True
     max_attempts: int = Field(default=3, ge=1, le=10)
-    inpainter: InpainterName = "brushnet"
+    inpainter: InpainterName = DEFAULT_INPAINTER
     negative_prompt: str = "ugly, low quality"
 
 

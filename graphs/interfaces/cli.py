@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
+from tools.registry import INPAINTER_NAMES
 
-class InpainterChoice(StrEnum):
-    brushnet = "brushnet"
-    opencv = "opencv"
+InpainterChoice = StrEnum("InpainterChoice", {name: name for name in INPAINTER_NAMES})
+"""The registry's inpainters, as Typer choices."""
 
 
 class PlannerChoice(StrEnum):
