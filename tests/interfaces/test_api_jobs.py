@@ -1,0 +1,177 @@
+"""Edit jobs outlive the server: killed mid-edit, restarted, the edit is found and resumed."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graphs.jobs import JobStore
+from tests.graphs.helpers import nodes_of, object_mask, picture
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _png(image) -> bytes:
+    from PIL import Image
+
+    if not hasattr(image, "save"):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(root: Path, port: int, marker: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "tests.interfaces._api_kill_worker", str(root), str(port)]
+    proc = subprocess.Popen([*args, *([str(marker)] if marker else [])], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the server never answered /healthz")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def test_killed_server_leaves_a_resumable_edit(tmp_path):
+    root, marker, port = tmp_path / "d", tmp_path / "inpainting.started", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(root, port, marker)
+    try:
+        sid = httpx.post(f"{base}/sessions").json()["id"]
+        started = httpx.post(
+            f"{base}/sessions/{sid}/edits", params={"wait": "false"},
+            data={"instruction": "remove the dark square"},
+            files={"image": ("in.png", _png(picture()), "image/png"),
+                   "mask": ("m.png", _png(object_mask()), "image/png")},
+        )
+        assert started.status_code == 202, started.text
+        location = started.headers["location"]
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the edit never reached the inpaint node"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _stop(proc)
+    assert proc.returncode == -signal.SIGKILL
+
+    proc = _start(root, port)  # a fresh server, fast inpainter, same session database
+    try:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            time.sleep(0.7)  # three missed heartbeats
+            found = http.get(location)
+            assert found.status_code == 200, found.text
+            edit = found.json()
+            assert edit["status"] == "interrupted" and edit["turn"] == 1
+            assert edit["links"]["resume"] == location + "/resume"
+            assert [e["edit_id"] for e in http.get(f"/sessions/{sid}/edits").json()["edits"]] \
+                == [edit["edit_id"]]
+            assert http.get(f"/sessions/{sid}").json()["turns"][0]["status"] == "running"
+
+            replay = http.get(edit["links"]["events"]).text
+            assert "event: started" in replay and "event: interrupted" in replay
+            assert "event: done" not in replay
+
+            resumed = http.post(edit["links"]["resume"])
+            assert resumed.status_code == 200, resumed.text
+            body = resumed.json()
+            assert body["status"] == "done" and body["result"]["accepted"]
+            assert body["edit_id"] == edit["edit_id"] and body["links"]["resume"] is None
+            assert http.get(location).json()["status"] == "done"
+            session = http.get(f"/sessions/{sid}").json()
+            assert [t["status"] for t in session["turns"]] == ["done"]
+            nodes = nodes_of(http.get(f"/sessions/{sid}/trace").json()["events"])
+            assert nodes.count("mask") == 1 and nodes[-3:] == ["inpaint", "verify", "finish"]
+
+            again = http.post(edit["links"]["resume"])
+            assert again.status_code == 409 and "interrupted" in again.json()["error"]["message"]
+            # Events numbered across both servers: after the last pre-crash one, only new ones.
+            events = http.get(edit["links"]["events"], headers={"Last-Event-ID": "2"}).text
+            ids = [int(line[4:]) for line in events.splitlines() if line.startswith("id: ")]
+            assert ids and ids[0] == 3 and ids == sorted(ids) and "event: done" in events
+    finally:
+        _stop(proc)
+
+
+def test_job_retention_is_bounded(tmp_path):
+    store = JobStore.sqlite(tmp_path / "s.sqlite", max_jobs=3, ttl_s=3600)
+    for n in range(5):
+        store.create(f"job{n}", "s1", "me")
+        store.add_event(f"job{n}", 1, {"type": "started"})
+    kept = [r.edit_id for r in store.list("s1")]
+    assert kept == ["job2", "job3", "job4"]
+    assert store.events("job0") == [] and store.events("job4") == [(1, {"type": "started"})]
+    store.finish("job2", "done", result={"x": 1})
+    store.ttl_s = -1  # everything finished is past its time now
+    assert store.prune() == 1 and [r.edit_id for r in store.list("s1")] == ["job3", "job4"]
+    store.close()
+
+
+def test_jobs_live_in_the_checkpointers_database(tmp_path):
+    from tests.graphs.helpers import make_components
+
+    components = make_components(tmp_path / "d", planner="rules")
+    store = JobStore.for_components(components, stale_s=0.05)
+    store.create("a", "s", "me")
+    time.sleep(0.1)
+    assert store.get("a").status == "interrupted"
+    assert store.claim("a", "other") and store.get("a").status == "running"
+    assert not store.claim("a", "third")  # fresh heartbeat: not stale any more
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "d" / "sessions.sqlite")
+    assert db.execute("SELECT owner FROM brushedit_jobs").fetchall() == [("other",)]
+    store.close()
+    components.close()
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("BRUSHEDIT_DATABASE_URL") or "").startswith("postgres"),
+    reason="set BRUSHEDIT_DATABASE_URL=postgresql://... to run against PostgreSQL",
+)
+def test_jobs_in_postgres(tmp_path):
+    store = JobStore.open(os.environ["BRUSHEDIT_DATABASE_URL"], tmp_path / "unused.sqlite",
+                          max_jobs=2, stale_s=0.05)
+    session = f"pg{time.time_ns()}"
+    for n in range(3):
+        store.create(f"{session}-{n}", session, "me")
+        store.add_event(f"{session}-{n}", 1, {"type": "started", "n": n})
+    assert [r.edit_id for r in store.list(session)] == [f"{session}-1", f"{session}-2"]
+    time.sleep(0.1)
+    assert store.get(f"{session}-2").status == "interrupted"
+    assert store.claim(f"{session}-2", "other")
+    assert store.events(f"{session}-2") == [(1, {"type": "started", "n": 2})]
+    store.delete_session(session)
+    assert store.list(session) == []
+    store.close()
