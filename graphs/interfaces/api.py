@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Every integer a client sends must fit here (SQLite, msgpack checkpoints, torch seeds)."""
@@ -343,20 +344,30 @@ def check_bind(host: str, token: str | None) -> None:
 class BodyLimit:
     """ASGI middleware: 413 as soon as a request body passes `max_bytes`, declared or not.
 
+    Headers over `max_header_bytes` in all get 431 (the HTTP parser alone lets megabytes by).
+
     A `Content-Length` over the limit is refused before reading; a chunked body is counted as
     it arrives, and the moment it passes the limit the client gets the 413 and the app sees a
     disconnect (whatever it answers after that is dropped).
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+                 ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
+        raw = scope.get("headers") or []
+        if sum(len(k) + len(v) + 4 for k, v in raw) > self.max_header_bytes:
+            await self._reject(send, 431, "RequestHeaderFieldsTooLarge",
+                               f"the request headers are over the limit of "
+                               f"{self.max_header_bytes:,} bytes")
+            return
+        headers = dict(raw)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(send)
@@ -393,17 +404,19 @@ class BodyLimit:
             if not rejected:
                 raise
 
-    async def _reject(self, send: Any) -> None:
+    async def _reject(self, send: Any, status: int = 413, kind: str = "RequestTooLarge",
+                      message: str | None = None) -> None:
         body = ErrorBody(
             error=ErrorDetail(
-                type="RequestTooLarge",
-                message=f"the request body is over the limit of {self.max_bytes:,} bytes",
+                type=kind,
+                message=message or f"the request body is over the limit of {self.max_bytes:,} "
+                "bytes",
             )
         ).model_dump_json().encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                             (b"content-length", str(len(body)).encode())],
             }
@@ -509,7 +522,7 @@ def check_option_ranges(options: EditOptions) -> EditOptions:
         high = bounds.get("le", bounds.get("lt", INT64_MAX))
         if not low <= value <= high:
             raise InvalidRequestError(
-                f"`options.{name}` is {value}; it must be between {low} and {high}"
+                f"`options.{name}` is {value}; it must be between {low} and {high}."
             )
     return options
 
@@ -573,6 +586,7 @@ def create_app(
     from contextlib import asynccontextmanager
 
     from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
+    from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
     from fastapi.openapi.utils import get_openapi
@@ -698,15 +712,23 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        kind = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
+            exc.status_code, "HTTPError")
         message = str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
-            message = f"{request.method} is not allowed here; allowed: {allowed}"
+            path = request.scope.get("path", "")
+            methods = {m for r in app.routes if getattr(r, "methods", None)
+                       and r.path_regex.match(path) for m in r.methods}
+            allowed = ", ".join(sorted(methods)) or headers.get("Allow", "")
+            headers["Allow"] = allowed
+            message = f"{request.method} is not allowed on {path}; allowed: {allowed}"
+        elif exc.status_code == 400:
+            message = f"the request body cannot be parsed ({str(exc.detail).rstrip('.')})"
         elif exc.status_code == 404:
             message = f"no route {request.url.path}; see /docs for the routes"
         return error_response(exc.status_code, ErrorDetail(type=kind, message=message),
-                              headers=exc.headers)
+                              headers=headers or None)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -849,6 +871,10 @@ def create_app(
                 return
             await asyncio.sleep(0.5)  # running on another server process: poll the store
 
+    SessionId = Annotated[str, PathParam(description="Session id, from POST /sessions.")]
+    EditId = Annotated[str, PathParam(description="Edit id, from POST .../edits.")]
+    Digest = Annotated[str, PathParam(description="sha256 content hash (64 lowercase hex).")]
+
     # -- routes: meta and docs -----------------------------------------------------------------
 
     @app.get("/healthz", response_model=Health, tags=["meta"])
@@ -940,14 +966,14 @@ def create_app(
 
     @app.get("/sessions/{session_id}", response_model=SessionOut, dependencies=auth,
              tags=["sessions"], responses=errors("/sessions/{session_id}", "get", 404))
-    def get_session(session_id: str) -> SessionOut:
+    def get_session(session_id: SessionId) -> SessionOut:
         """The session's turns (undone ones are flagged, not deleted)."""
         return session_out(existing_session(session_id))
 
     @app.delete("/sessions/{session_id}", status_code=204, dependencies=auth,
                 tags=["sessions"],
                 responses=errors("/sessions/{session_id}", "delete", 404, 409))
-    def delete_session(session_id: str) -> Response:
+    def delete_session(session_id: SessionId) -> Response:
         """Forget a session: turns, trace, checkpoints and edits (images stay, shared by hash)."""
         session = existing_session(session_id)
         claim_session(session_id)
@@ -962,8 +988,9 @@ def create_app(
 
     @app.post("/sessions/{session_id}/undo", response_model=SessionOut, dependencies=auth,
               tags=["sessions"], openapi_extra={"x-body": "json"},
-              responses=errors("/sessions/{session_id}/undo", "post", 404, 409, 413, 415, 422))
-    def undo(session_id: str, body: UndoIn | None = None) -> SessionOut:
+              responses=errors("/sessions/{session_id}/undo", "post", 400, 404, 409, 413, 415,
+                               422))
+    def undo(session_id: SessionId, body: UndoIn | None = None) -> SessionOut:
         """Go back one turn, or to `turn`; the next edit continues from there."""
         session = existing_session(session_id)
         with state.lock:
@@ -976,7 +1003,7 @@ def create_app(
 
     @app.get("/sessions/{session_id}/trace", response_model=TraceOut, dependencies=auth,
              tags=["sessions"], responses=errors("/sessions/{session_id}/trace", "get", 404))
-    def trace(session_id: str) -> TraceOut:
+    def trace(session_id: SessionId) -> TraceOut:
         """Every agent step: node, inputs, outputs, model prompts and answers, image hashes."""
         session = existing_session(session_id)
         return TraceOut(session_id=session_id, events=jsonable(session.trace()))
@@ -1000,11 +1027,11 @@ def create_app(
             },
             201: {"model": EditOut, "description": "The finished edit (`Location`: its URL)."},
             202: {"model": EditOut, "description": "Started, with `wait=false` (`Location`)."},
-            **errors(edit_path, "post", 404, 409, 413, 415, 422, 503),
+            **errors(edit_path, "post", 400, 404, 409, 413, 415, 422, 503),
         },
     )
     async def post_edit(
-        session_id: str,
+        session_id: SessionId,
         instruction: str = Form(..., description="What to change, e.g. 'remove the cat'."),
         image: UploadFile | None = File(None, description="Image to edit; none = last result."),
         mask: UploadFile | None = File(
@@ -1051,14 +1078,14 @@ def create_app(
 
     @app.get(edit_path, response_model=EditList, dependencies=auth, tags=["edits"],
              responses=errors(edit_path, "get", 404))
-    def list_edits(session_id: str) -> EditList:
+    def list_edits(session_id: SessionId) -> EditList:
         """The session's retained edits, oldest first (finished ones expire after a while)."""
         existing_session(session_id)
         return EditList(edits=[state.edit_out(r) for r in state.jobs().list(session_id)])
 
     @app.get(edit_path + "/{edit_id}", response_model=EditOut, dependencies=auth,
              tags=["edits"], responses=errors(edit_path + "/{edit_id}", "get", 404))
-    def get_edit(session_id: str, edit_id: str) -> EditOut:
+    def get_edit(session_id: SessionId, edit_id: EditId) -> EditOut:
         """An edit's status and, once done, its result; `interrupted` ones can be resumed."""
         return state.edit_out(get_record(session_id, edit_id))
 
@@ -1074,8 +1101,8 @@ def create_app(
         },
     )
     async def resume_edit(
-        session_id: str,
-        edit_id: str,
+        session_id: SessionId,
+        edit_id: EditId,
         stream: bool = Query(False, description="Answer with the edit's next server-sent events."),
         wait: bool = Query(True, description="false: answer 202 at once; follow the links."),
     ):
@@ -1132,8 +1159,8 @@ def create_app(
         },
     )
     def edit_events(
-        session_id: str,
-        edit_id: str,
+        session_id: SessionId,
+        edit_id: EditId,
         last_event_id: Annotated[
             int | None,
             Header(ge=0, le=INT64_MAX,
@@ -1158,7 +1185,7 @@ def create_app(
         responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
                    **errors("/artifacts/{digest}", "get", 404, 422)},
     )
-    def artifact(digest: str) -> FileResponse:
+    def artifact(digest: Digest) -> FileResponse:
         """An image or mask by its sha256 content hash (never by path)."""
         path = artifact_path(components(), digest)
         return FileResponse(
