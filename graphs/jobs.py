@@ -108,11 +108,25 @@ class JobStore:
 
         kind, target = checkpointer_target(database_url, Path(sqlite_path))
         if kind == "postgres":
-            from graphs.components import _open_postgres
-
-            saver = _open_postgres(target)
-            return cls(saver.conn, "postgres", **kwargs)
+            return cls.postgres(target, **kwargs)
         return cls.sqlite(target, **kwargs)
+
+    @classmethod
+    def postgres(cls, conninfo: str, **kwargs: Any) -> JobStore:
+        from tools.errors import ConfigError
+
+        try:
+            from psycopg import Connection
+        except ImportError as exc:
+            raise ConfigError(
+                "the session database is PostgreSQL but psycopg is not installed; install the "
+                "`postgres` extra of brushedit-agents"
+            ) from exc
+        try:
+            conn = Connection.connect(conninfo, autocommit=True)
+        except Exception as exc:  # psycopg's errors are many; all mean "cannot connect"
+            raise ConfigError(f"cannot connect to the Postgres database: {exc}") from exc
+        return cls(conn, "postgres", **kwargs)
 
     @classmethod
     def sqlite(cls, path: str | Path, **kwargs: Any) -> JobStore:
@@ -131,9 +145,9 @@ class JobStore:
     def for_components(cls, components: Any, **kwargs: Any) -> JobStore:
         """The store in the same database as `components.checkpointer` (the session database).
 
-        SQLite: a second connection to the checkpointer's file. PostgreSQL: its connection
-        (psycopg connections are thread-safe). No persistent checkpointer: in memory, like
-        the sessions themselves.
+        SQLite: a second connection to the checkpointer's file. PostgreSQL: a second
+        connection to the same database (the saver's runs in pipeline mode, which does not
+        share). No persistent checkpointer: in memory, like the sessions themselves.
         """
         conn = getattr(getattr(components, "checkpointer", None), "conn", None)
         if isinstance(conn, sqlite3.Connection):
@@ -141,7 +155,7 @@ class JobStore:
             path = next((row[2] for row in rows if row[1] == "main"), "")
             return cls.sqlite(path or ":memory:", **kwargs)
         if conn is not None and type(conn).__module__.startswith("psycopg"):
-            return cls(conn, "postgres", owns_connection=False, **kwargs)
+            return cls.postgres(_same_database(conn), **kwargs)
         return cls.sqlite(":memory:", **kwargs)
 
     def close(self) -> None:
@@ -264,7 +278,7 @@ class JobStore:
 
     def _record(self, row: Any) -> JobRecord:
         (edit_id, session_id, turn, status, result, error, http_status, owner, created,
-         updated, heartbeat) = tuple(row.values()) if isinstance(row, dict) else tuple(row)
+         updated, heartbeat) = row
         if status == "running" and time.time() - float(heartbeat) > self.stale_s:
             status = "interrupted"
         return JobRecord(
@@ -296,7 +310,9 @@ class JobStore:
                 return self.conn.execute(statement, params).fetchall()
             with self.conn.cursor() as cursor:
                 cursor.execute(self._sql(statement), params)
-                return cursor.fetchall()
+                rows = cursor.fetchall()
+        # The checkpointer's psycopg connection hands out dict rows; keep column order.
+        return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in rows]
 
 
 def _dump(value: Any) -> str | None:
@@ -305,3 +321,11 @@ def _dump(value: Any) -> str | None:
 
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _same_database(conn: Any) -> str:
+    """Connection string of an open psycopg connection, password included."""
+    from psycopg.conninfo import make_conninfo
+
+    password = getattr(conn.info, "password", None)
+    return make_conninfo(conn.info.dsn, **({"password": password} if password else {}))

@@ -4,11 +4,13 @@
 
 With MARKER, the inpaint node touches it and then sleeps for two minutes (the moment to kill);
 without, the OpenCV inpainter runs at once. Heartbeats every 0.2 s, so a killed server's edit
-reads as interrupted after 0.6 s.
+reads as interrupted after 0.6 s. With `BRUSHEDIT_DATABASE_URL` a postgresql:// URL, the sessions
+and jobs live in that database instead of ROOT's SQLite file.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +25,13 @@ def main() -> None:
     inpainters = {"opencv": SleepyInpainter(Path(sys.argv[3]), seconds=120)} if len(
         sys.argv) > 3 else None
     components = make_components(root, planner="rules", inpainters=inpainters)
+    url = os.environ.get("BRUSHEDIT_DATABASE_URL") or ""
+    if url.startswith("postgres"):
+        from graphs import Settings
+        from graphs.components import open_checkpointer
+
+        components.checkpointer = open_checkpointer(
+            Settings(data_dir=root, database_url=url, _env_file=None))
     app = create_app(lambda: components, heartbeat_s=0.2)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

@@ -175,3 +175,35 @@ def test_jobs_in_postgres(tmp_path):
     store.delete_session(session)
     assert store.list(session) == []
     store.close()
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("BRUSHEDIT_DATABASE_URL") or "").startswith("postgres"),
+    reason="set BRUSHEDIT_DATABASE_URL=postgresql://... to run against PostgreSQL",
+)
+def test_api_jobs_share_the_postgres_session_database(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from graphs import Settings, build_components
+    from graphs.interfaces.api import create_app
+
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None,
+                        database_url=os.environ["BRUSHEDIT_DATABASE_URL"])
+    components = build_components(settings, inpainter="opencv", planner="rules",
+                                  segmenter=False)
+    with TestClient(create_app(lambda: components)) as client:
+        sid = client.post("/sessions").json()["id"]
+        created = client.post(
+            f"/sessions/{sid}/edits", data={"instruction": "remove the dark square"},
+            files={"image": ("in.png", _png(picture()), "image/png"),
+                   "mask": ("m.png", _png(object_mask()), "image/png")},
+        )
+        assert created.status_code == 201, created.text
+        edit_id = created.json()["edit_id"]
+        with components.checkpointer.conn.cursor() as cursor:
+            cursor.execute("SELECT status FROM brushedit_jobs WHERE edit_id = %s", (edit_id,))
+            assert [tuple(r.values()) for r in cursor.fetchall()] == [("done",)]
+        assert client.get(created.headers["location"]).json()["status"] == "done"
+        assert client.delete(f"/sessions/{sid}").status_code == 204
+        assert client.get(created.headers["location"]).status_code == 404
+    components.close()
