@@ -221,6 +221,8 @@ class EditJob:
     session_id: str
     store: "JobStore"
     seq: int = 0
+    base_seq: int = 0
+    """Events up to this number were emitted before (by the server that was interrupted)."""
     turn: int | None = None
     events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     status: Literal["running", "done", "failed"] = "running"
@@ -230,6 +232,9 @@ class EditJob:
     done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base_seq = self.seq
 
     def emit(self, event: dict[str, Any]) -> None:
         """Number, keep and store an event; server file paths never reach clients."""
@@ -832,7 +837,8 @@ def create_app(
             record = await asyncio.to_thread(state.jobs().get, job.edit_id)
             return JSONResponse(state.edit_out(record).model_dump(mode="json"), status_code=202,
                                 headers={"Location": location})
-        await asyncio.to_thread(job.done.wait)
+        while not job.done.is_set():  # no thread held while waiting
+            await job.wait(job.seq, timeout=5.0)
         if job.status == "failed":
             assert job.error is not None
             return error_response(job.http_status, job.error)
@@ -846,9 +852,18 @@ def create_app(
         store = state.jobs()
         while True:
             job = state.live.get(edit_id)
-            items = job.after(after) if job else await asyncio.to_thread(
-                store.events, edit_id, after)
+            if job is not None and after < job.base_seq:  # resumed: earlier events are stored
+                items = [item for item in await asyncio.to_thread(store.events, edit_id, after)
+                         if item[0] <= job.base_seq]
+                items = items or [(job.base_seq, {})]
+            elif job is not None:
+                items = job.after(after)
+            else:
+                items = await asyncio.to_thread(store.events, edit_id, after)
             for seq, event in items:
+                if not event:  # nothing stored before a resumption: skip to the live events
+                    after = seq
+                    continue
                 yield ServerSentEvent(data=_json(event), event=str(event.get("type", "message")),
                                       id=str(seq))
                 after = seq

@@ -38,10 +38,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(root: Path, port: int, marker: Path | None = None) -> subprocess.Popen:
+def _start(root: Path, port: int, *slow: Path | float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "tests.interfaces._api_kill_worker", str(root), str(port)]
-    proc = subprocess.Popen([*args, *([str(marker)] if marker else [])], cwd=REPO, env=env,
+    proc = subprocess.Popen([*args, *map(str, slow)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -86,7 +86,9 @@ def test_killed_server_leaves_a_resumable_edit(tmp_path):
         _stop(proc)
     assert proc.returncode == -signal.SIGKILL
 
-    proc = _start(root, port)  # a fresh server, fast inpainter, same session database
+    # A fresh server on the same session database; its inpainter takes 1.5 s, so the resumed
+    # edit can be watched live.
+    proc = _start(root, port, tmp_path / "resumed.started", 1.5)
     try:
         with httpx.Client(base_url=base, timeout=60) as http:
             time.sleep(0.7)  # three missed heartbeats
@@ -103,12 +105,17 @@ def test_killed_server_leaves_a_resumable_edit(tmp_path):
             assert "event: started" in replay and "event: interrupted" in replay
             assert "event: done" not in replay
 
-            resumed = http.post(edit["links"]["resume"])
-            assert resumed.status_code == 200, resumed.text
-            body = resumed.json()
+            before = [int(line[4:]) for line in replay.splitlines() if line.startswith("id: ")]
+            resumed = http.post(edit["links"]["resume"], params={"wait": "false"})
+            assert resumed.status_code == 202 and resumed.json()["status"] == "running"
+            # A reader from the start while it runs: the stored events, then the live ones.
+            full = http.get(location + "/events").text
+            every = [int(line[4:]) for line in full.splitlines() if line.startswith("id: ")]
+            assert every[: len(before)] == before and every == list(range(1, len(every) + 1))
+            assert "event: done" in full and "event: interrupted" not in full
+            body = http.get(location).json()
             assert body["status"] == "done" and body["result"]["accepted"]
             assert body["edit_id"] == edit["edit_id"] and body["links"]["resume"] is None
-            assert http.get(location).json()["status"] == "done"
             session = http.get(f"/sessions/{sid}").json()
             assert [t["status"] for t in session["turns"]] == ["done"]
             nodes = nodes_of(http.get(f"/sessions/{sid}/trace").json()["events"])
