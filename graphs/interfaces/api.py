@@ -544,7 +544,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body or image too large",
         415: "Wrong content type for this route",
         422: "Invalid image, mask, instruction, options or parameters",
-        503: "Models cannot be loaded, or the database is unreachable",
+        503: "Models cannot be loaded, or the session database is unreachable",
     }
     return {code: {"model": ErrorBody, "description": texts[code]} for code in codes}
 
@@ -658,7 +658,9 @@ def create_app(
     route_errors: dict[tuple[str, str], tuple[int, ...]] = {}
 
     def errors(path: str, method: str, *codes: int) -> dict[int | str, dict[str, Any]]:
-        codes = tuple(sorted({*codes, *secured}))
+        """Declare a route's error statuses: its own, 401 with a token, and 503 (every route
+        but /healthz opens the components, which may fail to load or reach the database)."""
+        codes = tuple(sorted({*codes, *secured, 503}))
         route_errors[(path, method)] = codes
         return _errors(*codes)
 
@@ -672,6 +674,13 @@ def create_app(
     @app.exception_handler(BrushEditError)
     async def _brushedit_error(request: Request, exc: BrushEditError):
         return error_response(*api_error(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, ErrorDetail(
+            type="InternalError",
+            message="the server failed unexpectedly; its log has the details"))
 
     @app.exception_handler(_Unauthorized)
     async def _unauthorized(request: Request, exc: _Unauthorized):

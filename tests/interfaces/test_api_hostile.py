@@ -425,7 +425,7 @@ def test_openapi_describes_every_field_and_only_possible_statuses(serve, tmp_pat
                 ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ErrorBody"), (path, method, code)
     get_session = set(spec["paths"]["/sessions/{session_id}"]["get"]["responses"])
-    assert get_session == {"200", "401", "404"}
+    assert get_session == {"200", "401", "404", "503"}
     edits = spec["paths"]["/sessions/{session_id}/edits"]["post"]
     assert {"201", "202", "409", "413", "415", "422", "503"} <= set(edits["responses"])
     assert "422" not in spec["paths"]["/sessions/{session_id}/trace"]["get"]["responses"]
@@ -437,3 +437,24 @@ def test_openapi_describes_every_field_and_only_possible_statuses(serve, tmp_pat
         assert name in body
     seed = body["seed"]["anyOf"][0]
     assert seed["maximum"] <= 2**63 and seed["minimum"] >= 0  # JSON floats round 2**63-1
+
+
+def test_unreachable_database_is_503_and_a_crash_is_a_json_500(serve, tmp_path):
+    from graphs import Settings, build_components
+
+    pytest.importorskip("psycopg")
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None,
+                        database_url=f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
+    with serve(lambda: build_components(settings, inpainter="opencv", planner="rules",
+                                        segmenter=False)) as http:
+        assert "Postgres" in error_of(http.post("/sessions"), 503, "ConfigError")
+        assert "Postgres" in error_of(http.get("/sessions"), 503, "ConfigError")
+        assert http.get("/healthz").status_code == 200
+
+    def broken() -> Any:
+        raise RuntimeError("secret internals")
+
+    with serve(broken) as http:
+        response = http.get("/sessions")
+        message = error_of(response, 500, "InternalError")
+        assert "secret" not in message and "log" in message
