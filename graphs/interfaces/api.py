@@ -1217,6 +1217,8 @@ def create_app(
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
 
+    app.head("/artifacts/{digest}", dependencies=auth, include_in_schema=False)(artifact)
+
     return app
 
 

@@ -265,6 +265,9 @@ def parse_options(
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRequestError(f"`options` is not valid JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise InvalidRequestError("`options` is nested too deeply to be an options object"
+                                      ) from None
         if not isinstance(raw, dict):
             raise InvalidRequestError("`options` must be a JSON object")
     extra: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}

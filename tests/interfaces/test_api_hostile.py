@@ -194,8 +194,12 @@ def test_sessions_list_in_pages_and_delete(serve):
         error_of(http.get(edit.headers["location"]), 404, "NotFoundError")
         error_of(http.delete(f"/sessions/{sid}"), 404, "NotFoundError")
         assert http.get("/sessions").json()["total"] == 4
-        # The result image stays: artifacts are shared by hash.
+        # The result image stays: artifacts are shared by hash (HEAD works as GET does).
         assert http.get(edit.json()["links"]["image"]).status_code == 200
+        head = http.head(edit.json()["links"]["image"])
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) > 0
+        assert http.head("/artifacts/" + "0" * 64).status_code == 404
 
 
 def test_created_edits_have_a_location_and_async_ones_202(serve):
@@ -269,6 +273,13 @@ def test_malformed_and_mistyped_bodies(serve):
         assert "cannot be parsed" in error_of(http.post(
             f"/sessions/{sid}/edits", content=b"\x00\xff" * 100,
             headers={"content-type": "multipart/form-data; boundary=zz"}), 400, "BadRequest")
+        error_of(http.post(f"/sessions/{sid}/edits", files=edit_files(),
+                           data={"instruction": INSTRUCTION,
+                                 "options": "[" * 100_000 + "]" * 100_000}),
+                 422, "InvalidRequestError")
+        assert "cannot be parsed" in error_of(http.post(
+            f"/sessions/{sid}/undo", content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"content-type": "application/json"}), 400, "BadRequest")
         error_of(http.post(f"/sessions/{sid}/edits", files=edit_files(b"GIF89a-not-really"),
                            data={"instruction": INSTRUCTION}), 422, "InvalidImageError")
         assert http.get(f"/sessions/{sid}").json()["turns"] == []
