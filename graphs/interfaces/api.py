@@ -1055,6 +1055,7 @@ def create_app(
         },
     )
     async def post_edit(
+        request: Request,
         session_id: SessionId,
         instruction: str = Form(..., description="What to change, e.g. 'remove the cat'."),
         image: UploadFile | None = File(None, description="Image to edit; none = last result."),
@@ -1072,6 +1073,7 @@ def create_app(
         """Run one edit. Default: answer 201 when it is done, with `Location`; `wait=false`:
         answer 202 at once and follow `links.events`; `stream=true`: answer with server-sent
         events (`turn`, `node`, `progress`, ..., then `done` with the result, or `error`)."""
+        check_form_fields(await request.form())
         comps = await asyncio.to_thread(components)
         check_session_id(session_id)
         if not await asyncio.to_thread(session_exists, comps, session_id):
@@ -1236,6 +1238,22 @@ def _abandon_interrupted(store: "JobStore", session_id: str) -> None:
                 "type": "AbandonedError",
                 "message": "the server stopped during this edit and a later edit replaced it",
             })
+
+
+EDIT_FIELDS = frozenset({"instruction", "image", "mask", "options", "caption", *OPTION_NAMES})
+
+
+def check_form_fields(form: Any) -> None:
+    """Refuse unknown and repeated form fields: a typo must not silently run the defaults."""
+    names = list(form.keys())
+    unknown = sorted(set(names) - EDIT_FIELDS)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(EDIT_FIELDS))}"
+        )
+    repeated = sorted({n for n in names if len(form.getlist(n)) > 1})
+    if repeated:
+        raise InvalidRequestError(f"send each field once; repeated: {', '.join(repeated)}")
 
 
 def _content_kind(content_type: str) -> str:

@@ -280,6 +280,12 @@ def test_malformed_and_mistyped_bodies(serve):
         assert "cannot be parsed" in error_of(http.post(
             f"/sessions/{sid}/undo", content=b"[" * 100_000 + b"]" * 100_000,
             headers={"content-type": "application/json"}), 400, "BadRequest")
+        assert "sed" in error_of(http.post(f"/sessions/{sid}/edits", files=edit_files(),
+                                           data={"instruction": INSTRUCTION, "sed": "5"}), 422)
+        twice = [("image", ("a.png", png(make_image()), "image/png")),
+                 ("image", ("b.png", png(make_image(48, 32)), "image/png"))]
+        assert "image" in error_of(http.post(f"/sessions/{sid}/edits", files=twice,
+                                             data={"instruction": INSTRUCTION}), 422)
         error_of(http.post(f"/sessions/{sid}/edits", files=edit_files(b"GIF89a-not-really"),
                            data={"instruction": INSTRUCTION}), 422, "InvalidImageError")
         assert http.get(f"/sessions/{sid}").json()["turns"] == []
