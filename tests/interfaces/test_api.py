@@ -212,6 +212,19 @@ def test_responses_match_the_openapi_schema(client, image_png, mask_png):
     check("/sessions/{session_id}/edits", "post", post_edit(client, sid, b"junk"))
     check("/sessions/{session_id}", "get", client.get("/sessions/missing"))
     check("/artifacts/{digest}", "get", client.get("/artifacts/" + "0" * 64))
+    check("/sessions", "get", client.get("/sessions", params={"limit": 1}))
+    check("/sessions", "get", client.get("/sessions", params={"limit": 0}))
+    check("/sessions/{session_id}/edits", "get", client.get(f"/sessions/{sid}/edits"))
+    check("/sessions/{session_id}/edits/{edit_id}", "get",
+          client.get(edit.headers["location"]))
+    check("/sessions/{session_id}/edits/{edit_id}/resume", "post",
+          client.post(edit.headers["location"] + "/resume"))
+    check("/sessions/{session_id}/edits", "post",
+          client.post(f"/sessions/{sid}/edits", json={"instruction": "x"}))
+    check("/sessions/{session_id}/undo", "post",
+          client.post(f"/sessions/{sid}/undo", json={"turn": 2**64}))
+    assert client.delete(f"/sessions/{sid}").status_code == 204
+    check("/sessions/{session_id}", "delete", client.delete(f"/sessions/{sid}"))
 
 
 def _free_port() -> int:
