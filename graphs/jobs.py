@@ -189,6 +189,12 @@ class JobStore:
         )
         return changed > 0
 
+    def interrupt(self, edit_id: str) -> None:
+        """Mark a running job interrupted now (its server is stopping)."""
+        self._execute(
+            "UPDATE brushedit_jobs SET status = 'interrupted', updated = ? "
+            "WHERE edit_id = ? AND status = 'running'", (time.time(), edit_id))
+
     def beat(self, edit_ids: list[str]) -> None:
         """Heartbeat for jobs this server is running."""
         now = time.time()

@@ -324,8 +324,6 @@ class ApiState:
         result = EditResult.model_validate(record.result) if record.result else None
         error = ErrorDetail.model_validate(record.error) if record.error else None
         status = record.status
-        if status == "running" and record.owner == self.owner and record.edit_id not in self.live:
-            status = "interrupted"  # this server lost it (cannot happen short of a bug)
         return EditOut(
             edit_id=record.edit_id, session_id=record.session_id, turn=record.turn,
             status=status, result=result, error=error,
@@ -643,6 +641,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         yield
+        # A clean shutdown interrupts its running edits at once (a crash: after the heartbeat).
+        for edit_id in list(state.live):
+            try:
+                state.jobs().interrupt(edit_id)
+            except Exception:
+                logger.warning("could not mark edit %s interrupted", edit_id, exc_info=True)
         state.close()
 
     app = FastAPI(

@@ -214,3 +214,41 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
         assert client.delete(f"/sessions/{sid}").status_code == 204
         assert client.get(created.headers["location"]).status_code == 404
     components.close()
+
+
+def test_a_clean_shutdown_interrupts_running_edits_at_once(tmp_path):
+    import threading
+
+    import uvicorn
+
+    from graphs.interfaces.api import create_app
+    from tests.graphs.helpers import SleepyInpainter, make_components
+
+    marker = tmp_path / "started"
+    components = make_components(tmp_path / "d", planner="rules",
+                                 inpainters={"opencv": SleepyInpainter(marker, seconds=2)})
+    port = _free_port()
+    app = create_app(lambda: components, heartbeat_s=60)  # staleness would take minutes
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    sid = httpx.post(f"{base}/sessions").json()["id"]
+    started = httpx.post(
+        f"{base}/sessions/{sid}/edits", params={"wait": "false"},
+        data={"instruction": "remove the dark square"},
+        files={"image": ("in.png", _png(picture()), "image/png"),
+               "mask": ("m.png", _png(object_mask()), "image/png")},
+    )
+    edit_id = started.json()["edit_id"]
+    while not marker.exists():
+        time.sleep(0.05)
+    server.should_exit = True
+    thread.join(timeout=20)
+    store = JobStore.for_components(components, stale_s=60)
+    assert store.get(edit_id).status == "interrupted"
+    store.close()
+    time.sleep(2.2)  # let the sleeping inpainter finish before the components close
+    components.close()
