@@ -448,12 +448,15 @@ def api_words(message: str) -> str:
 
 
 def _is_missing_model(exc: BaseException) -> bool:
-    """Model weights that cannot be loaded, directly or as the cause of a node's error."""
+    """Model weights that cannot be loaded, or a model server that is down or lacks the model,
+    directly or as the cause of a node's error: the server's setup, not the request."""
+    from agents.errors import VLMModelNotFoundError, VLMTimeoutError, VLMUnavailableError
     from graphs.nodes import NO_SEGMENTER
 
+    missing = (ModelLoadError, VLMUnavailableError, VLMModelNotFoundError, VLMTimeoutError)
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ModelLoadError):
+        if isinstance(seen, missing):
             return True
         seen = seen.__cause__
     return str(exc).startswith(NO_SEGMENTER.split("{")[0])

@@ -406,6 +406,22 @@ def test_missing_models_are_503_in_api_words(tmp_path, serve):
     components.close()
 
 
+def test_a_missing_model_server_is_503(tmp_path, serve):
+    from graphs import Settings, build_components
+
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None, ollama_timeout=5,
+                        ollama_host=f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    components = build_components(settings, inpainter="opencv", planner="vlm", segmenter=False)
+    with serve(lambda: components) as http:
+        sid = http.post("/sessions").json()["id"]
+        message = error_of(http.post(f"/sessions/{sid}/edits", files=edit_files(),
+                                     data={"instruction": INSTRUCTION}),
+                           503, "VLMUnavailableError")
+        assert "Ollama" in message
+        assert http.get(f"/sessions/{sid}").json()["turns"][0]["status"] == "failed"
+    components.close()
+
+
 def test_mask_of_another_shape_is_an_invalid_mask(serve):
     with serve() as http:
         sid = http.post("/sessions").json()["id"]
