@@ -290,6 +290,13 @@ class EditSession:
         assert current is not None
         return current
 
+    def delete(self) -> None:
+        """Forget this session: its turns, trace and checkpoints (artifacts stay, shared by hash)."""
+        saver = getattr(self.components, "checkpointer", None)
+        if saver is not None and hasattr(saver, "delete_thread"):
+            saver.delete_thread(self.id)
+        self.components.traces.delete_session(self.id)
+
     def trace(self) -> list[dict[str, Any]]:
         """Every trace event of this session (JSON-able dicts, oldest first)."""
         return self.components.traces.events(self.id)

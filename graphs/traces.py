@@ -342,16 +342,29 @@ class TraceStore:
             out.append(item)
         return out
 
-    def sessions(self) -> list[dict[str, Any]]:
-        """All sessions, newest first, with their turn and event counts."""
+    def sessions(self, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Sessions, newest first, with their turn and event counts (a page when `limit`)."""
         with self._lock:
             rows = self.db.execute(
                 "SELECT s.id, s.created, s.updated, s.title, "
                 "(SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) AS turns, "
                 "(SELECT COUNT(*) FROM events e WHERE e.session_id = s.id) AS events "
-                "FROM sessions s ORDER BY s.updated DESC"
+                "FROM sessions s ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
             ).fetchall()
         return [dict(row) for row in rows]
+
+    def count_sessions(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+    def delete_session(self, session_id: str) -> bool:
+        """Forget a session: its turns, events and model calls (artifacts stay, shared by hash)."""
+        with self._lock, self.db:
+            for table in ("calls", "events", "turns"):
+                self.db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            cursor = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return cursor.rowcount > 0
 
     def has_session(self, session_id: str) -> bool:
         with self._lock:
