@@ -143,7 +143,7 @@ def leftover_measure(
     mask: Mask,
     *,
     min_run_px: int | None = None,
-    edge_threshold: float = 0.06,
+    edge_threshold: float = 0.08,
 ) -> LeftoverMeasure:
     """Count strong edges that cross the mask boundary and run on inside it.
 
@@ -176,6 +176,11 @@ def leftover_measure(
     soft = cv2.GaussianBlur(edit.astype(np.float32) / 255.0, (0, 0), 3.0)
     nx = cv2.Sobel(soft, cv2.CV_32F, 1, 0, ksize=3)
     ny = cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
+    # the boundary's direction over a wider stretch: where it disagrees, the boundary bends
+    # (a corner), and "crossing" it means little
+    wide = cv2.GaussianBlur(edit.astype(np.float32) / 255.0, (0, 0), 8.0)
+    wx = cv2.Sobel(wide, cv2.CV_32F, 1, 0, ksize=3)
+    wy = cv2.Sobel(wide, cv2.CV_32F, 0, 1, ksize=3)
     with np.errstate(invalid="ignore", divide="ignore"):
         ux, uy = gx / magnitude, gy / magnitude
     ys, xs = np.nonzero(band & strong & visible)
@@ -183,10 +188,14 @@ def leftover_measure(
     candidates = 0
     longest = 0
     crossing = math.cos(math.radians(30))
+    straight = math.cos(math.radians(20))
     for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
         n = math.hypot(nx[y, x], ny[y, x])
-        if n < 1e-6:
+        w = math.hypot(wx[y, x], wy[y, x])
+        if n < 1e-6 or w < 1e-6:
             continue
+        if (nx[y, x] * wx[y, x] + ny[y, x] * wy[y, x]) / (n * w) < straight:
+            continue  # a corner of the mask
         # the edge's tangent (perpendicular to the gradient) against the inward normal
         along = (-uy[y, x] * nx[y, x] + ux[y, x] * ny[y, x]) / n
         if abs(along) < crossing:
@@ -245,8 +254,13 @@ def _trace(
                     continue  # turned too far from where it crossed: another edge
                 if dot > best_dot or (dot == best_dot and best is None):
                     best, best_dot = (qy, qx), dot
-        if best is None or not inside[best]:
+        if best is None:
             break
+        if not inside[best]:
+            if steps or len(visited) > 4:
+                break  # left the mask again, or never got into it
+        else:
+            steps += 1
         qy, qx = best
         visited.add(best)
         hy, hx = float(uy[qy, qx]), float(ux[qy, qx])
@@ -258,5 +272,4 @@ def _trace(
             new_ty, new_tx = -new_ty, -new_tx
         ty, tx = new_ty, new_tx
         fy, fx = float(qy), float(qx)
-        steps += 1
     return steps

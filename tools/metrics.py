@@ -192,13 +192,13 @@ class CheckThresholds(BaseModel):
         description="Largest plausible mask share per category (global must be 1.0).",
     )
     min_fill_texture: float = Field(
-        default=0.42,
+        default=0.30,
         ge=0.0,
         description="Removals: texture inside the fill (geometric mean of its gradient energy "
         "and sharpness) as a share of the ring's just outside; below it the fill is a smear.",
     )
     min_fill_colour: float = Field(
-        default=0.30,
+        default=0.08,
         ge=0.0,
         description="Removals: colour spread inside the fill as a share of the ring's; below "
         "it the fill is flat.",
