@@ -69,9 +69,17 @@ class LeftoverMeasure:
     """Edges crossing the mask boundary that continue deep inside it."""
 
     crossings: int  # separate boundary places where such an edge crosses
+    long_crossings: int  # of those, the ones running on at least 1.5 x `min_run_px`
     longest_run_px: int  # how far the longest of them runs on inside the mask
     min_run_px: int  # how far an edge must run on to count
     candidates: int  # strong edge pixels at the boundary that cross it (any run)
+
+    @property
+    def evidence(self) -> int:
+        """Crossings, a long one counting twice: one short crossing can be a background edge
+        that happens to line up with something inside; two, or one that runs on far, are an
+        object's outline or markings running on under the mask."""
+        return self.crossings + self.long_crossings
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
@@ -147,13 +155,15 @@ def leftover_measure(
 ) -> LeftoverMeasure:
     """Count strong edges that cross the mask boundary and run on inside it.
 
-    An edge pixel just outside the mask (visible in `result` as in `source`) counts as crossing
-    when its direction points into the mask (within 45 degrees of the boundary normal); it
-    continues when the source has an edge of the same direction, within 1 px, along the
-    straight line into the mask for at least `min_run_px` (default: 1.5 x the removal dilation
-    margin of `tools.masks.MaskPolicy`, scaled to the image, at least 10 px). Crossing pixels
-    next to each other are one crossing. `edge_threshold` is the gradient magnitude (0..1 scale)
-    of an edge worth following.
+    A strong edge pixel (source gradient >= `edge_threshold`, on the 0..1 scale after a 1 px
+    blur, and still an edge in `result`) within 2 px outside the mask is a crossing when the
+    edge runs across the boundary (within 30 degrees of its normal, where the boundary is
+    straight, not at a corner). From there the edge is traced into the mask in the source, one
+    pixel at a time, while it stays an edge that bends less than 25 degrees per step and 30 in
+    all; it continues when the trace stays inside the mask for `min_run_px` (default: twice
+    the removal dilation of `tools.masks.MaskPolicy` scaled to the image, at least 12 px), so
+    past the margin where a background edge meets the object's outline and stops. Continuing
+    pixels next to each other are one crossing; `evidence` weighs them.
     """
     import cv2
 
@@ -184,7 +194,7 @@ def leftover_measure(
     with np.errstate(invalid="ignore", divide="ignore"):
         ux, uy = gx / magnitude, gy / magnitude
     ys, xs = np.nonzero(band & strong & visible)
-    continuing = np.zeros_like(inside)
+    continuing = np.zeros(inside.shape, np.int32)
     candidates = 0
     longest = 0
     crossing = math.cos(math.radians(30))
@@ -205,17 +215,20 @@ def leftover_measure(
                      4 * min_run_px)
         longest = max(longest, run)
         if run >= min_run_px:
-            continuing[y, x] = True
+            continuing[y, x] = run
+    crossings = long_crossings = 0
     if continuing.any():
-        count, _ = cv2.connectedComponents(
-            cv2.dilate(continuing.astype(np.uint8), np.ones((3, 3), np.uint8)), connectivity=8
+        count, labels = cv2.connectedComponents(
+            cv2.dilate((continuing > 0).astype(np.uint8), np.ones((3, 3), np.uint8)),
+            connectivity=8,
         )
         crossings = count - 1
-    else:
-        crossings = 0
+        runs = np.zeros(count, np.int32)
+        np.maximum.at(runs, labels[continuing > 0], continuing[continuing > 0])
+        long_crossings = int(np.count_nonzero(runs[1:] >= 1.5 * min_run_px))
     return LeftoverMeasure(
-        crossings=int(crossings), longest_run_px=int(longest), min_run_px=int(min_run_px),
-        candidates=int(candidates),
+        crossings=int(crossings), long_crossings=long_crossings, longest_run_px=int(longest),
+        min_run_px=int(min_run_px), candidates=int(candidates),
     )
 
 
