@@ -9,14 +9,15 @@ Then the checks of `tools.fill_checks` as the verifier uses them (`tools.metrics
 - fill texture: flagged share of deliberately bad fills (flat: the ring's mean colour; smeared:
   the truth under a 6 px Gaussian blur) against false alarms on good fills (the truth itself);
   the share of each method's fills it flags is printed too;
-- object left at the border: an object (a patch of another photo, in the hole's shape) is pasted
-  onto the background; a half-covered removal (mask over the object's left half, filled with the
-  truth) should be flagged, a full one (mask over the whole object, dilated) should not.
+- object left at the border: a real object (cut from its photo with its mask: spoon, cookie,
+  tripod, shuttle, ...) is pasted onto each hole's spot; a half-covered removal (mask over the
+  object's first half along its longer side, dilated, filled with the truth) should be flagged,
+  a full one (mask over the whole object, dilated) should not.
 
 FSR_BEST takes minutes on a large hole, so it runs only on a separate set of small holes (128 px
 images, holes about 20 px across), where every other method runs as well for comparison.
 
-    python benchmarks/removal_quality.py                  # about 2-4 min on 2 busy cores
+    python benchmarks/removal_quality.py                  # about 1.5-2 min on 2 busy cores
     python benchmarks/removal_quality.py --holes 2 --small-holes 2 --size 192   # quick look
 """
 
