@@ -29,7 +29,9 @@ class BrushEditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            typer.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+            from graphs.terminal import one_line
+
+            typer.echo(f"Error: {one_line(exc)}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
 
 

@@ -7,12 +7,12 @@ back to any earlier turn, and a run that died half-way resumes from its last che
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from graphs.artifacts import is_hash
@@ -23,6 +23,23 @@ if TYPE_CHECKING:
     from graphs.components import Components
 
 EventSink = Callable[[dict[str, Any]], None]
+MAX_INSTRUCTION_CHARS = 2000
+"""The same limit as `EditRequest.instruction`."""
+MAX_SESSION_ID_CHARS = 64
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+"""The HTTP API's session-id pattern, so an id made anywhere can be used everywhere."""
+
+
+def check_session_name(session_id: str) -> str:
+    """A session id a person can type and a terminal shows as is: letters, digits, `_`, `-`."""
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise InvalidRequestError("a session id cannot be empty")
+    if len(session_id) > MAX_SESSION_ID_CHARS or not _SESSION_ID.fullmatch(session_id):
+        raise InvalidRequestError(
+            f"session id {session_id[:MAX_SESSION_ID_CHARS]!r} is not valid: use at most "
+            f"{MAX_SESSION_ID_CHARS} letters, digits, '_' or '-'"
+        )
+    return session_id
 ImageInput = "str | Path | bytes | Image.Image | None"
 
 
@@ -77,12 +94,14 @@ class EditSession:
 
     @classmethod
     def open(cls, components: Components, session_id: str | None = None) -> EditSession:
-        """Continue session `session_id`, or start a new one (new id) when it is None."""
-        if session_id is not None and not session_id.strip():
-            raise InvalidRequestError("a session id cannot be empty")
-        session = cls(components, session_id or uuid.uuid4().hex[:12])
-        components.traces.touch_session(session.id)
-        return session
+        """Continue session `session_id`, or start a new one (new id) when it is None.
+
+        Nothing is recorded until a turn starts, so an edit refused for its input (a missing
+        file, an empty instruction) leaves no empty session behind.
+        """
+        if session_id is not None:
+            check_session_name(session_id)
+        return cls(components, session_id or uuid.uuid4().hex[:12])
 
     def __repr__(self) -> str:
         return f"EditSession({self.id!r})"
@@ -139,6 +158,11 @@ class EditSession:
         """Start a turn; returns its result, or a `MaskReview` when it paused for a person."""
         if not isinstance(instruction, str) or not instruction.strip():
             raise InvalidRequestError("the instruction is empty; say what to change")
+        if len(instruction.strip()) > MAX_INSTRUCTION_CHARS:
+            raise InvalidRequestError(
+                f"the instruction has {len(instruction.strip()):,} characters; the limit is "
+                f"{MAX_INSTRUCTION_CHARS:,}"
+            )
         options = options or self.default_options()
         source, scale = self._import_image(image)
         user_mask = self._import_mask(mask, source, scale) if mask is not None else None
@@ -350,8 +374,14 @@ class EditSession:
                     "no image given and this session has no previous result to continue from"
                 )
             return current, 1.0
-        if isinstance(image, str) and is_hash(image) and store.has(image):
-            return image, 1.0
+        if isinstance(image, str) and is_hash(image):
+            if store.has(image):
+                return image, 1.0
+            if not Path(image).is_file():
+                raise InvalidRequestError(
+                    f"artifact {image[:12]}… is not in the store (or was damaged); give the "
+                    "image file instead"
+                )
         if hasattr(image, "mode") and hasattr(image, "size"):
             pil = image.convert("RGB")
         else:
@@ -369,35 +399,23 @@ class EditSession:
         return store.put_image(pil), scale
 
     def _import_mask(self, mask: Any, source: str, scale: float) -> str:
+        """Store a user mask fitted to the source (`tools.masks.fit_mask`); returns its hash."""
+        from tools.masks import fit_mask
+
         store = self.components.store
+        size = store.get_image(source).size
         if isinstance(mask, str) and is_hash(mask) and store.has(mask):
-            digest = mask
+            array = store.get_mask(mask)
+        elif isinstance(mask, (str, Path, bytes)):
+            from tools.images import load_mask
+
+            array = load_mask(mask)
         else:
-            size = store.get_image(source).size
-            if isinstance(mask, (str, Path, bytes)):
-                from tools.images import load_mask
-
-                array = load_mask(mask, size, resize=scale != 1.0)
-            else:
-                from tools.masks import as_mask
-
-                array = as_mask(mask)
-                if (array.shape[1], array.shape[0]) != size:
-                    if scale == 1.0:
-                        from tools.errors import InvalidMaskError
-
-                        raise InvalidMaskError(
-                            f"the mask is {array.shape[1]}x{array.shape[0]} but the image is "
-                            f"{size[0]}x{size[1]}"
-                        )
-                    from PIL import Image
-
-                    array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
-            digest = store.put_mask(array)
-        mask_array = store.get_mask(digest)
-        if not mask_array.any():
+            array = mask
+        array = fit_mask(array, size, resize=scale != 1.0)
+        if not array.any():
             raise InvalidRequestError("the mask is empty (all black); paint the area to edit white")
-        return digest
+        return store.put_mask(array)
 
 
 def _emit(sink: EventSink | None, event: dict[str, Any]) -> None:
