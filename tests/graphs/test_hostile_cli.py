@@ -43,8 +43,8 @@ def run(*args: str, input: str | None = None):
 def refused(res, *words: str) -> None:
     text = " ".join(res.output.split())
     assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and res.exception is None or isinstance(
-        res.exception, SystemExit), res.output
+    assert "Traceback" not in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
     for word in words:
         assert word in text, res.output
 
@@ -114,7 +114,7 @@ def test_a_damaged_artifact_counts_as_missing_and_is_rewritten_from_the_source(t
     digest = store.put_image(picture(0))
     path = store.path(digest)
     picture(1).save(path)  # someone wrote another picture under this name
-    with pytest.raises(ArtifactDamagedError, match="damaged.*counts as missing"):
+    with pytest.raises(ArtifactDamagedError, match=r"damaged.*counts as missing"):
         store.get_image(digest)
     assert not store.has(digest) and path.with_name(path.name + ".damaged").is_file()
     assert store.put_image(picture(0)) == digest  # the source is at hand: stored anew
@@ -236,7 +236,8 @@ def test_numbers_out_of_range_are_one_line(files, tmp_path, flag, value):
     res = run("edit", image, "remove the dark square", "-o", tmp_path / "o.png", "--mask", mask,
               flag, value, *EDIT)
     assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and flag in res.output or "finite" in res.output
+    assert "Traceback" not in res.output, res.output
+    assert flag in res.output or "finite" in res.output, res.output
     assert not (tmp_path / "o.png").exists()
     assert no_sessions()
 
