@@ -128,7 +128,7 @@ def test_async_edit_and_status(client, image_png, mask_png):
         ({"steps": "0"}, 422, "InvalidRequestError", "options.steps"),
         ({"inpainter": "magic"}, 422, "InvalidRequestError", "inpainter"),
         ({"instruction": "   "}, 422, "InvalidRequestError", "instruction"),
-        ({"mask": png(np.zeros((10, 10), np.uint8))}, 422, "InvalidImageError", "10x10"),
+        ({"mask": png(np.zeros((10, 10), np.uint8))}, 422, "InvalidMaskError", "10x10"),
         ({"mask": png(np.zeros((64, 96), np.uint8))}, 422, "InvalidMaskError", "empty"),
         ({"caption": "x" * 501}, 422, "InvalidRequestError", "caption"),
     ],
