@@ -338,6 +338,14 @@ class OllamaVLM:
             if fired.is_set() or time.monotonic() > deadline:
                 raise VLMTimeoutError(self.model, self.timeout) from None
             raise
+        except (httpx.TooManyRedirects, httpx.DecodingError) as exc:
+            raise VLMBadResponseError(
+                f"the server at {self.host} gave no usable answer for {path} ({exc}); check "
+                "that OLLAMA_HOST points at an Ollama server"
+            ) from None
+        except httpx.InvalidURL as exc:
+            raise VLMRequestError(f"the Ollama address {self.host!r} is not a valid URL ({exc})"
+                                  ) from None
         finally:
             if timer is not None:
                 timer.cancel()
@@ -361,7 +369,7 @@ class OllamaVLM:
 
         try:
             status, data = self._request("POST", "/api/show", {"model": self.model})
-        except (VLMTimeoutError, VLMBadResponseError, ConnectionError, httpx.TransportError):
+        except (VLMTimeoutError, VLMRequestError, ConnectionError, httpx.TransportError):
             return  # the chat call itself will report what is wrong with the server
         if status == 404:
             raise VLMModelNotFoundError(self.model, self.host, _error_text(data))
@@ -388,7 +396,11 @@ class OllamaVLM:
             status.error = f"no answer at {self.host} ({type(exc).__name__})"
             status.fix = "start it with `ollama serve` (or set OLLAMA_HOST)"
             return status
-        except (VLMTimeoutError, VLMBadResponseError) as exc:
+        except VLMRequestError as exc:  # includes a body that is not Ollama's
+            status.error = str(exc)
+            status.fix = "check that OLLAMA_HOST points at a working Ollama server"
+            return status
+        except VLMTimeoutError as exc:
             status.error = str(exc)
             status.fix = "check that OLLAMA_HOST points at a working Ollama server"
             return status
@@ -413,7 +425,7 @@ class OllamaVLM:
         try:
             code, shown = self._request("POST", "/api/show", {"model": self.model})
         except (ConnectionError, httpx.TransportError, VLMTimeoutError,
-                VLMBadResponseError) as exc:
+                VLMRequestError) as exc:
             status.error = f"could not read the model's details ({exc})"
             return status
         if code >= 400 or not isinstance(shown, dict):

@@ -62,9 +62,9 @@ def doctor(
 ) -> None:
     """Check torch, the Ollama server and model weights, without downloading anything."""
     from graphs.doctor import print_report, run_checks
-    from graphs.settings import Settings
+    from graphs.settings import load_settings
 
-    checks = run_checks(Settings())
+    checks = run_checks(load_settings())
     print_report(checks)
     if strict and not all(check.ok for check in checks):
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ Only typer is imported at module level; sessions, LangGraph and models load when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphs.terminal import markup, one_line, plain
-from tools.errors import ConfigError, InvalidRequestError
+from tools.errors import InvalidRequestError
 from tools.types import EditOptions, option_bounds
 
 if TYPE_CHECKING:
@@ -67,15 +68,9 @@ def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
 
 
 def _settings() -> Settings:
-    from pydantic import ValidationError
+    from graphs.settings import load_settings
 
-    from graphs.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid BRUSHEDIT_ settings: {problems}") from None
+    return load_settings()
 
 
 def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Components:
@@ -160,12 +155,21 @@ def _save(components: Components, digest: str, out: Path) -> Path:
     return write_image_atomic(components.store.get_image(digest), out)
 
 
+def _stdin_lines() -> Any:
+    """stdin, with bytes that are not valid text replaced rather than crashing the loop."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # cannot change mid-way: read it as is
+            reconfigure(errors="replace")
+    return sys.stdin
+
+
 def _stdin_review(console: Any) -> Any:
     def review(pending: Any) -> dict[str, Any]:
         console.print(f"Proposed mask ({plain(pending.mask_source)}): "
                       f"{plain(pending.mask_path)}", markup=False)
         console.print("Approve it? [Y/n], or type the path of a replacement mask:", markup=False)
-        answer = sys.stdin.readline().strip()
+        answer = next(iter(_stdin_lines()), "").strip()
         if answer.lower() in ("", "y", "yes"):
             return {"approve": True}
         if answer.lower() in ("n", "no"):
@@ -300,7 +304,7 @@ def chat(
         source: str | None = str(image)
         pending_mask: Path | None = mask
         console.print(f"session {session.id}. {CHAT_HELP}", markup=False)
-        for raw in sys.stdin:
+        for raw in _stdin_lines():
             line = raw.strip()
             if not line:
                 continue
@@ -430,10 +434,10 @@ def demo(
 
 
 def _traces() -> Any:
+    from graphs.components import check_data_dir
     from graphs.traces import TraceStore
 
-    settings = _settings()
-    return TraceStore(Path(settings.data_dir).expanduser() / "traces.sqlite")
+    return TraceStore(check_data_dir(_settings().data_dir) / "traces.sqlite")
 
 
 def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
         description="Where the Ollama server answers.",
     )
     ollama_model: str = Field(default="qwen2.5vl:7b", description="Vision model served by Ollama.")
-    ollama_timeout: float = Field(default=120.0, gt=0, description="Seconds per VLM call.")
+    ollama_timeout: float = Field(
+        default=120.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Seconds allowed for each VLM call, from connecting to the last byte.",
+    )
 
     base_model: str = Field(
         default="stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -86,3 +89,18 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "sessions.sqlite"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings()`, with a bad `BRUSHEDIT_` variable reported as one `ConfigError` sentence."""
+    from pydantic import ValidationError
+
+    from tools.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"BRUSHEDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({problems})") from None

@@ -226,17 +226,27 @@ class TraceStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(
-            str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30
-        )
-        self.db.row_factory = sqlite3.Row
-        if self.path is not None:
-            enable_wal(self.db)
-        with self._lock:
-            migrate(self.db)
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(
+                str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30
+            )
+            self.db.row_factory = sqlite3.Row
+            if self.path is not None:
+                enable_wal(self.db)
+            with self._lock:
+                migrate(self.db)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            from tools.errors import ConfigError
+
+            what = "is not a SQLite database (move it aside)" if isinstance(
+                exc, sqlite3.DatabaseError) and "not a database" in str(exc) else \
+                f"cannot be opened ({getattr(exc, 'strerror', None) or exc})"
+            raise ConfigError(
+                f"the trace log {self.path} {what}; check BRUSHEDIT_DATA_DIR"
+            ) from None
 
     def __repr__(self) -> str:
         return f"TraceStore({str(self.path or ':memory:')!r})"

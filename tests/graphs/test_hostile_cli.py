@@ -548,3 +548,63 @@ def test_trace_fields_are_capped(tmp_path):
     assert event["outputs"]["truncated"] is True
     store.close()
     assert (tmp_path / "t.sqlite").stat().st_size < 2_000_000
+
+
+# -- a broken setup is one sentence too --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "words"),
+    [("BRUSHEDIT_MAX_ATTEMPTS", "99", "BRUSHEDIT_MAX_ATTEMPTS"),
+     ("BRUSHEDIT_OLLAMA_TIMEOUT", "inf", "BRUSHEDIT_OLLAMA_TIMEOUT"),
+     ("BRUSHEDIT_DATA_DIR", "/proc/brushedit", "cannot be used")],
+)
+@pytest.mark.parametrize("command", [["doctor"], ["trace", "list"], ["edit"]])
+def test_bad_settings_are_one_line(files, tmp_path, monkeypatch, env, value, words, command):
+    image, mask = files
+    monkeypatch.setenv(env, value)
+    if command == ["edit"]:
+        command = ["edit", image, "remove it", "-o", tmp_path / "o.png", "--mask", mask, *EDIT]
+    res = run(*command)
+    if command == ["doctor"] and env == "BRUSHEDIT_DATA_DIR":
+        return  # doctor does not use the data folder
+    refused(res, words)
+
+
+def test_a_damaged_database_is_one_line(files, tmp_path, data_dir):
+    image, mask = files
+    data_dir.mkdir(parents=True)
+    (data_dir / "traces.sqlite").write_bytes(b"this is not sqlite" * 100)
+    refused(run("trace", "list"), "not a SQLite database")
+    (data_dir / "traces.sqlite").unlink()
+    (data_dir / "sessions.sqlite").write_bytes(b"this is not sqlite" * 100)
+    refused(run("edit", image, "remove it", "-o", tmp_path / "o.png", "--mask", mask, *EDIT),
+            "session database")
+
+
+def test_chat_survives_bytes_that_are_not_text(files):
+    image, mask = files
+    res = CliRunner().invoke(app, ["chat", str(image), "--mask", str(mask), *EDIT],
+                             input=b"remove the dark square \xff\xfe\nhistory\nquit\n")
+    assert res.exit_code == 0, res.output
+    assert "1. remove the dark square" in res.output
+
+
+def test_a_hard_link_to_the_input_is_refused_as_output(files, tmp_path):
+    image, mask = files
+    link = tmp_path / "hard.png"
+    os.link(image, link)
+    refused(run("edit", image, "remove it", "-o", link, "--mask", mask, *EDIT),
+            "refusing to overwrite the input")
+
+
+def test_the_servers_treat_a_damaged_artifact_as_missing(tmp_path):
+    from graphs.interfaces.common import NotFoundError, artifact_path
+    from tests.graphs.helpers import make_components
+
+    components = make_components(tmp_path / "d")
+    digest = components.store.put_image(picture(0))
+    assert artifact_path(components, digest).is_file()
+    picture(3).save(components.store.path(digest))
+    with pytest.raises(NotFoundError):
+        artifact_path(components, digest)
