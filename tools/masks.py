@@ -449,12 +449,10 @@ def _user_proposal(user_mask: Any, size: tuple[int, int], category: EditCategory
     notes = ["user mask"]
     mask = as_mask(user_mask)
     if (mask.shape[1], mask.shape[0]) != size:
-        import cv2
-
         notes.append(
             f"user mask resized from {mask.shape[1]}x{mask.shape[0]} to {size[0]}x{size[1]}"
         )
-        mask = as_mask(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+        mask = fit_mask(mask, size, resize=True)  # another aspect ratio: refused, not stretched
     check_mask(mask, size)
     if not mask.any():
         raise InvalidMaskError(
