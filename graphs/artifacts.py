@@ -159,22 +159,37 @@ class ArtifactStore:
         return digest
 
 
-def write_image_atomic(image: Image.Image, out: str | Path) -> Path:
-    """Save `image` to `out` through a temporary file in the same folder, then rename.
+OUTPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "TGA")
+"""Formats a result may be written in: the ones the loader reads back, all saved by Pillow itself."""
 
-    The format follows the suffix (PNG when there is none we know); a crash never leaves a
-    half-written file behind.
-    """
+
+def output_format(out: str | Path) -> str:
+    """The Pillow format name for `out`'s suffix, or `InvalidRequestError` naming the choices."""
     from PIL import Image
 
     out = Path(out)
-    ext = out.suffix.lower()
-    formats = Image.registered_extensions()
-    if ext not in formats:
+    fmt = Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None:
         raise InvalidRequestError(
             f"cannot tell the image format from `{out.name}`; use a suffix such as .png or .jpg"
         )
-    fmt = formats[ext]
+    if fmt not in OUTPUT_FORMATS:
+        raise InvalidRequestError(
+            f"results cannot be written as {fmt} (`{out.name}`); use one of "
+            f"{', '.join(OUTPUT_FORMATS)}, e.g. a .png or .jpg suffix"
+        )
+    return fmt
+
+
+def write_image_atomic(image: Image.Image, out: str | Path) -> Path:
+    """Save `image` to `out` through a temporary file in the same folder, then rename.
+
+    The format follows the suffix (one of `OUTPUT_FORMATS`); a crash never leaves a
+    half-written file behind.
+    """
+
+    out = Path(out)
+    fmt = output_format(out)
     params = {"quality": 95} if fmt == "JPEG" else {}
     _write_atomic(out, lambda handle: image.save(handle, format=fmt, **params), named=True)
     return out
@@ -251,12 +266,7 @@ def check_output_path(
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise InvalidRequestError(f"{out} is not a regular file; give a file name for {what}")
     if image:
-        from PIL import Image
-
-        if out.suffix.lower() not in Image.registered_extensions():
-            raise InvalidRequestError(
-                f"cannot tell the image format from `{out.name}`; use a suffix such as .png or .jpg"
-            )
+        output_format(out)
     for item in inputs:
         if item is None or str(item) in ("", "-"):
             continue

@@ -145,8 +145,13 @@ def _check_output(out: Path, *inputs: Path | str | None) -> Path:
     """Refuse, before any work, an output that would overwrite an input or the store, or
     cannot be written (`graphs.artifacts.check_output_path`)."""
     from graphs.artifacts import check_output_path
+    from graphs.components import checkpointer_target
 
-    return check_output_path(out, inputs=inputs, data_dir=_data_dir())
+    settings = _settings()
+    kind, target = checkpointer_target(settings.database_url, settings.sqlite_path)
+    database = Path(target) if kind == "sqlite" else None  # a sqlite file outside the data folder
+    return check_output_path(out, inputs=(*inputs, database),
+                             data_dir=Path(settings.data_dir).expanduser())
 
 
 def _save(components: Components, digest: str, out: Path) -> Path:

@@ -283,6 +283,8 @@ def test_a_huge_seed_is_refused_by_the_facade_too(tmp_path):
         ("{tmp}/", "is a folder"),
         ("/dev/null", "not a regular file"),
         ("{tmp}/noformat", "cannot tell the image format"),
+        ("{tmp}/x.psd", "cannot be written as PSD"),
+        ("{tmp}/x.h5", "cannot be written as HDF5"),
         ("{tmp}/" + "n" * 300 + ".png", "too long"),
     ],
 )
@@ -588,6 +590,18 @@ def test_chat_survives_bytes_that_are_not_text(files):
                              input=b"remove the dark square \xff\xfe\nhistory\nquit\n")
     assert res.exit_code == 0, res.output
     assert "1. remove the dark square" in res.output
+
+
+def test_a_sqlite_database_elsewhere_is_protected_too(files, tmp_path, monkeypatch):
+    image, mask = files
+    database = tmp_path / "elsewhere.png"  # an odd name, but it is the session database
+    monkeypatch.setenv("BRUSHEDIT_DATABASE_URL", f"sqlite:///{database}")
+    assert run("edit", image, "remove the dark square", "-o", tmp_path / "a.png", "--mask", mask,
+               *EDIT).exit_code == 0
+    before = database.read_bytes()
+    refused(run("edit", image, "remove it", "-o", database, "--mask", mask, *EDIT),
+            "refusing to overwrite")
+    assert database.read_bytes()[:16] == before[:16] == b"SQLite format 3\x00"
 
 
 def test_a_hard_link_to_the_input_is_refused_as_output(files, tmp_path):
