@@ -232,6 +232,9 @@ def edit(
     _check_inputs(source, mask)
     components = _components(inpainter, planner, max_attempts)
     try:
+        if source is None and not components.traces.has_session(str(session_id)):
+            raise InvalidRequestError(f"no session {session_id!r} to continue from; "
+                                      "`brushedit trace list` shows the recent ones")
         session = EditSession.open(components, session_id)
         options = _options(session.default_options(), **flags)
         console = _console()

@@ -622,3 +622,19 @@ def test_the_servers_treat_a_damaged_artifact_as_missing(tmp_path):
     picture(3).save(components.store.path(digest))
     with pytest.raises(NotFoundError):
         artifact_path(components, digest)
+
+
+def test_continuing_an_unknown_session_says_so(tmp_path):
+    refused(run("edit", "-", "remove it", "-o", tmp_path / "o.png", "--session", "ghost", *EDIT),
+            "no session 'ghost'")
+
+
+def test_doctor_prints_a_servers_answer_as_text(fake_ollama, monkeypatch):
+    from tests.fakes.ollama_server import Reply
+
+    fake_ollama.send_next(Reply.body("<html>[bold red]proxy login[/] \x1b[2J</html>"),
+                          path="/api/tags")
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", fake_ollama.url)
+    res = run("doctor")
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.output and "HTML page" in " ".join(res.output.split())
