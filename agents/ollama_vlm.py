@@ -198,7 +198,12 @@ class OllamaVLM:
         if self._client is None:
             import ollama
 
-            self._client = ollama.Client(host=self.host, timeout=self.timeout)
+            try:
+                self._client = ollama.Client(host=self.host, timeout=self.timeout)
+            except ValueError as exc:  # the host does not parse (a bad port, no host name)
+                raise VLMRequestError(
+                    f"the Ollama address {self.host!r} is not a valid URL ({exc})"
+                ) from None
         return self._client
 
     def ask(

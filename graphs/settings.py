@@ -63,9 +63,20 @@ class Settings(BaseSettings):
     @field_validator("ollama_host")
     @classmethod
     def _host_with_scheme(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
         value = value.strip().rstrip("/")
+        if "://" in value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"the Ollama address must be http:// or https://, got {value!r}")
         if not value.startswith(("http://", "https://")):
             value = "http://" + value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid server address ({exc})") from None
+        if not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a valid server address (no host name)")
         return value
 
     def resolved_device(self) -> str:
@@ -101,6 +112,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"BRUSHEDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            f"{_env_name(e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ConfigError(f"invalid settings ({problems})") from None
+
+
+def _env_name(loc: tuple) -> str:
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith("BRUSHEDIT_") else f"BRUSHEDIT_{name}"

@@ -638,3 +638,22 @@ def test_doctor_prints_a_servers_answer_as_text(fake_ollama, monkeypatch):
     res = run("doctor")
     assert res.exit_code == 0, res.output
     assert "\x1b" not in res.output and "HTML page" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("host", [":::", "http://exa mple", "http://127.0.0.1:99999", "ftp://x"])
+def test_a_bad_ollama_address_is_one_line(files, tmp_path, monkeypatch, host):
+    image, mask = files
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", host)
+    refused(run("edit", image, "remove it", "-o", tmp_path / "o.png", "--mask", mask,
+                "--inpainter", "opencv"), "BRUSHEDIT_OLLAMA_HOST")
+    assert "BRUSHEDIT_BRUSHEDIT" not in run("doctor").output
+
+
+def test_the_client_refuses_a_bad_address_as_a_vlm_error():
+    from agents.classify import Classification
+    from agents.errors import VLMRequestError
+    from agents.ollama_vlm import OllamaVLM
+
+    with pytest.raises(VLMRequestError, match="not a valid URL"):
+        OllamaVLM(host="http://127.0.0.1:99999").ask(system="s", user="u", schema=Classification)
+    assert not OllamaVLM(host="http://127.0.0.1:99999").check().ok
