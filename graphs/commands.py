@@ -170,16 +170,27 @@ def _stdin_lines() -> Any:
 
 
 def _stdin_review(console: Any) -> Any:
+    """Ask on stdin; a replacement mask that cannot be used is explained and asked for again."""
+    from tools.errors import BrushEditError
+    from tools.images import load_mask
+
     def review(pending: Any) -> dict[str, Any]:
         console.print(f"Proposed mask ({plain(pending.mask_source)}): "
                       f"{plain(pending.mask_path)}", markup=False)
-        console.print("Approve it? [Y/n], or type the path of a replacement mask:", markup=False)
-        answer = next(iter(_stdin_lines()), "").strip()
-        if answer.lower() in ("", "y", "yes"):
-            return {"approve": True}
-        if answer.lower() in ("n", "no"):
-            return {"approve": False}
-        return {"mask": answer}
+        while True:
+            console.print("Approve it? [Y/n], or type the path of a replacement mask:",
+                          markup=False)
+            answer = next(iter(_stdin_lines()), "").strip()
+            if answer.lower() in ("", "y", "yes"):
+                return {"approve": True}
+            if answer.lower() in ("n", "no"):
+                return {"approve": False}
+            try:
+                load_mask(Path(answer).expanduser())
+            except BrushEditError as exc:
+                console.print(f"Error: {one_line(exc)}", markup=False)
+                continue
+            return {"mask": str(Path(answer).expanduser())}
 
     return review
 

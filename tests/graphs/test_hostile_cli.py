@@ -657,3 +657,13 @@ def test_the_client_refuses_a_bad_address_as_a_vlm_error():
     with pytest.raises(VLMRequestError, match="not a valid URL"):
         OllamaVLM(host="http://127.0.0.1:99999").ask(system="s", user="u", schema=Classification)
     assert not OllamaVLM(host="http://127.0.0.1:99999").check().ok
+
+
+def test_review_asks_again_for_a_replacement_mask_it_cannot_use(files, tmp_path):
+    image, mask = files
+    res = run("edit", image, "remove the dark square", "-o", tmp_path / "o.png", "--mask", mask,
+              "--review-mask", *EDIT, input=f"{tmp_path / 'nope.png'}\n/dev/zero\n{mask}\n")
+    assert res.exit_code == 0, res.output
+    squeezed = "".join(res.output.split())  # Rich folds long paths at the console width
+    assert "nope.pngdoesnotexist" in squeezed and "isadevice" in squeezed, res.output
+    assert (tmp_path / "o.png").is_file()
