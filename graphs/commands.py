@@ -463,7 +463,7 @@ def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:
     if not store.has_session(session_id):
         known = [s["id"] for s in store.sessions()[:5]]
         raise InvalidRequestError(
-            f"no session {session_id!r} in the trace log"
+            f"no session {session_id[:80]!r} in the trace log"
             + (f"; recent: {', '.join(known)}" if known else "; run `brushedit edit` first")
         )
     return store.events(session_id)

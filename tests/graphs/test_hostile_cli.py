@@ -667,3 +667,4 @@ def test_review_asks_again_for_a_replacement_mask_it_cannot_use(files, tmp_path)
     squeezed = "".join(res.output.split())  # Rich folds long paths at the console width
     assert "nope.pngdoesnotexist" in squeezed and "isadevice" in squeezed, res.output
     assert (tmp_path / "o.png").is_file()
+
