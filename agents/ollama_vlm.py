@@ -339,6 +339,8 @@ class OllamaVLM:
                     if fired.is_set() or time.monotonic() > deadline:
                         raise VLMTimeoutError(self.model, self.timeout)
                 status = reply.status_code
+        except httpx.TimeoutException:
+            raise VLMTimeoutError(self.model, self.timeout) from None
         except (httpx.TransportError, OSError):
             if fired.is_set() or time.monotonic() > deadline:
                 raise VLMTimeoutError(self.model, self.timeout) from None
