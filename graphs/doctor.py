@@ -136,14 +136,18 @@ def print_report(checks: list[Check]) -> None:
     table.add_column("check")
     table.add_column("status")
     table.add_column("detail")
-    for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]missing[/]", check.detail)
+    from graphs.terminal import markup, plain
+
+    for check in checks:  # details may quote a server's answer: printed as text, never markup
+        table.add_row(markup(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
+                      markup(check.detail))
     console = Console(width=120)
     console.print(table)
     fixes = [c for c in checks if not c.ok and c.fix]
     if fixes:
         console.print("To fix:")
         for check in fixes:
-            console.print(f"  {check.name}: {check.fix}", markup=False, highlight=False)
+            console.print(f"  {plain(check.name)}: {plain(check.fix)}", markup=False,
+                          highlight=False)
     else:
         console.print("Everything is in place.")

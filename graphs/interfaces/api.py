@@ -56,7 +56,13 @@ from graphs.interfaces.common import (
     session_exists,
     turn_out,
 )
-from tools.errors import BrushEditError, ConfigError, InvalidRequestError, ModelLoadError
+from tools.errors import (
+    BrushEditError,
+    ConfigError,
+    InvalidRequestError,
+    MaskNeededError,
+    ModelLoadError,
+)
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.types import EditOptions, EditResult
 
@@ -467,6 +473,8 @@ def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
     status = 503 if _is_missing_model(exc) else http_status_for(exc)
     detail = error_detail(exc)
     message = api_words(detail.message)
+    if isinstance(exc, MaskNeededError):
+        message += " (send a `mask` file with the edit, white = edit)"
     if status == 503 and "BrushNet" in message:
         message += (" Until the server has these weights, removals work with "
                     "`inpainter=opencv`.")

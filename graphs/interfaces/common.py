@@ -229,8 +229,9 @@ def artifact_path(components: Any, digest: str) -> Path:
         path = Path(components.store.path(digest))
     except (KeyError, FileNotFoundError, LookupError) as exc:
         raise NotFoundError(f"no artifact {digest}") from exc
-    if not path.is_file():
-        raise NotFoundError(f"no artifact {digest}")
+    store = components.store
+    if not path.is_file() or (hasattr(store, "has") and not store.has(digest)):
+        raise NotFoundError(f"no artifact {digest}")  # a damaged file counts as missing
     return path
 
 
