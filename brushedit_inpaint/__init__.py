@@ -18,7 +18,9 @@ _EXPORTS = {
     "StableDiffusionXLBrushNetPipeline": "pipeline_sdxl",
     "StableDiffusionXLBrushNetPipelineOutput": "pipeline_sdxl",
     "load_pipeline": "loading",
-    "BrushNetLoadError": "loading",
+    "BrushNetLoadError": "families",
+    "base_family": "families",
+    "brushnet_family": "families",
     "blur_blend": "processing",
     "hole_to_known_mask": "processing",
     "to_hole_mask": "processing",
@@ -34,7 +36,9 @@ __all__ = [
     "StableDiffusionBrushNetPipelineOutput",
     "StableDiffusionXLBrushNetPipeline",
     "StableDiffusionXLBrushNetPipelineOutput",
+    "base_family",
     "blur_blend",
+    "brushnet_family",
     "hole_to_known_mask",
     "load_pipeline",
     "to_hole_mask",
@@ -44,7 +48,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .brushnet import BrushNetModel, BrushNetOutput, MidBlock2D
-    from .loading import BrushNetLoadError, load_pipeline
+    from .families import BrushNetLoadError, base_family, brushnet_family
+    from .loading import load_pipeline
     from .pipeline import StableDiffusionBrushNetPipeline, StableDiffusionBrushNetPipelineOutput
     from .pipeline_sdxl import (
         StableDiffusionXLBrushNetPipeline,
