@@ -25,6 +25,7 @@ _EXPORTS = {
     "hole_to_known_mask": "processing",
     "to_hole_mask": "processing",
     "working_size": "processing",
+    "native_working_size": "processing",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "brushnet_family",
     "hole_to_known_mask",
     "load_pipeline",
+    "native_working_size",
     "to_hole_mask",
     "unet_forward_with_brushnet",
     "working_size",
@@ -55,7 +57,13 @@ if TYPE_CHECKING:
         StableDiffusionXLBrushNetPipeline,
         StableDiffusionXLBrushNetPipelineOutput,
     )
-    from .processing import blur_blend, hole_to_known_mask, to_hole_mask, working_size
+    from .processing import (
+        blur_blend,
+        hole_to_known_mask,
+        native_working_size,
+        to_hole_mask,
+        working_size,
+    )
     from .unet_injection import unet_forward_with_brushnet
 
 

@@ -223,7 +223,7 @@ def _load_brushnet(settings: Settings) -> Any:
     return BrushNetInpainter.from_pretrained(
         settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
         device=device, dtype=settings.resolved_dtype(device), local_files_only=False,
-        cpu_offload=False,
+        cpu_offload=False, sdxl_working_side=settings.sdxl_working_side,
     )
 
 
