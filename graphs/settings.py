@@ -43,10 +43,19 @@ class Settings(BaseSettings):
 
     base_model: str = Field(
         default="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        description="SD1.5 base: Hub id, diffusers folder, or single .safetensors/.ckpt file.",
+        description="SD1.5 or SDXL base: Hub id, diffusers folder, or single .safetensors/.ckpt file.",
     )
-    brushnet: str = Field(default="TencentARC/BrushEdit", description="BrushNet: Hub id or folder.")
-    brushnet_subfolder: str | None = Field(default="brushnetX")
+    brushnet: str = Field(
+        default="TencentARC/BrushEdit",
+        description="BrushNet of the base's family (SD1.5 or SDXL): Hub id or folder.",
+    )
+    brushnet_subfolder: str | None = Field(
+        default="brushnetX", description="Folder inside `brushnet`; empty for none."
+    )
+    sdxl_working_side: int = Field(
+        default=1024, ge=64, le=2048,
+        description="SDXL bases generate at about this many pixels squared (native 1024).",
+    )
     detector: str = Field(default="IDEA-Research/grounding-dino-tiny", description="GroundingDINO.")
     sam: str = Field(default="facebook/sam-vit-huge", description="Segment Anything.")
 
@@ -69,6 +78,11 @@ class Settings(BaseSettings):
         description="Folders (separated by the OS path separator) whose files the MCP tools may "
         "read as `image_path`/`mask_path`, besides the MCP roots the client shares.",
     )
+
+    @field_validator("brushnet_subfolder")
+    @classmethod
+    def _empty_subfolder_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("ollama_host")
     @classmethod
