@@ -217,7 +217,8 @@ def test_pipeline_save_and_from_pretrained_with_brushnet_override(tiny_pipe, tmp
     assert loaded.brushnet is brushnet
     assert type(loaded.scheduler).__name__ == "UniPCMultistepScheduler"
     assert (
-        StableDiffusionBrushNetPipeline.model_cpu_offload_seq == "text_encoder->brushnet->unet->vae"
+        StableDiffusionBrushNetPipeline.model_cpu_offload_seq
+        == "text_encoder->image_encoder->brushnet->unet->vae"
     )
     loaded.set_progress_bar_config(disable=True)
     image, mask = _image_and_mask(32, 32)
