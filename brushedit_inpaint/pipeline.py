@@ -643,9 +643,7 @@ class StableDiffusionBrushNetPipeline(
 
         # 7. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        timestep_cond = guidance_embedding(
-            self, guidance_scale, total_batch, device, latents.dtype
-        )
+        timestep_cond = guidance_embedding(self, guidance_scale, total_batch, device, latents.dtype)
         keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
         if branch_cfg_batching == "doubled" and self.do_classifier_free_guidance:
             branch_cond = torch.cat([conditioning_latents] * 2)

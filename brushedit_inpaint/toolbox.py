@@ -16,6 +16,7 @@ LoRA, textual inversion, IP-Adapter and single-file loading themselves are diffu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -188,7 +189,9 @@ def check_toolbox_inputs(
             f"`padding_mask_crop` must be an int >= 0 (pixels around the mask), got {padding_mask_crop!r}."
         )
     if not isinstance(guidance_rescale, (int, float)) or not 0.0 <= guidance_rescale <= 1.0:
-        raise ValueError(f"`guidance_rescale` must be a number in [0, 1], got {guidance_rescale!r}.")
+        raise ValueError(
+            f"`guidance_rescale` must be a number in [0, 1], got {guidance_rescale!r}."
+        )
     if clip_skip is not None and (
         isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 0
     ):
@@ -240,27 +243,22 @@ def encode_clip_text(
     return hidden, pooled
 
 
-class lora_text_scale:  # noqa: N801 (used as a context manager)
-    """Scale the PEFT LoRA layers of `text_encoders` by `scale` for the duration of a prompt encoding."""
-
-    def __init__(self, pipe: Any, text_encoders: list[Any], scale: float | None):
-        self.encoders = [e for e in text_encoders if e is not None]
-        self.scale = scale
-        self.active = scale is not None and USE_PEFT_BACKEND and hasattr(pipe, "load_lora_weights")
-        if scale is not None:
-            pipe._lora_scale = scale
-
-    def __enter__(self):
-        if self.active:
-            for encoder in self.encoders:
-                scale_lora_layers(encoder, self.scale)
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            for encoder in self.encoders:
-                unscale_lora_layers(encoder, self.scale)
-        return False
+@contextlib.contextmanager
+def lora_text_scale(pipe: Any, text_encoders: list[Any], scale: float | None):
+    """Scale the PEFT LoRA layers of `text_encoders` by `scale` while a prompt is encoded (as diffusers does)."""
+    encoders = [e for e in text_encoders if e is not None]
+    active = scale is not None and USE_PEFT_BACKEND and hasattr(pipe, "load_lora_weights")
+    if scale is not None:
+        pipe._lora_scale = scale
+    if active:
+        for encoder in encoders:
+            scale_lora_layers(encoder, scale)
+    try:
+        yield
+    finally:
+        if active:
+            for encoder in encoders:
+                unscale_lora_layers(encoder, scale)
 
 
 def guidance_embedding(
@@ -287,7 +285,9 @@ def mask_crop_box(
             "`padding_mask_crop` needs a mask with at least one white pixel to crop around."
         )
     mask = PIL.Image.fromarray((hole_mask > 0.5).astype(np.uint8) * 255, "L")
-    x1, y1, x2, y2 = VaeImageProcessor.get_crop_region(mask, aspect_width, aspect_height, pad=padding)
+    x1, y1, x2, y2 = VaeImageProcessor.get_crop_region(
+        mask, aspect_width, aspect_height, pad=padding
+    )
     return int(x1), int(y1), int(x2), int(y2)
 
 
