@@ -680,10 +680,7 @@ class StableDiffusionBrushNetPipeline(
                         conditioning_scale=brushnet_conditioning_scale * keep[i],
                         return_dict=False,
                     )
-                    if shared:
-                        down = [torch.cat([d, d]) for d in down]
-                        mid = torch.cat([mid, mid])
-                        up = [torch.cat([u, u]) for u in up]
+                    # Shared: the samples cover one half and broadcast over both in the UNet walk.
                     add_samples = {
                         "down_block_add_samples": down,
                         "mid_block_add_sample": mid,

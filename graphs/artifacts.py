@@ -38,6 +38,11 @@ def is_hash(value: object) -> bool:
     return isinstance(value, str) and bool(_HASH.match(value))
 
 
+def artifact_url(digest: str | None) -> str | None:
+    """Where the HTTP API and the LangGraph server serve an artifact: `/artifacts/<hash>`."""
+    return f"/artifacts/{digest}" if digest else None
+
+
 class ArtifactStore:
     """Images and masks under `root/ab/abcdef....png`, named by the hash of their pixels.
 

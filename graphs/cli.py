@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from tools.errors import BrushEditError
+from tools.errors import BrushEditError, MaskNeededError
 
 ENTRY_POINT_GROUP = "brushedit.commands"
 
@@ -29,7 +29,10 @@ class BrushEditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            typer.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+            message = " ".join(str(exc).split())
+            if isinstance(exc, MaskNeededError):
+                message += " (pass one with `--mask MASK.png`, white = edit)"
+            typer.echo(f"Error: {message}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
 
 

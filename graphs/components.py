@@ -9,6 +9,7 @@ built on first use, so offline runs and `--inpainter opencv` never touch model w
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,27 @@ class Components:
     inpainters: dict[str, Any] = field(default_factory=dict)
     settings: GraphSettings = field(default_factory=GraphSettings)
     checkpointer: Any = None
+    vlm_probe_ttl_s: float = 30.0
     _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _probe: tuple[float, Any] | None = field(default=None, init=False, repr=False)
+
+    def vlm_status(self) -> Any:
+        """The VLM server's `check()`, cached for `vlm_probe_ttl_s` (None when it has none).
+
+        With planner `auto`, a server that is down or lacks the model is skipped at once on
+        every run inside the window, instead of each run paying the client's retries.
+        """
+        check = getattr(self.vlm, "check", None)
+        if check is None:
+            return None
+        now = time.monotonic()
+        probe = self._probe
+        if probe is not None and now - probe[0] < self.vlm_probe_ttl_s:
+            return probe[1]
+        status = check()
+        self._probe = (now, status)
+        return status
 
     def inpainter(self, name: str, on_event: EventSink | None = None) -> Any:
         """The inpainter called `name`, constructing it on first use (and saying so)."""
@@ -206,23 +226,40 @@ def build_components(
     )
 
 
+def _require_local_weights(settings: Settings, checks: Callable[[Settings], list], what: str) -> None:
+    """Fail in a sentence, before any Hub retry, when a model is missing and downloads are off."""
+    if settings.allow_downloads:
+        return
+    from graphs.doctor import missing_weights_error
+
+    error = missing_weights_error(checks(settings), what)
+    if error is not None:
+        raise error
+
+
 def _load_segmenter(settings: Settings) -> Any:
+    from graphs.doctor import segmenter_weight_checks
     from tools.segment import GroundedSegmenter
+
+    _require_local_weights(settings, segmenter_weight_checks, "segmenter (GroundingDINO + SAM)")
 
     device = settings.resolved_device()
     return GroundedSegmenter.from_pretrained(
         settings.detector, settings.sam, device=device, dtype=settings.resolved_dtype(device),
-        local_files_only=False,
+        local_files_only=not settings.allow_downloads,
     )
 
 
 def _load_brushnet(settings: Settings) -> Any:
+    from graphs.doctor import inpainter_weight_checks
     from tools.inpaint import BrushNetInpainter
+
+    _require_local_weights(settings, inpainter_weight_checks, "BrushNet inpainter")
 
     device = settings.resolved_device()
     return BrushNetInpainter.from_pretrained(
         settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
-        device=device, dtype=settings.resolved_dtype(device), local_files_only=False,
+        device=device, dtype=settings.resolved_dtype(device), local_files_only=not settings.allow_downloads,
         cpu_offload=False,
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graphs.settings import Settings
+from tools.errors import ModelLoadError
 
 TORCH_SPEC = "torch==2.13.0"
 
@@ -28,14 +29,45 @@ def run_checks(settings: Settings) -> list[Check]:
     return [
         check_torch(settings),
         *check_ollama(settings.ollama_host, settings.ollama_model),
+        *inpainter_weight_checks(settings),
+        *segmenter_weight_checks(settings),
+    ]
+
+
+def inpainter_weight_checks(settings: Settings) -> list[Check]:
+    """The base model and the BrushNet branch, as the BrushNet inpainter loads them."""
+    return [
         check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL", "model_index.json"),
         check_weights(
             "BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
             subfolder=settings.brushnet_subfolder,
         ),
+    ]
+
+
+def segmenter_weight_checks(settings: Settings) -> list[Check]:
+    """GroundingDINO and SAM, as the grounded segmenter loads them."""
+    return [
         check_weights("GroundingDINO", settings.detector, "BRUSHEDIT_DETECTOR", "config.json"),
         check_weights("SAM", settings.sam, "BRUSHEDIT_SAM", "config.json"),
     ]
+
+
+def missing_weights_error(checks: list[Check], what: str) -> ModelLoadError | None:
+    """One sentence naming every missing piece and its fix, or None when all are in place.
+
+    Loading a model that is not on disk would otherwise spend half a minute retrying the Hub
+    before failing; this check answers at once, from the local cache only.
+    """
+    missing = [check for check in checks if not check.ok]
+    if not missing:
+        return None
+    parts = "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in missing)
+    return ModelLoadError(
+        f"the {what} cannot load, its weights are not on this machine. {parts}. "
+        "`brushedit doctor` lists everything; set BRUSHEDIT_ALLOW_DOWNLOADS=1 to let models "
+        "download on first use."
+    )
 
 
 def check_torch(settings: Settings) -> Check:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from graphs.nodes import EditNodes
-from graphs.state import InputState, State
+from graphs.state import InputState, OutputState, State
 
 if TYPE_CHECKING:
     from graphs.components import Components
@@ -21,13 +21,13 @@ NODES = ("start", "classify", "identify", "mask", "review", "caption", "inpaint"
 
 def route_after_mask(state: State) -> Literal["review", "caption", "inpaint"]:
     """A person reviews the mask when asked to; a mask retry keeps the caption it had."""
-    if state.get("review_mask"):
+    if state.get("mask_review"):
         return "review"
     return route_after_review(state)
 
 
 def route_after_review(state: State) -> Literal["caption", "inpaint"]:
-    return "inpaint" if state.get("caption") else "caption"
+    return "inpaint" if state.get("edit_caption") else "caption"
 
 
 def route_after_verify(state: State) -> Literal["finish", "mask", "caption", "inpaint"]:
@@ -51,7 +51,7 @@ def build_graph(components: Components, checkpointer: Any = None) -> Any:
     from langgraph.graph import END, START, StateGraph
 
     nodes = EditNodes(components)
-    builder = StateGraph(State, input_schema=InputState)
+    builder = StateGraph(State, input_schema=InputState, output_schema=OutputState)
     for name in NODES:
         builder.add_node(name, getattr(nodes, name))
     builder.add_edge(START, "start")

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graphs.state import PER_TURN_RESET, State
+from graphs.artifacts import artifact_url
+from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
 from graphs.traces import Stopwatch, to_jsonable
-from tools.errors import BrushEditError, InvalidRequestError, ModelLoadError
+from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
 from tools.types import EditCategory, EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ logger = logging.getLogger(__name__)
 NEEDS_SEGMENTATION = {EditCategory.REMOVAL, EditCategory.LOCAL, EditCategory.BACKGROUND}
 STAGES = ("mask", "caption", "inpaint")
 NO_SEGMENTER = (
-    "no segmentation model is available to find {what}: pass a mask of the area to edit with "
-    "`--mask MASK.png`, or install the GroundingDINO and SAM weights (`brushedit doctor` says how)"
+    "no segmentation model is available to find {what}: give a mask of the area to edit, or "
+    "install the GroundingDINO and SAM weights (`brushedit doctor` says how)"
 )
 
 
@@ -102,7 +103,7 @@ def traced(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[...,
 
                 recorder = RecordingVLM(components.vlm)
             ctx = NodeContext(components, state, session_id, emit, vlm=recorder)
-            turn, attempt = state.get("turn"), state.get("attempt", 1)
+            turn, attempt = turn_of(state, name), state.get("attempt", 1)
             clock = Stopwatch()
             emit({"type": "node", "node": name, "status": "start", "turn": turn,
                   "attempt": attempt})
@@ -189,21 +190,53 @@ class EditNodes:
     @traced("start")
     def start(self, ctx: NodeContext) -> dict[str, Any]:
         """Check the request and clear what the previous turn left in the thread's state."""
-        state = ctx.state
+        from graphs.inputs import import_image, import_mask
+
+        state, components = ctx.state, self.components
         instruction = (state.get("instruction") or "").strip()
         if not instruction:
             raise InvalidRequestError("the instruction is empty; say what to change")
-        source = state.get("source_image")
-        if not source or not self.components.store.has(source):
-            raise InvalidRequestError("the source image is not in the artifact store")
         options = EditOptions.model_validate(state.get("options") or {})
+        if state.get("image"):
+            source, scale = import_image(components.store, state["image"],
+                                         components.settings.max_image_side)
+        elif state.get("current_image"):
+            source, scale = state["current_image"], 1.0
+        else:
+            raise InvalidRequestError(
+                "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
+                "image's hash); later turns on the same thread may omit it"
+            )
+        user_mask = (import_mask(components.store, state["mask"], source, scale)
+                     if state.get("mask") else None)
+        caption = (state.get("caption") or "").strip() or None
+        turn = turn_of(state, "start")
         ctx.inputs = {"instruction": instruction, "options": options}
-        ctx.images = {"source": source, "user_mask": state.get("user_mask")}
-        ctx.params = {"planner_mode": self.components.settings.planner,
+        ctx.images = {"source": source, "user_mask": user_mask}
+        ctx.params = {"planner_mode": components.settings.planner,
                       "max_attempts": self._max_attempts(options)}
-        return {**PER_TURN_RESET, "instruction": instruction, "options": options.model_dump(),
-                "history": [], "planner": "rules" if self.components.vlm is None
-                or self.components.settings.planner == "rules" else "vlm"}
+        update = {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
+                  "options": options.model_dump(mode="json"), "source_image": source,
+                  "current_image": source, "user_mask": user_mask, "user_caption": caption,
+                  "mask_review": bool(state.get("review_mask")), "turn": turn,
+                  "last_turn": turn, "history": [], "planner": self._planner_path(ctx)}
+        return update
+
+    def _planner_path(self, ctx: NodeContext) -> str:
+        """`vlm` when the VLM will be asked; `auto` skips a server its probe found unusable."""
+        components = self.components
+        mode = components.settings.planner
+        if components.vlm is None or mode == "rules":
+            return "rules"
+        if mode == "auto":
+            status = components.vlm_status()
+            if status is not None and not status.ok:
+                reason = status.error or "the VLM server is not usable"
+                fix = f" (fix: {status.fix})" if status.fix else ""
+                ctx.history("fallback", step="start", reason=f"{reason}{fix}")
+                ctx.emit({"type": "fallback", "step": "start", "reason": reason})
+                return "rules"
+        return "vlm"
 
     @traced("classify")
     def classify(self, ctx: NodeContext) -> dict[str, Any]:
@@ -272,7 +305,7 @@ class EditNodes:
                       "user_mask_extra_dilation_px": retry.get("extra_dilation_px", 0)}
         segmenter = self.components.segmenter
         if user_mask is None and plan.category in NEEDS_SEGMENTATION and segmenter is None:
-            raise BrushEditError(NO_SEGMENTER.format(what=_what(plan)))
+            raise MaskNeededError(NO_SEGMENTER.format(what=_what(plan)))
         box = plan.box
         if user_mask is None and plan.category == EditCategory.ADDITION and box is None:
             answer = ctx.ask_vlm("propose_box", _agents().propose_box, image, plan.instruction)
@@ -283,14 +316,14 @@ class EditNodes:
             box = _default_box(image.size)
             plan = plan.model_copy(update={"box": box})
             ctx.history("default_box", box=box, reason="no VLM box proposal; a centred box "
-                        "was used (pass --mask to choose where)")
+                        "was used (give a mask to choose where)")
         try:
             proposal = propose_mask(
                 plan, image, segmenter, box=box, user_mask=user_mask, policy=policy
             )
         except (ModelLoadError, ImportError, OSError) as exc:
             if user_mask is None and plan.category in NEEDS_SEGMENTATION:
-                raise BrushEditError(
+                raise MaskNeededError(
                     NO_SEGMENTER.format(what=_what(plan)) + f" (loading failed: {exc})"
                 ) from exc
             raise
@@ -305,9 +338,9 @@ class EditNodes:
                 proposal = relaxed
         if not proposal.found and user_mask is None and proposal.source != "full":
             why = "; ".join(proposal.notes) or "no detection"
-            raise BrushEditError(
-                f"could not find {_what(plan)} in the image ({why}); pass a mask of the area "
-                "to edit with `--mask MASK.png`"
+            raise MaskNeededError(
+                f"could not find {_what(plan)} in the image ({why}); give a mask of the area "
+                "to edit"
             )
         mask = proposal.mask
         extra = int(retry.get("extra_dilation_px", 0))
@@ -323,7 +356,7 @@ class EditNodes:
                        "coverage": round(coverage, 4), "notes": notes,
                        "proposal": proposal.summary()}
         ctx.images = {"source": state["source_image"], "mask": digest}
-        return {"mask": digest, "mask_source": str(proposal.source), "mask_notes": notes,
+        return {"edit_mask": digest, "mask_source": str(proposal.source), "mask_notes": notes,
                 "plan": plan.model_dump(mode="json")}
 
     @traced("review")
@@ -332,27 +365,30 @@ class EditNodes:
         from langgraph.types import interrupt
 
         state, store = ctx.state, self.components.store
+        proposed = state["edit_mask"]
         payload = {
             "kind": "mask_review", "session_id": ctx.session_id, "turn": state.get("turn"),
             "attempt": state.get("attempt", 1), "image": state["source_image"],
-            "mask": state["mask"], "mask_source": state.get("mask_source"),
+            "image_url": artifact_url(state["source_image"]),
+            "mask": proposed, "mask_url": artifact_url(proposed),
+            "mask_source": state.get("mask_source"),
             "notes": state.get("mask_notes") or [], "instruction": state["instruction"],
-            "mask_path": str(store.path(state["mask"])),
         }
         decision = interrupt(payload)
-        ctx.inputs = {"mask": state["mask"], "decision": decision}
-        ctx.images = {"source": state["source_image"], "proposed_mask": state["mask"]}
+        ctx.inputs = {"mask": proposed, "decision": decision}
+        ctx.images = {"source": state["source_image"], "proposed_mask": proposed}
         if not isinstance(decision, dict):
             raise InvalidRequestError(
-                "a mask review answer must be {'approve': true} or {'mask': <hash>}"
+                "a mask review answer must be {'approve': true} or {'mask': <image reference>}"
             )
         if decision.get("mask"):
-            digest = str(decision["mask"])
-            store.get_mask(digest)  # raises a clear error when it is not in the store
+            from graphs.inputs import import_mask
+
+            digest = import_mask(store, str(decision["mask"]), state["source_image"], 1.0)
             ctx.history("review", decision="replaced", mask=digest)
             ctx.outputs = {"decision": "replaced"}
             ctx.images["mask"] = digest
-            return {"mask": digest, "mask_source": "user-review",
+            return {"edit_mask": digest, "mask_source": "user-review",
                     "mask_notes": ["mask replaced during review"]}
         if decision.get("approve"):
             ctx.history("review", decision="approved")
@@ -391,7 +427,7 @@ class EditNodes:
             ctx.params["source"] = "vlm"
         plan = plan.model_copy(update={"target_caption": caption})
         ctx.outputs = {"caption": caption}
-        return {"caption": caption, "plan": plan.model_dump(mode="json")}
+        return {"edit_caption": caption, "plan": plan.model_dump(mode="json")}
 
     @traced("inpaint")
     def inpaint(self, ctx: NodeContext) -> dict[str, Any]:
@@ -403,7 +439,7 @@ class EditNodes:
         options, seed = self._attempt_options(state)
         name = options.inpainter
         source = store.get_image(state["source_image"])
-        mask = store.get_mask(state["mask"])
+        mask = store.get_mask(state["edit_mask"])
         inpainter = self.components.inpainter(name, on_event=ctx.emit)
         attempt = state.get("attempt", 1)
 
@@ -411,15 +447,15 @@ class EditNodes:
             ctx.emit({"type": "progress", "node": "inpaint", "step": int(step),
                       "total": int(total), "attempt": attempt, "turn": state.get("turn")})
 
-        ctx.inputs = {"caption": state.get("caption"), "category": plan.category.value,
-                      "mask": state["mask"]}
+        ctx.inputs = {"caption": state.get("edit_caption"), "category": plan.category.value,
+                      "mask": state["edit_mask"]}
         ctx.params = {"inpainter": name, "seed": seed, "steps": options.steps,
                       "guidance_scale": options.guidance_scale,
                       "conditioning_scale": options.conditioning_scale,
                       "samples": options.samples, "negative_prompt": options.negative_prompt,
                       "blending": options.blending}
         results = inpainter.inpaint(
-            source, mask, state.get("caption") or "", category=plan.category, options=options,
+            source, mask, state.get("edit_caption") or "", category=plan.category, options=options,
             seed=seed, negative_prompt=options.negative_prompt, progress=progress,
         )
         candidates = list(state.get("candidates") or [])
@@ -429,14 +465,15 @@ class EditNodes:
             metrics = {k: float(v) for k, v in edit_metrics(source, image, mask).items()
                        if isinstance(v, (int, float))}
             checks = [to_jsonable(c) for c in objective_checks(plan.category, source, image, mask)]
-            new.append({"image": digest, "attempt": attempt, "seed": seed, "mask": state["mask"],
-                        "caption": state.get("caption"), "metrics": metrics, "checks": checks,
+            new.append({"image": digest, "attempt": attempt, "seed": seed,
+                        "mask": state["edit_mask"], "caption": state.get("edit_caption"),
+                        "metrics": metrics, "checks": checks,
                         "verdict": None, "score": score(metrics, checks)})
         if not new:
             raise BrushEditError(f"the {name} inpainter returned no image")
         ctx.outputs = {"candidates": [{k: c[k] for k in ("image", "metrics", "score")}
                                       for c in new]}
-        ctx.images = {"source": state["source_image"], "mask": state["mask"],
+        ctx.images = {"source": state["source_image"], "mask": state["edit_mask"],
                       **{f"result_{i}": c["image"] for i, c in enumerate(new)}}
         return {"candidates": candidates + new}
 
@@ -523,6 +560,7 @@ class EditNodes:
         plan = _plan(state)
         result = EditResult(
             image=chosen["image"], source_image=state["source_image"],
+            image_url=artifact_url(chosen["image"]),
             instruction=state["instruction"], plan=plan, mask=chosen.get("mask"),
             caption=chosen.get("caption"), accepted=accepted, attempts=state.get("attempt", 1),
             reason=reason, planner=ctx.planner, inpainter=options.inpainter,
@@ -533,7 +571,10 @@ class EditNodes:
                        "planner": ctx.planner}
         ctx.images = {"source": state["source_image"], "mask": chosen.get("mask"),
                       "result": chosen["image"]}
-        return {"result": result.model_dump(mode="json")}
+        update: dict[str, Any] = {"result": result.model_dump(mode="json")}
+        if accepted:  # the next turn on this thread edits the accepted result
+            update["current_image"] = chosen["image"]
+        return update
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -591,6 +632,17 @@ class EditNodes:
                        "guidance_scale": retry["guidance_scale"],
                        "conditioning_scale": retry["conditioning_scale"]}
         return retry, changed
+
+
+def turn_of(state: State, node: str) -> int | None:
+    """The turn a node belongs to: `start` counts one on when the caller sent no new number."""
+    turn = state.get("turn")
+    if node != "start":
+        return turn
+    last = state.get("last_turn")
+    if turn is None or (last is not None and turn <= last):
+        return (last or 0) + 1
+    return turn
 
 
 def score(metrics: dict[str, float], checks: list[dict[str, Any]]) -> list[float]:

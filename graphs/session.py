@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from graphs.artifacts import is_hash
+from graphs.inputs import import_image, import_mask
 from tools.errors import BrushEditError, InvalidRequestError
 from tools.types import EditOptions, EditPlan, EditResult
 
@@ -53,7 +53,9 @@ class MaskReview(BaseModel):
     mask_source: str | None = None
     notes: list[str] = Field(default_factory=list)
     instruction: str
-    mask_path: str
+    image_url: str | None = None
+    mask_url: str | None = None
+    mask_path: str = Field(default="", description="The proposed mask's file on this machine.")
 
 
 class PlannedEdit(BaseModel):
@@ -148,9 +150,9 @@ class EditSession:
         turn = self._next_turn()
         self.components.traces.start_turn(self.id, turn, instruction.strip(), source)
         payload = {
-            "source_image": source, "instruction": instruction.strip(), "user_mask": user_mask,
+            "image": source, "instruction": instruction.strip(), "mask": user_mask,
             "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
-            "user_caption": caption.strip() if caption and caption.strip() else None,
+            "caption": caption.strip() if caption and caption.strip() else None,
             "turn": turn,
         }
         _emit(on_event, {"type": "turn", "status": "start", "turn": turn, "session_id": self.id,
@@ -215,7 +217,9 @@ class EditSession:
         for task in state.tasks:
             for item in task.interrupts:
                 if isinstance(item.value, dict) and item.value.get("kind") == "mask_review":
-                    return MaskReview.model_validate(item.value)
+                    review = MaskReview.model_validate(item.value)
+                    review.mask_path = str(self.components.store.path(review.mask))
+                    return review
         return None
 
     def unfinished(self) -> bool:
@@ -342,7 +346,6 @@ class EditSession:
 
     def _import_image(self, image: Any) -> tuple[str, float]:
         """Store the source image (downscaled to `max_image_side`); returns (hash, scale)."""
-        store = self.components.store
         if image is None:
             current = self.current_image
             if current is None:
@@ -350,54 +353,10 @@ class EditSession:
                     "no image given and this session has no previous result to continue from"
                 )
             return current, 1.0
-        if isinstance(image, str) and is_hash(image) and store.has(image):
-            return image, 1.0
-        if hasattr(image, "mode") and hasattr(image, "size"):
-            pil = image.convert("RGB")
-        else:
-            from tools.images import load_image
-
-            pil = load_image(image)
-        limit = self.components.settings.max_image_side
-        scale = 1.0
-        if max(pil.size) > limit:
-            from PIL import Image
-
-            scale = limit / max(pil.size)
-            size = (max(8, round(pil.size[0] * scale)), max(8, round(pil.size[1] * scale)))
-            pil = pil.resize(size, Image.Resampling.LANCZOS)
-        return store.put_image(pil), scale
+        return import_image(self.components.store, image, self.components.settings.max_image_side)
 
     def _import_mask(self, mask: Any, source: str, scale: float) -> str:
-        store = self.components.store
-        if isinstance(mask, str) and is_hash(mask) and store.has(mask):
-            digest = mask
-        else:
-            size = store.get_image(source).size
-            if isinstance(mask, (str, Path, bytes)):
-                from tools.images import load_mask
-
-                array = load_mask(mask, size, resize=scale != 1.0)
-            else:
-                from tools.masks import as_mask
-
-                array = as_mask(mask)
-                if (array.shape[1], array.shape[0]) != size:
-                    if scale == 1.0:
-                        from tools.errors import InvalidMaskError
-
-                        raise InvalidMaskError(
-                            f"the mask is {array.shape[1]}x{array.shape[0]} but the image is "
-                            f"{size[0]}x{size[1]}"
-                        )
-                    from PIL import Image
-
-                    array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
-            digest = store.put_mask(array)
-        mask_array = store.get_mask(digest)
-        if not mask_array.any():
-            raise InvalidRequestError("the mask is empty (all black); paint the area to edit white")
-        return digest
+        return import_mask(self.components.store, mask, source, scale)
 
 
 def _emit(sink: EventSink | None, event: dict[str, Any]) -> None:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     detector: str = Field(default="IDEA-Research/grounding-dino-tiny", description="GroundingDINO.")
     sam: str = Field(default="facebook/sam-vit-huge", description="Segment Anything.")
 
+    allow_downloads: bool = Field(
+        default=False,
+        description="Let models download from the Hugging Face Hub on first use. Off: a model "
+        "that is not on disk fails at once with `brushedit doctor`'s fix.",
+    )
     device: DeviceName = "auto"
     dtype: DTypeName = "auto"
     data_dir: Path = Field(default_factory=default_data_dir)

@@ -7,29 +7,62 @@ per-turn field, and lists are replaced whole (no reducers) because nodes run one
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 PlannerPath = Literal["vlm", "rules"]
 Stage = Literal["mask", "caption", "inpaint"]
 Route = Literal["accept", "mask", "caption", "inpaint", "give_up"]
 
-
 class InputState(TypedDict, total=False):
-    """One turn's request."""
+    """One turn's request, as a LangGraph-server client or the session facade sends it.
 
-    source_image: str
-    """Content hash of the image to edit (already in the artifact store)."""
-    instruction: str
-    user_mask: str | None
-    """Content hash of a mask the user drew (white = edit), or None to let the agents find one."""
-    options: dict[str, Any]
-    """`tools.types.EditOptions` as a dict."""
-    review_mask: bool
-    """Pause after the mask proposal so a person can approve or replace it."""
-    user_caption: str | None
-    """A diffusion prompt the user wrote; it replaces the planner's caption."""
-    turn: int
-    """Turn number within the session (1-based); traces are filed under it."""
+    Per-turn fields (`image`, `mask`, `caption`, `review_mask`) are consumed by the `start` node
+    and cleared, so nothing leaks into the next turn of the same thread.
+    """
+
+    image: Annotated[
+        str | None,
+        Field(description="The image to edit: a local path, an http(s) URL, a `data:` URI or a "
+              "stored image's hash. Omit it to continue from the thread's last accepted result."),
+    ]
+    instruction: Annotated[str, Field(description="What to change, in plain words.")]
+    mask: Annotated[
+        str | None,
+        Field(description="Optional mask of the area to edit (white = edit), in the same forms as "
+              "`image`; omitted, the agents find the area."),
+    ]
+    options: Annotated[
+        dict[str, Any],
+        Field(description="Edit options (`EditOptions`: seed, steps, guidance_scale, inpainter, "
+              "...); omitted fields take their defaults."),
+    ]
+    caption: Annotated[
+        str | None,
+        Field(description="A diffusion prompt you wrote; it replaces the planner's caption."),
+    ]
+    review_mask: Annotated[
+        bool,
+        Field(description="Pause after the mask proposal (an interrupt) so a person can approve "
+              "or replace it; resume with `Command(resume={'approve': True})` or "
+              "`Command(resume={'mask': <image reference>})`."),
+    ]
+    turn: Annotated[
+        int,
+        Field(description="Turn number within the thread (1-based); counted for you if omitted."),
+    ]
+
+
+class OutputState(TypedDict, total=False):
+    """What a finished turn hands back."""
+
+    result: Annotated[
+        dict[str, Any] | None,
+        Field(description="`EditResult`: `image` (hash), `source_image` (hash), `image_url` "
+              "(`/artifacts/<hash>` on this server), `accepted`, `reason`, `plan`, `metrics`..."),
+    ]
 
 
 class RetryParams(TypedDict, total=False):
@@ -59,17 +92,32 @@ class Candidate(TypedDict, total=False):
     score: list[float]
 
 
-class State(InputState, total=False):
+class State(InputState, OutputState, total=False):
     """Everything the nodes know about the current turn."""
+
+    source_image: str
+    """Content hash of the image this turn edits (resolved from `image` by `start`)."""
+    user_mask: str | None
+    """Content hash of the mask the user gave this turn, or None to let the agents find one."""
+    user_caption: str | None
+    """The user's diffusion prompt for this turn, or None."""
+    mask_review: bool
+    """This turn pauses for a mask review (from `review_mask`)."""
+    current_image: str | None
+    """What the next turn edits when it sends no `image`: the last accepted result."""
+    last_turn: int
+    """The turn number `start` gave the previous turn (to count turns for server clients)."""
 
     planner: PlannerPath
     """Which path planned this turn: the VLM agents or the rule parser (after a fallback)."""
     plan: dict[str, Any]
     """`tools.types.EditPlan` as a dict."""
-    mask: str | None
+    edit_mask: str | None
+    """Content hash of the mask this attempt paints (the user's, proposed or reviewed)."""
     mask_source: str | None
     mask_notes: list[str]
-    caption: str | None
+    edit_caption: str | None
+    """The diffusion prompt this attempt uses."""
     candidates: list[Candidate]
     """Every sample of every attempt, in order."""
     verdicts: list[dict[str, Any]]
@@ -80,18 +128,16 @@ class State(InputState, total=False):
     route: Route
     history: list[dict[str, Any]]
     """What happened and why, in order (plans, fallbacks, retries, reviews)."""
-    result: dict[str, Any] | None
-    """`tools.types.EditResult` as a dict once the turn is finished."""
     notes: list[str]
 
 
 PER_TURN_RESET: dict[str, Any] = {
     "planner": None,
     "plan": None,
-    "mask": None,
+    "edit_mask": None,
     "mask_source": None,
     "mask_notes": [],
-    "caption": None,
+    "edit_caption": None,
     "candidates": [],
     "verdicts": [],
     "attempt": 1,
@@ -102,3 +148,7 @@ PER_TURN_RESET: dict[str, Any] = {
     "notes": [],
 }
 """Fields the `start` node clears so nothing leaks from the previous turn."""
+
+PER_TURN_INPUTS: dict[str, Any] = {"image": None, "mask": None, "caption": None,
+                                   "review_mask": False}
+"""Public inputs `start` consumes and clears: a later run that omits them must not see them."""

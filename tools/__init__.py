@@ -1,20 +1,50 @@
 """The edit vocabulary and the tools that act on images: segmentation, masks, inpainting, metrics.
 
-Importing this package is cheap: torch, diffusers and transformers load only when a model does.
+Importing this package is cheap: names load on first use (PEP 562), so `import tools.errors`
+does not pull in numpy or Pillow, and torch, diffusers and transformers load only when a model does.
 """
 
-from tools.errors import (
-    BrushEditError,
-    ConfigError,
-    InvalidImageError,
-    InvalidMaskError,
-    InvalidRequestError,
-    ModelLoadError,
-    UnsupportedEditError,
-)
-from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
-from tools.masks import Mask, as_mask
-from tools.types import Box, EditCategory, EditOptions, EditPlan, EditRequest, EditResult
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tools.errors import (
+        BrushEditError,
+        ConfigError,
+        InvalidImageError,
+        InvalidMaskError,
+        InvalidRequestError,
+        ModelLoadError,
+        UnsupportedEditError,
+    )
+    from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
+    from tools.masks import Mask, as_mask
+    from tools.types import Box, EditCategory, EditOptions, EditPlan, EditRequest, EditResult
+
+_EXPORTS = {
+    **dict.fromkeys(
+        [
+            "BrushEditError",
+            "ConfigError",
+            "InvalidImageError",
+            "InvalidMaskError",
+            "InvalidRequestError",
+            "ModelLoadError",
+            "UnsupportedEditError",
+        ],
+        "tools.errors",
+    ),
+    **dict.fromkeys(
+        ["LoadedImage", "content_hash", "load_image", "load_mask", "read_image"], "tools.images"
+    ),
+    **dict.fromkeys(["Mask", "as_mask"], "tools.masks"),
+    **dict.fromkeys(
+        ["Box", "EditCategory", "EditOptions", "EditPlan", "EditRequest", "EditResult"],
+        "tools.types",
+    ),
+}
 
 __all__ = [
     "Box",
@@ -38,3 +68,13 @@ __all__ = [
     "load_mask",
     "read_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tools' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

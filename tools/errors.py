@@ -7,8 +7,12 @@ Every error a user can cause or fix (a bad file, a missing model, an unreachable
 from __future__ import annotations
 
 
-class BrushEditError(Exception):
-    """Base class of every expected, user-facing failure."""
+class BrushEditError(RuntimeError):
+    """Base class of every expected, user-facing failure.
+
+    A `RuntimeError`, so that servers which pass on only the messages of built-in exception
+    types (the LangGraph server shows others as "An internal error occurred") show ours.
+    """
 
 
 class InvalidImageError(BrushEditError, ValueError):
@@ -21,6 +25,13 @@ class InvalidMaskError(BrushEditError, ValueError):
 
 class InvalidRequestError(BrushEditError, ValueError):
     """An edit request's parameters are out of range or contradict each other."""
+
+
+class MaskNeededError(InvalidRequestError):
+    """The edit needs a mask from the caller: nothing could find the area to edit.
+
+    Each surface says how to give one in its own terms (the CLI's `--mask`, the API's `mask`).
+    """
 
 
 class ModelLoadError(BrushEditError):

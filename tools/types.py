@@ -122,8 +122,13 @@ class EditRequest(BaseModel):
 class EditResult(BaseModel):
     """What an edit produced and how it got there."""
 
-    image: str = Field(description="Path or content hash of the chosen result.")
-    source_image: str
+    image: str = Field(description="Content hash of the chosen result.")
+    source_image: str = Field(description="Content hash of the image that was edited.")
+    image_url: str | None = Field(
+        default=None,
+        description="Where the HTTP API and the LangGraph server serve the result "
+        "(`/artifacts/<hash>`, relative to the server).",
+    )
     instruction: str
     plan: EditPlan
     mask: str | None = None

@@ -29,13 +29,20 @@ def _offline_env(monkeypatch, tmp_path, host: str) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_light_imports_never_load_torch() -> None:
+HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "langgraph", "numpy", "PIL")
+
+
+def test_light_imports_and_help_never_load_heavy_libraries() -> None:
+    """`import graphs` and `brushedit --help` (plugins included) stay a fraction of a second."""
     code = (
-        "import sys, agents, tools, graphs, graphs.cli, evals;"
-        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+        "import sys, agents, tools, tools.errors, graphs, graphs.cli, evals\n"
+        "graphs.cli._load_plugins(graphs.cli.app)\n"
+        "try:\n    graphs.cli.app(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert "eval" in out.stdout  # the plugin's sub-command is listed
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_help_lists_commands() -> None:
@@ -124,3 +131,35 @@ def test_expected_errors_become_one_line_and_exit_2() -> None:
     assert result.exit_code == 2
     assert result.output.strip() == "Error: photo.jpg is damaged or truncated and cannot be read"
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_missing_weights_fail_at_once_with_doctors_fix(tmp_path) -> None:
+    """Hub ids not in the cache: the edit stops before any Hub request, naming each fix.
+
+    HF_HUB_OFFLINE is unset and the Hub endpoint is a closed local port: a load that tried the
+    Hub would fail with huggingface_hub's own error (after its retries), not with ours.
+    """
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 100, 50)).save(tmp_path / "photo.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "BRUSHEDIT_"))}
+    env |= {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "BRUSHEDIT_DATA_DIR": str(tmp_path / "data"),
+        "BRUSHEDIT_DEVICE": "cpu",
+    }
+    exe = os.path.join(os.path.dirname(sys.executable), "brushedit")
+    result = subprocess.run(
+        [exe, "edit", "photo.png", "make it a lake", "-o", "out.png", "--mask", "mask.png",
+         "--planner", "rules"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("Error: the BrushNet inpainter cannot load")
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in result.stderr
+    assert "hf download TencentARC/BrushEdit --include 'brushnetX/*'" in result.stderr
+    assert "BRUSHEDIT_ALLOW_DOWNLOADS=1" in result.stderr
+    assert "Traceback" not in result.stderr and "huggingface_hub" not in result.stderr
+    assert not (tmp_path / "out.png").exists()

@@ -7,7 +7,7 @@ import pytest
 
 from graphs.session import EditSession, MaskReview
 from tests.graphs.helpers import DarkSegmenter, make_components, nodes_of, object_mask, picture
-from tools.errors import BrushEditError, UnsupportedEditError
+from tools.errors import MaskNeededError, UnsupportedEditError
 from tools.types import EditOptions
 
 FAST = {"steps": 3}
@@ -100,10 +100,43 @@ def test_offline_falls_back_to_rules_and_opencv(tmp_path):
 
     assert result.planner == "rules" and result.inpainter == "opencv" and result.accepted
     assert any(e["type"] == "fallback" for e in events)
+    start = next(e for e in session.trace() if e["node"] == "start")
+    assert start["outputs"]["history"][0]["event"] == "fallback"
+    assert "no answer at" in start["outputs"]["history"][0]["reason"]
+    assert "ollama serve" in start["outputs"]["history"][0]["reason"]  # the fix, in words
     classify = next(e for e in session.trace() if e["node"] == "classify")
-    assert classify["outputs"]["planner"] == "rules"
-    assert "VLMUnavailableError" in classify["outputs"]["history"][0]["reason"]
-    assert classify["calls"][0]["error"]  # the failed call is still on record
+    assert classify["calls"] == []  # the probe said no: the VLM is not asked at all
+
+
+class CountingProbeVLM:
+    """A VLM whose server probe is counted and always says it is down."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def check(self):
+        from agents.ollama_vlm import OllamaStatus
+
+        self.checks += 1
+        return OllamaStatus(host="http://nowhere", model="m", error="no answer at nowhere",
+                            fix="start it with `ollama serve`")
+
+    def chat(self, *args, **kwargs):  # pragma: no cover - the probe keeps the VLM out
+        raise AssertionError("the VLM must not be called when its probe failed")
+
+
+def test_planner_probe_is_cached_between_runs(tmp_path):
+    vlm = CountingProbeVLM()
+    components = make_components(tmp_path / "data", vlm=vlm, planner="auto")
+    session = EditSession.open(components)
+    for _ in range(3):
+        result = session.edit(picture(), "remove the dark square", mask=object_mask())
+        assert result.planner == "rules"
+    assert vlm.checks == 1
+    components._probe = (components._probe[0] - components.vlm_probe_ttl_s - 1,
+                         components._probe[1])  # the window has passed: probe again
+    session.edit(picture(), "remove the dark square", mask=object_mask())
+    assert vlm.checks == 2
 
 
 def test_planner_vlm_reports_an_unreachable_server(tmp_path):
@@ -120,7 +153,7 @@ def test_planner_vlm_reports_an_unreachable_server(tmp_path):
 
 def test_no_segmenter_and_no_mask_says_what_to_do(tmp_path):
     session = EditSession.open(make_components(tmp_path / "d", planner="rules"))
-    with pytest.raises(BrushEditError, match=r"--mask.*brushedit doctor"):
+    with pytest.raises(MaskNeededError, match=r"give a mask.*brushedit doctor"):
         session.edit(picture(), "remove the dark square")
 
 

@@ -77,6 +77,27 @@ def test_shared_branch_equals_doubled_batch(golden, golden_pipe, golden_models):
     assert np.abs(shared_image - doubled_image).max() < 1e-4
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_shared_branch_broadcasts_over_several_images_per_prompt(tiny_pipe, channels_last):
+    """One branch pass for both CFG halves, broadcast (not copied) over 2 images per prompt."""
+    image, mask = _image_and_mask()
+    kwargs = {"prompt": "a dog", "image": image, "mask_image": mask, "num_inference_steps": 2,
+              "num_images_per_prompt": 2, "output_type": "np", "blending": False}
+    models = (tiny_pipe.unet, tiny_pipe.brushnet, tiny_pipe.vae)
+    try:
+        if channels_last:
+            for model in models:
+                model.to(memory_format=torch.channels_last)
+        shared = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
+        doubled = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(3),
+                            branch_cfg_batching="doubled").images
+    finally:
+        for model in models:
+            model.to(memory_format=torch.contiguous_format)
+    assert shared.shape[0] == 2 and not np.allclose(shared[0], shared[1])
+    assert np.abs(shared - doubled).max() < 1e-5
+
+
 def test_branch_skipped_outside_control_window(golden, golden_pipe):
     calls = []
     handle = golden_pipe.brushnet.register_forward_hook(lambda *a: calls.append(1))

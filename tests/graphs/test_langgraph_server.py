@@ -1,0 +1,207 @@
+"""The graph under LangGraph's own server (`langgraph dev`), driven by the official SDK client.
+
+What a LangGraph-platform user does first: read the schemas, send an image by path and a mask as
+a data: URI, continue on the same thread without an image, fetch the result from `image_url`,
+review a mask through an interrupt and resume it, and read a failure's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+LANGGRAPH = Path(sys.executable).with_name("langgraph")
+
+pytestmark = pytest.mark.skipif(
+    not LANGGRAPH.exists() and shutil.which("langgraph") is None,
+    reason="langgraph-cli[inmem] is not installed (it is in the dev extra)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("langgraph")
+    port = _free_port()
+    env = {**os.environ, "BRUSHEDIT_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp / "hf"), "BRUSHEDIT_DEVICE": "cpu",
+           "BRUSHEDIT_OLLAMA_HOST": f"http://127.0.0.1:{_free_port()}",  # nobody there
+           "LANGSMITH_TRACING": "false", "LANGGRAPH_NO_VERSION_CHECK": "1",
+           "PYTHONPATH": str(REPO)}
+    exe = str(LANGGRAPH) if LANGGRAPH.exists() else "langgraph"
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        log.close()
+        pytest.fail("langgraph dev did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+    yield url, tmp
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()
+
+
+def _photo(tmp: Path) -> Path:
+    image = np.full((64, 64, 3), 200, np.uint8)
+    image[20:40, 20:40] = 30
+    path = tmp / "photo.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _mask_uri() -> str:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[18:42, 18:42] = 255
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _assistant(client):
+    assistants = await client.assistants.search(graph_id="editor")
+    return assistants[0]["assistant_id"]
+
+
+def test_schemas_describe_the_public_input_and_output(server):
+    from langgraph_sdk import get_client
+
+    async def go():
+        client = get_client(url=server[0])
+        return await client.assistants.get_schemas(await _assistant(client))
+
+    schemas = _run(go())
+    inputs = schemas["input_schema"]["properties"]
+    assert {"image", "instruction", "mask", "options", "caption", "review_mask"} <= set(inputs)
+    assert "data:" in inputs["image"]["description"] and "URL" in inputs["image"]["description"]
+    assert all(prop.get("description") for prop in inputs.values())
+    assert set(schemas["output_schema"]["properties"]) == {"result"}
+    assert "source_image" not in inputs and "user_mask" not in inputs  # internals stay inside
+
+
+def test_two_turns_on_one_thread_and_the_result_is_served(server):
+    from langgraph_sdk import get_client
+
+    url, tmp = server
+    photo = _photo(tmp)
+    options = {"inpainter": "opencv"}
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await _assistant(client)
+        thread = (await client.threads.create())["thread_id"]
+        first = await client.runs.wait(thread, assistant, input={
+            "image": str(photo), "instruction": "remove the dark square", "mask": _mask_uri(),
+            "options": options})
+        second = await client.runs.wait(thread, assistant, input={
+            "instruction": "remove the dark square", "mask": _mask_uri(), "options": options})
+        # Turn 3 sends no mask: turn 2's must not leak in, and no segmenter is installed here.
+        third_error = None
+        try:
+            await client.runs.wait(thread, assistant, input={
+                "instruction": "remove the dark square", "options": options})
+        except Exception as exc:  # the SDK raises the run's error with its message
+            third_error = str(exc)
+        return first, second, third_error
+
+    first, second, third_error = _run(go())
+    one, two = first["result"], second["result"]
+    assert one["accepted"] and one["turn"] == 1 and two["turn"] == 2
+    assert two["source_image"] == one["image"]  # turn 2 continued from turn 1's result
+    assert one["image_url"] == f"/artifacts/{one['image']}"
+    response = httpx.get(url + one["image_url"], timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    served = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert served.shape == original.shape
+    assert served[25:35, 25:35].mean() > 100  # the dark square is gone
+    assert third_error and "MaskNeededError" in third_error and "give a mask" in third_error
+    assert httpx.get(f"{url}/artifacts/not-a-hash", timeout=10).status_code == 422
+    assert httpx.get(f"{url}/artifacts/{'0' * 64}", timeout=10).status_code == 404
+
+
+def test_default_options_fail_with_their_reason_not_an_internal_error(server):
+    from langgraph_sdk import get_client
+
+    url, tmp = server
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await _assistant(client)
+        thread = (await client.threads.create())["thread_id"]
+        return await client.runs.wait(thread, assistant, input={
+            "image": str(_photo(tmp)), "instruction": "make the square red",
+            "mask": _mask_uri()}, raise_error=False)
+
+    out = _run(go())
+    error = out["__error__"]
+    assert error["error"] == "ModelLoadError"
+    assert "hf download" in error["message"] and "internal error" not in error["message"]
+
+
+def test_mask_review_interrupt_carries_urls_and_resumes(server):
+    from langgraph_sdk import get_client
+
+    url, tmp = server
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await _assistant(client)
+        thread = (await client.threads.create())["thread_id"]
+        paused = await client.runs.wait(thread, assistant, input={
+            "image": str(_photo(tmp)), "instruction": "remove the dark square",
+            "mask": _mask_uri(), "review_mask": True, "options": {"inpainter": "opencv"}})
+        state = await client.threads.get_state(thread)
+        done = await client.runs.wait(thread, assistant, command={"resume": {"approve": True}})
+        return paused, state, done
+
+    paused, state, done = _run(go())
+    interrupts = [i for task in state["tasks"] for i in task["interrupts"]]
+    payload = interrupts[0]["value"]
+    assert payload["kind"] == "mask_review" and payload["turn"] == 1
+    assert payload["mask_url"] == f"/artifacts/{payload['mask']}"
+    assert payload["image_url"] == f"/artifacts/{payload['image']}"
+    assert not any(str(tmp) in str(v) for v in payload.values())  # no server paths
+    assert httpx.get(url + payload["mask_url"], timeout=10).status_code == 200
+    assert "result" not in paused or paused.get("result") is None
+    assert done["result"]["accepted"] and done["result"]["mask"] == payload["mask"]
