@@ -17,6 +17,7 @@ LoRA, textual inversion, IP-Adapter and single-file loading themselves are diffu
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -91,6 +92,28 @@ def lora_family_error(
     return None
 
 
+def _text_encoder_lora_blocker(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Why this LoRA's text-encoder layers cannot load here (transformers' PEFT integration wants a newer peft).
+
+    Checked before loading anything, so a refused LoRA never leaves the UNet half-patched.
+    """
+    if not any(k.startswith(("text_encoder.", "text_encoder_2.")) for k in state_dict):
+        return None
+    try:
+        from packaging import version
+        from transformers.integrations.peft import MIN_PEFT_VERSION
+
+        installed = importlib.metadata.version("peft")
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        return None
+    if version.parse(installed) >= version.parse(MIN_PEFT_VERSION):
+        return None
+    return (
+        f"This LoRA also changes the text encoder, which transformers only loads with peft >= {MIN_PEFT_VERSION} "
+        f"(installed: {installed}); upgrade peft, or pass only the LoRA's `unet.` tensors as a dict."
+    )
+
+
 class BrushNetToolboxMixin:
     """Shared by the BrushNet pipelines; list it before diffusers' loader mixins in the class bases."""
 
@@ -149,6 +172,8 @@ class BrushNetToolboxMixin:
             self.unet.config.cross_attention_dim,
             has_text_encoder_2="text_encoder_2" in self._lora_loadable_modules,
         )
+        if message is None:
+            message = _text_encoder_lora_blocker(state_dict)
         if message is not None:
             raise ValueError(message)
         return super().load_lora_weights(
@@ -208,13 +233,14 @@ def encode_clip_text(
     device: torch.device,
     clip_skip: int | None = None,
     max_length: int | None = None,
+    final_layer_norm: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """CLIP hidden states for `text`, as diffusers' SD pipelines compute them.
 
     Textual-inversion tokens are expanded when `pipe` has [`TextualInversionLoaderMixin`]; `clip_skip=k` takes the
-    hidden state `k` layers before the last (through the final layer norm for a `CLIPTextModel`). Returns
+    hidden state `k` layers before the last, through the encoder's final layer norm when `final_layer_norm` (SD1.5's
+    convention; SDXL takes raw hidden states: pass `clip_skip + 1` and `final_layer_norm=False`). Returns
     `(hidden_states, pooled)`; `pooled` is the projected text embedding of a `CLIPTextModelWithProjection`, else None.
-    For SDXL's penultimate-layer convention call with `clip_skip` counted from there (see the SDXL pipeline).
     """
     if isinstance(pipe, TextualInversionLoaderMixin):
         text = pipe.maybe_convert_prompt(text, tokenizer)
@@ -237,9 +263,12 @@ def encode_clip_text(
     if clip_skip is None:
         return output[0], pooled
     hidden = output.hidden_states[-(clip_skip + 1)]
-    final_norm = getattr(getattr(text_encoder, "text_model", None), "final_layer_norm", None)
-    if final_norm is not None and pooled is None:
-        hidden = final_norm(hidden)
+    if final_layer_norm:
+        # transformers >= 5 keeps the layer norm on CLIPTextModel itself, earlier versions on `.text_model`
+        norm = getattr(text_encoder, "final_layer_norm", None)
+        if norm is None:
+            norm = text_encoder.text_model.final_layer_norm
+        hidden = norm(hidden)
     return hidden, pooled
 
 
