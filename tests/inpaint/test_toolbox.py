@@ -459,3 +459,28 @@ def test_diffusion_pipeline_from_pretrained_reloads_a_saved_folder(pipe, tmp_pat
     assert type(direct) is StableDiffusionBrushNetPipeline
     generic.set_progress_bar_config(disable=True)
     assert np.abs(_run(generic) - _run(pipe)).max() < 1e-6
+
+
+def test_from_single_file_on_the_pipeline_class(pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    from .ldm_checkpoint import unet_to_ldm, vae_to_ldm
+
+    config = tmp_path / "config"
+    pipe.save_pretrained(config)  # the diffusers-format layout `config=` points at (seed-0 weights)
+    unet, vae, _ = make_tiny_models(seed=1)  # the single file holds different weights
+    checkpoint = {**unet_to_ldm(unet), **vae_to_ldm(vae)}
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, tmp_path / "tiny.safetensors")
+    loaded = StableDiffusionBrushNetPipeline.from_single_file(
+        str(tmp_path / "tiny.safetensors"),
+        config=str(config),
+        brushnet=pipe.brushnet,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        local_files_only=True,
+    )
+    assert type(loaded) is StableDiffusionBrushNetPipeline and loaded.brushnet is pipe.brushnet
+    for name, source in (("unet", unet), ("vae", vae)):
+        expected, got = source.state_dict(), getattr(loaded, name).state_dict()
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k].reshape(expected[k].shape)) for k in expected)
