@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,web,evals,ray
+EXTRAS ?= dev,web,evals,ray,postgres
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 

@@ -1,11 +1,16 @@
-"""Step (iii): what the edited region shows afterwards; used directly as the diffusion prompt."""
+"""Step (iii): what the edited region shows afterwards; used directly as the diffusion prompt.
+
+Removals get their own prompt pair (`describe_removal`): the background that should be there
+instead as the caption, and the removed object for the negative prompt.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agents.base import VisionLanguageModel
 from agents.errors import VLMInvalidAnswerError
@@ -61,6 +66,66 @@ def caption_target(
     except VLMInvalidAnswerError as exc:
         logger.warning("no usable caption from the model (%s); using a rule caption", exc.error)
     return _rule_caption(instruction, category, object)
+
+
+class RemovalPrompt(BaseModel):
+    """A removal's prompts: the background that replaces the object, and the object itself
+    (which joins the negative prompt)."""
+
+    background: str = Field(min_length=1, max_length=300)
+    removed: str = Field(min_length=1, max_length=120)
+
+    @field_validator("background", "removed")
+    @classmethod
+    def _descriptive(cls, value: str) -> str:
+        value = " ".join(value.split()).strip(" \"'.")
+        if not value:
+            raise ValueError("this field is empty")
+        if looks_like_refusal(value):
+            raise ValueError("this is an apology or refusal; describe the picture content instead")
+        return " ".join(value.split()[:MAX_CAPTION_WORDS])
+
+    @model_validator(mode="after")
+    def _background_without_the_object(self) -> RemovalPrompt:
+        head = self.removed.lower().split()[-1]
+        if re.search(rf"\b{re.escape(head)}s?\b", self.background.lower()):
+            raise ValueError(
+                f"the background mentions the removed object ({head!r}); describe only what "
+                "remains once it is gone"
+            )
+        return self
+
+
+def describe_removal(
+    vlm: VisionLanguageModel,
+    image: Image.Image,
+    instruction: str,
+    object: str | None,  # the contract's name, as in EditPlan
+) -> RemovalPrompt:
+    """The background caption and the negative-prompt object for a removal.
+
+    Falls back to the rule planner's (`background` / the plan's object) if the model won't.
+    """
+    try:
+        answer = vlm.ask(
+            system=system_prompt("removal"),
+            user=user_prompt(
+                "removal",
+                object=neutralise(object or "the object named in the request", limit=80),
+                request=request_block(instruction),
+            ),
+            images=[image],
+            schema=RemovalPrompt,
+        )
+        return answer.value
+    except VLMInvalidAnswerError as exc:
+        logger.warning("no usable removal prompt from the model (%s); using the rules",
+                       exc.error)
+    from agents.rules import negative_for_plan
+
+    caption = _rule_caption(instruction, EditCategory.REMOVAL, object)
+    plan = EditPlan(instruction=instruction, category=EditCategory.REMOVAL, object=object)
+    return RemovalPrompt(background=caption, removed=negative_for_plan(plan) or "object")
 
 
 def _rule_caption(instruction: str, category: EditCategory, obj: str | None) -> str:

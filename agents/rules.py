@@ -196,6 +196,7 @@ def parse_instruction(text: str) -> EditPlan:
     )
     if plan.target_caption is None:
         plan.target_caption = caption_for_plan(plan)
+    plan.negative_prompt = negative_for_plan(plan)
     return plan
 
 
@@ -214,6 +215,14 @@ def caption_for_plan(plan: EditPlan) -> str:
     if category is EditCategory.GLOBAL:
         return f"the scene, {described}" if described else "the scene"
     return f"{plan.object}, {described}" if plan.object else (described or "the object")
+
+
+def negative_for_plan(plan: EditPlan) -> str | None:
+    """What the inpainter must not paint: a removal's object (BrushNet's advice for removal is
+    a background caption with the object in the negative prompt); None for other edits."""
+    if plan.category is EditCategory.REMOVAL and plan.object and plan.object.strip():
+        return plan.object.strip()
+    return plan.negative_prompt
 
 
 # --- normalisation and clauses ----------------------------------------------------------------

@@ -15,6 +15,8 @@ _EXPORTS = {
     "unet_forward_with_brushnet": "unet_injection",
     "StableDiffusionBrushNetPipeline": "pipeline",
     "StableDiffusionBrushNetPipelineOutput": "pipeline",
+    "StableDiffusionXLBrushNetPipeline": "pipeline_sdxl",
+    "StableDiffusionXLBrushNetPipelineOutput": "pipeline_sdxl",
     "load_pipeline": "loading",
     "BrushNetLoadError": "loading",
     "blur_blend": "processing",
@@ -30,6 +32,8 @@ __all__ = [
     "MidBlock2D",
     "StableDiffusionBrushNetPipeline",
     "StableDiffusionBrushNetPipelineOutput",
+    "StableDiffusionXLBrushNetPipeline",
+    "StableDiffusionXLBrushNetPipelineOutput",
     "blur_blend",
     "hole_to_known_mask",
     "load_pipeline",
@@ -42,6 +46,10 @@ if TYPE_CHECKING:
     from .brushnet import BrushNetModel, BrushNetOutput, MidBlock2D
     from .loading import BrushNetLoadError, load_pipeline
     from .pipeline import StableDiffusionBrushNetPipeline, StableDiffusionBrushNetPipelineOutput
+    from .pipeline_sdxl import (
+        StableDiffusionXLBrushNetPipeline,
+        StableDiffusionXLBrushNetPipelineOutput,
+    )
     from .processing import blur_blend, hole_to_known_mask, to_hole_mask, working_size
     from .unet_injection import unet_forward_with_brushnet
 

@@ -2,7 +2,7 @@
 """The BrushNet branch: an attention-free copy of the SD UNet that reads the masked image.
 
 Written against diffusers 0.42.1. State-dict names and shapes follow the reference `BrushNetModel`
-(TencentARC/BrushNet), so its released checkpoints and BrushEdit's `brushnetX` load strictly.
+(TencentARC/BrushNet), so its released SD1.5 and SDXL checkpoints and BrushEdit's `brushnetX` load strictly.
 """
 
 from __future__ import annotations
@@ -108,9 +108,13 @@ class BrushNetModel(ModelMixin, ConfigMixin):
     mask (`in_channels + conditioning_channels` = 9 input channels), with a zero-initialised 1x1 convolution on each of
     its taps. Its outputs are added densely to a frozen UNet (see [`unet_forward_with_brushnet`]).
 
+    One class serves both families. The SD1.5 branch ignores the text entirely; the SDXL branch
+    (`addition_embed_type="text_time"`) adds SDXL's micro-conditioning embedding (pooled text embedding + size and
+    crop ids, `added_cond_kwargs={"text_embeds", "time_ids"}`) to its time embedding, as the SDXL UNet does.
+
     The constructor keeps every argument of the reference class so that released `config.json` files load as-is;
-    options this re-implementation does not support (class/addition embeddings, encoder projections, i.e. the SDXL
-    variant) raise a `ValueError` at construction instead of being silently ignored.
+    options this re-implementation does not support (class embeddings, other addition embeddings, encoder
+    projections) raise a `ValueError` at construction instead of being silently ignored.
 
     Args:
         in_channels (`int`, defaults to 4): Channels of the noisy latent.
@@ -128,6 +132,12 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         norm_num_groups (`int`, defaults to 32): GroupNorm groups.
         norm_eps (`float`, defaults to 1e-5): GroupNorm epsilon.
         cross_attention_dim (`int`, defaults to 768): Kept for config compatibility (the branch has no attention).
+        transformer_layers_per_block, attention_head_dim, num_attention_heads, use_linear_projection:
+            Copied from the UNet for config compatibility (per block for SDXL); the branch has no attention.
+        addition_embed_type (`str`, *optional*): `None` (SD1.5) or `"text_time"` (SDXL micro-conditioning).
+        addition_time_embed_dim (`int`, *optional*): Sinusoidal width per time id (`"text_time"` only; 256 in SDXL).
+        projection_class_embeddings_input_dim (`int`, *optional*):
+            Input width of `add_embedding`: pooled text width + 6 * `addition_time_embed_dim` (2816 in SDXL).
         brushnet_conditioning_channel_order (`str`, defaults to `"rgb"`): `"bgr"` flips the conditioning channels.
         global_pool_conditions (`bool`, defaults to `False`): Average every output over space (reference option).
     """
@@ -179,15 +189,23 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         super().__init__()
 
         # 0. Reject what this class does not implement, with the reason.
-        if (
-            addition_embed_type is not None
-            or class_embed_type is not None
-            or num_class_embeds is not None
+        if class_embed_type is not None or num_class_embeds is not None:
+            raise ValueError(
+                "`BrushNetModel` does not implement class embeddings; got "
+                f"`class_embed_type`={class_embed_type!r}, `num_class_embeds`={num_class_embeds!r}."
+            )
+        if addition_embed_type not in (None, "text_time"):
+            raise ValueError(
+                "`addition_embed_type` must be None (Stable Diffusion 1.5) or 'text_time' (SDXL), got "
+                f"{addition_embed_type!r}."
+            )
+        if addition_embed_type == "text_time" and (
+            addition_time_embed_dim is None or projection_class_embeddings_input_dim is None
         ):
             raise ValueError(
-                "`BrushNetModel` implements the Stable Diffusion 1.5 branch only; got "
-                f"`addition_embed_type`={addition_embed_type!r}, `class_embed_type`={class_embed_type!r}, "
-                f"`num_class_embeds`={num_class_embeds!r} (an SDXL or class-conditioned BrushNet?)."
+                "An SDXL BrushNet (`addition_embed_type`='text_time') needs `addition_time_embed_dim` and "
+                f"`projection_class_embeddings_input_dim`, got {addition_time_embed_dim!r} and "
+                f"{projection_class_embeddings_input_dim!r}."
             )
         if encoder_hid_dim is not None or encoder_hid_dim_type is not None:
             raise ValueError(
@@ -232,6 +250,15 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         self.time_embedding = TimestepEmbedding(
             block_out_channels[0], time_embed_dim, act_fn=act_fn
         )
+        if addition_embed_type == "text_time":
+            # SDXL micro-conditioning, named and shaped as in the UNet (and the reference branch).
+            self.add_time_proj = Timesteps(addition_time_embed_dim, flip_sin_to_cos, freq_shift)
+            self.add_embedding = TimestepEmbedding(
+                projection_class_embeddings_input_dim, time_embed_dim
+            )
+        else:
+            self.add_time_proj = None
+            self.add_embedding = None
 
         # 3. Down blocks; one zero conv after conv_in, each resnet and each downsampler.
         self.down_blocks = nn.ModuleList([])
@@ -330,8 +357,10 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         Build a [`BrushNetModel`] from a [`UNet2DConditionModel`], as the reference initialises training.
 
         `conv_in` is copied into input channels `0:4` (noisy latent) and `4:8` (masked-image latent), the mask channel
-        starts at zero; the time embedding is copied; block weights are copied non-strictly (attention is dropped);
-        all taps stay zero, so the untrained branch leaves the UNet unchanged.
+        starts at zero; the time embedding (and, for SDXL, the `text_time` add embedding) is copied; block weights are
+        copied non-strictly (attention is dropped); all taps stay zero, so the untrained branch leaves the UNet
+        unchanged. (The reference leaves the SDXL add embedding random; copying it gives the copied resnets the time
+        embedding they were trained with.)
         """
         config = unet.config
         brushnet = cls(
@@ -357,6 +386,10 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             use_linear_projection=config.use_linear_projection,
             upcast_attention=config.upcast_attention,
             resnet_time_scale_shift=config.resnet_time_scale_shift,
+            class_embed_type=config.class_embed_type,
+            num_class_embeds=config.num_class_embeds,
+            addition_embed_type=config.addition_embed_type,
+            addition_time_embed_dim=config.get("addition_time_embed_dim"),
             projection_class_embeddings_input_dim=config.projection_class_embeddings_input_dim,
             brushnet_conditioning_channel_order=brushnet_conditioning_channel_order,
             conditioning_embedding_out_channels=conditioning_embedding_out_channels,
@@ -372,6 +405,8 @@ class BrushNetModel(ModelMixin, ConfigMixin):
                 brushnet.conv_in_condition.bias.copy_(unet.conv_in.bias)
             brushnet.time_proj.load_state_dict(unet.time_proj.state_dict())
             brushnet.time_embedding.load_state_dict(unet.time_embedding.state_dict())
+            if brushnet.add_embedding is not None:
+                brushnet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
             brushnet.down_blocks.load_state_dict(unet.down_blocks.state_dict(), strict=False)
             brushnet.mid_block.load_state_dict(unet.mid_block.state_dict(), strict=False)
             brushnet.up_blocks.load_state_dict(unet.up_blocks.state_dict(), strict=False)
@@ -406,6 +441,9 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             brushnet_cond (`torch.Tensor`):
                 Masked-image latent (4 channels) followed by the mask (1 channel, 1 = known pixel, 0 = hole).
             conditioning_scale (`float`, defaults to 1.0): Multiplies every output.
+            added_cond_kwargs (`dict`, *optional*):
+                SDXL branch only (`addition_embed_type="text_time"`), required there: `{"text_embeds": pooled text
+                embedding (batch, D), "time_ids": (batch, 6) original size, crop top-left, target size}`.
             guess_mode (`bool`, defaults to `False`): Reference option: scales outputs log-spaced from 0.1 to 1.
             return_dict (`bool`, defaults to `True`): Return a [`BrushNetOutput`] instead of a tuple.
             conditioning (`torch.Tensor`, *optional*): Alias of `brushnet_cond`.
@@ -440,6 +478,8 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         timesteps = timesteps.expand(sample.shape[0])
         t_emb = self.time_proj(timesteps).to(dtype=sample.dtype)
         emb = self.time_embedding(t_emb)
+        if self.add_embedding is not None:
+            emb = emb + self._text_time_embedding(added_cond_kwargs, emb)
 
         # 2. pre-process
         sample = self.conv_in_condition(torch.cat([sample, brushnet_cond], dim=1))
@@ -520,3 +560,20 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             mid_block_res_sample=brushnet_mid_sample,
             up_block_res_samples=tuple(brushnet_up_samples),
         )
+
+    def _text_time_embedding(
+        self, added_cond_kwargs: dict | None, emb: torch.Tensor
+    ) -> torch.Tensor:
+        """SDXL's `text_time` embedding, computed as `UNet2DConditionModel.get_aug_embed` does (diffusers 0.42.1)."""
+        missing = [k for k in ("text_embeds", "time_ids") if k not in (added_cond_kwargs or {})]
+        if missing:
+            raise ValueError(
+                "This SDXL BrushNet (`addition_embed_type`='text_time') needs `added_cond_kwargs` with "
+                f"'text_embeds' (pooled text embedding) and 'time_ids'; missing {missing}."
+            )
+        text_embeds = added_cond_kwargs["text_embeds"]
+        time_ids = added_cond_kwargs["time_ids"]
+        time_embeds = self.add_time_proj(time_ids.flatten())
+        time_embeds = time_embeds.reshape((text_embeds.shape[0], -1))
+        add_embeds = torch.concat([text_embeds, time_embeds], dim=-1).to(emb.dtype)
+        return self.add_embedding(add_embeds)

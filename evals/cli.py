@@ -107,6 +107,10 @@ def report_command(
     out: Annotated[Path, typer.Argument(help="Run folder written by `eval run`.")],
 ) -> None:
     """(Re)write summary.json, items.jsonl and report.html for a run folder."""
+    config = out / "config.json"
+    if config.is_file() and "benchmark" in _load_json(config):
+        _bench_report(out)  # a folder written by `eval bench`
+        return
     _report(out)
 
 
@@ -143,6 +147,212 @@ def _with_progress(config: Any, options: Any) -> dict[str, Any]:
             progress.advance(bar)
 
         return run_eval(config, options, on_row=on_row, on_start=on_start)
+
+
+# -- benchmarks ---------------------------------------------------------------------------------
+
+bench_app = typer.Typer(
+    cls=BrushEditGroup,
+    name="bench",
+    help="Reproduce the paper's tables: PIE-Bench and BrushBench with the paper's metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(bench_app, name="bench")
+
+ModeChoice = Literal["agent", "mask"]
+BenchPlanner = Literal["rules", "vlm", "auto"]
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")]
+InpainterOption = Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")]
+LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
+WorkersOption = Annotated[int, typer.Option(min=1, help="Local worker processes.")]
+RayOption = Annotated[
+    str | None,
+    typer.Option(help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."),
+]
+SeedOption = Annotated[int, typer.Option(min=0, help="Seed of every edit (the paper: 1234).")]
+StepsOption = Annotated[int, typer.Option(min=1, max=200, help="Diffusion steps (paper: 50).")]
+GuidanceOption = Annotated[float, typer.Option(min=0, max=30, help="Guidance scale (paper: 7.5).")]
+ClipOption = Annotated[
+    str, typer.Option(help="CLIP model for text alignment: Hub id (cached) or local folder.")
+]
+AestheticOption = Annotated[
+    Path | None,
+    typer.Option(help="LAION aesthetic head (sa_0_4_vit_l_14_linear.pth) for the aesthetic score."),
+]
+DownloadOption = Annotated[
+    bool, typer.Option("--allow-download", help="Let scorers download missing weights.")
+]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="Device of the scorers (default: cuda when present).")
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force-new", help="Set an earlier run in --out aside and restart.")
+]
+RetryOption = Annotated[
+    bool, typer.Option("--retry-errors", help="Redo items that ended in an error.")
+]
+
+
+@bench_app.command("pie-bench")
+def bench_pie(
+    folder: Annotated[
+        Path, typer.Argument(help="PIE-Bench folder (mapping_file.json, annotation_images/).")
+    ],
+    out: OutOption,
+    mode: Annotated[
+        ModeChoice,
+        typer.Option(
+            help="agent: the whole system from editing_instruction; mask: the benchmark mask "
+            "and editing_prompt straight to the inpainter."
+        ),
+    ] = "mask",
+    types: Annotated[
+        str | None, typer.Option(help="Comma list of editing_type_ids (0..9); default all.")
+    ] = None,
+    inpainter: InpainterOption = "brushnet",
+    planner: Annotated[BenchPlanner, typer.Option(help="Agent mode: who plans.")] = "auto",
+    max_attempts: Annotated[
+        int, typer.Option(min=1, max=10, help="Agent mode: verifier attempts.")
+    ] = 3,
+    seed: SeedOption = 1234,
+    steps: StepsOption = 50,
+    guidance_scale: GuidanceOption = 7.5,
+    clip_model: ClipOption = "openai/clip-vit-large-patch14",
+    aesthetic_head: AestheticOption = None,
+    allow_download: DownloadOption = False,
+    limit: LimitOption = None,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    device: DeviceOption = None,
+    force_new: ForceOption = False,
+    retry_errors: RetryOption = False,
+) -> None:
+    """Run PIE-Bench (700 images, 10 editing types) and write the paper's metrics."""
+    type_ids = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    _bench(
+        "pie-bench", folder, out, limit=limit, workers=workers, ray=ray, device=device,
+        force_new=force_new, retry_errors=retry_errors, mode=mode, types=type_ids,
+        inpainter=inpainter, planner=planner, max_attempts=max_attempts, seed=seed,
+        steps=steps, guidance_scale=guidance_scale,
+        scorers=_scorers(clip_model, aesthetic_head, allow_download),
+    )  # fmt: skip
+
+
+@bench_app.command("brushbench")
+def bench_brushbench(
+    folder: Annotated[Path, typer.Argument(help="BrushBench folder (mapping_file.json, images).")],
+    out: OutOption,
+    masks: Annotated[
+        str, typer.Option(help="Which masks: inside, outside or both (comma list).")
+    ] = "inside,outside",
+    inpainter: InpainterOption = "brushnet",
+    seed: SeedOption = 1234,
+    steps: StepsOption = 50,
+    guidance_scale: GuidanceOption = 7.5,
+    clip_model: ClipOption = "openai/clip-vit-large-patch14",
+    aesthetic_head: AestheticOption = None,
+    allow_download: DownloadOption = False,
+    limit: LimitOption = None,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    device: DeviceOption = None,
+    force_new: ForceOption = False,
+    retry_errors: RetryOption = False,
+) -> None:
+    """Run BrushBench (inside and outside inpainting with a caption) with the paper's metrics."""
+    kinds = [k.strip() for k in masks.split(",") if k.strip()]
+    if not kinds or any(k not in ("inside", "outside") for k in kinds):
+        raise typer.BadParameter("use inside, outside or inside,outside", param_hint="--masks")
+    _bench(
+        "brushbench", folder, out, limit=limit, workers=workers, ray=ray, device=device,
+        force_new=force_new, retry_errors=retry_errors, mode="mask", masks=kinds,
+        inpainter=inpainter, seed=seed, steps=steps, guidance_scale=guidance_scale,
+        scorers=_scorers(clip_model, aesthetic_head, allow_download),
+    )  # fmt: skip
+
+
+@bench_app.command("report")
+def bench_report(
+    out: Annotated[Path, typer.Argument(help="Run folder written by `eval bench`.")],
+) -> None:
+    """(Re)write summary.json, items.jsonl and report.html for a benchmark run folder."""
+    _bench_report(out)
+
+
+def _scorers(clip_model: str, aesthetic_head: Path | None, allow_download: bool) -> Any:
+    from evals.scorers import ScorerSettings
+
+    return ScorerSettings(
+        clip_model=str(Path(clip_model).resolve()) if Path(clip_model).is_dir() else clip_model,
+        aesthetic_head=str(aesthetic_head.resolve()) if aesthetic_head else None,
+        allow_download=allow_download,
+    )
+
+
+def _bench(
+    benchmark: str,
+    folder: Path,
+    out: Path,
+    *,
+    limit: int | None,
+    workers: int,
+    ray: str | None,
+    device: str | None,
+    force_new: bool,
+    retry_errors: bool,
+    **values: Any,
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from evals.bench import BenchOptions, make_bench_config, run_bench
+
+    config = make_bench_config(benchmark, folder, **values)  # type: ignore[arg-type]
+    options = BenchOptions(
+        out=str(out), workers=workers, ray=ray, limit=limit, force_new=force_new,
+        retry_errors=retry_errors, device=device,
+    )  # fmt: skip
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("{task.description}", *columns, transient=True) as progress:
+        bar = progress.add_task(f"{benchmark} ({config.mode})", total=None)
+        counts = run_bench(
+            config,
+            options,
+            on_row=lambda row: progress.advance(bar),
+            on_start=lambda total, skipped: progress.update(bar, total=total, completed=skipped),
+        )
+    typer.echo(
+        f"{counts['ran']} items edited, {counts['skipped']} already done, "
+        f"{counts['tasks']} in the run -> {counts['out']}"
+    )
+    _bench_report(Path(counts["out"]))
+
+
+def _bench_report(out: Path) -> None:
+    from evals.bench_report import write_bench_report
+
+    paths = write_bench_report(out)
+    summary = _load_json(paths["summary"])
+    for note in summary["notes"]:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
+    for name, reason in sorted(summary["missing"].items()):
+        typer.secho(f"{name}: not measured ({reason})", fg=typer.colors.YELLOW, err=True)
+    m = summary["metrics"]
+    typer.echo(
+        f"n={summary['n']}: PSNR {_num(m['psnr_unedited'])} dB, MSE {_num(m['mse_unedited'], 5)}, "
+        f"SSIM {_num(m['ssim_unedited'], 4)}, LPIPS {_num(m['lpips_unedited'], 4)}, "
+        f"CLIP whole {_num(m['clip_whole'])}, edited {_num(m['clip_edited'])} (unedited region; "
+        "CLIP as 100 x cosine)"
+    )
+    if "agent" in summary:
+        agent = summary["agent"]
+        typer.echo(
+            f"agent: accepted {_pct(agent['accepted'])}, mean attempts "
+            f"{_num(agent['attempts_mean'])}, retried {_pct(agent['retried'])}"
+        )
+    typer.echo(f"report: {paths['html']}")
 
 
 def _load_json(path: Path) -> dict:

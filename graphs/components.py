@@ -8,9 +8,10 @@ built on first use, so offline runs and `--inpainter opencv` never touch model w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -307,6 +308,11 @@ def open_checkpointer(settings: Settings) -> Any:
     return saver
 
 
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""Seconds to wait for the server before saying it cannot be reached (psycopg waits forever)."""
+POSTGRES_SETUP_LOCK = 0x6272_7573_6865_6469  # "brushedi": one advisory lock id for migrations
+
+
 def _open_postgres(url: str) -> Any:
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -317,10 +323,39 @@ def _open_postgres(url: str) -> Any:
             "BRUSHEDIT_DATABASE_URL is a postgres URL but the Postgres saver is not installed; "
             "run `pip install 'brushedit-agents[postgres]'`"
         ) from exc
+    timeout = {} if "connect_timeout" in url else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
     try:
-        conn = Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        conn = Connection.connect(
+            url, autocommit=True, prepare_threshold=0, row_factory=dict_row, **timeout
+        )
     except Exception as exc:  # psycopg's errors are many; all mean "cannot connect"
-        raise ConfigError(f"cannot connect to the Postgres database: {exc}") from exc
+        raise ConfigError(
+            f"cannot connect to the Postgres database: {' '.join(str(exc).split())}"
+        ) from exc
     saver = PostgresSaver(conn)
-    saver.setup()
+    with _postgres_setup_lock(conn):
+        saver.setup()
     return saver
+
+
+@contextlib.contextmanager
+def _postgres_setup_lock(conn: Any, *, wait_s: float = 120.0) -> Iterator[None]:
+    """Let one process at a time run the saver's migrations (others would hit duplicate tables).
+
+    A session-level advisory lock, polled with `pg_try_advisory_lock`: a waiter blocked inside
+    `pg_advisory_lock` would hold a transaction open, and the migrations' `CREATE INDEX
+    CONCURRENTLY` waits for every open transaction, so the two would deadlock.
+    """
+    deadline = time.monotonic() + wait_s
+    while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (POSTGRES_SETUP_LOCK,)
+                           ).fetchone()["ok"]:
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"the Postgres database's session tables are being set up by another process "
+                f"that has not finished in {wait_s:.0f} s"
+            )
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (POSTGRES_SETUP_LOCK,))

@@ -16,7 +16,7 @@ from graphs.artifacts import artifact_url
 from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
 from graphs.traces import Stopwatch, to_jsonable
 from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
-from tools.types import EditCategory, EditOptions, EditPlan, EditResult
+from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_prompts
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -163,7 +163,7 @@ def _agents() -> Any:
 
     from agents import rules
     from agents.box import propose_box
-    from agents.caption import caption_target
+    from agents.caption import caption_target, describe_removal
     from agents.classify import classify_edit
     from agents.identify import identify_object
     from agents.verify import verify_edit
@@ -171,7 +171,7 @@ def _agents() -> Any:
     return SimpleNamespace(
         classify_edit=classify_edit, identify_object=identify_object,
         caption_target=caption_target, propose_box=propose_box, verify_edit=verify_edit,
-        rules=rules,
+        describe_removal=describe_removal, rules=rules,
     )
 
 
@@ -412,10 +412,20 @@ class EditNodes:
                       "object": plan.object, "critique": critique}
         agents = _agents()
         caption = _FALLBACK
+        negative = agents.rules.negative_for_plan(plan)
+        removal = plan.category is EditCategory.REMOVAL
         user_caption = state.get("user_caption")
         if user_caption and not critique:
             caption = user_caption
             ctx.params["source"] = "user"
+        elif plan.source == "vlm" and removal:
+            # a removal's caption is the background that replaces the object; the object
+            # itself goes into the negative prompt (BrushNet's advice for removal)
+            image = self.components.store.get_image(state["source_image"])
+            answer = ctx.ask_vlm("caption", agents.describe_removal, image, instruction,
+                                 plan.object)
+            if answer is not _FALLBACK:
+                caption, negative = answer.background, answer.removed
         elif plan.source == "vlm":
             image = self.components.store.get_image(state["source_image"])
             caption = ctx.ask_vlm("caption", agents.caption_target, image, instruction,
@@ -425,8 +435,8 @@ class EditNodes:
             ctx.params["source"] = "user" if user_caption else "rules"
         elif "source" not in ctx.params:
             ctx.params["source"] = "vlm"
-        plan = plan.model_copy(update={"target_caption": caption})
-        ctx.outputs = {"caption": caption}
+        plan = plan.model_copy(update={"target_caption": caption, "negative_prompt": negative})
+        ctx.outputs = {"caption": caption, "negative_prompt": negative}
         return {"edit_caption": caption, "plan": plan.model_dump(mode="json")}
 
     @traced("inpaint")
@@ -441,7 +451,10 @@ class EditNodes:
         source = store.get_image(state["source_image"])
         mask = store.get_mask(state["edit_mask"])
         inpainter = self.components.inpainter(name, on_event=ctx.emit)
+        retries = int((state.get("retry") or {}).get("seed_offset", 0))
+        inpainter = inpainter.variant(retries)  # a deterministic backend changes its method
         attempt = state.get("attempt", 1)
+        negative = join_prompts(plan.negative_prompt, options.negative_prompt)
 
         def progress(step: int, total: int, *_: Any, **__: Any) -> None:
             ctx.emit({"type": "progress", "node": "inpaint", "step": int(step),
@@ -452,11 +465,15 @@ class EditNodes:
         ctx.params = {"inpainter": name, "seed": seed, "steps": options.steps,
                       "guidance_scale": options.guidance_scale,
                       "conditioning_scale": options.conditioning_scale,
-                      "samples": options.samples, "negative_prompt": options.negative_prompt,
+                      "samples": options.samples, "negative_prompt": negative,
+                      "user_negative_prompt": options.negative_prompt,
+                      "plan_negative_prompt": plan.negative_prompt,
                       "blending": options.blending}
+        if getattr(inpainter, "method", None):
+            ctx.params["method"] = inpainter.method
         results = inpainter.inpaint(
             source, mask, state.get("edit_caption") or "", category=plan.category, options=options,
-            seed=seed, negative_prompt=options.negative_prompt, progress=progress,
+            seed=seed, negative_prompt=negative, progress=progress,
         )
         candidates = list(state.get("candidates") or [])
         new = []
@@ -500,7 +517,9 @@ class EditNodes:
                 vlm_verdict = to_jsonable(answer)
         if failed:
             decision = "retry"
-            stage = _stage(failed[0].get("stage"))
+            # a mask that cut the object must be fixed first: refilling cannot bring it back
+            blamed = {c.get("stage") for c in failed}
+            stage = "mask" if "mask" in blamed else _stage(failed[0].get("stage"))
             reason = "; ".join(str(c.get("message") or c.get("name")) for c in failed)
             suggestion = None
         elif vlm_verdict and vlm_verdict.get("decision") == "retry":
@@ -631,6 +650,10 @@ class EditNodes:
             changed = {"seed": options.seed + retry["seed_offset"],
                        "guidance_scale": retry["guidance_scale"],
                        "conditioning_scale": retry["conditioning_scale"]}
+            method = getattr(self.components.inpainter(options.inpainter).variant(
+                retry["seed_offset"]), "method", None)
+            if method:  # a deterministic fill changes method instead of seed
+                changed = {"method": method}
         return retry, changed
 
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     max_image_side: int = Field(default=1024, ge=64, le=4096)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts per edit.")
     api_token: str | None = Field(default=None, description="Bearer token for `brushedit serve`.")
+    mcp_roots: str | None = Field(
+        default=None,
+        description="Folders (separated by the OS path separator) whose files the MCP tools may "
+        "read as `image_path`/`mask_path`, besides the MCP roots the client shares.",
+    )
 
     @field_validator("ollama_host")
     @classmethod

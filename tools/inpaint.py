@@ -1,7 +1,7 @@
 """Inpainting backends behind one interface: an image, a mask (255 = repaint) and a prompt in.
 
 `BrushNetInpainter` is BrushEdit's generative backend (`brushedit_inpaint`); `OpenCVInpainter` is a
-classical, weight-free fill that can only remove things. `get_inpainter(name)` picks one by name.
+classical, weight-free fill that can only remove things (OpenCV's and opencv-contrib's methods). `get_inpainter(name)` picks one by name.
 Every backend returns `options.samples` RGB images at the input size. torch, diffusers and cv2
 are imported only when a backend is built or run.
 """
@@ -105,6 +105,14 @@ class Inpainter(ABC):
         """Build the backend from settings; `get_inpainter` calls this."""
         return cls(**kwargs)
 
+    def variant(self, retry: int) -> Inpainter:
+        """The backend to use for the `retry`-th inpaint retry (0 = the first try).
+
+        Generative backends retry with another seed and stay themselves; a deterministic one
+        returns a different method, since the same call would give the same image.
+        """
+        return self
+
     @abstractmethod
     def _inpaint(
         self,
@@ -121,20 +129,37 @@ class Inpainter(ABC):
         """Do the work on checked inputs (RGB image, mask of the image's size, resolved seed)."""
 
 
-class OpenCVInpainter(Inpainter):
-    """Classical fill from the surroundings (`cv2.inpaint`): no weights, removals only.
+OPENCV_METHODS = ("fsr_fast", "shiftmap", "telea", "ns", "fsr_best")
+"""OpenCV's fills: `cv2.inpaint` (telea, ns: diffusion from the border; fast, but they smear
+texture) and opencv-contrib's `cv2.xphoto.inpaint` (fsr_fast, fsr_best: frequency-selective
+reconstruction; shiftmap: copies patches from elsewhere). Measured on holes with known truth by
+benchmarks/removal_quality.py (numbers in docs/tools.md)."""
 
-    Deterministic: the `samples` images it returns are identical, and prompt and seed are unused.
+DEFAULT_OPENCV_METHOD = "fsr_fast"
+"""Best PSNR/SSIM inside the hole of the methods that take under a few seconds (fsr_best is no
+better and 15x slower); `telea` is the fast fallback, used when opencv-contrib is missing."""
+
+RETRY_ORDER = ("fsr_fast", "shiftmap", "telea", "ns")
+"""Methods a verifier retry goes through: after a smeared fill, shiftmap (which copies real
+texture and is flagged least by the fill-texture check), then the fast diffusion fills.
+fsr_best is never chosen by a retry (minutes on a large hole)."""
+
+
+class OpenCVInpainter(Inpainter):
+    """Classical fill from the surroundings: no weights, removals only.
+
+    `method` is one of `OPENCV_METHODS`. Deterministic: the `samples` images it returns are
+    identical, and prompt and seed are unused; a retry asks `variant(n)` for the next method.
     """
 
     name: ClassVar[str] = "opencv"
     categories: ClassVar[frozenset[EditCategory]] = frozenset({EditCategory.REMOVAL})
 
-    def __init__(self, radius: int = 5, method: str = "telea") -> None:
+    def __init__(self, radius: int = 5, method: str = DEFAULT_OPENCV_METHOD) -> None:
         if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
             raise ValueError(f"`radius` must be an integer >= 1, got {radius!r}")
-        if method not in ("telea", "ns"):
-            raise ValueError(f"`method` must be 'telea' or 'ns', got {method!r}")
+        if method not in OPENCV_METHODS:
+            raise ValueError(f"`method` must be one of {', '.join(OPENCV_METHODS)}, got {method!r}")
         self.radius = radius
         self.method = method
 
@@ -144,6 +169,40 @@ class OpenCVInpainter(Inpainter):
             f"and cannot do a {category.value} edit; use a generative backend: "
             "--inpainter brushnet."
         )
+
+    def variant(self, retry: int) -> Inpainter:
+        """The backend for the `retry`-th inpaint retry: the next method of `RETRY_ORDER`."""
+        if retry <= 0:
+            return self
+        order = [self.method] + [m for m in RETRY_ORDER if m != self.method]
+        return type(self)(radius=self.radius, method=order[retry % len(order)])
+
+    def fill(self, image: np.ndarray, mask: Mask) -> np.ndarray:
+        """Fill `mask` (255 = hole) of a uint8 RGB array with this backend's method."""
+        import cv2
+
+        image = np.ascontiguousarray(image)
+        if self.method in ("telea", "ns"):
+            flag = cv2.INPAINT_TELEA if self.method == "telea" else cv2.INPAINT_NS
+            return cv2.inpaint(image, mask, self.radius, flag)
+        xphoto = getattr(cv2, "xphoto", None)
+        if xphoto is None:  # plain opencv-python: Telea, the fast fallback
+            logger.warning(
+                "the opencv %s fill needs opencv-contrib (cv2.xphoto); using telea instead "
+                "(pip install opencv-contrib-python-headless in place of "
+                "opencv-python-headless)", self.method,
+            )
+            return cv2.inpaint(image, mask, self.radius, cv2.INPAINT_TELEA)
+        flag = {"fsr_fast": xphoto.INPAINT_FSR_FAST, "fsr_best": xphoto.INPAINT_FSR_BEST,
+                "shiftmap": xphoto.INPAINT_SHIFTMAP}[self.method]
+        known = np.where(mask > 0, 0, 255).astype(np.uint8)  # xphoto: non-zero = keep
+        source = cv2.cvtColor(image, cv2.COLOR_RGB2Lab) if self.method == "shiftmap" else image
+        out = np.zeros_like(source)
+        xphoto.inpaint(source, known, out, flag)
+        if self.method == "shiftmap":
+            out = cv2.cvtColor(out, cv2.COLOR_Lab2RGB)
+        # the kept pixels stay exactly as they were
+        return np.where((mask > 0)[..., None], out, image)
 
     def _inpaint(
         self,
@@ -157,11 +216,9 @@ class OpenCVInpainter(Inpainter):
         negative_prompt: str,
         progress: Progress | None,
     ) -> list[Image.Image]:
-        import cv2
         from PIL import Image
 
-        flag = cv2.INPAINT_TELEA if self.method == "telea" else cv2.INPAINT_NS
-        filled = cv2.inpaint(np.ascontiguousarray(np.asarray(image)), mask, self.radius, flag)
+        filled = self.fill(np.asarray(image), mask)
         if progress is not None:
             progress(1, 1)
         return [Image.fromarray(filled, "RGB") for _ in range(options.samples)]

@@ -191,6 +191,30 @@ class CheckThresholds(BaseModel):
         },
         description="Largest plausible mask share per category (global must be 1.0).",
     )
+    min_fill_texture: float = Field(
+        default=0.42,
+        ge=0.0,
+        description="Removals: texture inside the fill (geometric mean of its gradient energy "
+        "and sharpness) as a share of the ring's just outside; below it the fill is a smear.",
+    )
+    min_fill_colour: float = Field(
+        default=0.30,
+        ge=0.0,
+        description="Removals: colour spread inside the fill as a share of the ring's; below "
+        "it the fill is flat.",
+    )
+    min_ring_texture: float = Field(
+        default=0.008,
+        ge=0.0,
+        description="Mean gradient magnitude (0..1 per px) the ring needs before a smooth fill "
+        "counts against it: next to a plain wall or sky, smooth is right.",
+    )
+    max_border_crossings: int = Field(
+        default=1,
+        ge=0,
+        description="Removals: edges that cross the mask boundary and run on deep inside it "
+        "(an object cut by the mask); more than this and the mask left part of it.",
+    )
 
 
 def objective_checks(
@@ -267,6 +291,8 @@ def objective_checks(
                 f"SSIM outside the mask is {ssim_value:.3f} (needs >= {bars.min_ssim_outside:.2f})",
             )
         )
+    if category is EditCategory.REMOVAL and coverage > 0.0:
+        checks.extend(removal_checks(source, result, mask, bars))
     change = metrics["change_inside"]
     checks.append(
         _at_least(
@@ -276,6 +302,80 @@ def objective_checks(
             "inpaint",
             f"the masked area changed by {change:.4f} on average "
             f"(needs >= {bars.min_change_inside:.2f}; below that the inpaint did nothing)",
+        )
+    )
+    return checks
+
+
+def removal_checks(
+    source: ImageLike, result: ImageLike, mask: Mask, bars: CheckThresholds | None = None
+) -> list[Check]:
+    """A removal's fill against its surroundings, and the mask against the object's outline.
+
+    `fill_texture` and `fill_colour` (inpaint stage) compare the hole with a ring just outside
+    it (`tools.fill_checks.smear_measure`): a smear or a flat fill fails. `object_at_border`
+    (mask stage) counts source edges crossing the mask boundary that run on deep inside it
+    (`tools.fill_checks.leftover_measure`): part of the object was left outside the mask.
+    """
+    from tools.fill_checks import leftover_measure, smear_measure
+
+    bars = bars or CheckThresholds()
+    smear = smear_measure(result, mask)
+    texture = math.sqrt(max(smear.ratio("gradient"), 0.0) * max(smear.ratio("sharpness"), 0.0))
+    colour = smear.ratio("spread")
+    textured = smear.measurable and smear.ring.gradient >= bars.min_ring_texture
+    if not smear.measurable:
+        why = "the hole or its ring is too small to judge texture"
+    elif not textured:
+        why = (f"the surroundings are plain (gradient {smear.ring.gradient:.4f} < "
+               f"{bars.min_ring_texture}), so a smooth fill is right")
+    else:
+        why = ""
+    checks = [
+        Check(
+            name="fill_texture",
+            passed=not textured or texture >= bars.min_fill_texture,
+            value=texture if textured else 1.0,
+            threshold=bars.min_fill_texture,
+            stage="inpaint",
+            message=why or (
+                f"the filled area has {texture:.2f}x the texture of its surroundings "
+                f"(gradient energy {smear.ratio('gradient'):.2f}x, sharpness "
+                f"{smear.ratio('sharpness'):.2f}x; needs >= {bars.min_fill_texture:.2f}x)"
+                + ("" if texture >= bars.min_fill_texture else
+                   ": the fill looks smeared; another method or seed may fill it better")
+            ),
+        ),
+        Check(
+            name="fill_colour",
+            passed=not textured or colour >= bars.min_fill_colour,
+            value=colour if textured else 1.0,
+            threshold=bars.min_fill_colour,
+            stage="inpaint",
+            message=why or (
+                f"the filled area has {colour:.2f}x the colour spread of its surroundings "
+                f"(needs >= {bars.min_fill_colour:.2f}x)"
+                + ("" if colour >= bars.min_fill_colour else
+                   ": the fill is flat; another method or seed may fill it better")
+            ),
+        ),
+    ]
+    leftover = leftover_measure(source, result, mask)
+    crossings = leftover.crossings
+    checks.append(
+        Check(
+            name="object_at_border",
+            passed=crossings <= bars.max_border_crossings,
+            value=float(crossings),
+            threshold=float(bars.max_border_crossings),
+            stage="mask",
+            message=(
+                f"{crossings} strong edge(s) cross the mask boundary and run on at least "
+                f"{leftover.min_run_px} px inside it (longest {leftover.longest_run_px} px)"
+                + ("" if crossings <= bars.max_border_crossings else
+                   ": part of the object is left outside the mask; a larger (dilated) mask "
+                   "should cover it")
+            ),
         )
     )
     return checks

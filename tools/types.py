@@ -88,6 +88,11 @@ class EditPlan(BaseModel):
         default=None, description="What the edited region shows afterwards; the diffusion prompt."
     )
     box: Box | None = Field(default=None, description="Where to add an object (additions only).")
+    negative_prompt: str | None = Field(
+        default=None,
+        description="What the inpainter must not paint, joined with the user's negative prompt: "
+        "for a removal, the removed object (so the model does not paint it back).",
+    )
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     rationale: str | None = None
     source: PlanSource = "rules"
@@ -142,6 +147,23 @@ class EditResult(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     session_id: str | None = None
     turn: int | None = None
+
+
+def join_prompts(*parts: str | None) -> str:
+    """Comma-separated prompt terms from `parts`, in order, each term once (case-insensitive).
+
+    A removal's negative prompt is the removed object followed by the user's negative prompt:
+    `join_prompts("spoon", "ugly, low quality")` is `"spoon, ugly, low quality"`.
+    """
+    seen: set[str] = set()
+    terms: list[str] = []
+    for part in parts:
+        for term in (part or "").split(","):
+            term = " ".join(term.split())
+            if term and term.lower() not in seen:
+                seen.add(term.lower())
+                terms.append(term)
+    return ", ".join(terms)
 
 
 def resolve_dtype(dtype: Any) -> Any:

@@ -7,6 +7,7 @@ only when a command runs, so `brushedit --help` stays fast.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -78,6 +79,14 @@ def mcp(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
     inpainter: InpainterOption = InpainterChoice.brushnet,
     planner: PlannerOption = PlannerChoice.auto,
+    root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--root",
+            help="A folder whose image files the tools may read by path (repeatable; added to "
+            "the client's MCP roots and BRUSHEDIT_MCP_ROOTS).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the MCP tools edit_image, plan_edit and get_trace (HTTP: http://HOST:PORT/mcp)."""
     from graphs.interfaces.mcp_server import run_mcp
@@ -85,7 +94,7 @@ def mcp(
 
     run_mcp(
         Settings(), transport=transport.value, host=host, port=port,
-        inpainter=inpainter.value, planner=planner.value,
+        inpainter=inpainter.value, planner=planner.value, roots=root or None,
     )
 
 

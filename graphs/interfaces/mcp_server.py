@@ -1,20 +1,27 @@
 """The MCP server (`brushedit mcp`): image editing as tools for agent platforms.
 
-Tools: `edit_image` (returns the result as MCP image content plus a JSON summary with hashes,
-plan and planner path), `plan_edit` (plan and proposed mask, no inpainting) and `get_trace`.
+Tools: `edit_image` (the result as MCP image content, a resource link and a JSON summary with
+hashes, plan and planner path), `plan_edit` (plan and proposed mask, no inpainting) and
+`get_trace`. Images and masks come as base64, as a file path inside an allowed root (the
+client's MCP roots or the server's configured folders) or as the hash of a stored artifact;
+every stored image is readable as the resource `brushedit://artifacts/<hash>`.
+
 Built by `create_mcp_server(components_factory, settings)`; stdio by default, streamable HTTP
-on loopback at `/mcp` with `--transport http`.
+on loopback at `/mcp` with `--transport http`. Every refusal is one sentence that names MCP
+parameters (never CLI flags), including the arguments the SDK validates against the schema.
 """
 
 import json
 import logging
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from graphs.interfaces.common import (
     ComponentsFactory,
-    EditOptionsPatch,
     LazyComponents,
     NotFoundError,
     SessionOpener,
@@ -22,7 +29,6 @@ from graphs.interfaces.common import (
     check_instruction,
     check_session_id,
     decode_base64,
-    decode_image,
     default_session_opener,
     jsonable,
     load_artifact,
@@ -33,27 +39,270 @@ from graphs.interfaces.common import (
     session_exists,
     summary,
 )
-from tools.errors import BrushEditError, ConfigError, InvalidRequestError
+from graphs.interfaces.roots import FileRoots, parse_root_list, path_from_uri
+from tools.errors import BrushEditError, ConfigError, InvalidRequestError, ModelLoadError
 from tools.images import DEFAULT_MAX_PIXELS
+from tools.types import EditOptions, EditPlan
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
 logger = logging.getLogger(__name__)
 
+ARTIFACT_SCHEME = "brushedit://artifacts/"
+ARTIFACT_URI_TEMPLATE = ARTIFACT_SCHEME + "{digest}"
+
 SERVER_INSTRUCTIONS = (
     "Edit images from plain-language instructions (remove, add, change, restyle the background). "
-    "Send the image as base64 (`image`) or reuse a result by its hash (`image_hash`); optionally "
-    "a mask (white = edit). Keep `session_id` from a result to chain edits and to read the trace."
+    "Give the image as base64 (`image`), as a file path inside the MCP roots (`image_path`), or "
+    "by the hash of an earlier result (`image_hash`); optionally a mask (white = edit) the same "
+    "three ways. Every stored image is the resource brushedit://artifacts/<hash>. Keep "
+    "`session_id` from a result to chain edits and to read the trace."
 )
 MAX_HTTP_BODY_BYTES = 40 * 1024 * 1024
 
+
+# --------------------------------------------------------------------------- parameters
+
+
+def artifact_uri(digest: str) -> str:
+    return ARTIFACT_SCHEME + digest
+
+
+def artifact_ref(value: str, what: str) -> str:
+    """A hash from a bare sha256 or a `brushedit://artifacts/<hash>` URI."""
+    text = str(value).strip()
+    if text.startswith(ARTIFACT_SCHEME):
+        text = text.removeprefix(ARTIFACT_SCHEME)
+    return check_hash(text, what)
+
+
+def _bounds(info: Any) -> str:
+    limits = {}
+    for item in info.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                limits[key] = getattr(item, key)
+    low = limits.get("ge", limits.get("gt"))
+    high = limits.get("le", limits.get("lt"))
+    if low is not None and high is not None:
+        return f"from {low} to {high}"
+    if low is not None:
+        return f"at least {low}" if "ge" in limits else f"above {low}"
+    if high is not None:
+        return f"at most {high}" if "le" in limits else f"below {high}"
+    if get_origin(info.annotation) is Literal:
+        return "one of " + ", ".join(json.dumps(v) for v in get_args(info.annotation))
+    return ""
+
+
+def _option_description(name: str, info: Any) -> str:
+    text = (info.description or "").strip().rstrip(".")
+    if not text:
+        bounds = _bounds(info)
+        text = name.replace("_", " ").capitalize() + (f", {bounds}" if bounds else "")
+    return f"{text}. Default: {json.dumps(info.default)}."
+
+
+def options_patch_model() -> type[BaseModel]:
+    """`EditOptions` with every field optional: the same types, bounds and descriptions.
+
+    Derived, never copied, so a bound or description added to `EditOptions` reaches the MCP
+    schema (and the SDK's own argument check) unchanged.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in EditOptions.model_fields.items():
+        typed = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (
+            typed | None,
+            Field(default=None, description=_option_description(name, info)),
+        )
+    return create_model(
+        "EditOptionsPatch",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Options to change for this edit; absent ones keep the server's defaults.",
+        **fields,
+    )
+
+
+OptionsPatch = options_patch_model()
+
 ImageB64 = Annotated[
-    str | None, Field(description="The image as base64 (or a data: URL). PNG, JPEG or WEBP.")
+    str | None,
+    Field(description="The image as base64 (or a data: URL): PNG, JPEG or WEBP. Give one of "
+          "`image`, `image_path` or `image_hash`."),
+]
+ImagePath = Annotated[
+    str | None,
+    Field(description="Path (or file:// URI) of an image file inside the MCP roots the client "
+          "shared or the server's configured root folders; a relative path is looked up in "
+          "each root."),
 ]
 ImageHash = Annotated[
-    str | None, Field(description="sha256 hash of an image returned earlier (instead of `image`).")
+    str | None,
+    Field(description="sha256 hash of a stored image (from an earlier result), or its "
+          "resource URI brushedit://artifacts/<hash>."),
 ]
+MaskB64 = Annotated[
+    str | None,
+    Field(description="Optional mask as base64 PNG, white = area to edit, same size (or aspect "
+          "ratio) as the image. Give at most one of `mask`, `mask_path` or `mask_hash`."),
+]
+MaskPath = Annotated[
+    str | None,
+    Field(description="Optional mask file path (or file:// URI) inside the allowed roots."),
+]
+MaskHash = Annotated[
+    str | None,
+    Field(description="Optional mask by hash (e.g. `mask` of an earlier result) or by its "
+          "resource URI brushedit://artifacts/<hash>."),
+]
+
+
+# --------------------------------------------------------------------------- results
+
+
+class EditOut(BaseModel):
+    """What `edit_image` answers besides the image itself."""
+
+    session_id: str = Field(description="Session to pass back to chain edits or read the trace.")
+    turn: int | None = Field(default=None, description="Turn number within the session.")
+    image: str = Field(description="sha256 of the chosen result.")
+    image_uri: str = Field(description="The result as a resource: brushedit://artifacts/<hash>.")
+    source_image: str = Field(description="sha256 of the image this turn edited.")
+    mask: str | None = Field(default=None, description="sha256 of the mask used.")
+    mask_uri: str | None = Field(default=None, description="The mask as a resource URI.")
+    candidates: list[str] = Field(default_factory=list, description="sha256 of every candidate.")
+    accepted: bool = Field(description="Whether the verifier accepted the result.")
+    attempts: int = Field(description="Verifier attempts used.")
+    reason: str = Field(default="", description="The verifier's reason.")
+    planner: str = Field(description="Who planned the edit: vlm, rules or user.")
+    inpainter: str = Field(description="The inpainter that ran.")
+    caption: str | None = Field(default=None, description="The target caption used.")
+    plan: EditPlan = Field(description="The edit plan.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Verifier metrics.")
+
+
+class PlanEditOut(BaseModel):
+    """What `plan_edit` answers besides the mask image."""
+
+    plan: EditPlan = Field(description="Category, object, target caption and rationale.")
+    mask: str | None = Field(default=None, description="sha256 of the proposed mask.")
+    mask_uri: str | None = Field(default=None, description="The proposed mask as a resource URI.")
+    planner: str = Field(description="Who planned it: vlm, rules or user.")
+    session_id: str = Field(description="The planning session; `get_trace` shows its steps.")
+
+
+class TraceOut(BaseModel):
+    """What `get_trace` answers."""
+
+    session_id: str = Field(description="The session asked for.")
+    events: list[dict[str, Any]] = Field(
+        description="Every agent step, oldest first: node, status, inputs, outputs, params, "
+        "verdict, image hashes and the VLM calls it made."
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+_FLAG_WORDS: tuple[tuple[str, str], ...] = (
+    (r"with `?--mask(?: MASK\.png)?`?", "as `mask`, `mask_path` or `mask_hash`"),
+    (r"`?--mask(?: MASK\.png)?`?", "a mask (`mask`, `mask_path` or `mask_hash`)"),
+    (r"`?--inpainter (\w+)`?", r'`options.inpainter` = "\1"'),
+    (r"`?--inpainter`?", "`options.inpainter`"),
+    (r"`?--max-attempts(?: \w+)?`?", "`options.max_attempts`"),
+    (r"`?--guidance(?: [\d.]+)?`?", "`options.guidance_scale`"),
+    (r"`?--(seed|steps|samples)(?: \w+)?`?", r"`options.\1`"),
+    (r"`?--session(?: \w+)?`?", "`session_id`"),
+    (r"`?--planner(?: \w+)?`?", "the server's planner setting"),
+    (r"`?--review-mask`?", "`plan_edit` (to see the mask first)"),
+    (r"`?--(out|output)(?: \S+)?`?", "the result's resource link"),
+)
+
+
+def mcp_words(message: str) -> str:
+    """Say a core message in MCP terms: CLI flags become the tool parameters that do the same."""
+    for pattern, words in _FLAG_WORDS:
+        message = re.sub(pattern, words, message)
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: "`" + m.group(1).replace("-", "_") + "`",
+                  message)
+
+
+def model_missing_message(message: str) -> str:
+    """A missing-weights error as an MCP client can act on it (what to send instead, who fixes)."""
+    first = message.split(". ")[0].strip().rstrip(".")
+    lowered = message.lower()
+    hints = []
+    if any(word in lowered for word in ("segment", "groundingdino", "sam")):
+        hints.append("send a mask (`mask`, `mask_path` or `mask_hash`) so no segmentation model "
+                     "is needed")
+    if any(word in lowered for word in ("brushnet", "inpainter", "sd1.5")):
+        hints.append('removals work with `options.inpainter` = "opencv"')
+    meanwhile = f" Meanwhile {' and '.join(hints)}." if hints else ""
+    return (
+        f"{mcp_words(first)} (on the server's machine).{meanwhile} To install the weights, "
+        "whoever runs this server runs `brushedit doctor` there to see what is missing and how "
+        "to fetch it, or sets BRUSHEDIT_ALLOW_DOWNLOADS=1 so models download on first use."
+    )
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_sentences(exc: ValidationError) -> str:
+    """Pydantic's errors as sentences naming each parameter (`options.steps must be ...`)."""
+    option_names = ", ".join(EditOptions.model_fields)
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "json-"))]
+        name = ".".join(loc) or "arguments"
+        ctx = err.get("ctx") or {}
+        kind = err.get("type", "")
+        got = f", got {_shown(err['input'])}" if "input" in err and kind != "missing" else ""
+        if kind == "missing":
+            text = f"`{name}` is required"
+        elif kind == "extra_forbidden":
+            known = f"; the options are {option_names}" if loc[:1] == ["options"] else ""
+            text = f"`{name}` is not a parameter of this tool{known}"
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            words = {"greater_than_equal": "at least", "greater_than": "greater than",
+                     "less_than_equal": "at most", "less_than": "less than"}[kind]
+            bound = next(iter(ctx.values())) if ctx else "?"
+            text = f"`{name}` must be {words} {bound}{got}"
+        elif kind.startswith("int_"):
+            text = f"`{name}` must be a whole number{got}"
+        elif kind.startswith("float_"):
+            text = f"`{name}` must be a number{got}"
+        elif kind.startswith("bool_"):
+            text = f"`{name}` must be true or false{got}"
+        elif kind.startswith("string_"):
+            text = f"`{name}` must be text{got}"
+        elif kind == "literal_error":
+            text = f"`{name}` must be {ctx.get('expected', 'one of the allowed values')}{got}"
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            text = f"`{name}` must be a JSON object{got}"
+        else:
+            msg = str(err.get("msg", "is invalid"))
+            text = f"`{name}`: {msg[:1].lower() + msg[1:]}"
+        parts.append(text)
+    return "; ".join(parts) + "."
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ModelLoadError):
+        return f"{type(exc).__name__}: {model_missing_message(' '.join(str(exc).split()))}"
+    if isinstance(exc, BrushEditError):
+        return f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))}"
+    detail = " ".join(str(exc).split())[:200]
+    return (
+        f"internal error ({type(exc).__name__}{': ' + detail if detail else ''}); the server's "
+        "log has the details"
+    )
+
+
+# --------------------------------------------------------------------------- the server
 
 
 def create_mcp_server(
@@ -62,17 +311,65 @@ def create_mcp_server(
     *,
     session_opener: SessionOpener | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    roots: Iterable[str | Path] | None = None,
+    client_roots: bool = True,
 ) -> "MCPServer":
-    """Build the MCP server object (transport-agnostic; tests call it in process)."""
+    """Build the MCP server object (transport-agnostic; tests call it in process).
+
+    Args:
+        components_factory: builds the components on first use.
+        settings: `graphs.Settings`; its `mcp_roots` are allowed folders when `roots` is None.
+        session_opener: opens sessions (the real facade by default).
+        max_pixels: the largest image accepted.
+        roots: folders whose files `image_path`/`mask_path` may name.
+        client_roots: also allow the MCP roots the client shares (when it supports roots).
+    """
     import anyio.from_thread
     import anyio.to_thread
-    from mcp.server.mcpserver import Context, MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
-    from mcp_types import CallToolResult, ImageContent, TextContent
+    from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
+    from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+    from mcp_types import (
+        CallToolResult,
+        ImageContent,
+        ListRootsResult,
+        ResourceLink,
+        TextContent,
+        ToolAnnotations,
+    )
 
     lazy = LazyComponents(components_factory)
     opener = session_opener or default_session_opener
-    server = MCPServer(
+    configured = list(roots) if roots is not None else parse_root_list(
+        getattr(settings, "mcp_roots", None)
+    )
+
+    class BrushEditMCPServer(MCPServer):
+        """Arguments the schema refuses are answered in sentences, not pydantic's dump."""
+
+        async def call_tool(self, name: str, arguments: dict[str, Any],
+                            context: Any = None) -> Any:
+            tool = self._tool_manager.get_tool(name)
+            known = list((tool.parameters.get("properties") or {}) if tool else ())
+            unknown = sorted(set(arguments or {}) - set(known))
+            if tool is not None and unknown:  # a typo must not silently run the defaults
+                raise ToolError(
+                    f"Error executing tool {name}: InvalidRequestError: "
+                    f"{', '.join(f'`{u}`' for u in unknown)} "
+                    f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
+                    f"{name}; its parameters are {', '.join(known)}."
+                )
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                cause = exc.__cause__
+                if type(exc) is ToolError and isinstance(cause, ValidationError):
+                    raise ToolError(
+                        f"Error executing tool {name}: InvalidRequestError: "
+                        f"{validation_sentences(cause)}"
+                    ) from cause
+                raise
+
+    server = BrushEditMCPServer(
         name="brushedit", instructions=SERVER_INSTRUCTIONS, version=_version()
     )
 
@@ -81,47 +378,113 @@ def create_mcp_server(
 
         return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/png")
 
-    def as_tool_error(exc: BrushEditError) -> ToolError:
-        return ToolError(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+    def link(digest: str, name: str, description: str) -> ResourceLink:
+        return ResourceLink(type="resource_link", uri=artifact_uri(digest), name=name,
+                            description=description, mime_type="image/png")
+
+    def as_tool_error(exc: BaseException) -> ToolError:
+        if not isinstance(exc, BrushEditError):
+            logger.exception("MCP tool failed unexpectedly", exc_info=exc)
+        return ToolError(_error_text(exc))
+
+    def shared_roots(
+        ctx: Context, image_path: str | None = None, mask_path: str | None = None
+    ) -> ListRoots | None:
+        """Ask the client for its MCP roots, only when a path was given and it has roots."""
+        if not client_roots or (image_path is None and mask_path is None):
+            return None
+        capabilities = ctx.client_capabilities
+        if capabilities is None or capabilities.roots is None:
+            return None
+        return ListRoots()
+
+    ClientRoots = Annotated[ListRootsResult | None, Resolve(shared_roots)]
+
+    def allowed_roots(listed: ListRootsResult | None) -> FileRoots:
+        folders: list[Any] = list(configured)
+        for item in listed.roots if listed is not None else ():
+            path = path_from_uri(str(item.uri))
+            if path is not None:
+                folders.append(path)
+        return FileRoots(folders)
+
+    async def read_input(
+        listed: ListRootsResult | None, what: str, data: str | None, path: str | None,
+        ref: str | None,
+    ) -> bytes | str | None:
+        """Bytes (base64 or a file in the roots), a hash, or None when nothing was given."""
+        given = [name for name, value in
+                 ((what, data), (f"{what}_path", path), (f"{what}_hash", ref)) if value is not None]
+        if len(given) > 1:
+            names = " and ".join(f"`{n}`" for n in given)
+            raise InvalidRequestError(
+                f"send one of `{what}`, `{what}_path` or `{what}_hash`, not {names}"
+            )
+        if data is not None:
+            return decode_base64(data, what)
+        if path is not None:
+            allowed = allowed_roots(listed)
+            return await anyio.to_thread.run_sync(lambda: allowed.read(path, f"{what}_path"))
+        if ref is not None:
+            return artifact_ref(ref, f"{what}_hash")
+        return None
 
     @server.tool(
         description=(
-            "Edit an image following an instruction. Returns the edited image and a JSON summary "
-            "(session_id, turn, hashes of image/mask/candidates, plan, planner path, accepted)."
-        )
+            "Edit an image following an instruction. Returns the edited image, its resource link "
+            "(brushedit://artifacts/<hash>) and a JSON summary (session_id, turn, hashes of "
+            "image/mask/candidates, plan, planner path, accepted)."
+        ),
+        annotations=ToolAnnotations(
+            title="Edit an image", read_only_hint=False, destructive_hint=False,
+            idempotent_hint=False, open_world_hint=False,
+        ),
     )
     async def edit_image(
-        instruction: Annotated[str, Field(description="What to change, e.g. 'remove the dog'.")],
+        instruction: Annotated[
+            str, Field(description="What to change, in words, e.g. 'remove the dog'.")
+        ],
         ctx: Context,
         image: ImageB64 = None,
+        image_path: ImagePath = None,
         image_hash: ImageHash = None,
-        mask: Annotated[
-            str | None, Field(description="Optional mask as base64 PNG, white = area to edit.")
-        ] = None,
-        mask_hash: Annotated[str | None, Field(description="Optional mask by hash.")] = None,
+        mask: MaskB64 = None,
+        mask_path: MaskPath = None,
+        mask_hash: MaskHash = None,
         options: Annotated[
-            EditOptionsPatch | None, Field(description="Diffusion and verifier options.")
+            OptionsPatch | None,  # type: ignore[valid-type]
+            Field(description="Diffusion and verifier options; absent ones keep the defaults."),
         ] = None,
         session_id: Annotated[
-            str | None, Field(description="Continue this session; none = a new one.")
+            str | None,
+            Field(description="Continue this session (from an earlier result); without an image "
+                  "the edit starts from its latest result. None = a new session."),
         ] = None,
         caption: Annotated[
             str | None,
             Field(description="What the edited area should show; none = the agents write it."),
         ] = None,
-    ) -> CallToolResult:
+        include_image: Annotated[
+            bool,
+            Field(description="Return the edited image inline as base64; false sends only its "
+                  "resource link (a much smaller answer)."),
+        ] = True,
+        listed_roots: ClientRoots = None,
+    ) -> Annotated[CallToolResult, EditOut]:
         try:
-            if image is not None and image_hash is not None:
-                raise InvalidRequestError("send `image` or `image_hash`, not both")
-            if mask is not None and mask_hash is not None:
-                raise InvalidRequestError("send `mask` or `mask_hash`, not both")
-            source = decode_base64(image, "image") if image is not None else image_hash
-            user_mask = decode_base64(mask, "mask") if mask is not None else mask_hash
+            source = await read_input(listed_roots, "image", image, image_path, image_hash)
+            if source is None and session_id is None:
+                raise InvalidRequestError(
+                    "send the image as `image`, `image_path` or `image_hash`, or a `session_id` "
+                    "to continue from its latest result"
+                )
+            user_mask = await read_input(listed_roots, "mask", mask, mask_path, mask_hash)
+            patch = options.model_dump(exclude_none=True) if options is not None else None
             components = await anyio.to_thread.run_sync(lazy.get)
             prepared = await anyio.to_thread.run_sync(
                 lambda: prepare_edit(
                     components, opener, instruction=instruction, image=source, mask=user_mask,
-                    options=options, session_id=session_id, settings=settings,
+                    options=patch, session_id=session_id, settings=settings,
                     max_pixels=max_pixels, caption=caption,
                 )
             )
@@ -143,62 +506,94 @@ def create_mcp_server(
             result = await anyio.to_thread.run_sync(
                 lambda: run_prepared(components, opener, prepared, on_event)
             )
-            data = (await anyio.to_thread.run_sync(
-                lambda: png_bytes(load_artifact(components, result.image))
-            ))
-        except BrushEditError as exc:
+            data = None
+            if include_image:
+                data = await anyio.to_thread.run_sync(
+                    lambda: png_bytes(load_artifact(components, result.image))
+                )
+        except Exception as exc:
             raise as_tool_error(exc) from exc
         info = summary(result)
-        return CallToolResult(
-            content=[image_content(data), TextContent(type="text", text=json.dumps(info))],
-            structured_content=info,
-        )
+        info["image_uri"] = artifact_uri(result.image)
+        info["mask_uri"] = artifact_uri(result.mask) if result.mask else None
+        content: list[Any] = [link(result.image, "result", "The edited image.")]
+        if result.mask:
+            content.append(link(result.mask, "mask", "The mask that was edited."))
+        if data is not None:
+            content.insert(0, image_content(data))
+        content.append(TextContent(type="text", text=json.dumps(info)))
+        return CallToolResult(content=content, structured_content=info)
 
     @server.tool(
         description=(
             "Plan an edit without inpainting: the edit category, object, target caption and the "
-            "proposed mask (returned as an image, white = area that would change)."
-        )
+            "proposed mask (returned as an image and a resource link, white = area that would "
+            "change). Give your own mask to see the plan for it."
+        ),
+        annotations=ToolAnnotations(
+            title="Plan an edit", read_only_hint=True, destructive_hint=False,
+            idempotent_hint=True, open_world_hint=False,
+        ),
     )
     async def plan_edit(
-        instruction: Annotated[str, Field(description="What to change.")],
+        instruction: Annotated[str, Field(description="What to change, in words.")],
         image: ImageB64 = None,
+        image_path: ImagePath = None,
         image_hash: ImageHash = None,
-    ) -> CallToolResult:
+        mask: MaskB64 = None,
+        mask_path: MaskPath = None,
+        mask_hash: MaskHash = None,
+        listed_roots: ClientRoots = None,
+    ) -> Annotated[CallToolResult, PlanEditOut]:
         try:
             text = check_instruction(instruction)
-            if (image is None) == (image_hash is None):
-                raise InvalidRequestError("send exactly one of `image` or `image_hash`")
+            if image is None and image_path is None and image_hash is None:
+                raise InvalidRequestError("send the image as `image`, `image_path` or `image_hash`")
+            source = await read_input(listed_roots, "image", image, image_path, image_hash)
+            user_mask = await read_input(listed_roots, "mask", mask, mask_path, mask_hash)
             components = await anyio.to_thread.run_sync(lazy.get)
 
             def work() -> tuple[Any, Any, str | None, str, str]:
-                if image is not None:
-                    picture = decode_image(decode_base64(image, "image"), max_pixels=max_pixels)
-                else:
-                    picture = load_artifact(components, check_hash(image_hash, "image_hash"))
-                plan, mask, planner, session_id = plan_only(components, picture, text)
-                mask_hash = components.store.put_mask(mask) if mask is not None else None
-                return plan, mask, mask_hash, planner, session_id
+                prepared = prepare_edit(
+                    components, opener, instruction=text, image=source, mask=user_mask,
+                    settings=settings, max_pixels=max_pixels,
+                )
+                picture = prepared.source
+                if isinstance(picture, str):
+                    picture = load_artifact(components, picture)
+                plan, proposed, planner, session_id = plan_only(
+                    components, picture, text, mask=prepared.mask
+                )
+                digest = components.store.put_mask(proposed) if proposed is not None else None
+                return plan, proposed, digest, planner, session_id
 
-            plan, mask, mask_hash, planner, session_id = await anyio.to_thread.run_sync(work)
-        except BrushEditError as exc:
+            plan, proposed, digest, planner, session_id = await anyio.to_thread.run_sync(work)
+        except Exception as exc:
             raise as_tool_error(exc) from exc
-        info = {"plan": plan.model_dump(mode="json"), "mask": mask_hash, "planner": planner,
+        info = {"plan": plan.model_dump(mode="json"), "mask": digest,
+                "mask_uri": artifact_uri(digest) if digest else None, "planner": planner,
                 "session_id": session_id}
         content: list[Any] = [TextContent(type="text", text=json.dumps(info))]
-        if mask is not None:
-            content.insert(0, image_content(png_bytes(mask)))
+        if proposed is not None and digest is not None:
+            content[:0] = [image_content(png_bytes(proposed)),
+                           link(digest, "mask", "The proposed mask.")]
         return CallToolResult(content=content, structured_content=info)
 
     @server.tool(
         description=(
             "Every agent step of a session: node, inputs, outputs, VLM prompts and raw answers, "
-            "image hashes. Returns JSON."
-        )
+            "image hashes (each readable as brushedit://artifacts/<hash>). Returns JSON."
+        ),
+        annotations=ToolAnnotations(
+            title="Read a session's trace", read_only_hint=True, destructive_hint=False,
+            idempotent_hint=True, open_world_hint=False,
+        ),
     )
     async def get_trace(
-        session_id: Annotated[str, Field(description="The session_id of an earlier edit.")],
-    ) -> CallToolResult:
+        session_id: Annotated[
+            str, Field(description="The session_id of an earlier edit or plan.")
+        ],
+    ) -> Annotated[CallToolResult, TraceOut]:
         try:
             check_session_id(session_id)
             components = await anyio.to_thread.run_sync(lazy.get)
@@ -209,12 +604,37 @@ def create_mcp_server(
                 return jsonable(opener(components, session_id).trace())
 
             events = await anyio.to_thread.run_sync(work)
-        except BrushEditError as exc:
+        except Exception as exc:
             raise as_tool_error(exc) from exc
         info = {"session_id": session_id, "events": events}
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(info))], structured_content=info
         )
+
+    @server.resource(
+        ARTIFACT_URI_TEMPLATE,
+        name="artifact",
+        title="Stored image or mask",
+        description="An image or mask the server stored (sources, results, candidates, masks), "
+        "as PNG, by its sha256 hash.",
+        mime_type="image/png",
+    )
+    async def read_artifact(digest: str) -> bytes:
+        def work() -> bytes:
+            from tools.images import content_hash
+
+            try:
+                check_hash(digest, "hash")
+                stored = load_artifact(lazy.get(), digest)
+            except (BrushEditError, OSError) as exc:
+                raise ResourceNotFoundError(f"no artifact {digest[:80]!r}: {exc}") from None
+            if content_hash(stored) != digest:
+                raise ResourceNotFoundError(
+                    f"artifact {digest} is damaged on disk (its pixels no longer match its hash)"
+                )
+            return png_bytes(stored)
+
+        return await anyio.to_thread.run_sync(work)
 
     return server
 
@@ -227,13 +647,19 @@ def run_mcp(
     port: int = 8765,
     inpainter: str | None = None,
     planner: str | None = None,
+    roots: Iterable[str | Path] | None = None,
 ) -> None:
     """Serve over stdio or streamable HTTP (loopback only: this transport has no auth)."""
     from graphs.interfaces.api import LOOPBACK_HOSTS
     from graphs.interfaces.common import settings_components_factory
 
+    folders = [*parse_root_list(getattr(settings, "mcp_roots", None)), *(roots or ())]
+    for folder in folders:
+        if not Path(folder).expanduser().is_dir():
+            raise ConfigError(f"MCP root folder {str(folder)!r} is not a folder")
     server = create_mcp_server(
-        settings_components_factory(settings, inpainter=inpainter, planner=planner), settings
+        settings_components_factory(settings, inpainter=inpainter, planner=planner), settings,
+        roots=folders,
     )
     if transport == "stdio":
         server.run("stdio")

@@ -157,6 +157,8 @@ class SmartResponder:
             return {"object": plan.object or "main subject"}
         if title == "TargetCaption":
             return {"caption": caption_for_plan(plan)}
+        if title == "RemovalPrompt":
+            return {"background": caption_for_plan(plan), "removed": plan.object or "object"}
         if title == "BoxProposal":
             images = images_of(request)
             width, height = images[0].size if images else (1000, 1000)

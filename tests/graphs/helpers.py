@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -73,14 +72,17 @@ class SleepyInpainter(OpenCVInpainter):
 
 def make_components(root: Path, *, vlm: Any = None, planner: str = "auto",
                     inpainters: dict[str, Any] | None = None, segmenter: Any = None,
-                    max_attempts: int = 3, inpainter: str = "opencv") -> Components:
-    """Components on `root` with a real SqliteSaver (as `build_components` would)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
+                    max_attempts: int = 3, inpainter: str = "opencv",
+                    database_url: str | None = None) -> Components:
+    """Components on `root` with the saver `build_components` would open.
+
+    SQLite in `root` by default; PostgreSQL when `database_url` is a postgresql:// URL.
+    """
+    from graphs.components import open_checkpointer
+    from graphs.settings import Settings
 
     root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(root / "sessions.sqlite"), check_same_thread=False, timeout=30)
-    saver = SqliteSaver(conn)
-    saver.setup()
+    saver = open_checkpointer(Settings(data_dir=root, database_url=database_url, _env_file=None))
     return Components(
         store=ArtifactStore(root / "artifacts"),
         traces=TraceStore(root / "traces.sqlite"),

@@ -1,4 +1,8 @@
-"""Sessions: turns chain, undo, isolation, persistence, and resuming a killed run."""
+"""Sessions: turns chain, undo, isolation, persistence, resuming a killed run, two writers.
+
+Each test runs on SQLite and, when `BRUSHEDIT_DATABASE_URL` names a reachable server, on
+PostgreSQL (the `database_url` fixture).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,8 +30,8 @@ def _mask(x0: int, x1: int) -> np.ndarray:
     return mask
 
 
-def test_three_turns_chain_and_undo_restores(tmp_path):
-    components = make_components(tmp_path / "d", planner="rules")
+def test_three_turns_chain_and_undo_restores(tmp_path, database_url):
+    components = make_components(tmp_path / "d", planner="rules", database_url=database_url)
     session = EditSession.open(components)
     first = session.edit(picture(), "remove the dark square", mask=object_mask())
     second = session.edit(None, "remove the left strip", mask=_mask(2, 10))
@@ -50,9 +55,9 @@ def test_three_turns_chain_and_undo_restores(tmp_path):
     assert "undo" in nodes_of(session.trace())
 
 
-def test_sessions_are_isolated_and_persist(tmp_path):
+def test_sessions_are_isolated_and_persist(tmp_path, database_url):
     root = tmp_path / "d"
-    components = make_components(root, planner="rules")
+    components = make_components(root, planner="rules", database_url=database_url)
     a, b = EditSession.open(components, "alpha"), EditSession.open(components, "beta")
     ra = a.edit(picture(0), "remove the dark square", mask=object_mask())
     rb = b.edit(picture(1), "remove the left strip", mask=_mask(2, 10))
@@ -65,7 +70,7 @@ def test_sessions_are_isolated_and_persist(tmp_path):
     assert graph.get_state(b.config).values["instruction"] == "remove the left strip"
     components.close()
 
-    reopened = make_components(root, planner="rules")
+    reopened = make_components(root, planner="rules", database_url=database_url)
     again = EditSession.open(reopened, "alpha")
     assert again.current_image == ra.image and len(again.turns()) == 1
     follow = again.edit(None, "remove the right strip", mask=_mask(50, 60))
@@ -73,11 +78,12 @@ def test_sessions_are_isolated_and_persist(tmp_path):
     assert {s["id"] for s in reopened.traces.sessions()} == {"alpha", "beta"}
 
 
-def test_killed_run_resumes_from_the_last_completed_node(tmp_path):
+def test_killed_run_resumes_from_the_last_completed_node(tmp_path, database_url):
     root, marker = tmp_path / "d", tmp_path / "inpainting.started"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.graphs._kill_worker", str(root), "crashy", str(marker)],
+        [sys.executable, "-m", "tests.graphs._kill_worker", str(root), "crashy", str(marker),
+         *([database_url] if database_url else [])],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -95,7 +101,8 @@ def test_killed_run_resumes_from_the_last_completed_node(tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
 
-    components = make_components(root, planner="rules")  # a fast OpenCV inpainter this time
+    # a fast OpenCV inpainter this time
+    components = make_components(root, planner="rules", database_url=database_url)
     session = EditSession.open(components, "crashy")
     before = nodes_of(session.trace())
     assert before == ["start", "classify", "identify", "mask", "caption"]
@@ -108,8 +115,8 @@ def test_killed_run_resumes_from_the_last_completed_node(tmp_path):
     assert not session.unfinished()
 
 
-def test_user_caption_replaces_the_planners_and_is_traced(tmp_path):
-    components = make_components(tmp_path / "d", planner="rules")
+def test_user_caption_replaces_the_planners_and_is_traced(tmp_path, database_url):
+    components = make_components(tmp_path / "d", planner="rules", database_url=database_url)
     session = EditSession.open(components)
     planned = session.edit(picture(), "remove the dark square", mask=object_mask())
     written = session.edit(
@@ -122,3 +129,41 @@ def test_user_caption_replaces_the_planners_and_is_traced(tmp_path):
     assert caption_rows[-1]["outputs"]["caption"] == written.caption
     third = session.edit(picture(), "remove the dark square", mask=object_mask())
     assert third.caption == planned.caption, "a caption applies to its own turn only"
+
+
+def test_two_writers_on_one_database_keep_every_turn(tmp_path, database_url):
+    """Two processes' worth of components (own connections, opened at once) edit side by side."""
+    root = tmp_path / "d"
+    start = threading.Barrier(2)
+    results: dict[str, list] = {}
+    errors: list[BaseException] = []
+
+    def writer(name: str, x0: int) -> None:
+        try:
+            start.wait(timeout=30)
+            components = make_components(root, planner="rules", database_url=database_url)
+            session = EditSession.open(components, name)
+            first = session.edit(picture(x0), "remove the dark square", mask=object_mask())
+            second = session.edit(None, "remove the left strip", mask=_mask(x0 + 2, x0 + 10))
+            results[name] = [first, second]
+            components.close()
+        except BaseException as exc:  # reported below, with the thread's name
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(name, x0)) for name, x0 in
+               (("left", 0), ("right", 30))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert set(results) == {"left", "right"}
+
+    reopened = make_components(root, planner="rules", database_url=database_url)
+    for name, (first, second) in results.items():
+        session = EditSession.open(reopened, name)
+        assert [t.turn for t in session.turns()] == [1, 2]
+        assert second.source_image == first.image and session.current_image == second.image
+        values = reopened.graph().get_state(session.config).values
+        assert values["instruction"] == "remove the left strip"
+    assert results["left"][0].image != results["right"][0].image

@@ -77,6 +77,16 @@ def test_postgres_url_without_the_extra_says_how_to_install(tmp_path):
         pytest.skip("the postgres extra is installed")
 
 
+def test_unreachable_postgres_is_one_sentence(tmp_path):
+    pytest.importorskip("langgraph.checkpoint.postgres")
+    from tests.graphs.conftest import closed_port
+
+    url = f"postgresql://u@127.0.0.1:{closed_port()}/db"
+    with pytest.raises(ConfigError, match="cannot connect to the Postgres database") as caught:
+        open_checkpointer(Settings(data_dir=tmp_path, database_url=url, _env_file=None))
+    assert "\n" not in str(caught.value)
+
+
 def test_build_components_loads_no_weights(tmp_path):
     settings = Settings(data_dir=tmp_path)
     components = build_components(settings, inpainter="opencv", planner="rules")

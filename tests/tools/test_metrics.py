@@ -134,7 +134,9 @@ def test_a_good_removal_passes_every_check():
     checks = by_name(objective_checks(EditCategory.REMOVAL, source, result, quarter_mask()))
     assert set(checks) == {
         "mask_not_empty", "mask_coverage", "background_psnr", "background_ssim", "changed_inside",
+        "fill_texture", "fill_colour", "object_at_border",
     }  # fmt: skip
+    assert "too small" in checks["fill_texture"].message  # an 8x8 hole has no texture to judge
     assert all(check.passed for check in checks.values()), checks
     assert checks["mask_coverage"].stage == "mask" and checks["changed_inside"].stage == "inpaint"
 
