@@ -33,17 +33,16 @@ from .processing import (
     resize_mask,
     to_float_rgb,
     to_hole_mask,
-    working_size,
 )
 from .toolbox import (
     BrushNetToolboxMixin,
     check_toolbox_inputs,
-    crop_working_size,
+    crop_to_mask,
     encode_clip_text,
     guidance_embedding,
     lora_text_scale,
-    mask_crop_box,
     paste_crop,
+    region_working_size,
     rescale_noise_cfg,
     retrieve_timesteps,
 )
@@ -602,21 +601,11 @@ class StableDiffusionBrushNetPipeline(
 
         # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
         full_image, full_hole = original, hole
-        crop_box = None
-        if padding_mask_crop is not None:
-            crop_box = mask_crop_box(
-                hole, padding_mask_crop, width or hole.shape[1], height or hole.shape[0]
-            )
-            x1, y1, x2, y2 = crop_box
-            original, hole = original[y1:y2, x1:x2], hole[y1:y2, x1:x2]
+        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
         orig_h, orig_w = original.shape[:2]
-        if height is None or width is None:
-            if crop_box is not None:
-                native = self.unet.config.sample_size * self.vae_scale_factor
-                auto_h, auto_w = crop_working_size(orig_h, orig_w, min(max_side, native))
-            else:
-                auto_h, auto_w = working_size(orig_h, orig_w, max_side=max_side)
-            height, width = height or auto_h, width or auto_w
+        height, width = region_working_size(
+            self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
+        )
         work_image = resize_image(original, height, width)
         work_hole = resize_mask(hole, height, width)
 

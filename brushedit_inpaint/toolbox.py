@@ -331,6 +331,47 @@ def crop_working_size(
     return h, w
 
 
+def crop_to_mask(
+    image: np.ndarray,
+    hole_mask: np.ndarray,
+    padding_mask_crop: int | None,
+    height: int | None,
+    width: int | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None]:
+    """The region to edit: the whole image, or with `padding_mask_crop` the crop around the mask (widened to
+    `width:height`, else to the image's aspect ratio). Returns `(image, hole_mask, box)`, `box=None` when uncropped."""
+    if padding_mask_crop is None:
+        return image, hole_mask, None
+    box = mask_crop_box(
+        hole_mask, padding_mask_crop, width or hole_mask.shape[1], height or hole_mask.shape[0]
+    )
+    x1, y1, x2, y2 = box
+    return image[y1:y2, x1:x2], hole_mask[y1:y2, x1:x2], box
+
+
+def region_working_size(
+    pipe: Any,
+    region_height: int,
+    region_width: int,
+    height: int | None,
+    width: int | None,
+    max_side: int,
+    cropped: bool,
+) -> tuple[int, int]:
+    """`height`/`width` when given; else a crop at the model's native long side (`unet.config.sample_size *
+    vae_scale_factor`, at most `max_side`), or a whole image at its own size shrunk to `max_side`."""
+    from .processing import working_size
+
+    if height is not None and width is not None:
+        return height, width
+    if cropped:
+        native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        auto_h, auto_w = crop_working_size(region_height, region_width, min(max_side, native))
+    else:
+        auto_h, auto_w = working_size(region_height, region_width, max_side=max_side)
+    return height or auto_h, width or auto_w
+
+
 def paste_crop(
     original: np.ndarray, generated_crop: np.ndarray, box: tuple[int, int, int, int]
 ) -> np.ndarray:

@@ -192,8 +192,7 @@ def leftover_measure(
         if abs(along) < crossing:
             continue  # the edge runs along the boundary, not across it
         candidates += 1
-        run = _trace(ux, uy, strong, inside, y, x, 1.0 if along > 0 else -1.0,
-                     4 * min_run_px)
+        run = _trace(ux, uy, strong, inside, y, x, 1.0 if along > 0 else -1.0, 4 * min_run_px)
         longest = max(longest, run)
         if run >= min_run_px:
             continuing[y, x] = True
@@ -205,14 +204,22 @@ def leftover_measure(
     else:
         crossings = 0
     return LeftoverMeasure(
-        crossings=int(crossings), longest_run_px=int(longest), min_run_px=int(min_run_px),
+        crossings=int(crossings),
+        longest_run_px=int(longest),
+        min_run_px=int(min_run_px),
         candidates=int(candidates),
     )
 
 
 def _trace(
-    ux: np.ndarray, uy: np.ndarray, strong: np.ndarray, inside: np.ndarray,
-    y: int, x: int, sign: float, limit: int,
+    ux: np.ndarray,
+    uy: np.ndarray,
+    strong: np.ndarray,
+    inside: np.ndarray,
+    y: int,
+    x: int,
+    sign: float,
+    limit: int,
 ) -> int:
     """Follow the edge through (y, x) into the mask; how many steps it stays an edge inside.
 

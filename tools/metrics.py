@@ -327,8 +327,10 @@ def removal_checks(
     if not smear.measurable:
         why = "the hole or its ring is too small to judge texture"
     elif not textured:
-        why = (f"the surroundings are plain (gradient {smear.ring.gradient:.4f} < "
-               f"{bars.min_ring_texture}), so a smooth fill is right")
+        why = (
+            f"the surroundings are plain (gradient {smear.ring.gradient:.4f} < "
+            f"{bars.min_ring_texture}), so a smooth fill is right"
+        )
     else:
         why = ""
     checks = [
@@ -338,12 +340,16 @@ def removal_checks(
             value=texture if textured else 1.0,
             threshold=bars.min_fill_texture,
             stage="inpaint",
-            message=why or (
+            message=why
+            or (
                 f"the filled area has {texture:.2f}x the texture of its surroundings "
                 f"(gradient energy {smear.ratio('gradient'):.2f}x, sharpness "
                 f"{smear.ratio('sharpness'):.2f}x; needs >= {bars.min_fill_texture:.2f}x)"
-                + ("" if texture >= bars.min_fill_texture else
-                   ": the fill looks smeared; another method or seed may fill it better")
+                + (
+                    ""
+                    if texture >= bars.min_fill_texture
+                    else ": the fill looks smeared; another method or seed may fill it better"
+                )
             ),
         ),
         Check(
@@ -352,11 +358,15 @@ def removal_checks(
             value=colour if textured else 1.0,
             threshold=bars.min_fill_colour,
             stage="inpaint",
-            message=why or (
+            message=why
+            or (
                 f"the filled area has {colour:.2f}x the colour spread of its surroundings "
                 f"(needs >= {bars.min_fill_colour:.2f}x)"
-                + ("" if colour >= bars.min_fill_colour else
-                   ": the fill is flat; another method or seed may fill it better")
+                + (
+                    ""
+                    if colour >= bars.min_fill_colour
+                    else ": the fill is flat; another method or seed may fill it better"
+                )
             ),
         ),
     ]
@@ -372,9 +382,12 @@ def removal_checks(
             message=(
                 f"{crossings} strong edge(s) cross the mask boundary and run on at least "
                 f"{leftover.min_run_px} px inside it (longest {leftover.longest_run_px} px)"
-                + ("" if crossings <= bars.max_border_crossings else
-                   ": part of the object is left outside the mask; a larger (dilated) mask "
-                   "should cover it")
+                + (
+                    ""
+                    if crossings <= bars.max_border_crossings
+                    else ": part of the object is left outside the mask; a larger (dilated) mask "
+                    "should cover it"
+                )
             ),
         )
     )
