@@ -28,6 +28,26 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 """Called as progress(step_done, total_steps)."""
 
+WORKING_SIDE = 1024
+"""Longest side the BrushNet pipelines generate at (their `max_side` default)."""
+CROP_PADDING = 64
+"""Context in pixels kept around the mask when a large photo is edited through a crop."""
+
+
+def crop_padding(size: tuple[int, int], mask: Mask, working_side: int = WORKING_SIDE) -> int | None:
+    """`padding_mask_crop` for the pipeline, or None to edit the whole image.
+
+    A photo larger than the working size would be shrunk as a whole; when its mask (plus `CROP_PADDING` on each
+    side) spans at most half of the photo's longer side, editing a crop around it keeps more detail.
+    """
+    if max(size) <= working_side:
+        return None
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    box = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) + 2 * CROP_PADDING
+    return CROP_PADDING if box <= max(size) / 2 else None
+
 
 class Inpainter(ABC):
     """One inpainting backend: `name` in the registry and the edit categories it can do."""
@@ -190,11 +210,15 @@ class OpenCVInpainter(Inpainter):
             logger.warning(
                 "the opencv %s fill needs opencv-contrib (cv2.xphoto); using telea instead "
                 "(pip install opencv-contrib-python-headless in place of "
-                "opencv-python-headless)", self.method,
+                "opencv-python-headless)",
+                self.method,
             )
             return cv2.inpaint(image, mask, self.radius, cv2.INPAINT_TELEA)
-        flag = {"fsr_fast": xphoto.INPAINT_FSR_FAST, "fsr_best": xphoto.INPAINT_FSR_BEST,
-                "shiftmap": xphoto.INPAINT_SHIFTMAP}[self.method]
+        flag = {
+            "fsr_fast": xphoto.INPAINT_FSR_FAST,
+            "fsr_best": xphoto.INPAINT_FSR_BEST,
+            "shiftmap": xphoto.INPAINT_SHIFTMAP,
+        }[self.method]
         known = np.where(mask > 0, 0, 255).astype(np.uint8)  # xphoto: non-zero = keep
         source = cv2.cvtColor(image, cv2.COLOR_RGB2Lab) if self.method == "shiftmap" else image
         out = np.zeros_like(source)
@@ -348,13 +372,18 @@ class BrushNetInpainter(Inpainter):
             "blending": options.blending,
             "output_type": "pil",
         }
+        working_side = WORKING_SIDE
         if self.is_sdxl:
             from brushedit_inpaint.processing import native_working_size
 
+            working_side = self.sdxl_working_side
             height, width = native_working_size(
                 image.size[1], image.size[0], side=self.sdxl_working_side
             )
             kwargs.update(height=height, width=width)
+        padding = crop_padding(image.size, mask, working_side)
+        if padding is not None and _accepts(self.pipeline, "padding_mask_crop"):
+            kwargs["padding_mask_crop"] = padding  # edit a crop around the mask at the working size
         if progress is not None:
             kwargs["callback_on_step_end"] = _progress_callback(progress, options.steps)
         return kwargs
@@ -418,6 +447,15 @@ def _progress_callback(progress: Progress, steps: int) -> Callable[..., dict]:
         return callback_kwargs
 
     return callback
+
+
+def _accepts(pipeline: Any, argument: str) -> bool:
+    import inspect
+
+    try:
+        return argument in inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _category(category: EditCategory | str) -> EditCategory:
