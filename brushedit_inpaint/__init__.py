@@ -18,6 +18,7 @@ _EXPORTS = {
     "StableDiffusionXLBrushNetPipeline": "pipeline_sdxl",
     "StableDiffusionXLBrushNetPipelineOutput": "pipeline_sdxl",
     "load_pipeline": "loading",
+    "EncodeCache": "caching",
     "BrushNetLoadError": "families",
     "base_family": "families",
     "brushnet_family": "families",
@@ -31,6 +32,7 @@ _EXPORTS = {
 __all__ = [
     "BrushNetLoadError",
     "BrushNetModel",
+    "EncodeCache",
     "BrushNetOutput",
     "MidBlock2D",
     "StableDiffusionBrushNetPipeline",
