@@ -9,6 +9,7 @@ are imported only when a backend is built or run.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -279,6 +280,9 @@ class BrushNetInpainter(Inpainter):
             )
         self.pipeline = pipeline
         self.sdxl_working_side = sdxl_working_side
+        self.encode_cache: Any = None  # one per inpainter: the verifier's retries share it
+        self.compiled = False  # set by from_pretrained(compile=True); the first edit compiles
+        self._warmed = False
 
     @property
     def is_sdxl(self) -> bool:
@@ -298,10 +302,13 @@ class BrushNetInpainter(Inpainter):
         local_files_only: bool = False,
         cpu_offload: bool = False,
         sdxl_working_side: int = 1024,
+        compile: bool = False,
     ) -> BrushNetInpainter:
         """Load an SD1.5 or SDXL base and a BrushNet of the same family (Hub ids, folders, files).
 
-        Raises `ModelLoadError` saying what was tried and how to get the weights.
+        The UNet, branch and VAE run in `channels_last`; `compile` adds `torch.compile` (the first
+        edit then compiles, minutes on a CPU: for long-lived processes). Raises `ModelLoadError`
+        saying what was tried and how to get the weights.
         """
         import torch
 
@@ -320,6 +327,7 @@ class BrushNetInpainter(Inpainter):
                 dtype=torch_dtype,
                 local_files_only=local_files_only,
                 cpu_offload=cpu_offload,
+                compile=compile,
             )
         except Exception as exc:  # any failure here is a missing or mismatched checkpoint
             raise ModelLoadError(
@@ -329,7 +337,9 @@ class BrushNetInpainter(Inpainter):
                 "point the BrushNet and base-model settings at those folders."
             ) from exc
         pipeline.set_progress_bar_config(disable=True)
-        return cls(pipeline, sdxl_working_side=sdxl_working_side)
+        inpainter = cls(pipeline, sdxl_working_side=sdxl_working_side)
+        inpainter.compiled = compile
+        return inpainter
 
     @classmethod
     def create(cls, **kwargs: Any) -> Inpainter:
@@ -381,6 +391,12 @@ class BrushNetInpainter(Inpainter):
                 image.size[1], image.size[0], side=self.sdxl_working_side
             )
             kwargs.update(height=height, width=width)
+        if _accepts(self.pipeline, "encode_cache"):
+            if self.encode_cache is None:
+                from brushedit_inpaint import EncodeCache
+
+                self.encode_cache = EncodeCache()
+            kwargs["encode_cache"] = self.encode_cache  # a seed/guidance retry re-encodes nothing
         padding = crop_padding(image.size, mask, working_side)
         if padding is not None and _accepts(self.pipeline, "padding_mask_crop"):
             kwargs["padding_mask_crop"] = padding  # edit a crop around the mask at the working size
@@ -410,12 +426,18 @@ class BrushNetInpainter(Inpainter):
             negative_prompt=negative_prompt,
             progress=progress,
         )
+        first_compiled = self.compiled and not self._warmed
+        started = time.perf_counter()
         try:
             output = self.pipeline(**kwargs)
         except OSError as exc:  # weights fetched lazily (offload hooks, sharded files)
             raise ModelLoadError(
                 f"The BrushNet pipeline could not read its weights: {exc}"
             ) from exc
+        if first_compiled:
+            self._warmed = True
+            logger.info("first BrushNet edit with torch.compile took %.1f s, compilation included",
+                        time.perf_counter() - started)
         images = list(output.images if hasattr(output, "images") else output[0])
         return [im if im.size == image.size else im.resize(image.size) for im in images]
 

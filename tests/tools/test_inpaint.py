@@ -254,3 +254,18 @@ def test_brushnet_missing_weights_raise_model_load_error(tmp_path):
         )
     with pytest.raises(ModelLoadError):
         get_inpainter("brushnet", base=str(tmp_path / "a"), brushnet=str(tmp_path / "b"))
+
+
+def test_brushnet_retries_share_one_encode_cache(tiny_brushnet):
+    """The verifier's retries (new seed, higher guidance) reuse the inpainter's encodings."""
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 40, 3), np.uint8))
+    mask = centre_mask()
+    first = tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                                  options=EditOptions(steps=2), seed=1)
+    cache = tiny_brushnet.encode_cache
+    assert cache is not None and cache.misses.get("masked_image") >= 1
+    hits = dict(cache.hits)
+    tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                          options=EditOptions(steps=2, guidance_scale=9.0), seed=2)
+    assert cache.hits.get("masked_image", 0) == hits.get("masked_image", 0) + 1
+    assert first
