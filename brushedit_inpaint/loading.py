@@ -19,6 +19,7 @@ from diffusers.utils import logging
 from .brushnet import BrushNetModel
 from .families import (
     _SINGLE_FILE_SUFFIXES,
+    A_FAMILY,
     FAMILY_NAMES,
     BrushNetLoadError,
     Family,
@@ -42,9 +43,9 @@ _SUGGESTED_BRUSHNET = {
 def _check_family_pair(base_kind: Family, branch_kind: Family, base: str, brushnet: str) -> None:
     if base_kind != branch_kind:
         raise BrushNetLoadError(
-            f"BrushNet {brushnet} is {'an' if branch_kind == 'sdxl' else 'a'} {FAMILY_NAMES[branch_kind]} "
-            f"BrushNet but the base model {base} is {FAMILY_NAMES[base_kind]}: use "
-            f"{_SUGGESTED_BRUSHNET[base_kind]} with this base, or a {FAMILY_NAMES[branch_kind]} base."
+            f"BrushNet {brushnet} is {A_FAMILY[branch_kind]} BrushNet but the base model {base} is "
+            f"{FAMILY_NAMES[base_kind]}: use {_SUGGESTED_BRUSHNET[base_kind]} with this base, or "
+            f"{A_FAMILY[branch_kind]} base."
         )
 
 
@@ -165,6 +166,20 @@ def _load_base_components(
     return out
 
 
+def _load_vae(vae: str, dtype: torch.dtype, local_files_only: bool) -> Any:
+    from diffusers import AutoencoderKL
+
+    path = Path(vae).expanduser()
+    if not path.exists() and _looks_like_path(vae):
+        raise BrushNetLoadError(f"VAE path {vae} does not exist.")
+    try:
+        return AutoencoderKL.from_pretrained(
+            vae, torch_dtype=dtype, local_files_only=local_files_only
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BrushNetLoadError(f"Could not load the VAE {vae!r}: {exc}") from exc
+
+
 def _find_brushnet_folder(path: Path, subfolder: str | None) -> tuple[Path, str | None]:
     """The folder holding config.json: `path/subfolder`, `path`, or `path`'s only BrushNet subfolder.
 
@@ -246,6 +261,7 @@ def load_pipeline(
     scheduler: Any = None,
     local_files_only: bool = False,
     cpu_offload: bool = False,
+    vae: str | None = None,
 ) -> StableDiffusionBrushNetPipeline | StableDiffusionXLBrushNetPipeline:
     r"""
     Build a ready-to-call BrushNet pipeline for an SD1.5 or an SDXL base.
@@ -267,6 +283,8 @@ def load_pipeline(
         scheduler (*optional*): None for UniPC (diffusers' defaults), a scheduler class, its name, or an instance.
         local_files_only (`bool`, defaults to `False`): Never touch the network.
         cpu_offload (`bool`, defaults to `False`): `enable_model_cpu_offload` on `device` instead of moving there.
+        vae (`str`, *optional*): A VAE to use instead of the base's (Hub id or folder), e.g.
+            `"madebyollin/sdxl-vae-fp16-fix"`, which runs SDXL in float16 without the float32 VAE passes.
 
     Returns:
         [`StableDiffusionBrushNetPipeline`] for an SD1.5 base, [`StableDiffusionXLBrushNetPipeline`] for SDXL.
@@ -293,6 +311,8 @@ def load_pipeline(
     _check_family_pair(family, brushnet_family(branch_config), base, brushnet)
     branch = _load_brushnet(where, subfolder, dtype, local_files_only)
     components = _load_base_components(base, dtype, local_files_only, family)
+    if vae is not None:
+        components["vae"] = _load_vae(vae, dtype, local_files_only)
     _check_unet_config(components["unet"].config, base, family)
     _check_pair(components["unet"].config, branch.config, brushnet)
 
