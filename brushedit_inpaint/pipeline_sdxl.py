@@ -162,6 +162,7 @@ class StableDiffusionXLBrushNetPipeline(
         self.image_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
         )
+        self._branch_shared = False
 
     @property
     def guidance_scale(self) -> float:
