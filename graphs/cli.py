@@ -8,6 +8,7 @@ packages add sub-commands through the `brushedit.commands` entry-point group (ev
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import entry_points
 from typing import Annotated
 
@@ -55,6 +56,10 @@ def _root(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:  # library notices (e.g. "requires torchvision; falling back") are not for users
+        for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+            os.environ.setdefault(variable, "error")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 @app.command()
