@@ -99,10 +99,12 @@ ERROR_STYLE = ("border:1px solid #d33;background:#fff1f0;color:#8a1f11;padding:8
                "border-radius:6px")
 TIMELINE_CSS = """
 .be-progress progress {width: 100%}
-.be-timeline {border-collapse: collapse; width: 100%; font-size: 0.9em}
+.be-scroll {overflow-x: auto; max-width: 100%}
+.be-timeline {border-collapse: collapse; width: 100%; font-size: 0.9em; table-layout: auto}
+.be-timeline td.be-decision {overflow-wrap: anywhere; min-width: 12em}
 .be-timeline td, .be-timeline th {border-bottom: 1px solid #ddd; padding: 3px 6px;
   vertical-align: top; text-align: left}
-.be-timeline img {height: 48px; margin: 1px; border: 1px solid #ccc}
+.be-timeline img {height: 40px; margin: 1px; border: 1px solid #ccc}
 .be-timeline .be-bar {display: inline-block; height: 6px; background: #f97316}
 .be-timeline tr.be-failed td {background: #fff1f0}
 """
@@ -138,7 +140,16 @@ def web_words(message: str) -> str:
             return f"the {option_label(name)} option (Advanced options)"
         return f"the {name.replace('_', ' ')} setting"
 
-    return re.sub(r"`?(?<![\w-])--([a-z][a-z-]*)(?:[ =][\w.]+)?`?", flag, text)
+    text = re.sub(r"`?(?<![\w-])--([a-z][a-z-]*)(?:[ =][\w.]+)?`?", flag, text)
+    # field names the API and MCP quote (`instruction`, `options.seed`) read as the controls
+    return re.sub(r"`(?:options\.)?([a-z_]+)`", lambda m: _control(m.group(1)), text)
+
+
+def _control(name: str) -> str:
+    if name in EditOptions.model_fields:
+        return option_label(name)
+    return {"instruction": "the instruction", "mask": "the mask", "image": "the image",
+            "caption": "the target caption"}.get(name, name.replace("_", " "))
 
 
 ERROR_TITLES: tuple[tuple[type[BaseException], str], ...] = (
@@ -1079,8 +1090,15 @@ def decision(event: dict[str, Any]) -> str:
         instruction = (event.get("inputs") or {}).get("instruction")
         if instruction:
             parts.append(f"instruction: {instruction}")
-    text = " · ".join(parts)
+    text = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", " · ".join(parts))
     return text if len(text) <= 240 else text[:237] + "…"
+
+
+def _where(event: dict[str, Any]) -> str:
+    turn, attempt = event.get("turn"), event.get("attempt")
+    if turn is None:
+        return "–"
+    return html.escape(f"{turn}·{attempt}" if attempt is not None else str(turn))
 
 
 def _fields(value: Any) -> str:
@@ -1154,16 +1172,16 @@ def render_trace(
             body.append(f"<b>error</b> <pre>{html.escape(str(event['error']))}</pre>")
         rows.append(
             f"<tr class='trace-step{' be-failed' if failed else ''}' data-node='{node}'>"
-            f"<td>{i}</td><td>{html.escape(str(event.get('turn', '?')))}·"
-            f"{html.escape(str(event.get('attempt', '?')))}</td>"
+            f"<td>{i}</td><td>{_where(event)}</td>"
             f"<td><details><summary><b>{node}</b></summary>{''.join(body)}</details></td>"
             f"<td class='be-decision'>{html.escape(decision(event))}</td>"
             f"<td class='be-time'>{timing}</td><td>{''.join(images)}</td></tr>"
         )
     return (
-        f"<style>{TIMELINE_CSS}</style><table class='be-timeline trace'><thead><tr><th>#</th><th>turn·attempt</th>"
+        f"<style>{TIMELINE_CSS}</style><div class='be-scroll'><table class='be-timeline trace'>"
+        "<thead><tr><th>#</th><th>turn·attempt</th>"
         "<th>step</th><th>decision</th><th>time</th><th>images</th></tr></thead><tbody>"
-        + "".join(rows) + "</tbody></table>"
+        + "".join(rows) + "</tbody></table></div>"
     )
 
 
