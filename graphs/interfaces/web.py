@@ -234,11 +234,18 @@ def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
     return spec
 
 
+def _help(text: str) -> str | None:
+    """A field description as help for a person: clauses naming code (`tools.x`) left out."""
+    parts = [p for p in re.split(r";\s*", text or "") if "`" not in p]
+    shown = "; ".join(parts).strip()
+    return (shown if shown.endswith(".") or not shown else shown + ".") or None
+
+
 def _option_component(spec: dict[str, Any]) -> Any:
     import gradio as gr
 
     kind, name = spec["kind"], spec["name"]
-    common = {"label": spec["label"], "info": spec["info"] or None,
+    common = {"label": spec["label"], "info": _help(spec["info"]),
               "elem_id": f"option_{name}"}
     if kind == "slider":
         return gr.Slider(spec["minimum"], spec["maximum"], value=spec["default"],
@@ -247,7 +254,7 @@ def _option_component(spec: dict[str, Any]) -> Any:
         # No minimum/maximum here: out-of-range values get our sentence in the status panel,
         # not Gradio's error badge. The range is in the help text.
         if spec["minimum"] is not None and spec["maximum"] is not None:
-            common["info"] = f"{spec['info']} ({spec['minimum']} to {spec['maximum']})".strip()
+            common["info"] = f"{_help(spec['info']) or ''} ({spec['minimum']} to {spec['maximum']})"
         return gr.Number(value=spec["default"], precision=spec["precision"], **common)
     if kind == "checkbox":
         return gr.Checkbox(value=bool(spec["default"]), **common)
@@ -415,7 +422,7 @@ def build_ui(
         inpainter_box = option_inputs[_index("inpainter")]
         inpainter_box.change(actions.option_states, inputs=[inpainter_box],
                              outputs=option_inputs, show_progress="hidden")
-        demo.load(actions.defaults, outputs=[inpainter_box, planner, *option_inputs])
+        demo.load(actions.defaults, outputs=[planner, *option_inputs])
     return demo
 
 
@@ -643,7 +650,7 @@ class _Actions:
         values[_index("inpainter")] = gr.update(choices=names, value=names[0])
         states = self.option_states(names[0])
         merged = [gr.update(**{**v, **s}) for v, s in zip(values, states, strict=True)]
-        return (merged[_index("inpainter")], gr.update(value=planner_mode), *merged)
+        return (gr.update(value=planner_mode), *merged)
 
     def option_states(self, inpainter: str | None) -> list[Any]:
         """Options the chosen inpainter does not read are shown, greyed, with why."""
@@ -658,9 +665,9 @@ class _Actions:
             unused = spec is not None and name in backend_options and name not in (
                 spec.uses_options
             )
-            info = option_widget_spec(name)["info"]
+            info = _help(option_widget_spec(name)["info"])
             out.append(gr.update(interactive=not unused,
-                                 info=f"Not used by {spec.name}." if unused else (info or None)))
+                                 info=f"Not used by {spec.name}." if unused else info))
         return out
 
     def propose(

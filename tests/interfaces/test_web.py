@@ -401,7 +401,7 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
                 assert uploads_since(clicked) - uploads_since(finished + 1) <= 4
 
                 # 4. The editor shows the result, no spinner, and the uploads stop.
-                page.wait_for_timeout(5000)
+                page.wait_for_timeout(4000)  # the old editor re-uploaded within 3 s
                 assert uploads_since(finished + 1) == 0
                 editor_text = page.locator("#editor").inner_text()
                 assert "processing" not in editor_text
