@@ -390,7 +390,7 @@ def build_ui(
 
         outputs_after_edit = [
             status, result, gallery, next_image, turns, trace_md, trace_gallery, session_state,
-            mask_state, mask_view, mask_upload, option_inputs[_index("seed")],
+            mask_state, mask_view, mask_upload, option_inputs[_index("seed")], caption,
         ]
         run_inputs = [snapshot, mask_upload, instruction, caption, session_state, mask_state,
                       keep_mask, randomise, *option_inputs]
@@ -774,7 +774,7 @@ class _Actions:
         import gradio as gr
 
         keep = gr.update()
-        n_outputs = 12
+        n_outputs = 13
 
         def only_status(html_text: str, **extra: Any) -> tuple[Any, ...]:
             out = [keep] * n_outputs
@@ -884,6 +884,7 @@ class _Actions:
             mask_view,
             None,  # the uploaded mask is used once; keeping it is the checkbox's job
             options.seed,
+            "",  # the caption was this instruction's; the next one gets its own
         )
 
     def undo(self, session_id: str | None, turn: str | None) -> tuple[Any, ...]:

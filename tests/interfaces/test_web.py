@@ -209,6 +209,7 @@ def test_uploaded_mask_is_previewed_at_once_and_kept_only_when_asked(actions):
     out, _ = run_once(actions, editor_value(), "remove the dark square", upload=mask)
     assert "uploaded mask" in out[0]
     assert out[8] is None and out[9] is None and out[10] is None  # used once, then cleared
+    assert out[12] == ""  # so is the target caption: it belonged to this instruction
     out, _ = run_once(actions, editor_value(), "remove the dark square", upload=mask, keep=True,
                       session=out[7])
     assert out[8].mask.any() and out[8].origin == "kept from turn 2" and out[9] is not None
