@@ -361,8 +361,10 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.on("request", lambda r: "/upload" in r.url and uploads.append(time.time()))
             page.on("pageerror", lambda e: errors.append(e))
+            began = time.time()
             page.goto(f"http://127.0.0.1:{port}", wait_until="load")
             _upload_photo(page, source, errors, playwright)
+            print(f"photo in the editor after {time.time() - began:.1f} s")
             page.wait_for_timeout(1000)
             try:
                 # 1. Nothing typed: one error, in the status panel, and no Gradio badges.
@@ -392,6 +394,7 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
                     timeout=90_000,
                 )
                 finished = time.time()
+                print(f"edit shown {finished - clicked:.1f} s after the click")
                 seen = page.evaluate("window.statusSeen")
                 assert any(s.startswith("inpaint") for s in seen), seen
                 assert any("step 1/1" in s for s in seen), seen
