@@ -1,23 +1,41 @@
 """The web editor (`brushedit ui`): a Gradio app over the session facade.
 
 Upload an image, type an instruction, optionally paint a mask (the alpha of the editor's first
-layer) or let the agents propose one and refine it with the mask tools, then run. Each kept
-result becomes the editor's new image, so edits chain; undo steps back. The trace panel shows
-every agent step with its prompt, answer and images. `build_ui(...)` returns the Blocks so tests
-inject offline components; nothing lives at module level.
+layer), upload one, or let the agents propose one and refine it with the mask tools, then run.
+Each kept result becomes the editor's new image, so edits chain; undo steps back. One status
+panel shows the run's progress (node, diffusion step) and, when something is wrong, the one
+error; the trace panel is a timeline of every agent step. `build_ui(...)` returns the Blocks so
+tests inject offline components; nothing lives at module level.
+
+Why the editor is wired through JavaScript: Gradio 6's frontend re-reads ("get_data") every
+component that has a loading status on every status message of every event, and for
+`gr.ImageEditor` that read uploads the whole canvas again and flips its spinner on. An editor
+that is an output of a server event therefore re-uploads itself on each progress message and
+can stay spinning. Here the visible editor is only ever read and written by browser-side (js)
+events: a snapshot copies it into a hidden editor that the server reads, and a hidden image that
+the server writes is copied into it, so it never gets a loading status.
 """
 
 from __future__ import annotations
 
 import html
-import json
+import io
 import logging
+import math
+import queue
 import random
+import re
 import secrets
-from collections.abc import Callable
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from graphs.interfaces.common import (
     HASH_PATTERN,
@@ -32,12 +50,21 @@ from graphs.interfaces.common import (
     jsonable,
     last_image,
     new_session,
-    parse_options,
     plan_only,
     turn_out,
 )
-from tools.errors import BrushEditError, ConfigError, InvalidMaskError, InvalidRequestError
+from tools.errors import (
+    BrushEditError,
+    ConfigError,
+    InvalidImageError,
+    InvalidMaskError,
+    InvalidRequestError,
+    MaskNeededError,
+    ModelLoadError,
+    UnsupportedEditError,
+)
 from tools.images import DEFAULT_MAX_PIXELS
+from tools.types import EditOptions
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -48,6 +75,195 @@ logger = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TURN_HEADERS = ["turn", "instruction", "accepted", "kept", "undone", "result"]
 MASK_TINT = np.array([255, 40, 40], np.float32)
+
+SNAPSHOT_JS = "(value) => value"
+"""Browser-side copy of the visible editor into the hidden one the server reads."""
+SHOW_JS = "(f) => (f ? {background: f, layers: [], composite: f} : null)"
+"""Browser-side copy of the server's next picture into the visible editor (strokes cleared)."""
+
+OPTION_LABELS = {
+    "seed": "Seed",
+    "steps": "Steps",
+    "guidance_scale": "Guidance scale",
+    "conditioning_scale": "Conditioning scale",
+    "samples": "Samples",
+    "blending": "Blend into source",
+    "max_attempts": "Attempts",
+    "inpainter": "Inpainter",
+    "negative_prompt": "Negative prompt",
+}
+"""Labels of `EditOptions` fields; a field without one is labelled from its name."""
+
+SLIDER_STEPS = {int: 1, float: 0.1}
+ERROR_STYLE = ("border:1px solid #d33;background:#fff1f0;color:#8a1f11;padding:8px 12px;"
+               "border-radius:6px")
+TIMELINE_CSS = """
+.be-progress progress {width: 100%}
+.be-scroll {overflow-x: auto; max-width: 100%}
+.be-timeline {border-collapse: collapse; width: 100%; font-size: 0.9em; table-layout: auto}
+.be-timeline td.be-decision {overflow-wrap: anywhere; min-width: 12em}
+.be-timeline td, .be-timeline th {border-bottom: 1px solid #ddd; padding: 3px 6px;
+  vertical-align: top; text-align: left}
+.be-timeline img {height: 40px; margin: 1px; border: 1px solid #ccc}
+.be-timeline .be-bar {display: inline-block; height: 6px; background: #f97316}
+.be-timeline tr.be-failed td {background: #fff1f0}
+"""
+
+
+def option_label(name: str) -> str:
+    return OPTION_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+# --------------------------------------------------------------------------- messages
+
+_FLAG_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:with|pass) `?--mask(?: \S+\.png)?`?"),
+     "by painting over the area or uploading a mask"),
+    (re.compile(r"`?--mask(?: \S+\.png)?`?"), "a painted or uploaded mask"),
+    (re.compile(r"`?--inpainter[ =](\w+)`?"), r"the \1 inpainter (Advanced options)"),
+    (re.compile(r"`?--planner[ =](\w+)`?"), r"the editor started with the \1 planner"),
+    (re.compile(r"\(`?brushedit doctor`? says how\)"),
+     "(whoever runs this editor can see how with `brushedit doctor`)"),
+)
+
+
+def web_words(message: str) -> str:
+    """Say a shared error message in the editor's terms: its controls, never CLI flags."""
+    text = " ".join(str(message).split())
+    for pattern, words in _FLAG_WORDS:
+        text = pattern.sub(words, text)
+
+    def flag(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        name = {"guidance": "guidance_scale"}.get(name, name)
+        if name in EditOptions.model_fields:
+            return f"the {option_label(name)} option (Advanced options)"
+        return f"the {name.replace('_', ' ')} setting"
+
+    text = re.sub(r"`?(?<![\w-])--([a-z][a-z-]*)(?:[ =][\w.]+)?`?", flag, text)
+    # field names the API and MCP quote (`instruction`, `options.seed`) read as the controls
+    return re.sub(r"`(?:options\.)?([a-z_]+)`", lambda m: _control(m.group(1)), text)
+
+
+def _control(name: str) -> str:
+    if name in EditOptions.model_fields:
+        return option_label(name)
+    return {"instruction": "the instruction", "mask": "the mask", "image": "the image",
+            "caption": "the target caption"}.get(name, name.replace("_", " "))
+
+
+ERROR_TITLES: tuple[tuple[type[BaseException], str], ...] = (
+    (MaskNeededError, "A mask is needed"),
+    (InvalidMaskError, "Mask problem"),
+    (InvalidImageError, "Image problem"),
+    (UnsupportedEditError, "Not possible with this inpainter"),
+    (ModelLoadError, "Models missing"),
+    (ConfigError, "Setup problem"),
+    (InvalidRequestError, "Check the request"),
+)
+
+
+def user_message(exc: BaseException) -> tuple[str, str]:
+    """(title, sentence) for an expected failure, in the editor's words."""
+    title = next((t for kind, t in ERROR_TITLES if isinstance(exc, kind)), "Cannot edit")
+    text = web_words(str(exc)) or type(exc).__name__
+    if isinstance(exc, MaskNeededError):
+        text += " (paint over the area to edit, or upload a mask: white = edit)"
+    return title, text
+
+
+def error_html(title: str, text: str, kind: str) -> str:
+    return (
+        f"<div class='be-error' role='alert' style='{ERROR_STYLE}' "
+        f"data-error-type='{html.escape(kind)}'>"
+        f"<strong>{html.escape(title)}:</strong> {html.escape(text)}</div>"
+    )
+
+
+def _option_sentence(exc: ValidationError) -> str:
+    """EditOptions' validation errors as sentences naming the controls."""
+    parts = []
+    for err in exc.errors():
+        name = str((err.get("loc") or ("options",))[0])
+        label = option_label(name)
+        ctx, kind = err.get("ctx") or {}, err.get("type", "")
+        got = err.get("input")
+        bound = next(iter(ctx.values()), None) if ctx else None
+        words = {"greater_than_equal": "at least", "greater_than": "greater than",
+                 "less_than_equal": "at most", "less_than": "less than"}.get(kind)
+        if words:
+            parts.append(f"{label} must be {words} {bound} (got {got})")
+        elif kind == "literal_error":
+            parts.append(f"{label} must be {ctx.get('expected', 'one of the choices')}")
+        elif kind == "string_too_long":
+            parts.append(f"{label} is too long (at most {ctx.get('max_length')} characters)")
+        else:
+            parts.append(f"{label}: {str(err.get('msg', 'is invalid')).lower()}")
+    return "; ".join(parts)
+
+
+def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
+    """How to show one option: kind, bounds, default and help, all read from the model's field.
+
+    Bounds and descriptions live once, on the pydantic field (`Field(ge=, le=, description=)`);
+    the sliders follow them, so a changed bound changes the editor too.
+    """
+    info = model.model_fields[name]
+    low = high = None
+    for item in info.metadata:
+        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
+        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
+    annotation = info.annotation
+    default = info.get_default(call_default_factory=True)
+    spec: dict[str, Any] = {"name": name, "label": option_label(name), "default": default,
+                            "info": info.description or "", "minimum": low, "maximum": high}
+    if annotation is bool:
+        spec["kind"] = "checkbox"
+    elif annotation in (int, float) and low is not None and high is not None and (
+        high - low <= 1000
+    ):
+        spec.update(kind="slider", step=SLIDER_STEPS[annotation])
+    elif annotation in (int, float):
+        spec.update(kind="number", precision=0 if annotation is int else None)
+    elif getattr(annotation, "__args__", None) and all(
+        isinstance(a, str) for a in annotation.__args__
+    ):
+        spec.update(kind="dropdown", choices=list(annotation.__args__))
+    else:
+        spec["kind"] = "text"
+    return spec
+
+
+def _help(text: str) -> str | None:
+    """A field description as help for a person: clauses naming code (`tools.x`) left out."""
+    parts = [p for p in re.split(r";\s*", text or "") if "`" not in p]
+    shown = "; ".join(parts).strip()
+    return (shown if shown.endswith(".") or not shown else shown + ".") or None
+
+
+def _option_component(spec: dict[str, Any]) -> Any:
+    import gradio as gr
+
+    kind, name = spec["kind"], spec["name"]
+    common = {"label": spec["label"], "info": _help(spec["info"]),
+              "elem_id": f"option_{name}"}
+    if kind == "slider":
+        return gr.Slider(spec["minimum"], spec["maximum"], value=spec["default"],
+                         step=spec["step"], **common)
+    if kind == "number":
+        # No minimum/maximum here: out-of-range values get our sentence in the status panel,
+        # not Gradio's error badge. The range is in the help text.
+        if spec["minimum"] is not None and spec["maximum"] is not None:
+            common["info"] = f"{_help(spec['info']) or ''} ({spec['minimum']} to {spec['maximum']})"
+        return gr.Number(value=spec["default"], precision=spec["precision"], **common)
+    if kind == "checkbox":
+        return gr.Checkbox(value=bool(spec["default"]), **common)
+    if kind == "dropdown":
+        return gr.Dropdown(spec["choices"], value=spec["default"], **common)
+    return gr.Textbox(value=spec["default"] or "", **common)
+
+
+# --------------------------------------------------------------------------- the app
 
 
 def build_ui(
@@ -78,35 +294,32 @@ def build_ui(
     lazy = LazyComponents(factory)
     opener = session_opener or default_session_opener
     actions = _Actions(lazy, opener, settings, max_pixels)
+    editor_kwargs = dict(
+        type="numpy", image_mode="RGBA", format="png", layers=False, transforms=(),
+        brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
+    )
 
     with gr.Blocks(title="BrushEdit-Agents") as demo:
         session_state = gr.State(None)  # session id of this browser tab
-        mask_state = gr.State(None)  # the proposed (and tool-edited) mask, uint8 (H, W)
+        mask_state = gr.State(None)  # the current mask (MaskChoice): uploaded, proposed, kept
         gr.Markdown(
             "## BrushEdit-Agents\nUpload an image, say what to change, and run. Paint over the "
-            "area to edit to choose the region yourself, or press **Propose mask** and refine it."
+            "area to edit to choose the region yourself, upload a mask, or press **Propose "
+            "mask** and refine it."
         )
         with gr.Row():
             with gr.Column(scale=3):
                 editor = gr.ImageEditor(
                     label="Image (paint the area to edit: optional)",
-                    type="numpy",
-                    image_mode="RGBA",
-                    format="png",
-                    sources=("upload", "clipboard"),
-                    brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
-                    layers=False,
-                    transforms=(),
-                    elem_id="editor",
+                    sources=("upload", "clipboard"), elem_id="editor", **editor_kwargs,
                 )
+                # What the server reads (a snapshot of the editor) and writes (its next picture).
+                snapshot = gr.ImageEditor(visible=False, **editor_kwargs)
+                next_image = gr.Image(visible=False, type="filepath", format="png",
+                                      interactive=False)
                 mask_upload = gr.Image(
-                    label="…or upload a mask (white = edit)",
-                    type="numpy",
-                    image_mode="L",
-                    format="png",
-                    sources=("upload",),
-                    height=160,
-                    elem_id="mask_upload",
+                    label="…or upload a mask (white = edit)", type="numpy", image_mode="L",
+                    format="png", sources=("upload",), height=160, elem_id="mask_upload",
                 )
                 instruction = gr.Textbox(
                     label="Instruction", placeholder="remove the dog", elem_id="instruction"
@@ -115,33 +328,23 @@ def build_ui(
                     label="Target caption (what the edited area shows; filled by the planner)",
                     elem_id="caption",
                 )
+                keep_mask = gr.Checkbox(
+                    value=False, label="Keep the mask for the next turn",
+                    info="Off: each run's mask is used once, then cleared.", elem_id="keep_mask",
+                )
                 with gr.Row():
                     propose_btn = gr.Button("Propose mask", elem_id="propose")
                     run_btn = gr.Button("Run edit", variant="primary", elem_id="run")
                 with gr.Accordion("Advanced options", open=False):
-                    with gr.Row():
-                        steps = gr.Slider(1, 200, value=50, step=1, label="Steps")
-                        guidance = gr.Slider(0.0, 30.0, value=7.5, step=0.5, label="Guidance")
-                        cond_scale = gr.Slider(
-                            0.0, 10.0, value=1.0, step=0.1, label="Conditioning scale"
-                        )
-                    with gr.Row():
-                        seed = gr.Number(value=1234, precision=0, minimum=0, label="Seed")
-                        randomise = gr.Checkbox(value=False, label="Randomise seed")
-                        samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
-                        blending = gr.Checkbox(value=True, label="Blend into source")
-                    with gr.Row():
-                        inpainter = gr.Dropdown(
-                            ["brushnet", "opencv"], value=None, label="Inpainter",
-                            elem_id="inpainter",
-                        )
-                        planner = gr.Dropdown(
-                            ["auto", "vlm", "rules"], value=None, label="Planner (this run)",
-                            info="Set by the server's --planner; shown for reference.",
-                            interactive=False,
-                        )
+                    option_specs = [option_widget_spec(n) for n in EditOptions.model_fields]
+                    option_inputs = [_option_component(spec) for spec in option_specs]
+                    randomise = gr.Checkbox(value=False, label="Randomise seed")
+                    planner = gr.Textbox(
+                        label="Planner", interactive=False, elem_id="planner",
+                        info="Chosen when the editor was started; shown for reference.",
+                    )
             with gr.Column(scale=3):
-                status = gr.Markdown("", elem_id="status")
+                status = gr.HTML("", elem_id="status")
                 result = gr.Image(
                     label="Result", type="filepath", interactive=False, elem_id="result",
                     format="png",
@@ -152,22 +355,21 @@ def build_ui(
                 )
                 with gr.Accordion("Mask", open=True):
                     mask_view = gr.Image(
-                        label="Current mask (red = edit)", type="numpy", interactive=False,
-                        elem_id="mask_view",
+                        label="Current mask (red = edit; used by the next run)", type="numpy",
+                        interactive=False, elem_id="mask_view",
                     )
                     with gr.Row():
-                        invert_btn = gr.Button("Invert", size="sm")
-                        dilate_btn = gr.Button("Dilate", size="sm")
-                        erode_btn = gr.Button("Erode", size="sm")
-                        box_btn = gr.Button("Box", size="sm")
-                        ellipse_btn = gr.Button("Ellipse", size="sm")
-                        clear_btn = gr.Button("Clear", size="sm")
+                        tool_buttons = {
+                            op: gr.Button(text, size="sm", elem_id=f"mask_{op}")
+                            for op, text in (("invert", "Invert"), ("dilate", "Dilate"),
+                                             ("erode", "Erode"), ("box", "Box"),
+                                             ("ellipse", "Ellipse"), ("clear", "Clear"))
+                        }
                     with gr.Row():
                         px = gr.Slider(1, 64, value=8, step=1, label="Pixels")
-                        left_btn = gr.Button("←", size="sm")
-                        right_btn = gr.Button("→", size="sm")
-                        up_btn = gr.Button("↑", size="sm")
-                        down_btn = gr.Button("↓", size="sm")
+                        for op, text in (("left", "←"), ("right", "→"), ("up", "↑"),
+                                         ("down", "↓")):
+                            tool_buttons[op] = gr.Button(text, size="sm", elem_id=f"mask_{op}")
         with gr.Row():
             with gr.Column(scale=2):
                 turns = gr.Dataframe(
@@ -186,60 +388,46 @@ def build_ui(
                     label="Trace images", columns=6, height=160, elem_id="trace_images"
                 )
 
-        options_inputs = [steps, guidance, cond_scale, seed, randomise, samples, blending, inpainter]
         outputs_after_edit = [
-            status, result, gallery, editor, turns, trace_md, trace_gallery, session_state,
-            mask_state, mask_view, seed, planner,
+            status, result, gallery, next_image, turns, trace_md, trace_gallery, session_state,
+            mask_state, mask_view, mask_upload, option_inputs[_index("seed")], caption,
         ]
-        def run_edit(
-            editor_value, mask_upload_value, instruction_value, caption_value, session_id,
-            mask_value, steps_v, guidance_v, cond_v, seed_v, randomise_v, samples_v,
-            blending_v, inpainter_v, progress=gr.Progress(),
-        ):
-            return actions.run(
-                editor_value, mask_upload_value, instruction_value, caption_value, session_id,
-                mask_value, steps_v, guidance_v, cond_v, seed_v, randomise_v, samples_v,
-                blending_v, inpainter_v, progress=progress,
+        run_inputs = [snapshot, mask_upload, instruction, caption, session_state, mask_state,
+                      keep_mask, randomise, *option_inputs]
+        for trigger in (run_btn.click, instruction.submit):
+            trigger(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
+                actions.run, inputs=run_inputs, outputs=outputs_after_edit,
+                show_progress="hidden", concurrency_id="edit",
             )
-
-        run_btn.click(
-            run_edit,
-            inputs=[
-                editor, mask_upload, instruction, caption, session_state, mask_state,
-                *options_inputs,
-            ],
-            outputs=outputs_after_edit,
+        propose_btn.click(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
+            actions.propose, inputs=[snapshot, instruction, mask_upload],
+            outputs=[mask_state, mask_view, caption, status], concurrency_id="edit",
         )
-        instruction.submit(
-            run_edit,
-            inputs=[
-                editor, mask_upload, instruction, caption, session_state, mask_state,
-                *options_inputs,
-            ],
-            outputs=outputs_after_edit,
-        )
-        propose_btn.click(
-            actions.propose,
-            inputs=[editor, instruction],
-            outputs=[mask_state, mask_view, caption, status],
-        )
-        for button, op in (
-            (invert_btn, "invert"), (dilate_btn, "dilate"), (erode_btn, "erode"),
-            (box_btn, "box"), (ellipse_btn, "ellipse"), (clear_btn, "clear"),
-            (left_btn, "left"), (right_btn, "right"), (up_btn, "up"), (down_btn, "down"),
-        ):
-            button.click(
-                _bind(actions.mask_op, op),
-                inputs=[editor, mask_state, px],
-                outputs=[mask_state, mask_view],
+        for op, button in tool_buttons.items():
+            button.click(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
+                _bind(actions.mask_op, op), inputs=[snapshot, mask_state, px],
+                outputs=[mask_state, mask_view, status], show_progress="hidden",
             )
+        mask_upload.upload(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
+            actions.preview_upload, inputs=[snapshot, mask_upload],
+            outputs=[mask_state, mask_view, status], show_progress="hidden",
+        )
+        mask_upload.clear(actions.clear_upload, outputs=[mask_state, mask_view, status])
         undo_btn.click(
-            actions.undo,
-            inputs=[session_state, undo_turn],
-            outputs=[status, editor, turns, trace_md, trace_gallery, result],
+            actions.undo, inputs=[session_state, undo_turn],
+            outputs=[status, next_image, turns, trace_md, trace_gallery, result],
+            concurrency_id="edit",
         )
-        demo.load(actions.defaults, outputs=[inpainter, planner])
+        next_image.change(None, [next_image], [editor], js=SHOW_JS, queue=False)
+        inpainter_box = option_inputs[_index("inpainter")]
+        inpainter_box.change(actions.option_states, inputs=[inpainter_box],
+                             outputs=option_inputs, show_progress="hidden")
+        demo.load(actions.defaults, outputs=[planner, *option_inputs])
     return demo
+
+
+def _index(name: str) -> int:
+    return list(EditOptions.model_fields).index(name)
 
 
 def _bind(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
@@ -248,6 +436,14 @@ def _bind(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
 
     bound.__name__ = f"mask_{op}"
     return bound
+
+
+@dataclass(frozen=True)
+class MaskChoice:
+    """The mask the next run uses (unless one is painted), and where it came from."""
+
+    mask: np.ndarray
+    origin: str  # "uploaded", "proposed", "edited with the mask tools", "kept from turn N"
 
 
 class _Actions:
@@ -260,6 +456,9 @@ class _Actions:
         self.opener = opener
         self.settings = settings
         self.max_pixels = max_pixels
+        self._thumbs: dict[str, str] = {}
+        self._shown_dir = Path(tempfile.mkdtemp(prefix="brushedit-web-"))
+        self._shown_count = 0
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -267,17 +466,26 @@ class _Actions:
     def components(self) -> Any:
         return self.lazy.get()
 
-    def _gr_error(self, exc: BrushEditError) -> Exception:
-        import gradio as gr
-
-        return gr.Error(" ".join(str(exc).split()), title=type(exc).__name__)
+    def _refused(self, exc: BaseException, what: str) -> str:
+        """The status panel for a failure; expected ones log one line, bugs a traceback."""
+        if isinstance(exc, BrushEditError):
+            title, text = user_message(exc)
+            logger.info("web %s refused: %s: %s", what, type(exc).__name__, text)
+        else:
+            logger.exception("web %s failed unexpectedly", what)
+            detail = " ".join(str(exc).split())[:200]
+            title, text = "Internal error", (
+                f"{type(exc).__name__}{': ' + detail if detail else ''}; the server's log has "
+                "the details"
+            )
+        return error_html(title, text, type(exc).__name__)
 
     def _background(self, editor_value: dict | None) -> Image.Image:
         from PIL import Image
 
         background = (editor_value or {}).get("background")
         if background is None:
-            raise InvalidRequestError("upload an image first")
+            raise InvalidImageError("upload an image first (drop it on the editor)")
         array = np.asarray(background)
         if array.ndim == 2:
             image = Image.fromarray(array.astype(np.uint8), "L").convert("RGB")
@@ -286,7 +494,7 @@ class _Actions:
         else:
             image = Image.fromarray(array[..., :3].astype(np.uint8), "RGB")
         if image.size[0] * image.size[1] > self.max_pixels:
-            raise InvalidRequestError(
+            raise InvalidImageError(
                 f"the image is {image.size[0]}x{image.size[1]}, over the limit of "
                 f"{self.max_pixels:,} pixels; downscale it first"
             )
@@ -312,18 +520,41 @@ class _Actions:
         return mask
 
     @staticmethod
-    def _uploaded_mask(value: Any, size: tuple[int, int]) -> np.ndarray | None:
+    def _uploaded_mask(value: Any, size: tuple[int, int] | None) -> np.ndarray | None:
+        """The uploaded mask, checked against the image with the shared rule (never stretched)."""
         if value is None:
             return None
-        from tools.masks import as_mask
+        from tools.masks import as_mask, fit_mask
 
         mask = as_mask(np.asarray(value))
-        if (mask.shape[1], mask.shape[0]) != size:
-            raise InvalidMaskError(
-                f"the uploaded mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                f"{size[0]}x{size[1]}"
-            )
-        return mask if mask.any() else None
+        if size is not None:
+            mask = fit_mask(mask, size)
+        if not mask.any():
+            raise InvalidMaskError("the uploaded mask is empty: white marks the area to edit")
+        return mask
+
+    def _options(self, values: tuple[Any, ...], randomise: bool) -> EditOptions:
+        data = default_options(self.components, self.settings).model_dump()
+        for name, value in zip(EditOptions.model_fields, values, strict=False):
+            if value is None or (isinstance(value, str) and not value.strip()
+                                 and name != "negative_prompt"):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidRequestError(f"{option_label(name)} must be a finite number")
+            annotation = EditOptions.model_fields[name].annotation
+            if annotation is int and isinstance(value, float):
+                if value != int(value):
+                    raise InvalidRequestError(
+                        f"{option_label(name)} must be a whole number (got {value})"
+                    )
+                value = int(value)
+            data[name] = value
+        if randomise:
+            data["seed"] = random.randrange(2**31)
+        try:
+            return EditOptions.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequestError(_option_sentence(exc)) from None
 
     def _session(self, session_id: str | None) -> Any:
         if session_id:
@@ -347,9 +578,31 @@ class _Actions:
         except BrushEditError:
             return None
 
+    def _thumb(self, digest: str) -> str | None:
+        """A small inline PNG of an artifact (data URI), for the trace timeline."""
+        if digest in self._thumbs:
+            return self._thumbs[digest]
+        path = self._path(digest)
+        if path is None:
+            return None
+        import base64
+
+        from PIL import Image
+
+        with Image.open(path) as stored:
+            small = stored.convert("RGB")
+            small.thumbnail((96, 96))
+        buffer = io.BytesIO()
+        small.save(buffer, format="PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        if len(self._thumbs) > 512:
+            self._thumbs.clear()
+        self._thumbs[digest] = uri
+        return uri
+
     def _trace(self, session: Any) -> tuple[str, list[tuple[str, str]]]:
         events = jsonable(session.trace())
-        return render_trace(events), self._trace_images(events)
+        return render_trace(events, thumb=self._thumb), self._trace_images(events)
 
     def _trace_images(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
         items: list[tuple[str, str]] = []
@@ -363,56 +616,128 @@ class _Actions:
                     items.append((path, f"{event.get('turn', '')}·{node}: {label}"))
         return items
 
-    def _editor_value(self, path: str | None) -> dict[str, Any] | None:
-        """The editor's next picture, as pixels (a file path would need Gradio's path allow-list)."""
-        from PIL import Image
+    def _shown(self, digest: str | None) -> str | None:
+        """The editor's next picture as a fresh file, so the browser sees a change every time.
 
+        A text chunk makes each copy's bytes (and so Gradio's cache name) unique; the pixels
+        are the artifact's. Only the latest copy is kept on disk.
+        """
+        path = self._path(digest)
         if path is None:
             return None
+        from PIL import Image, PngImagePlugin
+
+        self._shown_count += 1
+        for old in self._shown_dir.glob("shown-*.png"):
+            old.unlink(missing_ok=True)
+        target = self._shown_dir / f"shown-{self._shown_count}.png"
+        info = PngImagePlugin.PngInfo()
+        info.add_text("brushedit-shown", f"{digest}:{self._shown_count}:{time.time()}")
         with Image.open(path) as stored:
-            pixels = np.asarray(stored.convert("RGBA"))
-        return {"background": pixels, "layers": [], "composite": pixels}
+            stored.convert("RGBA").save(target, format="PNG", pnginfo=info)
+        return str(target)
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def defaults(self) -> tuple[Any, Any]:
+    def defaults(self) -> tuple[Any, ...]:
         import gradio as gr
 
         components = self.components
         names = inpainter_names(components)
         planner_mode = getattr(getattr(components, "settings", None), "planner", "auto")
-        return gr.update(choices=names, value=names[0]), gr.update(value=planner_mode)
+        defaults = default_options(components, self.settings)
+        values = [gr.update(value=getattr(defaults, n)) for n in EditOptions.model_fields]
+        values[_index("inpainter")] = gr.update(choices=names, value=names[0])
+        states = self.option_states(names[0])
+        merged = [gr.update(**{**v, **s}) for v, s in zip(values, states, strict=True)]
+        return (gr.update(value=planner_mode), *merged)
 
-    def propose(self, editor_value: dict | None, instruction: str) -> tuple[Any, ...]:
+    def option_states(self, inpainter: str | None) -> list[Any]:
+        """Options the chosen inpainter does not read are shown, greyed, with why."""
+        import gradio as gr
+
+        from tools.registry import INPAINTERS
+
+        spec = INPAINTERS.get(inpainter or "")
+        backend_options = {o for s in INPAINTERS.values() for o in s.uses_options}
+        out = []
+        for name in EditOptions.model_fields:
+            unused = spec is not None and name in backend_options and name not in (
+                spec.uses_options
+            )
+            info = _help(option_widget_spec(name)["info"])
+            out.append(gr.update(interactive=not unused,
+                                 info=f"Not used by {spec.name}." if unused else info))
+        return out
+
+    def propose(
+        self, editor_value: dict | None, instruction: str, mask_upload: Any = None
+    ) -> tuple[Any, ...]:
         """Plan only: fill the caption and show the proposed mask, ready for the mask tools."""
+        import gradio as gr
+
         try:
-            text = check_instruction(instruction)
             image = self._background(editor_value)
-            plan, mask, planner, _session = plan_only(self.components, image, text)
-        except BrushEditError as exc:
-            raise self._gr_error(exc) from exc
+            text = check_instruction(instruction)
+            given = self._painted(editor_value, image.size)
+            if given is None:
+                given = self._uploaded_mask(mask_upload, image.size)
+            plan, mask, planner, _session = plan_only(self.components, image, text, mask=given)
+        except Exception as exc:  # shown in the status panel, logged once
+            return gr.update(), gr.update(), gr.update(), self._refused(exc, "propose")
         view = overlay(image, mask) if mask is not None else None
         note = (
-            f"**Plan** ({planner}): {plan.category.value}"
-            + (f" · object: *{html.escape(plan.object)}*" if plan.object else "")
+            f"<div class='be-done'><b>Plan</b> ({html.escape(planner)}): "
+            f"{html.escape(plan.category.value)}"
+            + (f" · object: <i>{html.escape(plan.object)}</i>" if plan.object else "")
+            + " · the proposed mask is used by the next run (refine it with the mask tools)"
+            "</div>"
         )
-        return mask, view, plan.target_caption or "", note
+        choice = MaskChoice(mask, "proposed") if mask is not None else None
+        return choice, view, plan.target_caption or "", note
+
+    def preview_upload(self, editor_value: dict | None, value: Any) -> tuple[Any, Any, str]:
+        """Show an uploaded mask on the photo at once; it becomes the current mask."""
+        if value is None:
+            return None, None, ""
+        try:
+            background = (editor_value or {}).get("background")
+            image = self._background(editor_value) if background is not None else None
+            mask = self._uploaded_mask(value, image.size if image is not None else None)
+        except Exception as exc:  # shown in the status panel, logged once
+            return None, None, self._refused(exc, "mask upload")
+        if image is None:
+            view = overlay_on_black(mask)
+            note = "Mask uploaded; upload the photo to see it in place."
+        else:
+            view = overlay(image, mask)
+            note = "Mask uploaded: the red area is what the next run edits."
+        return MaskChoice(mask, "uploaded"), view, f"<div class='be-done'>{note}</div>"
+
+    def clear_upload(self) -> tuple[None, None, str]:
+        return None, None, ""
 
     def mask_op(
-        self, op: str, editor_value: dict | None, mask: np.ndarray | None, px: float
-    ) -> tuple[Any, Any]:
-        """Apply one mask tool to the current mask (proposed, or painted when none)."""
+        self, op: str, editor_value: dict | None, current: MaskChoice | None, px: float
+    ) -> tuple[Any, Any, str]:
+        """Apply one mask tool to the current mask (uploaded or proposed, else the painted)."""
+        import gradio as gr
+
         from tools import masks
 
         try:
             image = self._background(editor_value)
-            current = mask if mask is not None else self._painted(editor_value, image.size)
-            if current is None:
-                raise InvalidMaskError("no mask yet: paint one or press Propose mask")
-            current = masks.check_mask(masks.as_mask(np.asarray(current)), image.size)
-            step = int(px)
+            mask = current.mask if current is not None else self._painted(
+                editor_value, image.size
+            )
             if op == "clear":
-                return None, None
+                return None, None, "<div class='be-done'>Mask cleared.</div>"
+            if mask is None:
+                raise InvalidMaskError(
+                    "there is no mask yet: paint one, upload one or press Propose mask"
+                )
+            mask = masks.fit_mask(masks.as_mask(np.asarray(mask)), image.size)
+            step = int(px)
             new = {
                 "invert": lambda m: masks.invert(m),
                 "dilate": lambda m: masks.dilate(m, step),
@@ -423,10 +748,11 @@ class _Actions:
                 "right": lambda m: masks.shift(m, step, 0),
                 "up": lambda m: masks.shift(m, 0, -step),
                 "down": lambda m: masks.shift(m, 0, step),
-            }[op](current)
-        except BrushEditError as exc:
-            raise self._gr_error(exc) from exc
-        return new, overlay(image, new)
+            }[op](mask)
+        except Exception as exc:  # shown in the status panel, logged once
+            return gr.update(), gr.update(), self._refused(exc, "mask tool")
+        return (MaskChoice(new, "edited with the mask tools"), overlay(image, new),
+                f"<div class='be-done'>Mask: {html.escape(op)} applied.</div>")
 
     def run(
         self,
@@ -435,48 +761,87 @@ class _Actions:
         instruction: str,
         caption: str,
         session_id: str | None,
-        mask: np.ndarray | None,
-        steps: float,
-        guidance: float,
-        cond_scale: float,
-        seed: float | None,
+        current: MaskChoice | None,
+        keep_mask: bool,
         randomise: bool,
-        samples: float,
-        blending: bool,
-        inpainter: str | None,
-        progress: Any = None,
-    ) -> tuple[Any, ...]:
-        """Run one edit; the result becomes the editor's image for the next turn."""
+        *option_values: Any,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Run one edit, showing its progress; the result becomes the editor's next picture.
+
+        A generator: it yields the status panel while the graph runs (node, attempt, diffusion
+        step), then every output once. A failure changes nothing but the status panel.
+        """
         import gradio as gr
 
-        progress = progress if progress is not None else gr.Progress()
+        keep = gr.update()
+        n_outputs = 13
+
+        def only_status(html_text: str, **extra: Any) -> tuple[Any, ...]:
+            out = [keep] * n_outputs
+            out[0] = html_text
+            for index, value in extra.items():
+                out[int(index[1:])] = value
+            return tuple(out)
+
         try:
-            text = check_instruction(instruction)
             image = self._background(editor_value)
-            user_mask = (
-                self._painted(editor_value, image.size)
-                if self._painted(editor_value, image.size) is not None
-                else self._uploaded_mask(mask_upload, image.size)
-            )
-            if user_mask is None and mask is not None:
-                user_mask = mask if mask.shape[::-1] == image.size else None
-            seed_value = random.randrange(2**31) if randomise else int(seed or 0)
-            components = self.components
-            options = parse_options(
-                {
-                    "steps": int(steps), "guidance_scale": float(guidance),
-                    "conditioning_scale": float(cond_scale), "seed": seed_value,
-                    "samples": int(samples), "blending": bool(blending),
-                    **({"inpainter": inpainter} if inpainter else {}),
-                },
-                defaults=default_options(components, self.settings),
-            )
+            text = check_instruction(instruction)
+            user_mask, origin = self._painted(editor_value, image.size), "painted"
+            if user_mask is None and mask_upload is not None:
+                user_mask, origin = self._uploaded_mask(mask_upload, image.size), "uploaded"
+            if user_mask is None and current is not None:
+                from tools.masks import fit_mask
+
+                user_mask, origin = fit_mask(current.mask, image.size), current.origin
+            options = self._options(option_values, randomise)
             session = self._session(session_id)
-            tracker = _ProgressFeed(progress)
-            result = session.edit(image, text, mask=user_mask, options=options,
-                                  caption=caption or None, on_event=tracker)
-        except BrushEditError as exc:
-            raise self._gr_error(exc) from exc
+        except Exception as exc:  # shown in the status panel, logged once
+            yield only_status(self._refused(exc, "edit"))
+            return
+
+        feed = ProgressFeed()
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = session.edit(
+                    image, text, mask=user_mask, options=options, caption=caption or None,
+                    on_event=events.put,
+                )
+            except BaseException as exc:  # handed to the handler thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="brushedit-web-edit", daemon=True)
+        worker.start()
+        yield only_status(feed.html())  # clears the last error at once
+        shown = time.monotonic()
+        while worker.is_alive() or not events.empty():
+            try:
+                event = events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            changed_node = feed.update(event)
+            if changed_node or time.monotonic() - shown > 0.2:
+                shown = time.monotonic()
+                yield only_status(feed.html())
+        worker.join()
+        if "error" in outcome:
+            trace_html, trace_images = self._trace(session)
+            yield only_status(
+                self._refused(outcome["error"], "edit"), _4=self._turns_rows(session),
+                _5=trace_html, _6=trace_images, _7=session.id,
+            )
+            return
+        result = outcome["result"]
+        yield self._after_edit(session, result, image, user_mask, origin, keep_mask, options)
+
+    def _after_edit(
+        self, session: Any, result: Any, image: Image.Image, user_mask: np.ndarray | None,
+        origin: str, keep_mask: bool, options: EditOptions,
+    ) -> tuple[Any, ...]:
+        from PIL import Image
+
         result_path = self._path(result.image)
         candidates = [
             (path, f"candidate {i + 1}")
@@ -484,41 +849,49 @@ class _Actions:
             if path
         ]
         verdict = "accepted" if result.accepted else "not accepted (best attempt kept)"
+        used = f"{origin} mask" if user_mask is not None else "mask found by the agents"
         status = (
-            f"**Turn {result.turn}**: {verdict} after {result.attempts} attempt(s) · planner "
-            f"`{result.planner}` · inpainter `{result.inpainter}` · "
-            f"{result.plan.category.value}"
-            + (f" · *{html.escape(result.caption)}*" if result.caption else "")
-            + (f"\n\n{html.escape(result.reason)}" if result.reason else "")
+            f"<div class='be-done'><b>Turn {result.turn}</b>: {verdict} after "
+            f"{result.attempts} attempt(s) · planner <code>{html.escape(result.planner)}</code>"
+            f" · inpainter <code>{html.escape(result.inpainter)}</code> · "
+            f"{html.escape(result.plan.category.value)} · {html.escape(used)}"
+            + (f" · <i>{html.escape(result.caption)}</i>" if result.caption else "")
+            + (f"<br>{html.escape(result.reason)}" if result.reason else "")
+            + ("<br>The mask is kept for the next turn." if keep_mask else "")
+            + "</div>"
         )
         trace_html, trace_images = self._trace(session)
         next_input = last_image(session)
+        kept, mask_view = None, None
         mask_path = self._path(result.mask)
-        mask_view = None
-        if mask_path:
-            from PIL import Image
-
-            with Image.open(mask_path) as used:
-                mask_view = overlay(image, np.asarray(used.convert("L")))
+        if keep_mask and mask_path:
+            with Image.open(mask_path) as used_mask:
+                mask = np.asarray(used_mask.convert("L")).copy()
+            kept = MaskChoice(mask, f"kept from turn {result.turn}")
+            base = self._path(next_input)
+            with Image.open(base or mask_path) as shown_on:
+                mask_view = overlay(shown_on.convert("RGB"), mask) if base else None
         return (
             status,
             result_path,
             candidates,
-            self._editor_value(self._path(next_input)) or gr.update(),
+            self._shown(next_input),
             self._turns_rows(session),
             trace_html,
             trace_images,
             session.id,
-            None,
+            kept,
             mask_view,
-            seed_value,
-            gr.update(value=result.planner),
+            None,  # the uploaded mask is used once; keeping it is the checkbox's job
+            options.seed,
+            "",  # the caption was this instruction's; the next one gets its own
         )
 
     def undo(self, session_id: str | None, turn: str | None) -> tuple[Any, ...]:
         """Step back one turn (or to `turn`); the editor shows the image the next edit uses."""
         import gradio as gr
 
+        unchanged = (gr.update(),) * 5
         try:
             if not session_id:
                 raise InvalidRequestError("nothing to undo yet: run an edit first")
@@ -528,10 +901,10 @@ class _Actions:
                 raise InvalidRequestError("nothing left to undo in this session")
             text = (turn or "").strip()
             if text and not text.isdigit():
-                raise InvalidRequestError(f"turn must be a whole number, got {text!r}")
+                raise InvalidRequestError(f"the turn must be a whole number, got {text[:20]!r}")
             session.undo(turn=int(text) if text else None)
-        except BrushEditError as exc:
-            raise self._gr_error(exc) from exc
+        except Exception as exc:  # shown in the status panel, logged once
+            return (self._refused(exc, "undo"), *unchanged)
         remaining = [t for t in (turn_out(x) for x in session.turns()) if not t.undone]
         back_to = last_image(session) or (live[0].source if live else None)
         if remaining:
@@ -539,10 +912,9 @@ class _Actions:
         else:
             note = "Undone: back at the original image."
         trace_html, trace_images = self._trace(session)
-        path = self._path(back_to)
         return (
-            note,
-            self._editor_value(path) or gr.update(),
+            f"<div class='be-done'>{note}</div>",
+            self._shown(back_to) or gr.update(),
             self._turns_rows(session),
             trace_html,
             trace_images,
@@ -550,26 +922,64 @@ class _Actions:
         )
 
 
-class _ProgressFeed:
-    """Turns facade events into `gr.Progress` updates (node names, diffusion steps)."""
+class ProgressFeed:
+    """Facade events folded into what the status panel shows: node, attempt, diffusion step."""
 
-    def __init__(self, progress: Any) -> None:
-        self.progress = progress
-        self.nodes = 0
+    def __init__(self) -> None:
+        self.node: str | None = None
+        self.attempt: int | None = None
+        self.turn: int | None = None
+        self.step: tuple[int, int] | None = None
+        self.done: list[tuple[str, float | None]] = []
+        self.note: str | None = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        try:
-            kind = event.get("type")
-            if kind == "progress" and event.get("total"):
-                self.progress(
-                    (int(event.get("step", 0)), int(event["total"])),
-                    desc=f"{event.get('node') or 'inpaint'}: step",
-                )
-            elif kind == "node" and event.get("status") == "start":
-                self.nodes += 1
-                self.progress(None, desc=f"{event.get('node')} (attempt {event.get('attempt', 1)})")
-        except Exception:
-            logger.debug("progress update failed", exc_info=True)
+    def update(self, event: dict[str, Any]) -> bool:
+        """Fold one event in; True when worth showing at once (a new node, first or last step)."""
+        kind = event.get("type")
+        if kind == "turn":
+            self.turn = event.get("turn")
+        elif kind == "node" and event.get("status") == "start":
+            self.node, self.attempt, self.step = event.get("node"), event.get("attempt"), None
+            self.turn = event.get("turn", self.turn)
+            return True
+        elif kind == "node":
+            ms = event.get("duration_ms")
+            self.done.append((str(event.get("node")), ms if isinstance(ms, (int, float))
+                              else None))
+        elif kind == "progress" and event.get("total"):
+            first = self.step is None
+            self.step = (int(event.get("step", 0)), int(event["total"]))
+            self.node = event.get("node") or self.node
+            return first or self.step[0] >= self.step[1]
+        elif kind == "load":
+            what = str(event.get("component", "model")).replace("inpainter:", "inpainter ")
+            self.note = f"loading {what}" if event.get("status") == "start" else None
+        elif kind == "retry":
+            self.note = f"retrying: {event.get('reason', '')}"
+        elif kind == "fallback":
+            self.note = f"fallback: {event.get('reason', '')}"
+        return False
+
+    def html(self) -> str:
+        where = [f"turn {self.turn}"] if self.turn else []
+        if self.attempt:
+            where.append(f"attempt {self.attempt}")
+        node = html.escape(str(self.node)) if self.node else "starting"
+        step = f" · step {self.step[0]}/{self.step[1]}" if self.step else ""
+        bar = (f"<progress value='{self.step[0]}' max='{self.step[1]}'></progress>"
+               if self.step else "<progress></progress>")
+        done = " → ".join(
+            f"{html.escape(n)}{f' {ms:.0f} ms' if ms is not None else ''}" for n, ms in self.done
+        )
+        return (
+            f"<style>{TIMELINE_CSS}</style><div class='be-progress' data-node='{node}'>"
+            f"<b>Running</b> {' · '.join(where)} · <b class='be-node'>{node}</b>"
+            f"<span class='be-step'>{step}</span>"
+            + (f" · {html.escape(self.note)}" if self.note else "")
+            + bar
+            + (f"<div class='be-trail'>done: {done}</div>" if done else "")
+            + "</div>"
+        )
 
 
 def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -578,6 +988,12 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> np.ndar
     marked = (np.asarray(mask) > 127)[..., None]
     tinted = rgb * (1 - alpha) + MASK_TINT * alpha
     return np.where(marked, tinted, rgb).astype(np.uint8)
+
+
+def overlay_on_black(mask: np.ndarray) -> np.ndarray:
+    """A mask alone (no photo yet): red = edit on black."""
+    marked = (np.asarray(mask) > 127)[..., None]
+    return np.where(marked, MASK_TINT, 0).astype(np.uint8)
 
 
 def _box_mask(mask: np.ndarray) -> np.ndarray:
@@ -606,20 +1022,144 @@ def _hashes(value: Any, label: str = "") -> list[tuple[str, str]]:
     return []
 
 
-def render_trace(events: list[dict[str, Any]]) -> str:
-    """Every node run as a collapsible block: status, timing, prompts, raw answers, outputs."""
+# --------------------------------------------------------------------------- the trace timeline
+
+
+def unused_options(inpainter: str | None) -> frozenset[str]:
+    """`EditOptions` fields that only some inpainters read and `inpainter` does not."""
+    from tools.registry import INPAINTERS
+
+    spec = INPAINTERS.get(inpainter or "")
+    if spec is None:
+        return frozenset()
+    backend = {o for s in INPAINTERS.values() for o in s.uses_options}
+    return frozenset(backend - set(spec.uses_options))
+
+
+def _without_unused(params: Any, unused: frozenset[str]) -> Any:
+    """Drop the parameters the turn's inpainter does not read (and their derived forms)."""
+    if not isinstance(params, dict) or not unused:
+        return params
+    return {
+        key: value for key, value in params.items()
+        if key not in unused and not any(key.endswith("_" + name) for name in unused)
+    }
+
+
+def _turn_inpainters(events: list[dict[str, Any]]) -> dict[Any, str]:
+    chosen: dict[Any, str] = {}
+    for event in events:
+        params = event.get("params") or {}
+        options = (event.get("inputs") or {}).get("options") or {}
+        name = params.get("inpainter") if isinstance(params, dict) else None
+        name = name or (options.get("inpainter") if isinstance(options, dict) else None)
+        if isinstance(name, str):
+            chosen[event.get("turn")] = name
+    return chosen
+
+
+DECISION_KEYS = ("decision", "category", "object", "mask_source", "coverage", "caption",
+                 "accepted", "planner", "skipped")
+
+
+def decision(event: dict[str, Any]) -> str:
+    """One line saying what a step decided, from its outputs and verdict."""
+    if event.get("error"):
+        return f"failed: {event['error']}"
+    outputs = event.get("outputs") or {}
+    verdict = event.get("verdict") or {}
+    parts = []
+    if isinstance(verdict, dict) and verdict.get("decision"):
+        parts.append(str(verdict["decision"]))
+        if verdict.get("reason"):
+            parts.append(str(verdict["reason"]))
+    if isinstance(outputs, dict):
+        for key in DECISION_KEYS:
+            value = outputs.get(key)
+            if value in (None, "", [], {}) or (key == "decision" and parts):
+                continue
+            if key == "coverage" and isinstance(value, (int, float)):
+                parts.append(f"covers {value:.0%}")
+            elif key == "accepted":
+                parts.append("accepted" if value else "not accepted")
+            elif key in ("decision", "category", "skipped"):
+                parts.append(str(value))
+            else:
+                parts.append(f"{key.replace('_', ' ')}: {value}")
+        if not parts and "candidates" in outputs:
+            parts.append(f"{len(outputs['candidates'] or [])} candidate(s)")
+        if not parts and outputs.get("reason"):
+            parts.append(str(outputs["reason"]))
+        if not parts:
+            scalars = [f"{k}: {v}" for k, v in outputs.items()
+                       if isinstance(v, (str, int, float, bool))][:3]
+            parts.extend(scalars)
+    if not parts and event.get("node") == "start":
+        instruction = (event.get("inputs") or {}).get("instruction")
+        if instruction:
+            parts.append(f"instruction: {instruction}")
+    text = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", " · ".join(parts))
+    return text if len(text) <= 240 else text[:237] + "…"
+
+
+def _where(event: dict[str, Any]) -> str:
+    turn, attempt = event.get("turn"), event.get("attempt")
+    if turn is None:
+        return "–"
+    return html.escape(f"{turn}·{attempt}" if attempt is not None else str(turn))
+
+
+def _fields(value: Any) -> str:
+    """A dict as readable `key: value` lines (nested values as compact JSON)."""
+    import json
+
+    if not isinstance(value, dict):
+        return html.escape(json.dumps(value, default=str))
+    lines = []
+    for key, item in value.items():
+        text = item if isinstance(item, str) else json.dumps(item, default=str)
+        if len(text) > 600:
+            text = text[:600] + " …"
+        lines.append(f"<div><b>{html.escape(str(key))}</b>: {html.escape(text)}</div>")
+    return "".join(lines)
+
+
+def render_trace(
+    events: list[dict[str, Any]], *, thumb: Callable[[str], str | None] | None = None
+) -> str:
+    """The trace as a timeline: one row per step with its decision, timing and images.
+
+    Each row opens to the step's prompts, raw answers, inputs, parameters (only those the
+    turn's inpainter reads), outputs and verdict. `thumb(hash)` gives an image's inline URL.
+    """
     if not events:
         return "<p><em>No steps yet.</em></p>"
-    parts = []
+    inpainters = _turn_inpainters(events)
+    slowest = max((e.get("duration_ms") or 0 for e in events
+                   if isinstance(e.get("duration_ms"), (int, float))), default=0) or 1
+    rows = []
+    seen: set[str] = set()
     for i, event in enumerate(events, 1):
         node = html.escape(str(event.get("node", "step")))
-        status = html.escape(str(event.get("status", "")))
+        failed = event.get("status") not in (None, "ok")
+        unused = unused_options(inpainters.get(event.get("turn")))
         ms = event.get("duration_ms")
-        timing = f" · {ms:.0f} ms" if isinstance(ms, (int, float)) else ""
-        head = (
-            f"{i}. turn {event.get('turn', '?')} · attempt {event.get('attempt', '?')} · "
-            f"<b>{node}</b> · {status}{timing}"
-        )
+        if isinstance(ms, (int, float)):
+            width = max(2, int(80 * ms / slowest))
+            timing = f"{ms:.0f} ms<br><span class='be-bar' style='width:{width}px'></span>"
+        else:
+            timing = ""
+        images = []
+        for label, digest in _hashes(event.get("images")):
+            if digest in seen:
+                continue
+            seen.add(digest)
+            uri = thumb(digest) if thumb else None
+            if uri:
+                images.append(f"<img src='{uri}' alt='{html.escape(label)}' "
+                              f"title='{html.escape(label)}'>")
+            else:
+                images.append(f"<span title='{digest}'>{html.escape(label)}</span>")
         body = []
         for call in event.get("calls") or []:
             body.append(
@@ -628,20 +1168,29 @@ def render_trace(events: list[dict[str, Any]]) -> str:
                 f"<pre>prompt: {html.escape(str(call.get('prompt') or ''))}</pre>"
                 f"<pre>answer: {html.escape(str(call.get('raw') or ''))}</pre></div>"
             )
-        for key in ("inputs", "params", "outputs", "verdict"):
-            value = event.get(key)
+        inputs = dict(event.get("inputs") or {})
+        if isinstance(inputs.get("options"), dict):
+            inputs["options"] = _without_unused(inputs["options"], unused)
+        for key, value in (("inputs", inputs),
+                           ("params", _without_unused(event.get("params"), unused)),
+                           ("outputs", event.get("outputs")), ("verdict", event.get("verdict"))):
             if value not in (None, {}, []):
-                text = json.dumps(value, indent=1, default=str)
-                if len(text) > 4000:
-                    text = text[:4000] + " …"
-                body.append(f"<b>{key}</b><pre>{html.escape(text)}</pre>")
+                body.append(f"<div class='trace-{key}'><i>{key}</i>{_fields(value)}</div>")
         if event.get("error"):
             body.append(f"<b>error</b> <pre>{html.escape(str(event['error']))}</pre>")
-        parts.append(
-            f"<details class='trace-step' data-node='{node}'><summary>{head}</summary>"
-            f"{''.join(body)}</details>"
+        rows.append(
+            f"<tr class='trace-step{' be-failed' if failed else ''}' data-node='{node}'>"
+            f"<td>{i}</td><td>{_where(event)}</td>"
+            f"<td><details><summary><b>{node}</b></summary>{''.join(body)}</details></td>"
+            f"<td class='be-decision'>{html.escape(decision(event))}</td>"
+            f"<td class='be-time'>{timing}</td><td>{''.join(images)}</td></tr>"
         )
-    return "<div class='trace'>" + "".join(parts) + "</div>"
+    return (
+        f"<style>{TIMELINE_CSS}</style><div class='be-scroll'><table class='be-timeline trace'>"
+        "<thead><tr><th>#</th><th>turn·attempt</th>"
+        "<th>step</th><th>decision</th><th>time</th><th>images</th></tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table></div>"
+    )
 
 
 def launch(
@@ -653,6 +1202,7 @@ def launch(
 ) -> None:
     """Serve the editor (blocking). Off loopback it needs BRUSHEDIT_API_TOKEN as the password."""
     token = getattr(settings, "api_token", None)
+    token = token.strip() if isinstance(token, str) else token
     if host not in LOOPBACK_HOSTS and not token:
         raise ConfigError(
             f"refusing to serve the editor on {host} without a password; set "
