@@ -51,6 +51,29 @@ class VLMRequestError(AgentError):
     """The server refused the request for a reason other than a missing model."""
 
 
+class VLMBadResponseError(VLMRequestError):
+    """The server's reply is not Ollama's: not JSON, no `message`, or far too large."""
+
+
+class VLMNoVisionError(AgentError):
+    """The model cannot see images, so it cannot plan or check an edit."""
+
+    SUGGESTED = "qwen2.5vl:7b"
+
+    def __init__(self, model: str, capabilities: list[str] | tuple[str, ...] = ()) -> None:
+        self.model = model
+        self.capabilities = list(capabilities)
+        self.fix = (
+            f"ollama pull {self.SUGGESTED}   (then set BRUSHEDIT_OLLAMA_MODEL={self.SUGGESTED}, "
+            "or pick another vision model)"
+        )
+        caps = f" (its capabilities: {', '.join(self.capabilities)})" if self.capabilities else ""
+        super().__init__(
+            f"{model} has no vision capability{caps}, so it cannot look at the image; use a "
+            f"vision model: `ollama pull {self.SUGGESTED}` and choose it as the model"
+        )
+
+
 class VLMInvalidAnswerError(AgentError):
     """The model kept answering something that does not fit the requested schema."""
 

@@ -9,14 +9,15 @@ Then the checks of `tools.fill_checks` as the verifier uses them (`tools.metrics
 - fill texture: flagged share of deliberately bad fills (flat: the ring's mean colour; smeared:
   the truth under a 6 px Gaussian blur) against false alarms on good fills (the truth itself);
   the share of each method's fills it flags is printed too;
-- object left at the border: an object (a patch of another photo, in the hole's shape) is pasted
-  onto the background; a half-covered removal (mask over the object's left half, filled with the
-  truth) should be flagged, a full one (mask over the whole object, dilated) should not.
+- object left at the border: a real object (cut from its photo with its mask: spoon, cookie,
+  tripod, shuttle, ...) is pasted onto each hole's spot; a half-covered removal (mask over the
+  object's first half along its longer side, dilated, filled with the truth) should be flagged,
+  a full one (mask over the whole object, dilated) should not.
 
 FSR_BEST takes minutes on a large hole, so it runs only on a separate set of small holes (128 px
 images, holes about 20 px across), where every other method runs as well for comparison.
 
-    python benchmarks/removal_quality.py                  # about 2-4 min on 2 busy cores
+    python benchmarks/removal_quality.py                  # about 1.5-2 min on 2 busy cores
     python benchmarks/removal_quality.py --holes 2 --small-holes 2 --size 192   # quick look
 """
 
@@ -165,11 +166,6 @@ def bad_fills(truth: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     return {"flat": flat, "smeared": smeared}
 
 
-def with_object(truth: np.ndarray, object_mask: np.ndarray, patch: np.ndarray) -> np.ndarray:
-    """`truth` with `patch` (same size) pasted where `object_mask` is set."""
-    return np.where((object_mask > 0)[..., None], patch, truth)
-
-
 def run_methods(cases: list[dict], methods: list[str], label: str) -> dict[str, dict]:
     rows: dict[str, dict] = {m: {"psnr": [], "ssim": [], "time": [], "flagged": 0} for m in methods}
     for index, case in enumerate(cases, 1):
@@ -242,25 +238,65 @@ def main() -> None:
           f"true fill {false_alarms / n:.0%}")
 
     # --- the border check: a half-covered object against a fully covered one -----------------
-    patches = list(images.values())
+    half_hits, full_alarms, n = border_check(cases, images, args.seed)
+    print(f"object-at-border check on {n} pasted objects: flags {half_hits / n:.0%} of "
+          f"half-covered removals; false alarms on fully covered ones {full_alarms / n:.0%}")
+
+
+def real_objects() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(RGB crop, boolean silhouette) of every object we have a mask for, cut from its photo."""
+    out = []
+    for path in sorted([*SUITE.glob("*.mask.png"), *EXAMPLES.glob("*_mask.png")]):
+        photo = SUITE / (path.name.split("-")[0] + ".png")
+        if path.parent == EXAMPLES:
+            photo = EXAMPLES / (path.name.split("_")[0] + ".jpg")
+        mask = np.asarray(Image.open(path).convert("L")) > 127
+        if not 0.002 < mask.mean() < 0.3 or not photo.exists():
+            continue
+        image = np.asarray(Image.open(photo).convert("RGB"))
+        ys, xs = np.nonzero(mask)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        out.append((image[box], mask[box]))
+    return out
+
+
+def border_check(cases: list[dict], images: dict[str, np.ndarray], seed: int
+                 ) -> tuple[int, int, int]:
+    """Paste real objects onto the holes' spots; check a full and a half-covering mask."""
+    rng = np.random.default_rng(seed + 2)
+    objects = real_objects()
     half_hits = full_alarms = 0
-    for i, case in enumerate(cases):
-        truth, obj = case["truth"], case["mask"]
-        donor = resize_max(patches[(i + 3) % len(patches)], max(truth.shape[:2]))
-        donor = cv2.resize(donor, truth.shape[1::-1])
-        source = with_object(truth, obj, donor)
+    for case in cases:
+        truth, spot = case["truth"], case["mask"] > 0
+        crop, silhouette = objects[int(rng.integers(len(objects)))]
+        ys, xs = np.nonzero(spot)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        scale = min(h / crop.shape[0], w / crop.shape[1]) * 1.3
+        size = (max(4, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
+        patch = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        shape = cv2.resize(silhouette.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        y0 = min(max(0, ys.min()), truth.shape[0] - size[1])
+        x0 = min(max(0, xs.min()), truth.shape[1] - size[0])
+        obj = np.zeros(truth.shape[:2], np.uint8)
+        obj[y0 : y0 + size[1], x0 : x0 + size[0]] = shape * 255
+        canvas = truth.copy()
+        canvas[y0 : y0 + size[1], x0 : x0 + size[0]] = patch
+        source = np.where((obj > 0)[..., None], canvas, truth)
         margin = max(2, round(0.03 * max(truth.shape[:2])))
         full = dilate(obj, margin)
         clean = np.where((full > 0)[..., None], truth, source)
         full_alarms += failed(objective_checks("removal", source, clean, full), BORDER_CHECKS)
-        xs = np.nonzero((obj > 0).any(axis=0))[0]
+        # cut across the object's longer side, so the part left outside is a real piece of it
+        oys, oxs = np.nonzero(obj)
         half_obj = obj.copy()
-        half_obj[:, (xs.min() + xs.max()) // 2 :] = 0
+        if np.ptp(oxs) >= np.ptp(oys):
+            half_obj[:, (oxs.min() + oxs.max()) // 2 :] = 0
+        else:
+            half_obj[(oys.min() + oys.max()) // 2 :, :] = 0
         half = dilate(half_obj, margin)
         leftover = np.where((half > 0)[..., None], truth, source)
         half_hits += failed(objective_checks("removal", source, leftover, half), BORDER_CHECKS)
-    print(f"object-at-border check on {n} pasted objects: flags {half_hits / n:.0%} of "
-          f"half-covered removals; false alarms on fully covered ones {full_alarms / n:.0%}")
+    return half_hits, full_alarms, len(cases)
 
 
 if __name__ == "__main__":

@@ -18,25 +18,33 @@ _EXPORTS = {
     "StableDiffusionXLBrushNetPipeline": "pipeline_sdxl",
     "StableDiffusionXLBrushNetPipelineOutput": "pipeline_sdxl",
     "load_pipeline": "loading",
-    "BrushNetLoadError": "loading",
+    "EncodeCache": "caching",
+    "BrushNetLoadError": "families",
+    "base_family": "families",
+    "brushnet_family": "families",
     "blur_blend": "processing",
     "hole_to_known_mask": "processing",
     "to_hole_mask": "processing",
     "working_size": "processing",
+    "native_working_size": "processing",
 }
 
 __all__ = [
     "BrushNetLoadError",
     "BrushNetModel",
+    "EncodeCache",
     "BrushNetOutput",
     "MidBlock2D",
     "StableDiffusionBrushNetPipeline",
     "StableDiffusionBrushNetPipelineOutput",
     "StableDiffusionXLBrushNetPipeline",
     "StableDiffusionXLBrushNetPipelineOutput",
+    "base_family",
     "blur_blend",
+    "brushnet_family",
     "hole_to_known_mask",
     "load_pipeline",
+    "native_working_size",
     "to_hole_mask",
     "unet_forward_with_brushnet",
     "working_size",
@@ -44,13 +52,20 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .brushnet import BrushNetModel, BrushNetOutput, MidBlock2D
-    from .loading import BrushNetLoadError, load_pipeline
+    from .families import BrushNetLoadError, base_family, brushnet_family
+    from .loading import load_pipeline
     from .pipeline import StableDiffusionBrushNetPipeline, StableDiffusionBrushNetPipelineOutput
     from .pipeline_sdxl import (
         StableDiffusionXLBrushNetPipeline,
         StableDiffusionXLBrushNetPipelineOutput,
     )
-    from .processing import blur_blend, hole_to_known_mask, to_hole_mask, working_size
+    from .processing import (
+        blur_blend,
+        hole_to_known_mask,
+        native_working_size,
+        to_hole_mask,
+        working_size,
+    )
     from .unet_injection import unet_forward_with_brushnet
 
 

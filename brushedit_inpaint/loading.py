@@ -1,5 +1,11 @@
 # Copyright 2025 The BrushEdit-Agents authors. Apache-2.0.
-"""Load an SD1.5 base plus a BrushNet checkpoint into [`StableDiffusionBrushNetPipeline`], with readable errors."""
+"""Load a base model plus a BrushNet checkpoint into the matching pipeline, with readable errors.
+
+The family (Stable Diffusion 1.5 or SDXL) is read from the base's config (Hub id, diffusers folder or the key names
+of a single file) and from the BrushNet's `config.json` before any weights are loaded, so a mismatched pair fails in
+one sentence: an SD1.5 base gives [`StableDiffusionBrushNetPipeline`], an SDXL base
+[`StableDiffusionXLBrushNetPipeline`].
+"""
 
 from __future__ import annotations
 
@@ -11,31 +17,38 @@ import torch
 from diffusers.utils import logging
 
 from .brushnet import BrushNetModel
+from .families import (
+    _SINGLE_FILE_SUFFIXES,
+    FAMILY_NAMES,
+    BrushNetLoadError,
+    Family,
+    _looks_like_path,
+    _unet_family,
+    base_family,
+    brushnet_family,
+)
 from .pipeline import StableDiffusionBrushNetPipeline
+from .pipeline_sdxl import StableDiffusionXLBrushNetPipeline
 
 logger = logging.get_logger(__name__)
 
-_SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+_SUGGESTED_BRUSHNET = {
+    "sd15": "an SD1.5 BrushNet such as BrushEdit's `brushnetX`",
+    "sdxl": "an SDXL BrushNet such as `random_mask_brushnet_ckpt_sdxl_v0` or "
+    "`segmentation_mask_brushnet_ckpt_sdxl_v1`",
+}
 
 
-class BrushNetLoadError(ValueError):
-    """A base model or BrushNet checkpoint is missing or does not fit this pipeline; the message says why."""
-
-
-def _looks_like_path(name: str) -> bool:
-    """Hub ids are `owner/name`; anything absolute, relative-dotted, deeper or with a file suffix is a path."""
-    if os.path.isabs(name) or name.startswith((".", "~")) or name.endswith(_SINGLE_FILE_SUFFIXES):
-        return True
-    return name.count("/") > 1 or "\\" in name
+def _check_family_pair(base_kind: Family, branch_kind: Family, base: str, brushnet: str) -> None:
+    if base_kind != branch_kind:
+        raise BrushNetLoadError(
+            f"BrushNet {brushnet} is {'an' if branch_kind == 'sdxl' else 'a'} {FAMILY_NAMES[branch_kind]} "
+            f"BrushNet but the base model {base} is {FAMILY_NAMES[base_kind]}: use "
+            f"{_SUGGESTED_BRUSHNET[base_kind]} with this base, or a {FAMILY_NAMES[branch_kind]} base."
+        )
 
 
 def _check_brushnet_config(config: dict[str, Any], source: str) -> None:
-    if config.get("addition_embed_type") is not None or config.get("cross_attention_dim") == 2048:
-        raise BrushNetLoadError(
-            f"{source} is an SDXL BrushNet (addition_embed_type={config.get('addition_embed_type')!r}, "
-            f"cross_attention_dim={config.get('cross_attention_dim')}); this pipeline is for SD1.5 BrushNets "
-            "such as BrushEdit's `brushnetX`."
-        )
     in_ch, cond_ch = config.get("in_channels", 4), config.get("conditioning_channels", 5)
     if in_ch != 4 or cond_ch != 5:
         raise BrushNetLoadError(
@@ -44,11 +57,11 @@ def _check_brushnet_config(config: dict[str, Any], source: str) -> None:
         )
 
 
-def _check_unet_config(config: Any, source: str) -> None:
-    if config.get("addition_embed_type") is not None or config.get("cross_attention_dim") == 2048:
+def _check_unet_config(config: Any, source: str, family: Family) -> None:
+    if _unet_family(config) != family:
         raise BrushNetLoadError(
-            f"The base model {source} looks like SDXL (addition_embed_type={config.get('addition_embed_type')!r}, "
-            f"cross_attention_dim={config.get('cross_attention_dim')}); use a Stable Diffusion 1.5 base."
+            f"The base model {source} has a {FAMILY_NAMES[_unet_family(config)]} UNet although its config says "
+            f"{FAMILY_NAMES[family]}; re-export it as one diffusers folder."
         )
     if config.get("in_channels") != 4:
         raise BrushNetLoadError(
@@ -91,9 +104,30 @@ def _make_scheduler(scheduler: Any, base_config: Any):
     )
 
 
-def _load_base_components(base: str, dtype: torch.dtype, local_files_only: bool) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline
+_BASE_COMPONENTS = {
+    "sd15": ("vae", "text_encoder", "tokenizer", "unet", "scheduler"),
+    "sdxl": (
+        "vae",
+        "text_encoder",
+        "text_encoder_2",
+        "tokenizer",
+        "tokenizer_2",
+        "unet",
+        "scheduler",
+    ),
+}
 
+
+def _load_base_components(
+    base: str, dtype: torch.dtype, local_files_only: bool, family: Family = "sd15"
+) -> dict[str, Any]:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    if family == "sdxl":
+        pipeline_cls, extra = StableDiffusionXLPipeline, {"add_watermarker": False}
+    else:
+        pipeline_cls = StableDiffusionPipeline
+        extra = {"safety_checker": None, "requires_safety_checker": False}
     path = Path(base).expanduser()
     try:
         if path.is_file():
@@ -101,8 +135,9 @@ def _load_base_components(base: str, dtype: torch.dtype, local_files_only: bool)
                 raise BrushNetLoadError(
                     f"Base model file {base} must be a .safetensors or .ckpt single-file checkpoint."
                 )
-            base_pipe = StableDiffusionPipeline.from_single_file(
-                str(path), torch_dtype=dtype, local_files_only=local_files_only, safety_checker=None
+            single = {"safety_checker": None} if family == "sd15" else {}
+            base_pipe = pipeline_cls.from_single_file(
+                str(path), torch_dtype=dtype, local_files_only=local_files_only, **single
             )
         elif path.is_dir():
             if not (path / "model_index.json").is_file():
@@ -110,41 +145,70 @@ def _load_base_components(base: str, dtype: torch.dtype, local_files_only: bool)
                     f"Base model folder {base} has no model_index.json: expected a diffusers-format Stable Diffusion "
                     "folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."
                 )
-            base_pipe = StableDiffusionPipeline.from_pretrained(
-                str(path), torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
-            )
+            base_pipe = pipeline_cls.from_pretrained(str(path), torch_dtype=dtype, **extra)
         elif _looks_like_path(base):
             raise BrushNetLoadError(f"Base model path {base} does not exist.")
         else:
-            base_pipe = StableDiffusionPipeline.from_pretrained(
-                base,
-                torch_dtype=dtype,
-                local_files_only=local_files_only,
-                safety_checker=None,
-                requires_safety_checker=False,
+            base_pipe = pipeline_cls.from_pretrained(
+                base, torch_dtype=dtype, local_files_only=local_files_only, **extra
             )
     except BrushNetLoadError:
         raise
     except (OSError, ValueError) as exc:
         raise BrushNetLoadError(f"Could not load the base model {base!r}: {exc}") from exc
     components = dict(base_pipe.components)
-    return {k: components.get(k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    out = {k: components.get(k) for k in _BASE_COMPONENTS[family]}
+    if family == "sdxl":
+        out["force_zeros_for_empty_prompt"] = base_pipe.config.get(
+            "force_zeros_for_empty_prompt", True
+        )
+    return out
 
 
-def _load_brushnet(
-    brushnet: str, subfolder: str | None, dtype: torch.dtype, local_files_only: bool
-) -> BrushNetModel:
-    source = brushnet if subfolder is None else f"{brushnet} (subfolder {subfolder!r})"
+def _find_brushnet_folder(path: Path, subfolder: str | None) -> tuple[Path, str | None]:
+    """The folder holding config.json: `path/subfolder`, `path`, or `path`'s only BrushNet subfolder.
+
+    The released checkpoints come as one folder each (`random_mask_brushnet_ckpt_sdxl_v0/`,
+    `segmentation_mask_brushnet_ckpt_sdxl_v1/`, BrushEdit's `brushnetX/`: config.json +
+    diffusion_pytorch_model.safetensors), often inside a download folder such as `data/ckpt/`.
+    """
+    folder = path / subfolder if subfolder else path
+    if (folder / "config.json").is_file():
+        return path, subfolder
+    candidates = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()
+    ) if folder.is_dir() else []  # fmt: skip
+    if len(candidates) == 1:
+        logger.info(f"Using the BrushNet in {folder / candidates[0]}.")
+        return folder, candidates[0]
+    found = f"; it holds {', '.join(candidates)}: pass one as the subfolder" if candidates else ""
+    raise BrushNetLoadError(
+        f"BrushNet folder {folder} has no config.json{found} (expected a diffusers-format BrushNet folder: "
+        "config.json + diffusion_pytorch_model.safetensors, e.g. BrushEdit's `brushnetX/` or "
+        "`segmentation_mask_brushnet_ckpt_sdxl_v1/`)."
+    )
+
+
+def _weights_variant(folder: Path) -> str | None:
+    """`"fp16"` when a local folder has only `diffusion_pytorch_model.fp16.*` weights (half-precision exports)."""
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    plain = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"}
+    if names & plain or not any(n.startswith("diffusion_pytorch_model.fp16.") for n in names):
+        return None
+    return "fp16"
+
+
+def _read_brushnet_config(
+    brushnet: str, subfolder: str | None, local_files_only: bool
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Locate the BrushNet and read its config: (where, subfolder, config), checked for the 9 input channels."""
     path = Path(brushnet).expanduser()
     if path.exists():
-        folder = path / subfolder if subfolder else path
-        if not (folder / "config.json").is_file():
-            raise BrushNetLoadError(
-                f"BrushNet folder {folder} has no config.json: expected a diffusers-format BrushNet folder "
-                "(config.json + diffusion_pytorch_model.safetensors), e.g. BrushEdit's `brushnetX/`."
-            )
+        path, subfolder = _find_brushnet_folder(path, subfolder)
+        brushnet = str(path)
     elif _looks_like_path(brushnet):
         raise BrushNetLoadError(f"BrushNet path {brushnet} does not exist.")
+    source = brushnet if subfolder is None else f"{brushnet} (subfolder {subfolder!r})"
     try:
         config = BrushNetModel.load_config(
             brushnet, subfolder=subfolder, local_files_only=local_files_only
@@ -152,9 +216,22 @@ def _load_brushnet(
     except (OSError, ValueError) as exc:
         raise BrushNetLoadError(f"Could not read the BrushNet config of {source}: {exc}") from exc
     _check_brushnet_config(config, f"BrushNet {source}")
+    return brushnet, subfolder, config
+
+
+def _load_brushnet(
+    brushnet: str, subfolder: str | None, dtype: torch.dtype, local_files_only: bool
+) -> BrushNetModel:
+    source = brushnet if subfolder is None else f"{brushnet} (subfolder {subfolder!r})"
+    path = Path(brushnet).expanduser()
+    variant = _weights_variant(path / subfolder if subfolder else path) if path.exists() else None
     try:
         return BrushNetModel.from_pretrained(
-            brushnet, subfolder=subfolder, torch_dtype=dtype, local_files_only=local_files_only
+            brushnet,
+            subfolder=subfolder,
+            torch_dtype=dtype,
+            local_files_only=local_files_only,
+            variant=variant,
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise BrushNetLoadError(f"Could not load the BrushNet weights of {source}: {exc}") from exc
@@ -169,23 +246,34 @@ def load_pipeline(
     scheduler: Any = None,
     local_files_only: bool = False,
     cpu_offload: bool = False,
-) -> StableDiffusionBrushNetPipeline:
+) -> StableDiffusionBrushNetPipeline | StableDiffusionXLBrushNetPipeline:
     r"""
-    Build a ready-to-call [`StableDiffusionBrushNetPipeline`].
+    Build a ready-to-call BrushNet pipeline for an SD1.5 or an SDXL base.
+
+    The family is read from the base's config and the BrushNet's `config.json` first; a mismatched pair (an SDXL
+    BrushNet on an SD1.5 base or the reverse) raises before any weights are loaded.
 
     Args:
-        base (`str`): SD1.5 base: a Hub id, a local diffusers folder, or a single `.safetensors`/`.ckpt` file
-            (loaded with `StableDiffusionPipeline.from_single_file`; offline, that needs the SD1.5 config cached).
-        brushnet (`str`): BrushNet checkpoint: a Hub id (e.g. `"TencentARC/BrushEdit"`) or a local folder.
-        brushnet_subfolder (`str`, *optional*): e.g. `"brushnetX"` inside the BrushEdit repository.
+        base (`str`): SD1.5 or SDXL base: a Hub id, a local diffusers folder, or a single `.safetensors`/`.ckpt`
+            file (loaded with `from_single_file` of `StableDiffusionPipeline` / `StableDiffusionXLPipeline`;
+            offline, that needs the base's diffusers config cached).
+        brushnet (`str`): BrushNet checkpoint: a Hub id (e.g. `"TencentARC/BrushEdit"`) or a local folder, e.g.
+            BrushNet's `segmentation_mask_brushnet_ckpt_sdxl_v1/` or the download folder holding it.
+        brushnet_subfolder (`str`, *optional*): e.g. `"brushnetX"` inside the BrushEdit repository, or
+            `"random_mask_brushnet_ckpt_sdxl_v0"` inside a folder of checkpoints.
         device (`str`, defaults to `"cpu"`): Where to run (ignored for placement when `cpu_offload=True`).
-        dtype (`torch.dtype`, defaults to `torch.float32`): `torch.float16`/`torch.bfloat16` on GPUs.
+        dtype (`torch.dtype`, defaults to `torch.float32`): `torch.float16`/`torch.bfloat16` on GPUs (SDXL's VAE
+            is then run in float32 for its two passes unless it is a fp16-fixed VAE).
         scheduler (*optional*): None for UniPC (diffusers' defaults), a scheduler class, its name, or an instance.
         local_files_only (`bool`, defaults to `False`): Never touch the network.
         cpu_offload (`bool`, defaults to `False`): `enable_model_cpu_offload` on `device` instead of moving there.
 
+    Returns:
+        [`StableDiffusionBrushNetPipeline`] for an SD1.5 base, [`StableDiffusionXLBrushNetPipeline`] for SDXL.
+
     Raises:
-        BrushNetLoadError: missing files, or a checkpoint that does not fit (wrong channels, SDXL, inpainting UNet).
+        BrushNetLoadError: missing files, or a checkpoint that does not fit (wrong family, wrong channels,
+            inpainting UNet, different block layout).
     """
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         local_files_only = True
@@ -198,19 +286,21 @@ def load_pipeline(
             "Half precision on the CPU is slow and may be unsupported; float32 is recommended there."
         )
 
-    branch = _load_brushnet(brushnet, brushnet_subfolder, dtype, local_files_only)
-    components = _load_base_components(base, dtype, local_files_only)
-    _check_unet_config(components["unet"].config, base)
+    where, subfolder, branch_config = _read_brushnet_config(
+        brushnet, brushnet_subfolder, local_files_only
+    )
+    family = base_family(base, local_files_only=local_files_only)
+    _check_family_pair(family, brushnet_family(branch_config), base, brushnet)
+    branch = _load_brushnet(where, subfolder, dtype, local_files_only)
+    components = _load_base_components(base, dtype, local_files_only, family)
+    _check_unet_config(components["unet"].config, base, family)
     _check_pair(components["unet"].config, branch.config, brushnet)
 
-    pipe = StableDiffusionBrushNetPipeline(
-        vae=components["vae"],
-        text_encoder=components["text_encoder"],
-        tokenizer=components["tokenizer"],
-        unet=components["unet"],
-        brushnet=branch,
-        scheduler=_make_scheduler(scheduler, components["scheduler"].config),
+    components["scheduler"] = _make_scheduler(scheduler, components["scheduler"].config)
+    pipeline_cls = (
+        StableDiffusionXLBrushNetPipeline if family == "sdxl" else StableDiffusionBrushNetPipeline
     )
+    pipe = pipeline_cls(**components, brushnet=branch)
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:

@@ -25,6 +25,7 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
+from .caching import EncodeCache, encoder_state, masked_image_key, prompt_key
 from .processing import (
     ImageLike,
     blur_blend,
@@ -82,6 +83,17 @@ def retrieve_latents(
         return encoder_output.latents
     else:
         raise AttributeError("Could not access latents of provided encoder_output")
+
+
+def encode_masked_image(
+    vae: Any, masked: torch.Tensor, generator: torch.Generator | None, encode_cache: EncodeCache | None
+) -> torch.Tensor:
+    """A latent sample of the masked image; with `encode_cache` the encoder runs once per distinct image."""
+    if encode_cache is None:
+        return retrieve_latents(vae.encode(masked), generator=generator)
+    key = (masked_image_key(masked), id(vae))
+    encoded = encode_cache.get("masked_image", key, lambda: vae.encode(masked))
+    return retrieve_latents(encoded, generator=generator)
 
 
 class StableDiffusionBrushNetPipeline(
@@ -400,10 +412,12 @@ class StableDiffusionBrushNetPipeline(
         batch_size: int,
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
+        encode_cache: EncodeCache | None = None,
     ) -> torch.Tensor:
         """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
 
         `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
+        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
         """
         known = hole_to_known_mask(hole_mask)
         masked = image * known[:, :, None]
@@ -411,7 +425,7 @@ class StableDiffusionBrushNetPipeline(
         masked = masked.to(device=device, dtype=self.vae.dtype)
         if isinstance(generator, list):
             generator = generator[0]
-        latent = retrieve_latents(self.vae.encode(masked), generator=generator)
+        latent = encode_masked_image(self.vae, masked, generator, encode_cache)
         latent = latent * self.vae.config.scaling_factor
 
         known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
@@ -464,6 +478,7 @@ class StableDiffusionBrushNetPipeline(
         ip_adapter_image: Any | None = None,
         ip_adapter_image_embeds: list[torch.Tensor] | None = None,
         padding_mask_crop: int | None = None,
+        encode_cache: EncodeCache | None = None,
     ) -> StableDiffusionBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
@@ -516,6 +531,9 @@ class StableDiffusionBrushNetPipeline(
                 `min(max_side, unet.config.sample_size * vae_scale_factor)` unless `height`/`width` are given), then
                 paste it back into the full-size image: the way to edit a 4000 px photo. With `blending=True` the
                 paste is the usual blur blend; with `blending=False` the whole crop rectangle is replaced.
+            encode_cache ([`EncodeCache`], *optional*):
+                Reuse the prompt embeddings and the masked image's VAE encoding across calls (a verifier retry with a
+                new seed or guidance scale then costs only its denoising loop). Results are unchanged.
 
         Returns:
             [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
@@ -570,18 +588,28 @@ class StableDiffusionBrushNetPipeline(
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
 
-        # 3. Encode input prompt
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt,
-            device,
-            num_images_per_prompt,
-            self.do_classifier_free_guidance,
-            negative_prompt,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            lora_scale=(cross_attention_kwargs or {}).get("scale"),
-            clip_skip=clip_skip,
-        )
+        # 3. Encode input prompt (once per prompt with an `encode_cache`)
+        lora_scale = (cross_attention_kwargs or {}).get("scale")
+
+        def encode() -> tuple[torch.Tensor, torch.Tensor]:
+            return self.encode_prompt(
+                prompt,
+                device,
+                num_images_per_prompt,
+                self.do_classifier_free_guidance,
+                negative_prompt,
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_prompt_embeds,
+                lora_scale=lora_scale,
+                clip_skip=clip_skip,
+            )
+
+        if encode_cache is not None and prompt_embeds is None and negative_prompt_embeds is None:
+            key = prompt_key(prompt, negative_prompt, num_images_per_prompt, self.do_classifier_free_guidance,
+                             lora_scale, clip_skip, str(device), encoder_state(self))
+            prompt_embeds, negative_prompt_embeds = encode_cache.get("prompt", key, encode)
+        else:
+            prompt_embeds, negative_prompt_embeds = encode()
         unet_prompt_embeds = (
             torch.cat([negative_prompt_embeds, prompt_embeds])
             if self.do_classifier_free_guidance
@@ -627,7 +655,7 @@ class StableDiffusionBrushNetPipeline(
             latents,
         )
         conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator
+            work_image, work_hole, total_batch, device, generator, encode_cache
         )
 
         # 7. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch

@@ -32,7 +32,8 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
-from .pipeline import StableDiffusionBrushNetPipeline, retrieve_latents
+from .caching import EncodeCache, encoder_state, prompt_key
+from .pipeline import StableDiffusionBrushNetPipeline, encode_masked_image
 from .processing import (
     ImageLike,
     blur_blend,
@@ -539,10 +540,12 @@ class StableDiffusionXLBrushNetPipeline(
         batch_size: int,
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
+        encode_cache: EncodeCache | None = None,
     ) -> torch.Tensor:
         """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
 
         `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
+        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
         """
         known = hole_to_known_mask(hole_mask)
         masked = image * known[:, :, None]
@@ -551,7 +554,7 @@ class StableDiffusionXLBrushNetPipeline(
             generator = generator[0]
         with self._vae_in_float32():
             masked = masked.to(device=device, dtype=self.vae.dtype)
-            latent = retrieve_latents(self.vae.encode(masked), generator=generator)
+            latent = encode_masked_image(self.vae, masked, generator, encode_cache)
         latent = latent * self.vae.config.scaling_factor
 
         known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
@@ -623,6 +626,7 @@ class StableDiffusionXLBrushNetPipeline(
         ip_adapter_image: Any | None = None,
         ip_adapter_image_embeds: list[torch.Tensor] | None = None,
         padding_mask_crop: int | None = None,
+        encode_cache: EncodeCache | None = None,
     ) -> StableDiffusionXLBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
@@ -676,6 +680,9 @@ class StableDiffusionXLBrushNetPipeline(
             padding_mask_crop (*optional*): As for [`StableDiffusionBrushNetPipeline`] (the diffusers toolbox);
                 `clip_skip` counts from SDXL's penultimate layer, and a `padding_mask_crop` crop is edited at the
                 native 1024 px long side (at most `max_side`).
+            encode_cache ([`EncodeCache`], *optional*): As for [`StableDiffusionBrushNetPipeline`]: the prompt
+                embeddings (both encoders, pooled included) and the masked image's VAE encoding are reused across
+                calls; results are unchanged.
 
         Returns:
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
@@ -736,27 +743,34 @@ class StableDiffusionXLBrushNetPipeline(
         device = self._execution_device
         do_cfg = self.do_classifier_free_guidance
 
-        # 3. Encode input prompt
-        (
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-        ) = self.encode_prompt(
-            prompt,
-            prompt_2,
-            device,
-            num_images_per_prompt,
-            do_cfg,
-            negative_prompt,
-            negative_prompt_2,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            pooled_prompt_embeds=pooled_prompt_embeds,
-            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-            lora_scale=(cross_attention_kwargs or {}).get("scale"),
-            clip_skip=clip_skip,
-        )
+        # 3. Encode input prompt (once per prompt with an `encode_cache`)
+        lora_scale = (cross_attention_kwargs or {}).get("scale")
+        given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds)
+
+        def encode() -> tuple[torch.Tensor, ...]:
+            return self.encode_prompt(
+                prompt,
+                prompt_2,
+                device,
+                num_images_per_prompt,
+                do_cfg,
+                negative_prompt,
+                negative_prompt_2,
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_prompt_embeds,
+                pooled_prompt_embeds=pooled_prompt_embeds,
+                negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
+                lora_scale=lora_scale,
+                clip_skip=clip_skip,
+            )
+
+        if encode_cache is not None and all(t is None for t in given):
+            key = prompt_key(prompt, prompt_2, negative_prompt, negative_prompt_2, num_images_per_prompt, do_cfg,
+                             lora_scale, clip_skip, str(device), encoder_state(self))
+            encoded = encode_cache.get("prompt", key, encode)
+        else:
+            encoded = encode()
+        prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = encoded
         image_embeds = None
         if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
             image_embeds = self.prepare_ip_adapter_image_embeds(
@@ -791,7 +805,7 @@ class StableDiffusionXLBrushNetPipeline(
             latents,
         )
         conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator
+            work_image, work_hole, total_batch, device, generator, encode_cache
         )
 
         # 7. Micro-conditioning (SDXL's size and crop ids) and the CFG batch

@@ -148,3 +148,16 @@ def blur_blend(
     blur = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
     m = (1.0 - (1.0 - mask) * (1.0 - blur))[:, :, None]
     return original * (1.0 - m) + generated * m
+
+
+def native_working_size(
+    height: int, width: int, side: int = 1024, multiple: int = 8, max_side: int = 2048
+) -> tuple[int, int]:
+    """Size to generate at for a model trained near `side` x `side` pixels (SDXL: 1024): keep the aspect ratio and
+    scale up or down to about `side**2` pixels, the longer side at most `max_side`, both sides multiples of
+    `multiple`."""
+    scale = math.sqrt(side * side / (height * width))
+    scale = min(scale, max_side / max(height, width))
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    return h, w

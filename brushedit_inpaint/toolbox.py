@@ -176,14 +176,40 @@ class BrushNetToolboxMixin:
             message = _text_encoder_lora_blocker(state_dict)
         if message is not None:
             raise ValueError(message)
+        self._bump_encoder_generation()
         return super().load_lora_weights(
             pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs
         )
+
+    # -- anything that changes what the text encoders compute bumps `_encoder_generation` (see `caching.py`) ---------
+    def _bump_encoder_generation(self) -> None:
+        self._encoder_generation = getattr(self, "_encoder_generation", 0) + 1
 
     # -- IP-Adapter: diffusers' own functions (they use self.image_encoder, self.feature_extractor, self.unet) --------
     encode_image = StableDiffusionPipeline.encode_image
     prepare_ip_adapter_image_embeds = StableDiffusionPipeline.prepare_ip_adapter_image_embeds
     get_guidance_scale_embedding = StableDiffusionPipeline.get_guidance_scale_embedding
+
+
+ENCODER_CHANGING_METHODS = (
+    "set_adapters", "fuse_lora", "unfuse_lora", "unload_lora_weights", "delete_adapters", "enable_lora",
+    "disable_lora", "load_textual_inversion", "unload_textual_inversion",
+)
+"""diffusers loader methods after which the text encoders may compute other embeddings."""
+
+
+def _bumping(name: str):
+    def method(self, *args, **kwargs):
+        self._bump_encoder_generation()
+        return getattr(super(BrushNetToolboxMixin, self), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"diffusers' `{name}`; prompt embeddings cached before it are not reused (see `caching.py`)."
+    return method
+
+
+for _name in ENCODER_CHANGING_METHODS:
+    setattr(BrushNetToolboxMixin, _name, _bumping(_name))
 
 
 def check_toolbox_inputs(

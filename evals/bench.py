@@ -33,7 +33,7 @@ from evals.benchmarks import BenchItem, Benchmark, load_brushbench, load_pie_ben
 from evals.runner import RESULTS, ResultLog, check_or_store_config, read_results, vlm_problem
 from evals.scorers import ScorerSettings
 from tools.errors import BrushEditError, ConfigError
-from tools.types import EditCategory
+from tools.types import EditCategory, InpainterName
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class BenchConfig(BaseModel):
     mode: Mode = "mask"
     types: list[str] | None = Field(default=None, description="PIE-Bench editing_type_ids.")
     masks: list[str] | None = Field(default=None, description="BrushBench mask kinds.")
-    inpainter: Literal["brushnet", "opencv"] = "brushnet"
+    inpainter: InpainterName = "brushnet"
     planner: Literal["rules", "vlm", "auto"] = Field(default="auto", description="Agent mode.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts (agent).")
     seed: int = Field(default=1234, ge=0, description="The paper's seed.")

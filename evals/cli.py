@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from graphs.cli import BrushEditGroup
+from tools.registry import INPAINTER_NAMES
 
 app = typer.Typer(
     cls=BrushEditGroup,
@@ -24,7 +25,7 @@ app = typer.Typer(
 )
 
 PlannerChoice = Literal["rules", "vlm", "both"]
-InpainterChoice = Literal["opencv", "brushnet"]
+InpainterChoice = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 MaskChoice = Literal["expected", "segment"]
 
 

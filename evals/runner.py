@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 from evals.perturb import CANONICAL, Variant, make_variants, resolve_families
 from evals.suite import SuiteItem, load_suite
 from tools.errors import BrushEditError, ConfigError
+from tools.types import InpainterName
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class EvalConfig(BaseModel):
     variants: int = Field(default=3, ge=0, le=100, description="Variants per family and item.")
     seed: int = Field(default=0, ge=0)
     planners: list[PlannerName] = Field(default_factory=lambda: ["rules"], min_length=1)
-    inpainter: Literal["opencv", "brushnet"] = "opencv"
+    inpainter: InpainterName = "opencv"
     mask_source: Literal["expected", "segment"] = Field(
         default="expected",
         description="expected: hand the suite's mask to the session as a user mask (no "

@@ -68,10 +68,19 @@ def load_suite(path: str | Path, *, check_files: bool = True) -> Suite:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise SuiteError(f"suite {path} does not exist (expected a .jsonl file)")
-    raw = path.read_bytes()
+    from tools.errors import InvalidImageError
+    from tools.images import read_user_file
+
+    try:
+        raw = read_user_file(path, max_bytes=64 * 1024 * 1024, what="a .jsonl suite file")
+        text = raw.decode("utf-8")
+    except InvalidImageError as exc:
+        raise SuiteError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"suite {path} is not UTF-8 text (byte {exc.start})") from None
     items: list[SuiteItem] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:

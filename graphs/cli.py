@@ -29,7 +29,9 @@ class BrushEditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            message = " ".join(str(exc).split())
+            from graphs.terminal import one_line
+
+            message = one_line(exc)
             if isinstance(exc, MaskNeededError):
                 message += " (pass one with `--mask MASK.png`, white = edit)"
             typer.echo(f"Error: {message}", err=True)
@@ -63,9 +65,9 @@ def doctor(
 ) -> None:
     """Check torch, the Ollama server and model weights, without downloading anything."""
     from graphs.doctor import print_report, run_checks
-    from graphs.settings import Settings
+    from graphs.settings import load_settings
 
-    checks = run_checks(Settings())
+    checks = run_checks(load_settings())
     print_report(checks)
     if strict and not all(check.ok for check in checks):
         raise typer.Exit(1)

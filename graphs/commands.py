@@ -5,6 +5,7 @@ Only typer is imported at module level; sessions, LangGraph and models load when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tools.errors import ConfigError, InvalidRequestError
+from graphs.terminal import markup, one_line, plain
+from tools.errors import InvalidRequestError
+from tools.types import EditOptions, option_bounds
 
 if TYPE_CHECKING:
     from graphs.components import Components
@@ -36,6 +39,27 @@ SessionOpt = Annotated[
 ]
 
 
+def _edit_option(flag: str, name: str) -> Any:
+    """A typer option whose bounds and help are `EditOptions.<name>`'s (never copied here)."""
+    low, high = option_bounds(name)
+    return typer.Option(flag, min=low, max=high, help=EditOptions.model_fields[name].description)
+
+
+def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
+    """`defaults` with the flags a user gave, validated by `EditOptions` (NaN, inf, range)."""
+    from pydantic import ValidationError
+
+    data = (defaults or EditOptions()).model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return EditOptions.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidRequestError(f"invalid edit option ({problems})") from None
+
+
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"must be one of {', '.join(allowed)} (got {value!r})",
@@ -44,15 +68,9 @@ def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
 
 
 def _settings() -> Settings:
-    from pydantic import ValidationError
+    from graphs.settings import load_settings
 
-    from graphs.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid BRUSHEDIT_ settings: {problems}") from None
+    return load_settings()
 
 
 def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Components:
@@ -92,7 +110,7 @@ class EventView:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "node" and event.get("status") == "start":
-            self.progress.update(self.node_task, description=f"{event['node']} "
+            self.progress.update(self.node_task, description=f"{markup(event['node'])} "
                                  f"(attempt {event.get('attempt', 1)})")
         elif kind == "progress":
             if self.step_task is None:
@@ -104,30 +122,36 @@ class EventView:
         elif kind == "load":
             name = event.get("component", "model")
             if event.get("status") == "start":
-                self.load_tasks[name] = self.progress.add_task(f"loading {name}", total=None)
+                self.load_tasks[name] = self.progress.add_task(f"loading {markup(name)}",
+                                                               total=None)
             elif name in self.load_tasks:
                 self.progress.remove_task(self.load_tasks.pop(name))
-                self.console.print(f"loaded {name}")
+                self.console.print(f"loaded {plain(name)}", markup=False)
         elif kind == "retry":
             self.console.print(f"[yellow]retry[/] attempt {event.get('attempt')} blamed "
-                               f"{event.get('stage')}: {event.get('reason')}")
+                               f"{markup(event.get('stage'))}: "
+                               f"{markup(one_line(event.get('reason'), 300))}")
         elif kind == "fallback":
-            self.console.print(f"[dim]VLM unavailable at {event.get('step')}; "
+            self.console.print(f"[dim]VLM unavailable at {markup(event.get('step'))} "
+                               f"({markup(one_line(event.get('reason'), 300))}); "
                                "planning with the rule parser[/]")
 
 
-def _check_output(out: Path, *inputs: Path | None) -> None:
-    from PIL import Image
+def _data_dir() -> Path:
+    return Path(_settings().data_dir).expanduser()
 
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise InvalidRequestError(
-            f"cannot tell the image format from `{out.name}`; use a suffix such as .png or .jpg"
-        )
-    if out.exists() and out.is_dir():
-        raise InvalidRequestError(f"{out} is a folder; give a file name for the result")
-    for item in inputs:
-        if item is not None and item.exists() and out.resolve() == item.resolve():
-            raise InvalidRequestError(f"refusing to overwrite the input {item}; choose another -o")
+
+def _check_output(out: Path, *inputs: Path | str | None) -> Path:
+    """Refuse, before any work, an output that would overwrite an input or the store, or
+    cannot be written (`graphs.artifacts.check_output_path`)."""
+    from graphs.artifacts import check_output_path
+    from graphs.components import checkpointer_target
+
+    settings = _settings()
+    kind, target = checkpointer_target(settings.database_url, settings.sqlite_path)
+    database = Path(target) if kind == "sqlite" else None  # a sqlite file outside the data folder
+    return check_output_path(out, inputs=(*inputs, database),
+                             data_dir=Path(settings.data_dir).expanduser())
 
 
 def _save(components: Components, digest: str, out: Path) -> Path:
@@ -136,27 +160,48 @@ def _save(components: Components, digest: str, out: Path) -> Path:
     return write_image_atomic(components.store.get_image(digest), out)
 
 
+def _stdin_lines() -> Any:
+    """stdin, with bytes that are not valid text replaced rather than crashing the loop."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # cannot change mid-way: read it as is
+            reconfigure(errors="replace")
+    return sys.stdin
+
+
 def _stdin_review(console: Any) -> Any:
+    """Ask on stdin; a replacement mask that cannot be used is explained and asked for again."""
+    from tools.errors import BrushEditError
+    from tools.images import load_mask
+
     def review(pending: Any) -> dict[str, Any]:
-        console.print(f"Proposed mask ({pending.mask_source}): {pending.mask_path}")
-        console.print("Approve it? [Y/n], or type the path of a replacement mask:")
-        answer = sys.stdin.readline().strip()
-        if answer.lower() in ("", "y", "yes"):
-            return {"approve": True}
-        if answer.lower() in ("n", "no"):
-            return {"approve": False}
-        return {"mask": answer}
+        console.print(f"Proposed mask ({plain(pending.mask_source)}): "
+                      f"{plain(pending.mask_path)}", markup=False)
+        while True:
+            console.print("Approve it? [Y/n], or type the path of a replacement mask:",
+                          markup=False)
+            answer = next(iter(_stdin_lines()), "").strip()
+            if answer.lower() in ("", "y", "yes"):
+                return {"approve": True}
+            if answer.lower() in ("n", "no"):
+                return {"approve": False}
+            try:
+                load_mask(Path(answer).expanduser())
+            except BrushEditError as exc:
+                console.print(f"Error: {one_line(exc)}", markup=False)
+                continue
+            return {"mask": str(Path(answer).expanduser())}
 
     return review
 
 
 def _summary(console: Any, result: Any, out: Path | None, session: EditSession) -> None:
     verdict = "[green]accepted[/]" if result.accepted else "[yellow]not accepted[/]"
-    where = f"wrote {out}" if out else f"result {session.path(result.image)}"
+    where = f"wrote {markup(out)}" if out else f"result {markup(session.path(result.image))}"
     console.print(f"{where} ({verdict} after {result.attempts} attempt(s); planner "
                   f"{result.planner}, inpainter {result.inpainter})")
     if not result.accepted:
-        console.print(f"  reason: {result.reason}", markup=False)
+        console.print(f"  reason: {one_line(result.reason)}", markup=False)
     console.print(f"  session {session.id}, turn {result.turn}: `brushedit trace show "
                   f"{session.id}`", markup=False)
 
@@ -167,11 +212,13 @@ def edit(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask PNG, white = edit.")] = None,
     session_id: SessionOpt = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200)] = None,
-    samples: Annotated[int | None, typer.Option("--samples", min=1, max=8)] = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", min=0.0, max=30.0)] = None,
-    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1, max=10)] = None,
+    seed: Annotated[int | None, _edit_option("--seed", "seed")] = None,
+    steps: Annotated[int | None, _edit_option("--steps", "steps")] = None,
+    samples: Annotated[int | None, _edit_option("--samples", "samples")] = None,
+    guidance: Annotated[float | None, _edit_option("--guidance", "guidance_scale")] = None,
+    conditioning: Annotated[
+        float | None, _edit_option("--conditioning", "conditioning_scale")] = None,
+    max_attempts: Annotated[int | None, _edit_option("--max-attempts", "max_attempts")] = None,
     inpainter: InpainterOpt = "brushnet",
     planner: PlannerOpt = "auto",
     review_mask: Annotated[bool, typer.Option("--review-mask",
@@ -185,14 +232,22 @@ def edit(
     source = None if str(image) == "-" else image
     if source is None and session_id is None:
         raise InvalidRequestError("IMAGE '-' continues a session: pass --session ID")
-    _check_output(out, source, mask)
+    if session_id is not None:
+        from graphs.session import check_session_name
+
+        check_session_name(session_id)
+    flags = {"seed": seed, "steps": steps, "samples": samples, "guidance_scale": guidance,
+             "conditioning_scale": conditioning, "max_attempts": max_attempts}
+    _options(**flags)  # out-of-range or non-finite values stop here, before anything runs
+    out = _check_output(out, source, mask)
+    _check_inputs(source, mask)
     components = _components(inpainter, planner, max_attempts)
     try:
+        if source is None and not components.traces.has_session(str(session_id)):
+            raise InvalidRequestError(f"no session {session_id!r} to continue from; "
+                                      "`brushedit trace list` shows the recent ones")
         session = EditSession.open(components, session_id)
-        options = session.default_options().model_copy(update={
-            k: v for k, v in {"seed": seed, "steps": steps, "samples": samples,
-                              "guidance_scale": guidance}.items() if v is not None
-        })
+        options = _options(session.default_options(), **flags)
         console = _console()
         with EventView(console) as view:
             result = session.edit(
@@ -206,16 +261,30 @@ def edit(
         components.close()
 
 
+def _check_inputs(image: Path | None, mask: Path | None) -> None:
+    """Read the image and the mask once, so a bad file is refused before any model loads."""
+    from tools.images import load_mask, read_image
+
+    if image is not None:
+        read_image(image)
+    if mask is not None:
+        load_mask(mask)
+
+
 def resume(
     session_id: Annotated[str, typer.Argument(help="Session whose last edit was cut short.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
 ) -> None:
     """Finish an edit that was interrupted (crash, kill) from its last completed step."""
-    from graphs.session import EditSession
+    from graphs.session import EditSession, check_session_name
 
-    _check_output(out)
+    check_session_name(session_id)
+    out = _check_output(out)
     components = _components("brushnet", "auto")
     try:
+        if not components.traces.has_session(session_id):
+            raise InvalidRequestError(f"no session {session_id!r}; `brushedit trace list` "
+                                      "shows the recent ones")
         session = EditSession.open(components, session_id)
         console = _console()
         with EventView(console) as view:
@@ -241,9 +310,12 @@ def chat(
     """Edit IMAGE over several turns, reading instructions from stdin (one per line)."""
     _choice(inpainter, INPAINTERS, "--inpainter")
     _choice(planner, PLANNERS, "--planner")
-    from graphs.session import EditSession
+    from graphs.session import EditSession, check_session_name
     from tools.errors import BrushEditError
 
+    if session_id is not None:
+        check_session_name(session_id)
+    _check_inputs(image, mask)
     components = _components(inpainter, planner)
     console = _console(stderr=False)
     try:
@@ -251,8 +323,7 @@ def chat(
         source: str | None = str(image)
         pending_mask: Path | None = mask
         console.print(f"session {session.id}. {CHAT_HELP}", markup=False)
-        last = None
-        for raw in sys.stdin:
+        for raw in _stdin_lines():
             line = raw.strip()
             if not line:
                 continue
@@ -261,27 +332,29 @@ def chat(
                 if command in ("quit", "exit", "q"):
                     break
                 if command == "undo":
-                    current = session.undo(int(arg) if arg.strip() else None)
-                    console.print(f"back to {session.path(current)}", markup=False)
+                    current = session.undo(_turn_number(arg))
+                    console.print(f"back to {plain(session.path(current))}", markup=False)
                 elif command == "keep":
                     current = session.keep()
-                    console.print(f"continuing from {session.path(current)}", markup=False)
+                    console.print(f"continuing from {plain(session.path(current))}",
+                                  markup=False)
                 elif command == "show-mask":
                     masks = [t for t in session.turns() if t.mask and not t.undone]
-                    console.print(f"mask: {session.path(masks[-1].mask)}" if masks
+                    console.print(f"mask: {plain(session.path(masks[-1].mask))}" if masks
                                   else "no mask yet", markup=False)
                 elif command == "history":
                     for t in session.turns():
                         flag = " (undone)" if t.undone else ""
                         state = "accepted" if t.accepted else t.status
-                        console.print(f"{t.turn}. {t.instruction} -> {state}{flag}"
-                                      f"{' ' + str(session.path(t.image)) if t.image else ''}",
-                                      markup=False)
+                        where = f" {session.path(t.image)}" if t.image else ""
+                        console.print(f"{t.turn}. {one_line(t.instruction)} -> {state}{flag}"
+                                      f"{plain(where)}", markup=False)
                 elif command == "save":
                     current = session.current_image
                     if not arg.strip() or current is None:
                         raise InvalidRequestError("usage: save PATH (after a first edit)")
-                    console.print(f"wrote {_save(components, current, Path(arg.strip()))}",
+                    target = _check_output(Path(arg.strip()), image, mask)
+                    console.print(f"wrote {plain(_save(components, current, target))}",
                                   markup=False)
                 else:
                     with EventView(_console()) as view:
@@ -289,12 +362,23 @@ def chat(
                     source, pending_mask = None, None
                     _summary(console, last, None, session)
             except BrushEditError as exc:
-                console.print(f"Error: {' '.join(str(exc).split())}", markup=False)
-            except ValueError:
-                console.print(f"Error: cannot read {arg!r} as a turn number", markup=False)
-        console.print(f"bye: `brushedit trace show {session.id}`", markup=False)
+                console.print(f"Error: {one_line(exc)}", markup=False)
+        if session.turns():
+            console.print(f"bye: `brushedit trace show {session.id}`", markup=False)
+        else:
+            console.print("bye (no edit made, nothing recorded)", markup=False)
     finally:
         components.close()
+
+
+def _turn_number(arg: str) -> int | None:
+    """`undo`'s optional TURN: a whole number >= 0, or None when omitted."""
+    text = arg.strip()
+    if not text:
+        return None
+    if not text.isdigit() or not text.isascii() or len(text) > 9:
+        raise InvalidRequestError(f"cannot read {one_line(text, 40)!r} as a turn number")
+    return int(text)
 
 
 def examples_dir() -> Path:
@@ -306,6 +390,7 @@ def demo(
         "brushedit-demo"),
 ) -> None:
     """Edit the bundled examples offline with whatever is installed, and write a report."""
+    from graphs.artifacts import check_output_folder
     from graphs.components import build_components
     from graphs.doctor import check_ollama, check_weights
     from graphs.report import write_report
@@ -313,6 +398,7 @@ def demo(
     from tools.errors import BrushEditError
 
     settings = _settings()
+    out = check_output_folder(out, data_dir=Path(settings.data_dir).expanduser())
     console = _console(stderr=False)
     have_brushnet = all(c.ok for c in (
         check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL",
@@ -344,7 +430,7 @@ def demo(
                 except BrushEditError as exc:
                     if options.inpainter == "opencv":
                         raise
-                    console.print(f"BrushNet failed ({exc}); falling back to opencv",
+                    console.print(f"BrushNet failed ({one_line(exc)}); falling back to opencv",
                                   markup=False)
                     result = session.edit(
                         str(image), example["instruction"], mask=str(mask),
@@ -352,13 +438,13 @@ def demo(
                         on_event=view,
                     )
             target = _save(components, result.image, out / f"{example['name']}_result.png")
-            console.print(f"{example['instruction']!r}: wrote {target} (planner "
+            console.print(f"{example['instruction']!r}: wrote {plain(target)} (planner "
                           f"{result.planner}, inpainter {result.inpainter}, "
                           f"{'accepted' if result.accepted else 'not accepted'} after "
                           f"{result.attempts} attempt(s))", markup=False)
         report = write_report(out / "report.html", session.id, session.trace(),
                               components.traces.turns(session.id), components.store)
-        console.print(f"report: {report}  (session {session.id})", markup=False)
+        console.print(f"report: {plain(report)}  (session {session.id})", markup=False)
     finally:
         components.close()
 
@@ -367,17 +453,17 @@ def demo(
 
 
 def _traces() -> Any:
+    from graphs.components import check_data_dir
     from graphs.traces import TraceStore
 
-    settings = _settings()
-    return TraceStore(Path(settings.data_dir).expanduser() / "traces.sqlite")
+    return TraceStore(check_data_dir(_settings().data_dir) / "traces.sqlite")
 
 
 def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:
     if not store.has_session(session_id):
         known = [s["id"] for s in store.sessions()[:5]]
         raise InvalidRequestError(
-            f"no session {session_id!r} in the trace log"
+            f"no session {session_id[:80]!r} in the trace log"
             + (f"; recent: {', '.join(known)}" if known else "; run `brushedit edit` first")
         )
     return store.events(session_id)
@@ -400,8 +486,8 @@ def trace_list(
         return
     table = Table("session", "updated", "turns", "steps", "first instruction")
     for row in rows:
-        table.add_row(row["id"], row["updated"][:19], str(row["turns"]), str(row["events"]),
-                      row["title"] or "")
+        table.add_row(markup(row["id"]), markup(row["updated"][:19]), str(row["turns"]),
+                      str(row["events"]), markup(one_line(row["title"] or "", 80)))
     _console(stderr=False).print(table)
 
 
@@ -415,7 +501,7 @@ def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -
         events = _session_events(store, session_id)
     finally:
         store.close()
-    tree = Tree(f"session {session_id}")
+    tree = Tree(f"session {markup(session_id)}")
     turns: dict[Any, Any] = {}
     for event in events:
         turn = event.get("turn")
@@ -423,23 +509,21 @@ def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -
         if branch is None:
             branch = turns[turn] = tree.add(f"turn {turn}" if turn is not None else "session")
         mark = "[green]✓[/]" if event["status"] == "ok" else "[red]✗[/]"
-        line = (f"{mark} {event['node']} [dim]attempt {event.get('attempt')} · "
+        line = (f"{mark} {markup(event['node'])} [dim]attempt {event.get('attempt')} · "
                 f"{event.get('duration_ms') or 0:.0f} ms[/]")
         detail = _brief(event)
         node = branch.add(line + (f" — {detail}" if detail else ""))
         for call in event.get("calls") or []:
-            node.add(f"[cyan]{call.get('model')}[/] prompt: {_cut(call.get('prompt'))} → "
-                     f"raw: {_cut(call.get('raw'))}")
+            node.add(f"[cyan]{markup(call.get('model'))}[/] prompt: "
+                     f"{markup(_cut(call.get('prompt')))} → raw: {markup(_cut(call.get('raw')))}")
         if event.get("error"):
-            node.add(f"[red]{_cut(event['error'], 200)}[/]")
+            node.add(f"[red]{markup(_cut(event['error'], 200))}[/]")
     _console(stderr=False).print(tree)
 
 
 def _brief(event: dict[str, Any]) -> str:
     out = event.get("outputs") or {}
     node = event["node"]
-    from rich.markup import escape
-
     if node == "classify":
         text = f"{out.get('category')} via {out.get('planner')}"
     elif node == "mask":
@@ -462,12 +546,11 @@ def _brief(event: dict[str, Any]) -> str:
         text = f"undid turns {out.get('undone')}"
     else:
         text = ""
-    return escape(_cut(text, 160))
+    return markup(_cut(text, 160))
 
 
 def _cut(text: Any, limit: int = 80) -> str:
-    one = " ".join(str(text or "").split())
-    return one if len(one) <= limit else one[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 @trace_app.command("export")
@@ -482,6 +565,11 @@ def trace_export(
         raise typer.BadParameter("only jsonl is supported", param_hint="--format")
     from graphs.traces import dumps
 
+    if output is not None:
+        from graphs.artifacts import check_output_path
+
+        output = check_output_path(output, data_dir=_data_dir(), image=False,
+                                   what="the export")
     store = _traces()
     try:
         lines = [dumps(event) for event in _session_events(store, session_id)]
@@ -494,7 +582,7 @@ def trace_export(
         from graphs.artifacts import write_text_atomic
 
         write_text_atomic(output, text)
-        typer.echo(f"wrote {len(lines)} events to {output}", err=True)
+        typer.echo(f"wrote {len(lines)} events to {plain(output)}", err=True)
 
 
 @trace_app.command("report")
@@ -504,10 +592,12 @@ def trace_report(
         "report.html"),
 ) -> None:
     """A self-contained HTML page: each step with its images, prompts and verdicts."""
-    from graphs.artifacts import ArtifactStore
+    from graphs.artifacts import ArtifactStore, check_output_path
     from graphs.report import write_report
 
     settings = _settings()
+    output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),
+                               image=False, what="the report")
     store = _traces()
     try:
         events = _session_events(store, session_id)
@@ -516,7 +606,7 @@ def trace_report(
         store.close()
     artifacts = ArtifactStore(Path(settings.data_dir).expanduser() / "artifacts")
     path = write_report(output, session_id, events, turns, artifacts)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {plain(path)}")
 
 
 def register(app: typer.Typer) -> None:

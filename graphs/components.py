@@ -9,6 +9,7 @@ built on first use, so offline runs and `--inpainter opencv` never touch model w
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from graphs.artifacts import ArtifactStore
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
+from tools.registry import INPAINTER_NAMES
 
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
 PlannerMode = Literal["auto", "vlm", "rules"]
-INPAINTER_NAMES = ("brushnet", "opencv")
 EventSink = Callable[[dict[str, Any]], None]
 
 
@@ -199,7 +200,7 @@ def build_components(
         raise InvalidRequestError(
             f"unknown inpainter `{inpainter}`; choose one of {', '.join(INPAINTER_NAMES)}"
         )
-    data_dir = Path(settings.data_dir).expanduser()
+    data_dir = check_data_dir(settings.data_dir)
     vlm = None
     if planner != "rules":
         from agents.vlm import OllamaVLM
@@ -238,6 +239,24 @@ def _require_local_weights(settings: Settings, checks: Callable[[Settings], list
         raise error
 
 
+def check_data_dir(data_dir: str | Path) -> Path:
+    """The data folder, created if needed, or a `ConfigError` saying why it cannot be used."""
+    import tempfile
+
+    path = Path(data_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".brushedit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"the data folder {path} cannot be used ({exc.strerror or exc}); point "
+            "BRUSHEDIT_DATA_DIR at a folder you can write"
+        ) from None
+    return path
+
+
 def _load_segmenter(settings: Settings) -> Any:
     from graphs.doctor import segmenter_weight_checks
     from tools.segment import GroundedSegmenter
@@ -260,8 +279,9 @@ def _load_brushnet(settings: Settings) -> Any:
     device = settings.resolved_device()
     return BrushNetInpainter.from_pretrained(
         settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
-        device=device, dtype=settings.resolved_dtype(device), local_files_only=not settings.allow_downloads,
-        cpu_offload=False,
+        device=device, dtype=settings.resolved_dtype(device),
+        local_files_only=not settings.allow_downloads, cpu_offload=False,
+        sdxl_working_side=settings.sdxl_working_side,
     )
 
 
@@ -300,11 +320,17 @@ def open_checkpointer(settings: Settings) -> Any:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(target).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    enable_wal(conn)
-    saver = SqliteSaver(conn)
-    saver.setup()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        enable_wal(conn)
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise ConfigError(
+            f"the session database {path} cannot be used ({exc}); move it aside or point "
+            "BRUSHEDIT_DATABASE_URL elsewhere"
+        ) from None
     return saver
 
 

@@ -29,20 +29,23 @@ def run_checks(settings: Settings) -> list[Check]:
     return [
         check_torch(settings),
         *check_ollama(settings.ollama_host, settings.ollama_model),
-        *inpainter_weight_checks(settings),
+        *inpainter_weight_checks(settings, family=True),
         *segmenter_weight_checks(settings),
     ]
 
 
-def inpainter_weight_checks(settings: Settings) -> list[Check]:
-    """The base model and the BrushNet branch, as the BrushNet inpainter loads them."""
-    return [
-        check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL", "model_index.json"),
-        check_weights(
-            "BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
-            subfolder=settings.brushnet_subfolder,
-        ),
-    ]
+def inpainter_weight_checks(settings: Settings, family: bool = False) -> list[Check]:
+    """The base model and the BrushNet branch, as the BrushNet inpainter loads them (and, with
+    `family`, whether the two are of one model family: SD1.5 or SDXL)."""
+    base = check_weights(
+        "Base model", settings.base_model, "BRUSHEDIT_BASE_MODEL", "model_index.json"
+    )
+    brushnet = check_weights(
+        "BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
+        subfolder=settings.brushnet_subfolder,
+    )
+    pair = check_family(settings) if family and base.ok and brushnet.ok else None
+    return [base, brushnet, *([pair] if pair else [])]
 
 
 def segmenter_weight_checks(settings: Settings) -> list[Check]:
@@ -128,6 +131,56 @@ def check_weights(
     )
 
 
+def check_family(settings: Settings) -> Check | None:
+    """SD1.5 or SDXL, read from the base's and the BrushNet's configs (no weights loaded); they must match.
+
+    None when a config cannot be read here (the weight checks above already say what is missing).
+    """
+    from brushedit_inpaint.families import (
+        FAMILY_NAMES,
+        BrushNetLoadError,
+        base_family,
+        brushnet_family,
+    )
+
+    try:
+        base = base_family(settings.base_model, local_files_only=True)
+        branch = brushnet_family(_brushnet_config(settings.brushnet, settings.brushnet_subfolder))
+    except (BrushNetLoadError, OSError, ValueError):
+        return None
+    if base != branch:
+        return Check(
+            "Model family", False,
+            f"{FAMILY_NAMES[base]} base with {'an' if branch == 'sdxl' else 'a'} "
+            f"{FAMILY_NAMES[branch]} BrushNet: they cannot be paired",
+            f"point BRUSHEDIT_BRUSHNET at a {FAMILY_NAMES[base]} BrushNet or "
+            f"BRUSHEDIT_BASE_MODEL at a {FAMILY_NAMES[branch]} base",
+        )
+    if base == "sdxl":
+        detail = (
+            f"SDXL base and BrushNet; edits run at about {settings.sdxl_working_side} px "
+            "squared (BRUSHEDIT_SDXL_WORKING_SIDE); fp16 needs an fp16-fixed VAE or upcasts it"
+        )
+    else:
+        detail = "Stable Diffusion 1.5 base and BrushNet; edits run at the image's size"
+    return Check("Model family", True, detail)
+
+
+def _brushnet_config(source: str, subfolder: str | None) -> dict:
+    """The BrushNet's config.json from a local folder or the local Hugging Face cache."""
+    import json
+
+    path = Path(source).expanduser()
+    if path.exists():
+        return json.loads(((path / subfolder if subfolder else path) / "config.json").read_text())
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, f"{subfolder}/config.json" if subfolder else "config.json")
+    if not isinstance(cached, str):
+        raise OSError(f"{source} is not in the local cache")
+    return json.loads(Path(cached).read_text())
+
+
 def print_report(checks: list[Check]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -136,14 +189,18 @@ def print_report(checks: list[Check]) -> None:
     table.add_column("check")
     table.add_column("status")
     table.add_column("detail")
-    for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]missing[/]", check.detail)
+    from graphs.terminal import markup, plain
+
+    for check in checks:  # details may quote a server's answer: printed as text, never markup
+        table.add_row(markup(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
+                      markup(check.detail))
     console = Console(width=120)
     console.print(table)
     fixes = [c for c in checks if not c.ok and c.fix]
     if fixes:
         console.print("To fix:")
         for check in fixes:
-            console.print(f"  {check.name}: {check.fix}", markup=False, highlight=False)
+            console.print(f"  {plain(check.name)}: {plain(check.fix)}", markup=False,
+                          highlight=False)
     else:
         console.print("Everything is in place.")

@@ -12,10 +12,8 @@ import binascii
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from graphs.artifacts import is_hash
-from tools.errors import InvalidImageError, InvalidMaskError, InvalidRequestError
+from tools.errors import InvalidImageError, InvalidRequestError
 
 if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
@@ -38,9 +36,13 @@ def reference_bytes(ref: str, what: str = "image") -> bytes | Path:
 def import_image(store: ArtifactStore, image: Any, max_side: int) -> tuple[str, float]:
     """Store an image (downscaled to `max_side`) and return (hash, scale applied)."""
     if isinstance(image, str) and is_hash(image):
-        if not store.has(image):
-            raise InvalidRequestError(f"no stored image has the hash {image[:12]}…")
-        return image, 1.0
+        if store.has(image):
+            return image, 1.0
+        if not Path(image).is_file():
+            raise InvalidRequestError(
+                f"artifact {image[:12]}… is not in the store (or was damaged); give the image "
+                "file instead"
+            )
     if hasattr(image, "mode") and hasattr(image, "size"):
         pil = image.convert("RGB")
     else:
@@ -59,35 +61,31 @@ def import_image(store: ArtifactStore, image: Any, max_side: int) -> tuple[str, 
 
 
 def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> str:
-    """Store a mask for the stored image `source` (resized by `scale` when it was downscaled)."""
+    """Store a user mask fitted to the stored image `source` (`tools.masks.fit_mask`).
+
+    A mask of another aspect ratio is refused; one of the same aspect at another scale is
+    resized only when the source was downscaled on import (`scale` != 1).
+    """
+    from tools.masks import fit_mask
+
+    size = store.get_image(source).size
     if isinstance(mask, str) and is_hash(mask):
         if not store.has(mask):
-            raise InvalidRequestError(f"no stored mask has the hash {mask[:12]}…")
-        digest = mask
+            raise InvalidRequestError(
+                f"mask {mask[:12]}… is not in the store (or was damaged); give the mask file "
+                "instead"
+            )
+        array = store.get_mask(mask)
+    elif isinstance(mask, (str, Path, bytes)):
+        from tools.images import load_mask
+
+        array = load_mask(reference_bytes(mask, "mask") if isinstance(mask, str) else mask)
     else:
-        size = store.get_image(source).size
-        if isinstance(mask, (str, Path, bytes)):
-            from tools.images import load_mask
-
-            data = reference_bytes(mask, "mask") if isinstance(mask, str) else mask
-            array = load_mask(data, size, resize=scale != 1.0)
-        else:
-            from tools.masks import as_mask
-
-            array = as_mask(mask)
-            if (array.shape[1], array.shape[0]) != size:
-                if scale == 1.0:
-                    raise InvalidMaskError(
-                        f"the mask is {array.shape[1]}x{array.shape[0]} but the image is "
-                        f"{size[0]}x{size[1]}"
-                    )
-                from PIL import Image
-
-                array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
-        digest = store.put_mask(array)
-    if not store.get_mask(digest).any():
+        array = mask
+    array = fit_mask(array, size, resize=scale != 1.0)
+    if not array.any():
         raise InvalidRequestError("the mask is empty (all black); paint the area to edit white")
-    return digest
+    return store.put_mask(array)
 
 
 def _data_uri_bytes(uri: str, what: str) -> bytes:

@@ -7,6 +7,7 @@ back to any earlier turn, and a run that died half-way resumes from its last che
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,23 @@ if TYPE_CHECKING:
     from graphs.components import Components
 
 EventSink = Callable[[dict[str, Any]], None]
+MAX_INSTRUCTION_CHARS = 2000
+"""The same limit as `EditRequest.instruction`."""
+MAX_SESSION_ID_CHARS = 64
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+"""The HTTP API's session-id pattern, so an id made anywhere can be used everywhere."""
+
+
+def check_session_name(session_id: str) -> str:
+    """A session id a person can type and a terminal shows as is: letters, digits, `_`, `-`."""
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise InvalidRequestError("a session id cannot be empty")
+    if len(session_id) > MAX_SESSION_ID_CHARS or not _SESSION_ID.fullmatch(session_id):
+        raise InvalidRequestError(
+            f"session id {session_id[:MAX_SESSION_ID_CHARS]!r} is not valid: use at most "
+            f"{MAX_SESSION_ID_CHARS} letters, digits, '_' or '-'"
+        )
+    return session_id
 ImageInput = "str | Path | bytes | Image.Image | None"
 
 
@@ -79,12 +97,14 @@ class EditSession:
 
     @classmethod
     def open(cls, components: Components, session_id: str | None = None) -> EditSession:
-        """Continue session `session_id`, or start a new one (new id) when it is None."""
-        if session_id is not None and not session_id.strip():
-            raise InvalidRequestError("a session id cannot be empty")
-        session = cls(components, session_id or uuid.uuid4().hex[:12])
-        components.traces.touch_session(session.id)
-        return session
+        """Continue session `session_id`, or start a new one (new id) when it is None.
+
+        Nothing is recorded until a turn starts, so an edit refused for its input (a missing
+        file, an empty instruction) leaves no empty session behind.
+        """
+        if session_id is not None:
+            check_session_name(session_id)
+        return cls(components, session_id or uuid.uuid4().hex[:12])
 
     def __repr__(self) -> str:
         return f"EditSession({self.id!r})"
@@ -141,6 +161,11 @@ class EditSession:
         """Start a turn; returns its result, or a `MaskReview` when it paused for a person."""
         if not isinstance(instruction, str) or not instruction.strip():
             raise InvalidRequestError("the instruction is empty; say what to change")
+        if len(instruction.strip()) > MAX_INSTRUCTION_CHARS:
+            raise InvalidRequestError(
+                f"the instruction has {len(instruction.strip()):,} characters; the limit is "
+                f"{MAX_INSTRUCTION_CHARS:,}"
+            )
         options = options or self.default_options()
         source, scale = self._import_image(image)
         user_mask = self._import_mask(mask, source, scale) if mask is not None else None
@@ -289,6 +314,13 @@ class EditSession:
         current = self.current_image
         assert current is not None
         return current
+
+    def delete(self) -> None:
+        """Forget this session: its turns, trace and checkpoints (artifacts stay, shared by hash)."""
+        saver = getattr(self.components, "checkpointer", None)
+        if saver is not None and hasattr(saver, "delete_thread"):
+            saver.delete_thread(self.id)
+        self.components.traces.delete_session(self.id)
 
     def trace(self) -> list[dict[str, Any]]:
         """Every trace event of this session (JSON-able dicts, oldest first)."""

@@ -36,14 +36,26 @@ class Settings(BaseSettings):
         description="Where the Ollama server answers.",
     )
     ollama_model: str = Field(default="qwen2.5vl:7b", description="Vision model served by Ollama.")
-    ollama_timeout: float = Field(default=120.0, gt=0, description="Seconds per VLM call.")
+    ollama_timeout: float = Field(
+        default=120.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Seconds allowed for each VLM call, from connecting to the last byte.",
+    )
 
     base_model: str = Field(
         default="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        description="SD1.5 base: Hub id, diffusers folder, or single .safetensors/.ckpt file.",
+        description="SD1.5 or SDXL base: Hub id, diffusers folder, or single .safetensors/.ckpt file.",
     )
-    brushnet: str = Field(default="TencentARC/BrushEdit", description="BrushNet: Hub id or folder.")
-    brushnet_subfolder: str | None = Field(default="brushnetX")
+    brushnet: str = Field(
+        default="TencentARC/BrushEdit",
+        description="BrushNet of the base's family (SD1.5 or SDXL): Hub id or folder.",
+    )
+    brushnet_subfolder: str | None = Field(
+        default="brushnetX", description="Folder inside `brushnet`; empty for none."
+    )
+    sdxl_working_side: int = Field(
+        default=1024, ge=64, le=2048,
+        description="SDXL bases generate at about this many pixels squared (native 1024).",
+    )
     detector: str = Field(default="IDEA-Research/grounding-dino-tiny", description="GroundingDINO.")
     sam: str = Field(default="facebook/sam-vit-huge", description="Segment Anything.")
 
@@ -67,12 +79,28 @@ class Settings(BaseSettings):
         "read as `image_path`/`mask_path`, besides the MCP roots the client shares.",
     )
 
+    @field_validator("brushnet_subfolder")
+    @classmethod
+    def _empty_subfolder_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("ollama_host")
     @classmethod
     def _host_with_scheme(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
         value = value.strip().rstrip("/")
+        if "://" in value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"the Ollama address must be http:// or https://, got {value!r}")
         if not value.startswith(("http://", "https://")):
             value = "http://" + value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid server address ({exc})") from None
+        if not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a valid server address (no host name)")
         return value
 
     def resolved_device(self) -> str:
@@ -96,3 +124,24 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "sessions.sqlite"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings()`, with a bad `BRUSHEDIT_` variable reported as one `ConfigError` sentence."""
+    from pydantic import ValidationError
+
+    from tools.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_env_name(e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({problems})") from None
+
+
+def _env_name(loc: tuple) -> str:
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith("BRUSHEDIT_") else f"BRUSHEDIT_{name}"

@@ -18,6 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+MAX_FIELD_CHARS = 64_000
+"""What one trace field (a prompt, a raw answer, an error, one JSON column) may hold; the rest
+is cut with a note saying how much, so a runaway answer cannot bloat the log."""
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
@@ -175,6 +179,36 @@ def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
+def clip(text: str | None, limit: int = MAX_FIELD_CHARS) -> str | None:
+    """`text` cut to `limit` characters, ending with a note of how many were left out."""
+    if text is None or len(text) <= limit:
+        return text
+    note = f"… [{len(text) - limit:,} more characters not stored]"
+    return text[:limit] + note
+
+
+def _clip_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, dict):
+        return {k: _clip_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip_strings(v, limit) for v in value]
+    return value
+
+
+def dumps_capped(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
+    """`dumps`, with every string clipped and the whole kept under about `limit` characters.
+
+    A value still too large after clipping its strings (thousands of small items) is stored as
+    `{"truncated": true, "chars": N, "preview": "..."}` so the column stays valid JSON.
+    """
+    text = dumps(_clip_strings(to_jsonable(value), limit))
+    if len(text) <= limit + 100:
+        return text
+    return dumps({"truncated": True, "chars": len(text), "preview": text[:limit]})
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -192,17 +226,27 @@ class TraceStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(
-            str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30
-        )
-        self.db.row_factory = sqlite3.Row
-        if self.path is not None:
-            enable_wal(self.db)
-        with self._lock:
-            migrate(self.db)
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(
+                str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30
+            )
+            self.db.row_factory = sqlite3.Row
+            if self.path is not None:
+                enable_wal(self.db)
+            with self._lock:
+                migrate(self.db)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            from tools.errors import ConfigError
+
+            what = "is not a SQLite database (move it aside)" if isinstance(
+                exc, sqlite3.DatabaseError) and "not a database" in str(exc) else \
+                f"cannot be opened ({getattr(exc, 'strerror', None) or exc})"
+            raise ConfigError(
+                f"the trace log {self.path} {what}; check BRUSHEDIT_DATA_DIR"
+            ) from None
 
     def __repr__(self) -> str:
         return f"TraceStore({str(self.path or ':memory:')!r})"
@@ -251,8 +295,8 @@ class TraceStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id, turn, attempt, node, status, started or _now(), duration_ms,
-                    dumps(inputs), dumps(outputs), dumps(params), dumps(verdict),
-                    dumps(images or {}), error,
+                    dumps_capped(inputs), dumps_capped(outputs), dumps_capped(params),
+                    dumps_capped(verdict), dumps_capped(images or {}), clip(error),
                 ),
             )
             event_id = int(cursor.lastrowid)
@@ -262,14 +306,15 @@ class TraceStore:
                     "INSERT INTO calls (event_id, session_id, model, system, prompt, images, raw, "
                     "parsed, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        event_id, session_id, c["model"], c["system"], c["prompt"],
-                        dumps(c["images"]), c["raw"], dumps(c["parsed"]), c["duration_ms"],
-                        c["error"],
+                        event_id, session_id, clip(c["model"], 500), clip(c["system"]),
+                        clip(c["prompt"]), dumps_capped(c["images"]), clip(c["raw"]),
+                        dumps_capped(c["parsed"]), c["duration_ms"], clip(c["error"]),
                     ),
                 )
         return event_id
 
     def start_turn(self, session_id: str, turn: int, instruction: str, source: str) -> None:
+        instruction = clip(instruction) or ""
         self.touch_session(session_id, title=instruction[:80])
         with self._lock, self.db:
             self.db.execute(
@@ -286,7 +331,7 @@ class TraceStore:
             self.db.execute(
                 "UPDATE turns SET result = ?, mask = ?, accepted = ?, reason = ?, status = 'done' "
                 "WHERE session_id = ? AND turn = ?",
-                (result, mask, int(accepted), reason, session_id, turn),
+                (result, mask, int(accepted), clip(reason), session_id, turn),
             )
 
     def set_turn_status(
@@ -296,7 +341,7 @@ class TraceStore:
             self.db.execute(
                 "UPDATE turns SET status = ?, reason = COALESCE(?, reason) "
                 "WHERE session_id = ? AND turn = ?",
-                (status, reason, session_id, turn),
+                (status, clip(reason), session_id, turn),
             )
 
     def set_turn_flags(
@@ -342,16 +387,29 @@ class TraceStore:
             out.append(item)
         return out
 
-    def sessions(self) -> list[dict[str, Any]]:
-        """All sessions, newest first, with their turn and event counts."""
+    def sessions(self, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Sessions, newest first, with their turn and event counts (a page when `limit`)."""
         with self._lock:
             rows = self.db.execute(
                 "SELECT s.id, s.created, s.updated, s.title, "
                 "(SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) AS turns, "
                 "(SELECT COUNT(*) FROM events e WHERE e.session_id = s.id) AS events "
-                "FROM sessions s ORDER BY s.updated DESC"
+                "FROM sessions s ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
             ).fetchall()
         return [dict(row) for row in rows]
+
+    def count_sessions(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+    def delete_session(self, session_id: str) -> bool:
+        """Forget a session: its turns, events and model calls (artifacts stay, shared by hash)."""
+        with self._lock, self.db:
+            for table in ("calls", "events", "turns"):
+                self.db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            cursor = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return cursor.rowcount > 0
 
     def has_session(self, session_id: str) -> bool:
         with self._lock:

@@ -69,9 +69,17 @@ class LeftoverMeasure:
     """Edges crossing the mask boundary that continue deep inside it."""
 
     crossings: int  # separate boundary places where such an edge crosses
+    long_crossings: int  # of those, the ones running on at least 1.5 x `min_run_px`
     longest_run_px: int  # how far the longest of them runs on inside the mask
     min_run_px: int  # how far an edge must run on to count
     candidates: int  # strong edge pixels at the boundary that cross it (any run)
+
+    @property
+    def evidence(self) -> int:
+        """Crossings, a long one counting twice: one short crossing can be a background edge
+        that happens to line up with something inside; two, or one that runs on far, are an
+        object's outline or markings running on under the mask."""
+        return self.crossings + self.long_crossings
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
@@ -143,17 +151,19 @@ def leftover_measure(
     mask: Mask,
     *,
     min_run_px: int | None = None,
-    edge_threshold: float = 0.06,
+    edge_threshold: float = 0.08,
 ) -> LeftoverMeasure:
     """Count strong edges that cross the mask boundary and run on inside it.
 
-    An edge pixel just outside the mask (visible in `result` as in `source`) counts as crossing
-    when its direction points into the mask (within 45 degrees of the boundary normal); it
-    continues when the source has an edge of the same direction, within 1 px, along the
-    straight line into the mask for at least `min_run_px` (default: 1.5 x the removal dilation
-    margin of `tools.masks.MaskPolicy`, scaled to the image, at least 10 px). Crossing pixels
-    next to each other are one crossing. `edge_threshold` is the gradient magnitude (0..1 scale)
-    of an edge worth following.
+    A strong edge pixel (source gradient >= `edge_threshold`, on the 0..1 scale after a 1 px
+    blur, and still an edge in `result`) within 2 px outside the mask is a crossing when the
+    edge runs across the boundary (within 30 degrees of its normal, where the boundary is
+    straight, not at a corner). From there the edge is traced into the mask in the source, one
+    pixel at a time, while it stays an edge that bends less than 25 degrees per step and 30 in
+    all; it continues when the trace stays inside the mask for `min_run_px` (default: twice
+    the removal dilation of `tools.masks.MaskPolicy` scaled to the image, at least 12 px), so
+    past the margin where a background edge meets the object's outline and stops. Continuing
+    pixels next to each other are one crossing; `evidence` weighs them.
     """
     import cv2
 
@@ -176,50 +186,55 @@ def leftover_measure(
     soft = cv2.GaussianBlur(edit.astype(np.float32) / 255.0, (0, 0), 3.0)
     nx = cv2.Sobel(soft, cv2.CV_32F, 1, 0, ksize=3)
     ny = cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
+    # the boundary's direction over a wider stretch: where it disagrees, the boundary bends
+    # (a corner), and "crossing" it means little
+    wide = cv2.GaussianBlur(edit.astype(np.float32) / 255.0, (0, 0), 8.0)
+    wx = cv2.Sobel(wide, cv2.CV_32F, 1, 0, ksize=3)
+    wy = cv2.Sobel(wide, cv2.CV_32F, 0, 1, ksize=3)
     with np.errstate(invalid="ignore", divide="ignore"):
         ux, uy = gx / magnitude, gy / magnitude
     ys, xs = np.nonzero(band & strong & visible)
-    continuing = np.zeros_like(inside)
+    continuing = np.zeros(inside.shape, np.int32)
     candidates = 0
     longest = 0
     crossing = math.cos(math.radians(30))
+    straight = math.cos(math.radians(20))
     for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
         n = math.hypot(nx[y, x], ny[y, x])
-        if n < 1e-6:
+        w = math.hypot(wx[y, x], wy[y, x])
+        if n < 1e-6 or w < 1e-6:
             continue
+        if (nx[y, x] * wx[y, x] + ny[y, x] * wy[y, x]) / (n * w) < straight:
+            continue  # a corner of the mask
         # the edge's tangent (perpendicular to the gradient) against the inward normal
         along = (-uy[y, x] * nx[y, x] + ux[y, x] * ny[y, x]) / n
         if abs(along) < crossing:
             continue  # the edge runs along the boundary, not across it
         candidates += 1
-        run = _trace(ux, uy, strong, inside, y, x, 1.0 if along > 0 else -1.0, 4 * min_run_px)
+        run = _trace(ux, uy, strong, inside, y, x, 1.0 if along > 0 else -1.0,
+                     4 * min_run_px)
         longest = max(longest, run)
         if run >= min_run_px:
-            continuing[y, x] = True
+            continuing[y, x] = run
+    crossings = long_crossings = 0
     if continuing.any():
-        count, _ = cv2.connectedComponents(
-            cv2.dilate(continuing.astype(np.uint8), np.ones((3, 3), np.uint8)), connectivity=8
+        count, labels = cv2.connectedComponents(
+            cv2.dilate((continuing > 0).astype(np.uint8), np.ones((3, 3), np.uint8)),
+            connectivity=8,
         )
         crossings = count - 1
-    else:
-        crossings = 0
+        runs = np.zeros(count, np.int32)
+        np.maximum.at(runs, labels[continuing > 0], continuing[continuing > 0])
+        long_crossings = int(np.count_nonzero(runs[1:] >= 1.5 * min_run_px))
     return LeftoverMeasure(
-        crossings=int(crossings),
-        longest_run_px=int(longest),
-        min_run_px=int(min_run_px),
-        candidates=int(candidates),
+        crossings=int(crossings), long_crossings=long_crossings, longest_run_px=int(longest),
+        min_run_px=int(min_run_px), candidates=int(candidates),
     )
 
 
 def _trace(
-    ux: np.ndarray,
-    uy: np.ndarray,
-    strong: np.ndarray,
-    inside: np.ndarray,
-    y: int,
-    x: int,
-    sign: float,
-    limit: int,
+    ux: np.ndarray, uy: np.ndarray, strong: np.ndarray, inside: np.ndarray,
+    y: int, x: int, sign: float, limit: int,
 ) -> int:
     """Follow the edge through (y, x) into the mask; how many steps it stays an edge inside.
 
@@ -252,8 +267,13 @@ def _trace(
                     continue  # turned too far from where it crossed: another edge
                 if dot > best_dot or (dot == best_dot and best is None):
                     best, best_dot = (qy, qx), dot
-        if best is None or not inside[best]:
+        if best is None:
             break
+        if not inside[best]:
+            if steps or len(visited) > 4:
+                break  # left the mask again, or never got into it
+        else:
+            steps += 1
         qy, qx = best
         visited.add(best)
         hy, hx = float(uy[qy, qx]), float(ux[qy, qx])
@@ -265,5 +285,4 @@ def _trace(
             new_ty, new_tx = -new_ty, -new_tx
         ty, tx = new_ty, new_tx
         fy, fx = float(qy), float(qx)
-        steps += 1
     return steps

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tools.errors import InvalidImageError
-from tools.masks import Mask, as_mask
+from tools.masks import Mask, as_mask, fit_mask
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """40 megapixels: larger than any photo we expect, far below what would exhaust memory."""
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""256 MiB: a 40-megapixel uncompressed TIFF fits; reading stops as soon as a file passes it."""
 MIN_SIDE = 8
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "TGA")
 
@@ -102,26 +106,35 @@ def load_mask(
 ) -> Mask:
     """Read a mask file (white = edit; a varying alpha channel counts as the painted area).
 
-    `size` is the (W, H) of the image it belongs to: a mismatch raises unless `resize` is set,
-    in which case the mask is resized with nearest-neighbour sampling.
+    `size` is the (W, H) of the image it belongs to; `tools.masks.fit_mask` decides what a
+    different size means: another aspect ratio is always refused (`InvalidMaskError`), the same
+    aspect ratio at another scale is resized (nearest neighbour) only when `resize` is set.
     """
     from PIL import Image, UnidentifiedImageError
 
-    data, name = _read_bytes(source)
+    data, name = _read_bytes(source, what="a mask file")
     try:
-        raw = Image.open(io.BytesIO(data))
-        raw.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            raw = Image.open(io.BytesIO(data))
+            if raw.size[0] * raw.size[1] > DEFAULT_MAX_PIXELS:
+                raise InvalidImageError(
+                    f"mask {name} is {raw.size[0]}x{raw.size[1]}, over the limit of "
+                    f"{DEFAULT_MAX_PIXELS:,} pixels"
+                )
+            raw.load()
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"mask {name} is too large to open safely") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError(f"mask {name} is not an image file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"mask {name} is damaged or truncated ({exc})") from exc
-    if size is not None and raw.size != tuple(size):
-        if not resize:
-            raise InvalidImageError(
-                f"mask {name} is {raw.size[0]}x{raw.size[1]} but the image is {size[0]}x{size[1]}"
-            )
-        raw = raw.resize(tuple(size), Image.Resampling.NEAREST)
-    return as_mask(raw)
+    mask = as_mask(raw)
+    if size is None:
+        return mask
+    return fit_mask(mask, size, resize=resize)
 
 
 def content_hash(image: Image.Image) -> str:
@@ -132,23 +145,87 @@ def content_hash(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def _read_bytes(source: ImageSource) -> tuple[bytes, str]:
+def _read_bytes(
+    source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "an image file"
+) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, name = bytes(source), "the uploaded image"
+        data = bytes(source)
+        name = "the uploaded image" if what == "an image file" else "the uploaded mask"
+        if len(data) > max_bytes:
+            raise InvalidImageError(
+                f"{name} is {len(data):,} bytes, over the limit of {max_bytes:,} bytes"
+            )
     else:
-        path = Path(source)
-        name = str(path)
-        if not path.exists():
-            raise InvalidImageError(f"{name} does not exist")
-        if path.is_dir():
-            raise InvalidImageError(f"{name} is a folder, not an image file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidImageError(f"{name} cannot be read ({exc.strerror or exc})") from exc
+        name = str(source)
+        data = read_user_file(source, max_bytes=max_bytes, what=what)
     if not data:
         raise InvalidImageError(f"{name} is empty (0 bytes)")
     return data, name
+
+
+def read_user_file(
+    source: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "a file"
+) -> bytes:
+    """The bytes of a regular file a user named, refusing anything else in one sentence.
+
+    Devices (`/dev/zero`, or a symlink to one), FIFOs, sockets and folders are refused before a
+    byte is read: the file is opened non-blocking (so a FIFO cannot hang the open) and checked
+    with `fstat` on the open descriptor (so a swapped path cannot slip past). The size cap is
+    checked while reading, so a file that grows, or lies about its size, cannot exhaust memory.
+    """
+    path = Path(source)
+    name = str(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InvalidImageError(f"{name} does not exist") from None
+    except OSError as exc:
+        raise InvalidImageError(f"{name} cannot be read ({exc.strerror or exc})") from None
+    kind = _special_kind(info.st_mode)
+    if kind == "a folder":
+        raise InvalidImageError(f"{name} is a folder, not {what}")
+    if kind is not None:
+        raise InvalidImageError(f"{name} is {kind}, not a regular file; give {what}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise InvalidImageError(f"{name} cannot be read ({exc.strerror or exc})") from None
+    try:
+        kind = _special_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise InvalidImageError(f"{name} is {kind}, not a regular file; give {what}")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise InvalidImageError(
+                    f"{name} is over the limit of {max_bytes:,} bytes; use a smaller file"
+                )
+    except OSError as exc:
+        raise InvalidImageError(f"{name} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _special_kind(mode: int) -> str | None:
+    """None for a regular file, else what the file is, in words."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _orientation(image: Image.Image) -> int:

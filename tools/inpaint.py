@@ -249,7 +249,11 @@ class OpenCVInpainter(Inpainter):
 
 
 class BrushNetInpainter(Inpainter):
-    """BrushEdit's generative backend: `brushedit_inpaint.StableDiffusionBrushNetPipeline`.
+    """BrushEdit's generative backend: `brushedit_inpaint`'s SD1.5 or SDXL BrushNet pipeline.
+
+    SD1.5 works at the image's own size (shrunk to 1024 px at most). SDXL generates at its native
+    resolution: the image is scaled, aspect kept, to about `sdxl_working_side`**2 pixels (1024**2)
+    and the result is scaled back to the input size.
 
     Blending follows `options.blending` for every category, removal included. The reference
     README prefers blending off for removal; we get its benefit (no leftover halo) from the
@@ -260,12 +264,27 @@ class BrushNetInpainter(Inpainter):
     name: ClassVar[str] = "brushnet"
     categories: ClassVar[frozenset[EditCategory]] = frozenset(EditCategory)
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, sdxl_working_side: int = 1024) -> None:
         if not callable(pipeline):
             raise ValueError(
                 f"`pipeline` must be a callable pipeline, got {type(pipeline).__name__}"
             )
+        if (
+            isinstance(sdxl_working_side, bool)
+            or not isinstance(sdxl_working_side, int)
+            or not (64 <= sdxl_working_side <= 2048)
+        ):
+            raise ValueError(
+                f"`sdxl_working_side` must be an integer in [64, 2048], got {sdxl_working_side!r}"
+            )
         self.pipeline = pipeline
+        self.sdxl_working_side = sdxl_working_side
+
+    @property
+    def is_sdxl(self) -> bool:
+        """Whether the pipeline's base is SDXL (its UNet has SDXL's `text_time` embedding)."""
+        config = getattr(getattr(self.pipeline, "unet", None), "config", None)
+        return config is not None and config.get("addition_embed_type") == "text_time"
 
     @classmethod
     def from_pretrained(
@@ -278,8 +297,9 @@ class BrushNetInpainter(Inpainter):
         dtype: torch.dtype | str | None = None,
         local_files_only: bool = False,
         cpu_offload: bool = False,
+        sdxl_working_side: int = 1024,
     ) -> BrushNetInpainter:
-        """Load an SD1.5 base and a BrushNet checkpoint (Hub ids or local folders).
+        """Load an SD1.5 or SDXL base and a BrushNet of the same family (Hub ids, folders, files).
 
         Raises `ModelLoadError` saying what was tried and how to get the weights.
         """
@@ -309,7 +329,7 @@ class BrushNetInpainter(Inpainter):
                 "point the BrushNet and base-model settings at those folders."
             ) from exc
         pipeline.set_progress_bar_config(disable=True)
-        return cls(pipeline)
+        return cls(pipeline, sdxl_working_side=sdxl_working_side)
 
     @classmethod
     def create(cls, **kwargs: Any) -> Inpainter:
@@ -352,7 +372,16 @@ class BrushNetInpainter(Inpainter):
             "blending": options.blending,
             "output_type": "pil",
         }
-        padding = crop_padding(image.size, mask)
+        working_side = WORKING_SIDE
+        if self.is_sdxl:
+            from brushedit_inpaint.processing import native_working_size
+
+            working_side = self.sdxl_working_side
+            height, width = native_working_size(
+                image.size[1], image.size[0], side=self.sdxl_working_side
+            )
+            kwargs.update(height=height, width=width)
+        padding = crop_padding(image.size, mask, working_side)
         if padding is not None and _accepts(self.pipeline, "padding_mask_crop"):
             kwargs["padding_mask_crop"] = padding  # edit a crop around the mask at the working size
         if progress is not None:

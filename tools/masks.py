@@ -80,6 +80,41 @@ def check_mask(mask: Mask, size: tuple[int, int] | None = None) -> Mask:
     return mask
 
 
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when (W, H) sizes `a` and `b` have one aspect ratio, up to a pixel of rounding."""
+    (aw, ah), (bw, bh) = a, b
+    # b's height at a's aspect ratio, compared with a pixel of slack on either rounding side
+    return abs(aw * bh - ah * bw) <= max(aw, ah, bw, bh)
+
+
+def fit_mask(mask: Mask, size: tuple[int, int], *, resize: bool = False) -> Mask:
+    """`mask` fitted to an image of (W, H) `size`, or `InvalidMaskError` saying why it cannot be.
+
+    The one rule every surface shares: a mask of another aspect ratio is refused (stretching it
+    would edit the wrong pixels); one of the same aspect ratio at another scale (the source was
+    downscaled on import) is resized with nearest-neighbour sampling when `resize` is set.
+    """
+    mask = as_mask(mask)
+    have = (int(mask.shape[1]), int(mask.shape[0]))
+    want = (int(size[0]), int(size[1]))
+    if have == want:
+        return mask
+    if not same_aspect(have, want):
+        raise InvalidMaskError(
+            f"the mask is {have[0]}x{have[1]} but the image is {want[0]}x{want[1]}: its aspect "
+            "ratio differs, and a mask is never stretched; draw it on this image"
+        )
+    if not resize:
+        raise InvalidMaskError(
+            f"the mask is {have[0]}x{have[1]} but the image is {want[0]}x{want[1]}; "
+            "give a mask of the image's size"
+        )
+    from PIL import Image
+
+    resized = Image.fromarray(mask).resize(want, Image.Resampling.NEAREST)
+    return np.asarray(resized, dtype=np.uint8).copy()
+
+
 # --- operations on masks -------------------------------------------------------------------------
 # Every function below takes and returns the one mask type (uint8 (H, W), values {0, 255}) unless
 # its docstring says otherwise, and never modifies its argument. Morphology uses square structuring
@@ -414,12 +449,10 @@ def _user_proposal(user_mask: Any, size: tuple[int, int], category: EditCategory
     notes = ["user mask"]
     mask = as_mask(user_mask)
     if (mask.shape[1], mask.shape[0]) != size:
-        import cv2
-
         notes.append(
             f"user mask resized from {mask.shape[1]}x{mask.shape[0]} to {size[0]}x{size[1]}"
         )
-        mask = as_mask(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+        mask = fit_mask(mask, size, resize=True)  # another aspect ratio: refused, not stretched
     check_mask(mask, size)
     if not mask.any():
         raise InvalidMaskError(

@@ -192,13 +192,13 @@ class CheckThresholds(BaseModel):
         description="Largest plausible mask share per category (global must be 1.0).",
     )
     min_fill_texture: float = Field(
-        default=0.42,
+        default=0.30,
         ge=0.0,
         description="Removals: texture inside the fill (geometric mean of its gradient energy "
         "and sharpness) as a share of the ring's just outside; below it the fill is a smear.",
     )
     min_fill_colour: float = Field(
-        default=0.30,
+        default=0.08,
         ge=0.0,
         description="Removals: colour spread inside the fill as a share of the ring's; below "
         "it the fill is flat.",
@@ -213,7 +213,8 @@ class CheckThresholds(BaseModel):
         default=1,
         ge=0,
         description="Removals: edges that cross the mask boundary and run on deep inside it "
-        "(an object cut by the mask); more than this and the mask left part of it.",
+        "(an object cut by the mask), a long one counting twice; more than this and the mask "
+        "left part of the object outside.",
     )
 
 
@@ -327,10 +328,8 @@ def removal_checks(
     if not smear.measurable:
         why = "the hole or its ring is too small to judge texture"
     elif not textured:
-        why = (
-            f"the surroundings are plain (gradient {smear.ring.gradient:.4f} < "
-            f"{bars.min_ring_texture}), so a smooth fill is right"
-        )
+        why = (f"the surroundings are plain (gradient {smear.ring.gradient:.4f} < "
+               f"{bars.min_ring_texture}), so a smooth fill is right")
     else:
         why = ""
     checks = [
@@ -340,16 +339,12 @@ def removal_checks(
             value=texture if textured else 1.0,
             threshold=bars.min_fill_texture,
             stage="inpaint",
-            message=why
-            or (
+            message=why or (
                 f"the filled area has {texture:.2f}x the texture of its surroundings "
                 f"(gradient energy {smear.ratio('gradient'):.2f}x, sharpness "
                 f"{smear.ratio('sharpness'):.2f}x; needs >= {bars.min_fill_texture:.2f}x)"
-                + (
-                    ""
-                    if texture >= bars.min_fill_texture
-                    else ": the fill looks smeared; another method or seed may fill it better"
-                )
+                + ("" if texture >= bars.min_fill_texture else
+                   ": the fill looks smeared; another method or seed may fill it better")
             ),
         ),
         Check(
@@ -358,36 +353,31 @@ def removal_checks(
             value=colour if textured else 1.0,
             threshold=bars.min_fill_colour,
             stage="inpaint",
-            message=why
-            or (
+            message=why or (
                 f"the filled area has {colour:.2f}x the colour spread of its surroundings "
                 f"(needs >= {bars.min_fill_colour:.2f}x)"
-                + (
-                    ""
-                    if colour >= bars.min_fill_colour
-                    else ": the fill is flat; another method or seed may fill it better"
-                )
+                + ("" if colour >= bars.min_fill_colour else
+                   ": the fill is flat; another method or seed may fill it better")
             ),
         ),
     ]
     leftover = leftover_measure(source, result, mask)
-    crossings = leftover.crossings
+    evidence = leftover.evidence
     checks.append(
         Check(
             name="object_at_border",
-            passed=crossings <= bars.max_border_crossings,
-            value=float(crossings),
+            passed=evidence <= bars.max_border_crossings,
+            value=float(evidence),
             threshold=float(bars.max_border_crossings),
             stage="mask",
             message=(
-                f"{crossings} strong edge(s) cross the mask boundary and run on at least "
-                f"{leftover.min_run_px} px inside it (longest {leftover.longest_run_px} px)"
-                + (
-                    ""
-                    if crossings <= bars.max_border_crossings
-                    else ": part of the object is left outside the mask; a larger (dilated) mask "
-                    "should cover it"
-                )
+                f"{leftover.crossings} strong edge(s) cross the mask boundary and run on at "
+                f"least {leftover.min_run_px} px inside it ({leftover.long_crossings} of them "
+                f"over {round(1.5 * leftover.min_run_px)} px; longest "
+                f"{leftover.longest_run_px} px)"
+                + ("" if evidence <= bars.max_border_crossings else
+                   ": part of the object is left outside the mask; a larger (dilated) mask "
+                   "should cover it")
             ),
         )
     )

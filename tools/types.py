@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
+
 
 class EditCategory(StrEnum):
     """What kind of edit an instruction asks for (BrushEdit's five categories)."""
@@ -98,21 +100,62 @@ class EditPlan(BaseModel):
     source: PlanSource = "rules"
 
 
-InpainterName = Literal["brushnet", "opencv"]
+InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
+
+
+SEED_MAX = 2**32 - 1
+"""Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
 
 
 class EditOptions(BaseModel):
-    """Knobs a user may turn for one edit; defaults follow the paper."""
+    """Knobs a user may turn for one edit; defaults follow the paper.
 
-    seed: int = Field(default=1234, ge=0)
-    steps: int = Field(default=50, ge=1, le=200)
-    guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0)
-    conditioning_scale: float = Field(default=1.0, ge=0.0, le=10.0)
-    samples: int = Field(default=1, ge=1, le=8)
-    blending: bool = True
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    inpainter: InpainterName = "brushnet"
-    negative_prompt: str = "ugly, low quality"
+    The bounds and descriptions here are the single source of truth: the CLI's flags, the HTTP
+    API's and MCP's schemas and the web editor's sliders are derived from these fields.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    seed: int = Field(
+        default=1234, ge=0, le=SEED_MAX,
+        description="Random seed of the first attempt; retries add 1. Same seed, same result.",
+    )
+    steps: int = Field(default=50, ge=1, le=200, description="Diffusion denoising steps.")
+    guidance_scale: float = Field(
+        default=7.5, ge=0.0, le=30.0,
+        description="Classifier-free guidance: how strongly the result follows the caption.",
+    )
+    conditioning_scale: float = Field(
+        default=1.0, ge=0.0, le=10.0,
+        description="BrushNet conditioning scale: how strongly the unmasked image steers the fill.",
+    )
+    samples: int = Field(
+        default=1, ge=1, le=8, description="Candidates per attempt; the verifier picks one."
+    )
+    blending: bool = Field(
+        default=True, description="Blend the inpainted region into the untouched source pixels."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Verifier attempts per edit before the best is kept."
+    )
+    inpainter: InpainterName = Field(
+        default=DEFAULT_INPAINTER,
+        description="Inpainting backend: brushnet (diffusion, every edit) or opencv (removals "
+        "only, no weights); `tools.registry.INPAINTERS` lists them.",
+    )
+    negative_prompt: str = Field(
+        default="ugly, low quality", max_length=2000,
+        description="What the diffusion model should avoid.",
+    )
+
+
+def option_bounds(name: str) -> tuple[float | None, float | None]:
+    """The (minimum, maximum) of an `EditOptions` field, None where it is unbounded."""
+    low = high = None
+    for item in EditOptions.model_fields[name].metadata:
+        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
+        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
+    return low, high
 
 
 class EditRequest(BaseModel):

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
+from tools.registry import INPAINTER_NAMES
 
-class InpainterChoice(StrEnum):
-    brushnet = "brushnet"
-    opencv = "opencv"
+InpainterChoice = StrEnum("InpainterChoice", {name: name for name in INPAINTER_NAMES})
+"""The registry's inpainters, as Typer choices."""
 
 
 class PlannerChoice(StrEnum):
@@ -49,9 +49,9 @@ def ui(
     """Open the web editor (Gradio) in your browser at http://HOST:PORT."""
     from graphs.interfaces.common import settings_components_factory
     from graphs.interfaces.web import launch
-    from graphs.settings import Settings
+    from graphs.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     factory = settings_components_factory(
         settings, inpainter=inpainter.value, planner=planner.value
     )
@@ -66,9 +66,9 @@ def serve(
 ) -> None:
     """Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback."""
     from graphs.interfaces.api import serve as run_api
-    from graphs.settings import Settings
+    from graphs.settings import load_settings
 
-    run_api(Settings(), host=host, port=port, inpainter=inpainter.value, planner=planner.value)
+    run_api(load_settings(), host=host, port=port, inpainter=inpainter.value, planner=planner.value)
 
 
 def mcp(
@@ -90,10 +90,10 @@ def mcp(
 ) -> None:
     """Serve the MCP tools edit_image, plan_edit and get_trace (HTTP: http://HOST:PORT/mcp)."""
     from graphs.interfaces.mcp_server import run_mcp
-    from graphs.settings import Settings
+    from graphs.settings import load_settings
 
     run_mcp(
-        Settings(), transport=transport.value, host=host, port=port,
+        load_settings(), transport=transport.value, host=host, port=port,
         inpainter=inpainter.value, planner=planner.value, roots=root or None,
     )
 

@@ -196,7 +196,10 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def decode_mask(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit."""
+    """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit.
+
+    The size rule is `tools.masks.fit_mask`'s, the one every surface shares (never stretched).
+    """
     from tools.images import load_mask
 
     mask = load_mask(data, size)
@@ -212,8 +215,14 @@ def artifact_path(components: Any, digest: str) -> Path:
         path = Path(components.store.path(digest))
     except (KeyError, FileNotFoundError, LookupError) as exc:
         raise NotFoundError(f"no artifact {digest}") from exc
+    store = components.store
     if not path.is_file():
         raise NotFoundError(f"no artifact {digest}")
+    if hasattr(store, "has") and not store.has(digest):  # verifies, and moves a damaged file aside
+        raise NotFoundError(
+            f"artifact {digest} is damaged (its pixels no longer match its hash), so it counts "
+            "as missing; send the image again"
+        )
     return path
 
 
@@ -248,6 +257,9 @@ def parse_options(
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRequestError(f"`options` is not valid JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise InvalidRequestError("`options` is nested too deeply to be an options object"
+                                      ) from None
         if not isinstance(raw, dict):
             raise InvalidRequestError("`options` must be a JSON object")
     extra: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}

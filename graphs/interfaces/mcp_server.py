@@ -40,7 +40,13 @@ from graphs.interfaces.common import (
     summary,
 )
 from graphs.interfaces.roots import FileRoots, parse_root_list, path_from_uri
-from tools.errors import BrushEditError, ConfigError, InvalidRequestError, ModelLoadError
+from tools.errors import (
+    BrushEditError,
+    ConfigError,
+    InvalidRequestError,
+    MaskNeededError,
+    ModelLoadError,
+)
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.types import EditOptions, EditPlan
 
@@ -293,6 +299,9 @@ def validation_sentences(exc: ValidationError) -> str:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ModelLoadError):
         return f"{type(exc).__name__}: {model_missing_message(' '.join(str(exc).split()))}"
+    if isinstance(exc, MaskNeededError):
+        return (f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))} (pass it as "
+                "`mask`, `mask_path` or `mask_hash`, white = edit)")
     if isinstance(exc, BrushEditError):
         return f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))}"
     detail = " ".join(str(exc).split())[:200]

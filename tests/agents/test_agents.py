@@ -9,6 +9,7 @@ from agents import (
     Verdict,
     caption_target,
     classify_edit,
+    describe_removal,
     identify_object,
     parse_instruction,
     verify_edit,
@@ -93,6 +94,30 @@ def test_caption_falls_back_to_the_rules_when_the_model_keeps_refusing(fake_olla
     caption = caption_target(fake_ollama.vlm(), image, "add a red balloon in the sky",
                              EditCategory.ADDITION, None)
     assert caption == "a red balloon"
+
+
+def test_removal_prompt_names_the_background_and_the_object(fake_ollama, image):
+    fake_ollama.queue({"background": "empty wooden floor", "removed": "brown dog"})
+    answer = describe_removal(fake_ollama.vlm(), image, "remove the dog", "dog")
+    assert (answer.background, answer.removed) == ("empty wooden floor", "brown dog")
+    (request,) = fake_ollama.chat_requests
+    assert request["format"]["title"] == "RemovalPrompt"
+    assert "Object to remove: dog." in request["messages"][1]["content"]
+
+
+def test_removal_prompt_that_paints_the_object_back_is_re_asked(fake_ollama, image):
+    fake_ollama.queue({"background": "a wooden floor with a sleeping dog", "removed": "dog"},
+                      {"background": "empty wooden floor", "removed": "dog"})
+    answer = describe_removal(fake_ollama.vlm(), image, "remove the dog", "dog")
+    assert answer.background == "empty wooden floor"
+    assert "mentions the removed object" in fake_ollama.chat_requests[1]["messages"][3]["content"]
+
+
+def test_removal_prompt_falls_back_to_the_rules(fake_ollama, image):
+    refusal = {"background": "I'm sorry, I cannot do that.", "removed": "dog"}
+    fake_ollama.queue(refusal, refusal, refusal)
+    answer = describe_removal(fake_ollama.vlm(), image, "remove the dog from the sofa", "dog")
+    assert (answer.background, answer.removed) == ("empty sofa", "dog")
 
 
 def test_verify_accept_and_scripted_retry(fake_ollama, image):

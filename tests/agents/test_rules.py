@@ -177,3 +177,19 @@ def test_odd_input_still_gives_a_plan(text):
     plan = parse_instruction(text)
     assert isinstance(plan.category, EditCategory)
     assert plan.confidence is not None and plan.confidence <= 0.6
+
+
+@pytest.mark.parametrize(
+    ("text", "caption", "negative"),
+    [
+        ("remove the spoon", "background", "spoon"),
+        ("remove the cup from the table", "empty table", "cup"),
+        ("please get rid of the two red cars", "background", "two red cars"),
+        ("make the car red", "red car", None),
+        ("add a bird in the sky", "a bird", None),
+    ],
+)
+def test_removals_caption_the_background_and_negate_the_object(text, caption, negative):
+    plan = parse_instruction(text)
+    assert plan.target_caption == caption
+    assert plan.negative_prompt == negative

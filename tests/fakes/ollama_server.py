@@ -41,12 +41,32 @@ DEFAULT_CAPABILITIES = ("completion", "vision")
 
 @dataclass
 class Reply:
-    """A scripted answer: `content` for the assistant message, or an HTTP error, after `delay`."""
+    """A scripted answer: `content` for the assistant message, or an HTTP error, after `delay`.
+
+    Misbehaviour for robustness tests: `raw` is sent as the whole body instead of Ollama's JSON
+    (a proxy's HTML page, cut-off JSON, JSON without `message`), with `content_type`; `trickle`
+    sends the body one byte every `trickle` seconds (a per-read timeout never trips).
+    """
 
     content: str | dict | BaseModel | None = None
     status: int = 200
     error: str | None = None
     delay: float = 0.0
+    raw: str | bytes | None = None
+    content_type: str = "application/json"
+    trickle: float = 0.0
+
+    @classmethod
+    def body(cls, raw: str | bytes, *, status: int = 200,
+             content_type: str = "text/html; charset=utf-8") -> Reply:
+        """Answer with exactly `raw` as the body (not Ollama's JSON)."""
+        return cls(raw=raw, status=status, content_type=content_type)
+
+    @classmethod
+    def trickling(cls, seconds_per_byte: float, content: str | dict | BaseModel | None = None
+                  ) -> Reply:
+        """A valid answer, sent one byte every `seconds_per_byte` seconds."""
+        return cls(content=content, trickle=seconds_per_byte)
 
     @classmethod
     def fail(cls, status: int = 500, error: str = "internal server error") -> Reply:
@@ -210,16 +230,19 @@ class FakeOllama:
         self._queued: deque[Answer] = deque()
         self._injections: list[_Injection] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self.server = _QuickStopServer(host="127.0.0.1", port=0, threaded=True)
         self.server.expect_request(re.compile(r".*")).respond_with_handler(self._handle)
 
     # lifecycle
 
     def start(self) -> FakeOllama:
+        self._stopping.clear()
         self.server.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.server.is_running():
             self.server.clear()
             self.server.stop()
@@ -254,6 +277,15 @@ class FakeOllama:
                   times: int = 1, path: str = "/api/chat") -> None:
         with self._lock:
             self._injections.append(_Injection(Reply.fail(status, error), path, times))
+
+    def send_next(self, reply: Reply, *, times: int = 1, path: str = "/api/chat") -> None:
+        """Answer the next `times` calls to `path` with `reply` (e.g. `Reply.body("<html>")`,
+        `Reply.trickling(2.0)`) before anything else; works for /api/tags and /api/show too."""
+        with self._lock:
+            if path == "/api/chat":  # ahead of the queue, so content and trickling apply
+                self._queued.extendleft([reply] * times)
+            else:
+                self._injections.append(_Injection(reply, path, times))
 
     def delay_next(self, seconds: float, *, times: int = 1, path: str = "/api/chat") -> None:
         """Sleep before answering normally (to trip a client timeout)."""
@@ -290,6 +322,10 @@ class FakeOllama:
             return self._chat(body or {})
         return Response("404 page not found", status=404, content_type="text/plain")
 
+    def _trickle(self, data: bytes, seconds: float) -> Response:
+        return Response(_trickled(data, seconds, self._stopping), status=200,
+                        content_type="application/json", direct_passthrough=True)
+
     def _injected(self, path: str) -> Response | None:
         with self._lock:
             for injection in self._injections:
@@ -301,6 +337,11 @@ class FakeOllama:
                 return None
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.raw is not None:
+            return Response(reply.raw, status=reply.status, content_type=reply.content_type)
+        if reply.trickle:
+            return self._trickle(json.dumps({"models": [], "capabilities": []}).encode(),
+                                 reply.trickle)
         if reply.status >= 400:
             return _json({"error": reply.error or "error"}, reply.status)
         return None
@@ -337,6 +378,8 @@ class FakeOllama:
         reply = answer if isinstance(answer, Reply) else Reply(content=answer)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.raw is not None:
+            return Response(reply.raw, status=reply.status, content_type=reply.content_type)
         if reply.status >= 400:
             return _json({"error": reply.error or "error"}, reply.status)
         content = _content_text(reply.content)
@@ -353,6 +396,8 @@ class FakeOllama:
             "eval_count": max(1, len(content) // 4),
             "eval_duration": 700_000_000,
         }
+        if reply.trickle:
+            return self._trickle(json.dumps(final).encode(), reply.trickle)
         if body.get("stream", True) is False:
             return _json(final)
         chunk = {"model": model, "created_at": final["created_at"],
@@ -360,6 +405,13 @@ class FakeOllama:
         last = {**final, "message": {"role": "assistant", "content": ""}}
         lines = json.dumps(chunk) + "\n" + json.dumps(last) + "\n"
         return Response(lines, status=200, content_type="application/x-ndjson")
+
+
+def _trickled(data: bytes, seconds: float, stopping: threading.Event) -> Iterator[bytes]:
+    for index in range(len(data)):
+        if stopping.wait(seconds):
+            return
+        yield data[index : index + 1]
 
 
 def _content_text(content: str | dict | BaseModel | None) -> str:

@@ -81,7 +81,7 @@ def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path) -> No
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
     assert "answers at" in lines["Ollama server"]
     assert "capabilities: completion, vision" in lines["Ollama model qwen2.5vl:7b"]
-    assert "local folder" in lines["SD1.5 base"] and "local folder" in lines["BrushNet"]
+    assert "local folder" in lines["Base model"] and "local folder" in lines["BrushNet"]
     assert "missing" in lines["GroundingDINO"]
     assert "BRUSHEDIT_DETECTOR" in result.output
     server.stop()

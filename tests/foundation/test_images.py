@@ -180,7 +180,7 @@ def test_load_mask_sizes_and_alpha(tmp_path) -> None:
     loaded = load_mask(path, size=(30, 20))
     assert loaded.dtype == np.uint8 and set(np.unique(loaded)) == {0, 255}
     assert loaded[6, 6] == 255 and loaded[0, 0] == 0
-    with pytest.raises(InvalidImageError, match="30x20 but the image is 60x40"):
+    with pytest.raises(InvalidMaskError, match="30x20 but the image is 60x40"):
         load_mask(path, size=(60, 40))
     assert load_mask(path, size=(60, 40), resize=True).shape == (40, 60)
     painted = np.zeros((20, 30, 4), np.uint8)

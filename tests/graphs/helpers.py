@@ -61,6 +61,7 @@ class SleepyInpainter(OpenCVInpainter):
     """OpenCV removal that first touches `marker` and sleeps (to be killed mid-node)."""
 
     def __init__(self, marker: Path, seconds: float) -> None:
+        super().__init__()
         self.marker = Path(marker)
         self.seconds = seconds
 

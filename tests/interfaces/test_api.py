@@ -63,8 +63,9 @@ def test_health(client):
 def test_edit_chain_artifacts_trace_and_undo(client, image_png, mask_png):
     session_id = new_session(client)
     first = post_edit(client, session_id, image_png, mask_png, options='{"seed": 7}')
-    assert first.status_code == 200, first.text
+    assert first.status_code == 201, first.text
     body = first.json()
+    assert first.headers["location"] == body["links"]["status"]
     assert body["status"] == "done"
     result = body["result"]
     assert result["inpainter"] == "opencv" and result["planner"] == "rules"
@@ -77,7 +78,7 @@ def test_edit_chain_artifacts_trace_and_undo(client, image_png, mask_png):
 
     # No image: continue from the last result.
     second = post_edit(client, session_id, mask=mask_png, steps="3")
-    assert second.status_code == 200, second.text
+    assert second.status_code == 201, second.text
     assert second.json()["result"]["source_image"] == result["image"]
 
     turns = client.get(f"/sessions/{session_id}").json()
@@ -99,7 +100,7 @@ def test_edit_chain_artifacts_trace_and_undo(client, image_png, mask_png):
 def test_user_caption_reaches_the_result(client, image_png, mask_png):
     session_id = new_session(client)
     response = post_edit(client, session_id, image_png, mask_png, caption=" a  bare wooden table ")
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     assert response.json()["result"]["caption"] == "a bare wooden table"
 
 
@@ -107,6 +108,7 @@ def test_async_edit_and_status(client, image_png, mask_png):
     session_id = new_session(client)
     started = post_edit(client, session_id, image_png, mask_png, wait="false")
     assert started.status_code == 202
+    assert started.headers["location"] == started.json()["links"]["status"]
     status_url = started.json()["links"]["status"]
     for _ in range(300):
         status = client.get(status_url).json()
@@ -128,7 +130,9 @@ def test_async_edit_and_status(client, image_png, mask_png):
         ({"steps": "0"}, 422, "InvalidRequestError", "options.steps"),
         ({"inpainter": "magic"}, 422, "InvalidRequestError", "inpainter"),
         ({"instruction": "   "}, 422, "InvalidRequestError", "instruction"),
-        ({"mask": png(np.zeros((10, 10), np.uint8))}, 422, "InvalidImageError", "10x10"),
+        ({"mask": png(np.zeros((10, 10), np.uint8))}, 422, "InvalidMaskError", "10x10"),
+        ({"mask": png(np.full((32, 48), 255, np.uint8))}, 422, "InvalidMaskError", "48x32"),
+        ({"mask": png(np.full((64, 64), 255, np.uint8))}, 422, "InvalidMaskError", "96x64"),
         ({"mask": png(np.zeros((64, 96), np.uint8))}, 422, "InvalidMaskError", "empty"),
         ({"caption": "x" * 501}, 422, "InvalidRequestError", "caption"),
     ],
@@ -208,6 +212,19 @@ def test_responses_match_the_openapi_schema(client, image_png, mask_png):
     check("/sessions/{session_id}/edits", "post", post_edit(client, sid, b"junk"))
     check("/sessions/{session_id}", "get", client.get("/sessions/missing"))
     check("/artifacts/{digest}", "get", client.get("/artifacts/" + "0" * 64))
+    check("/sessions", "get", client.get("/sessions", params={"limit": 1}))
+    check("/sessions", "get", client.get("/sessions", params={"limit": 0}))
+    check("/sessions/{session_id}/edits", "get", client.get(f"/sessions/{sid}/edits"))
+    check("/sessions/{session_id}/edits/{edit_id}", "get",
+          client.get(edit.headers["location"]))
+    check("/sessions/{session_id}/edits/{edit_id}/resume", "post",
+          client.post(edit.headers["location"] + "/resume"))
+    check("/sessions/{session_id}/edits", "post",
+          client.post(f"/sessions/{sid}/edits", json={"instruction": "x"}))
+    check("/sessions/{session_id}/undo", "post",
+          client.post(f"/sessions/{sid}/undo", json={"turn": 2**64}))
+    assert client.delete(f"/sessions/{sid}").status_code == 204
+    check("/sessions/{session_id}", "delete", client.delete(f"/sessions/{sid}"))
 
 
 def _free_port() -> int:
