@@ -32,8 +32,8 @@ _EXPORTS = {
 __all__ = [
     "BrushNetLoadError",
     "BrushNetModel",
-    "EncodeCache",
     "BrushNetOutput",
+    "EncodeCache",
     "MidBlock2D",
     "StableDiffusionBrushNetPipeline",
     "StableDiffusionBrushNetPipelineOutput",
