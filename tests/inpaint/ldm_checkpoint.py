@@ -1,7 +1,7 @@
 """Write tiny diffusers models as an original (LDM) Stable Diffusion single-file checkpoint, for `from_single_file`.
 
-The key maps of diffusers' `scripts/convert_diffusers_to_original_stable_diffusion.py`, generalised from SD1.5's four
-blocks to the tiny test configs (N blocks, attention in all but the deepest level).
+The key maps of diffusers' `scripts/convert_diffusers_to_original_stable_diffusion.py` (and its SDXL variant),
+generalised from SD1.5's four blocks to the tiny test configs (N blocks, attention where the block type has it).
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import torch
 
 
-def _unet_layer_map(n_blocks: int, layers: int) -> list[tuple[str, str]]:
+def _unet_layer_map(down_types, up_types, layers: int) -> list[tuple[str, str]]:
     pairs = []
+    n_blocks = len(down_types)
     for i in range(n_blocks):
         for j in range(layers):
             pairs.append(
                 (f"input_blocks.{(layers + 1) * i + j + 1}.0.", f"down_blocks.{i}.resnets.{j}.")
             )
-            if i < n_blocks - 1:
+            if "CrossAttn" in down_types[i]:
                 pairs.append(
                     (
                         f"input_blocks.{(layers + 1) * i + j + 1}.1.",
@@ -27,7 +28,7 @@ def _unet_layer_map(n_blocks: int, layers: int) -> list[tuple[str, str]]:
             pairs.append(
                 (f"output_blocks.{(layers + 1) * i + j}.0.", f"up_blocks.{i}.resnets.{j}.")
             )
-            if i > 0:
+            if "CrossAttn" in up_types[i]:
                 pairs.append(
                     (f"output_blocks.{(layers + 1) * i + j}.1.", f"up_blocks.{i}.attentions.{j}.")
                 )
@@ -40,7 +41,7 @@ def _unet_layer_map(n_blocks: int, layers: int) -> list[tuple[str, str]]:
             )
             pairs.append(
                 (
-                    f"output_blocks.{(layers + 1) * i + layers}.{1 if i == 0 else 2}.",
+                    f"output_blocks.{(layers + 1) * i + layers}.{2 if 'CrossAttn' in up_types[i] else 1}.",
                     f"up_blocks.{i}.upsamplers.0.",
                 )
             )
@@ -53,6 +54,8 @@ def _unet_layer_map(n_blocks: int, layers: int) -> list[tuple[str, str]]:
 _UNET_TOP = [
     ("time_embed.0.", "time_embedding.linear_1."),
     ("time_embed.2.", "time_embedding.linear_2."),
+    ("label_emb.0.0.", "add_embedding.linear_1."),  # SDXL's text_time embedding
+    ("label_emb.0.2.", "add_embedding.linear_2."),
     ("input_blocks.0.0.", "conv_in."),
     ("out.0.", "conv_norm_out."),
     ("out.2.", "conv_out."),
@@ -69,7 +72,7 @@ _RESNET = [
 
 def unet_to_ldm(unet) -> dict[str, torch.Tensor]:
     cfg = unet.config
-    layer_map = _unet_layer_map(len(cfg.block_out_channels), cfg.layers_per_block)
+    layer_map = _unet_layer_map(cfg.down_block_types, cfg.up_block_types, cfg.layers_per_block)
     out = {}
     for key, value in unet.state_dict().items():
         name = key

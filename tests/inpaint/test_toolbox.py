@@ -229,9 +229,10 @@ def test_lora_changes_the_output_and_unloads_cleanly(fresh_pipe, tmp_path):
 
     pipe.fuse_lora()
     assert np.abs(_run(pipe) - with_lora).max() < 1e-4
-    pipe.unfuse_lora()
+    pipe.unfuse_lora()  # W + BA - BA: equal to W up to float rounding
     pipe.unload_lora_weights()
-    assert np.abs(_run(pipe) - base).max() < 1e-6
+    assert not any("lora" in key for key in pipe.unet.state_dict())
+    assert np.abs(_run(pipe) - base).max() < 1e-5
     for name, value in pipe.brushnet.state_dict().items():
         assert torch.equal(value, branch_before[name])
 

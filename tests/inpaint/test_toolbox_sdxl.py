@@ -98,9 +98,10 @@ def test_sdxl_lora_changes_the_output_and_unloads_cleanly(fresh_pipe, tmp_path):
     assert not any("lora" in name for name, _ in pipe.brushnet.named_modules())
     pipe.fuse_lora()
     assert np.abs(_run(pipe) - with_lora).max() < 1e-4
-    pipe.unfuse_lora()
+    pipe.unfuse_lora()  # W + BA - BA: equal to W up to float rounding
     pipe.unload_lora_weights()
-    assert np.abs(_run(pipe) - base).max() < 1e-6
+    assert not any("lora" in key for key in pipe.unet.state_dict())
+    assert np.abs(_run(pipe) - base).max() < 1e-5
 
 
 def test_sdxl_refuses_an_sd15_lora_in_one_sentence(fresh_pipe, tmp_path):
@@ -183,3 +184,30 @@ def test_sdxl_diffusion_pipeline_from_pretrained(pipe, tmp_path):
     )
     generic.set_progress_bar_config(disable=True)
     assert np.abs(_run(generic) - _run(pipe)).max() < 1e-6
+
+
+def test_sdxl_from_single_file_on_the_pipeline_class(pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    from .ldm_checkpoint import unet_to_ldm, vae_to_ldm
+    from .sdxl_helpers import make_tiny_sdxl_models
+
+    pipe.save_pretrained(tmp_path / "config")  # seed-0 weights; the file holds seed 1
+    unet, vae, _ = make_tiny_sdxl_models(seed=1)
+    checkpoint = {**unet_to_ldm(unet), **vae_to_ldm(vae)}
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, tmp_path / "tiny_xl.safetensors")
+    loaded = StableDiffusionXLBrushNetPipeline.from_single_file(
+        str(tmp_path / "tiny_xl.safetensors"),
+        config=str(tmp_path / "config"),
+        brushnet=pipe.brushnet,
+        text_encoder=pipe.text_encoder,
+        text_encoder_2=pipe.text_encoder_2,
+        tokenizer=pipe.tokenizer,
+        tokenizer_2=pipe.tokenizer_2,
+        local_files_only=True,
+    )
+    assert type(loaded) is StableDiffusionXLBrushNetPipeline
+    for name, source in (("unet", unet), ("vae", vae)):
+        expected, got = source.state_dict(), getattr(loaded, name).state_dict()
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k].reshape(expected[k].shape)) for k in expected)
