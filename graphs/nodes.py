@@ -10,7 +10,7 @@ they read and write the artifact store by hash.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from graphs import policy
 from graphs.artifacts import artifact_url
@@ -20,13 +20,17 @@ from graphs.tracing import NodeRun, traced, turn_of
 from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
 from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_prompts
 
+if TYPE_CHECKING:
+    from langgraph.types import Command
+
 NEEDS_SEGMENTATION = {EditCategory.REMOVAL, EditCategory.LOCAL, EditCategory.BACKGROUND}
 NO_SEGMENTER = (
     "no segmentation model is available to find {what}: give a mask of the area to edit, or "
     "install the GroundingDINO and SAM weights (`brushedit doctor` says how)"
 )
 VerifyRoute = Literal["finish", "mask", "caption", "inpaint"]
-VERIFY_DESTINATIONS: tuple[str, ...] = ("finish", "mask", "caption", "inpaint")
+VERIFY_DESTINATIONS: tuple[str, ...] = get_args(VerifyRoute)
+"""Where the verifier's `Command` may go (given to `add_node`, the node being wrapped)."""
 
 
 def _plan(state: State) -> EditPlan:
@@ -393,12 +397,9 @@ def _candidate(store: Any, plan: EditPlan, source: Any, image: Any, area: Any, s
 
 
 @traced("verify")
-def verify(state: State, run: NodeRun) -> Any:
+def verify(state: State, run: NodeRun) -> Command[VerifyRoute]:
     """Judge this attempt (objective checks, then the VLM critique) and route: `finish` when
-    accepted or out of attempts (`max_attempts`, set by `start`), else the blamed stage.
-
-    Returns `Command[Literal["finish", "mask", "caption", "inpaint"]]`.
-    """
+    accepted or out of attempts (`max_attempts`, set by `start`), else the blamed stage."""
     from langgraph.types import Command
 
     attempt = state.get("attempt", 1)
@@ -428,8 +429,7 @@ def verify(state: State, run: NodeRun) -> Any:
         run.history("give_up", reason=decision.reason, attempts=attempt)
     elif where != "accept":
         update.update(_retry(state, run, decision), attempt=attempt + 1)
-    goto: VerifyRoute = "finish" if where in ("accept", "give_up") else where  # type: ignore
-    return Command(goto=goto, update=update)
+    return Command(goto="finish" if where in ("accept", "give_up") else where, update=update)
 
 
 def _vlm_verdict(state: State, run: NodeRun, plan: EditPlan, best: dict[str, Any]) -> Any:
