@@ -215,7 +215,11 @@ DEFAULT = DefaultContext()
 
 
 def resolve_context(context: Context | dict[str, Any] | None) -> Context:
-    """The context a node runs with: the caller's bundle, or the default one with its knobs."""
+    """The context a node runs with: the caller's bundle, or the default one with its knobs.
+
+    A JSON context whose knobs are all `GraphSettings`' defaults (or none) leaves the default
+    bundle's own knobs, those `Settings` gave it (`BRUSHEDIT_MAX_ATTEMPTS`, ...).
+    """
     if isinstance(context, dict):
         context = Context(**context)
     if context is not None and context.ready:
