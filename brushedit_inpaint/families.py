@@ -15,6 +15,8 @@ from typing import Any, Literal
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 Family = Literal["sd15", "sdxl"]
 FAMILY_NAMES = {"sd15": "Stable Diffusion 1.5", "sdxl": "SDXL"}
+A_FAMILY = {"sd15": "a Stable Diffusion 1.5", "sdxl": "an SDXL"}
+"""The family's name with its indefinite article, for messages."""
 # Key prefixes only an SDXL original-format checkpoint has (second text encoder; the UNet's text_time embedding).
 _SDXL_SINGLE_FILE_KEYS = ("conditioner.embedders.1.", "model.diffusion_model.label_emb.")
 

@@ -19,6 +19,7 @@ from diffusers.utils import logging
 from .brushnet import BrushNetModel
 from .families import (
     _SINGLE_FILE_SUFFIXES,
+    A_FAMILY,
     FAMILY_NAMES,
     BrushNetLoadError,
     Family,
@@ -29,6 +30,7 @@ from .families import (
 )
 from .pipeline import StableDiffusionBrushNetPipeline
 from .pipeline_sdxl import StableDiffusionXLBrushNetPipeline
+from .speed import optimize_for_inference
 
 logger = logging.get_logger(__name__)
 
@@ -42,9 +44,9 @@ _SUGGESTED_BRUSHNET = {
 def _check_family_pair(base_kind: Family, branch_kind: Family, base: str, brushnet: str) -> None:
     if base_kind != branch_kind:
         raise BrushNetLoadError(
-            f"BrushNet {brushnet} is {'an' if branch_kind == 'sdxl' else 'a'} {FAMILY_NAMES[branch_kind]} "
-            f"BrushNet but the base model {base} is {FAMILY_NAMES[base_kind]}: use "
-            f"{_SUGGESTED_BRUSHNET[base_kind]} with this base, or a {FAMILY_NAMES[branch_kind]} base."
+            f"BrushNet {brushnet} is {A_FAMILY[branch_kind]} BrushNet but the base model {base} is "
+            f"{FAMILY_NAMES[base_kind]}: use {_SUGGESTED_BRUSHNET[base_kind]} with this base, or "
+            f"{A_FAMILY[branch_kind]} base."
         )
 
 
@@ -165,6 +167,20 @@ def _load_base_components(
     return out
 
 
+def _load_vae(vae: str, dtype: torch.dtype, local_files_only: bool) -> Any:
+    from diffusers import AutoencoderKL
+
+    path = Path(vae).expanduser()
+    if not path.exists() and _looks_like_path(vae):
+        raise BrushNetLoadError(f"VAE path {vae} does not exist.")
+    try:
+        return AutoencoderKL.from_pretrained(
+            vae, torch_dtype=dtype, local_files_only=local_files_only
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BrushNetLoadError(f"Could not load the VAE {vae!r}: {exc}") from exc
+
+
 def _find_brushnet_folder(path: Path, subfolder: str | None) -> tuple[Path, str | None]:
     """The folder holding config.json: `path/subfolder`, `path`, or `path`'s only BrushNet subfolder.
 
@@ -246,6 +262,9 @@ def load_pipeline(
     scheduler: Any = None,
     local_files_only: bool = False,
     cpu_offload: bool = False,
+    memory_format: str | None = "channels_last",
+    compile: bool = False,
+    vae: str | None = None,
 ) -> StableDiffusionBrushNetPipeline | StableDiffusionXLBrushNetPipeline:
     r"""
     Build a ready-to-call BrushNet pipeline for an SD1.5 or an SDXL base.
@@ -267,6 +286,12 @@ def load_pipeline(
         scheduler (*optional*): None for UniPC (diffusers' defaults), a scheduler class, its name, or an instance.
         local_files_only (`bool`, defaults to `False`): Never touch the network.
         cpu_offload (`bool`, defaults to `False`): `enable_model_cpu_offload` on `device` instead of moving there.
+        memory_format (`str`, *optional*, defaults to `"channels_last"`): memory format of the UNet, the branch
+            and the VAE (`"contiguous"` or None to keep PyTorch's default); results are unchanged.
+        compile (`bool`, defaults to `False`): `torch.compile` the branch and the UNet's blocks; the first call
+            then compiles (minutes on a CPU). For long-lived processes.
+        vae (`str`, *optional*): A VAE to use instead of the base's (Hub id or folder), e.g.
+            `"madebyollin/sdxl-vae-fp16-fix"`, which runs SDXL in float16 without the float32 VAE passes.
 
     Returns:
         [`StableDiffusionBrushNetPipeline`] for an SD1.5 base, [`StableDiffusionXLBrushNetPipeline`] for SDXL.
@@ -293,6 +318,8 @@ def load_pipeline(
     _check_family_pair(family, brushnet_family(branch_config), base, brushnet)
     branch = _load_brushnet(where, subfolder, dtype, local_files_only)
     components = _load_base_components(base, dtype, local_files_only, family)
+    if vae is not None:
+        components["vae"] = _load_vae(vae, dtype, local_files_only)
     _check_unet_config(components["unet"].config, base, family)
     _check_pair(components["unet"].config, branch.config, brushnet)
 
@@ -305,4 +332,4 @@ def load_pipeline(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    return pipe
+    return optimize_for_inference(pipe, memory_format=memory_format, compile=compile)

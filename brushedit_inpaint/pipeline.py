@@ -12,13 +12,20 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import (
+    FromSingleFileMixin,
+    IPAdapterMixin,
+    StableDiffusionLoraLoaderMixin,
+    TextualInversionLoaderMixin,
+)
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
-from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
+from .caching import EncodeCache, encoder_state, masked_image_key, prompt_key
 from .processing import (
     ImageLike,
     blur_blend,
@@ -27,7 +34,18 @@ from .processing import (
     resize_mask,
     to_float_rgb,
     to_hole_mask,
-    working_size,
+)
+from .toolbox import (
+    BrushNetToolboxMixin,
+    check_toolbox_inputs,
+    crop_to_mask,
+    encode_clip_text,
+    guidance_embedding,
+    lora_text_scale,
+    paste_crop,
+    region_working_size,
+    rescale_noise_cfg,
+    retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
 
@@ -67,7 +85,26 @@ def retrieve_latents(
         raise AttributeError("Could not access latents of provided encoder_output")
 
 
-class StableDiffusionBrushNetPipeline(DiffusionPipeline):
+def encode_masked_image(
+    vae: Any, masked: torch.Tensor, generator: torch.Generator | None, encode_cache: EncodeCache | None
+) -> torch.Tensor:
+    """A latent sample of the masked image; with `encode_cache` the encoder runs once per distinct image."""
+    if encode_cache is None:
+        return retrieve_latents(vae.encode(masked), generator=generator)
+    key = (masked_image_key(masked), id(vae))
+    encoded = encode_cache.get("masked_image", key, lambda: vae.encode(masked))
+    return retrieve_latents(encoded, generator=generator)
+
+
+class StableDiffusionBrushNetPipeline(
+    BrushNetToolboxMixin,
+    DiffusionPipeline,
+    StableDiffusionMixin,
+    TextualInversionLoaderMixin,
+    IPAdapterMixin,
+    StableDiffusionLoraLoaderMixin,
+    FromSingleFileMixin,
+):
     r"""
     Text-guided inpainting with a frozen SD1.5 UNet and a [`BrushNetModel`] branch (BrushNet / BrushEdit).
 
@@ -84,10 +121,17 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         unet ([`UNet2DConditionModel`]): A stock, frozen SD1.5 text-to-image UNet (4 input channels).
         brushnet ([`BrushNetModel`]): The inpainting branch.
         scheduler ([`SchedulerMixin`]): Any diffusers scheduler; BrushNet was tuned with UniPC.
+        image_encoder ([`~transformers.CLIPVisionModelWithProjection`], *optional*): For IP-Adapter images.
+        feature_extractor ([`~transformers.CLIPImageProcessor`], *optional*): Preprocesses IP-Adapter images.
+
+    The diffusers toolbox works as on diffusers' inpaint pipelines (see [`BrushNetToolboxMixin`] and
+    `docs/inpainting.md`): `load_lora_weights` / `fuse_lora` / `set_adapters` / `unload_lora_weights` (UNet and text
+    encoder; the BrushNet branch is never changed), `load_textual_inversion`, `load_ip_adapter`, `from_single_file`,
+    and `DiffusionPipeline.from_pretrained(saved_folder, trust_remote_code=True)`.
     """
 
-    model_cpu_offload_seq = "text_encoder->brushnet->unet->vae"
-    _optional_components = ["text_encoder", "tokenizer"]  # noqa: RUF012 (diffusers convention)
+    model_cpu_offload_seq = "text_encoder->image_encoder->brushnet->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer", "image_encoder", "feature_extractor"]  # noqa: RUF012
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]  # noqa: RUF012
 
     def __init__(
@@ -98,6 +142,8 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         unet: UNet2DConditionModel,
         brushnet: BrushNetModel,
         scheduler: KarrasDiffusionSchedulers,
+        image_encoder: Any | None = None,
+        feature_extractor: Any | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -107,6 +153,8 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
             unet=unet,
             brushnet=brushnet,
             scheduler=scheduler,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
         )
         self.vae_scale_factor = (
             2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
@@ -121,7 +169,16 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
+        # guidance-distilled UNets (LCM) embed the scale instead of running two halves
+        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
+
+    @property
+    def clip_skip(self) -> int | None:
+        return self._clip_skip
+
+    @property
+    def guidance_rescale(self) -> float:
+        return self._guidance_rescale
 
     @property
     def cross_attention_kwargs(self) -> dict | None:
@@ -136,7 +193,7 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         return self._interrupt
 
     # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_prompt
-    # (diffusers 0.42.1): LoRA scaling, textual inversion and clip_skip removed.
+    # (diffusers 0.42.1); `clip_skip` applies to the negative prompt too.
     def encode_prompt(
         self,
         prompt: str | list[str] | None,
@@ -146,8 +203,37 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
+        lora_scale: float | None = None,
+        clip_skip: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encode the prompt (and the negative prompt, empty by default) into CLIP hidden states."""
+        """Encode the prompt (and the negative prompt, empty by default) into CLIP hidden states.
+
+        Textual-inversion tokens are expanded, `lora_scale` scales the text encoder's LoRA layers, `clip_skip=k` uses
+        the hidden state `k` layers before the last.
+        """
+        with lora_text_scale(self, [self.text_encoder], lora_scale):
+            return self._encode_prompt_scaled(
+                prompt,
+                device,
+                num_images_per_prompt,
+                do_classifier_free_guidance,
+                negative_prompt,
+                prompt_embeds,
+                negative_prompt_embeds,
+                clip_skip,
+            )
+
+    def _encode_prompt_scaled(
+        self,
+        prompt,
+        device,
+        num_images_per_prompt,
+        do_classifier_free_guidance,
+        negative_prompt,
+        prompt_embeds,
+        negative_prompt_embeds,
+        clip_skip,
+    ):
         if prompt is not None and isinstance(prompt, str):
             batch_size = 1
         elif prompt is not None and isinstance(prompt, list):
@@ -156,7 +242,7 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
             batch_size = prompt_embeds.shape[0]
 
         if prompt_embeds is None:
-            prompt_embeds = self._encode_text(prompt, device)
+            prompt_embeds = self._encode_text(prompt, device, clip_skip)
 
         dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
         prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
@@ -171,7 +257,7 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
                 uncond_tokens = [negative_prompt] * batch_size
             else:
                 uncond_tokens = list(negative_prompt)
-            negative_prompt_embeds = self._encode_text(uncond_tokens, device)
+            negative_prompt_embeds = self._encode_text(uncond_tokens, device, clip_skip)
 
         if do_classifier_free_guidance:
             seq_len = negative_prompt_embeds.shape[1]
@@ -183,19 +269,10 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
 
         return prompt_embeds, negative_prompt_embeds
 
-    def _encode_text(self, text: str | list[str], device: torch.device) -> torch.Tensor:
-        text_inputs = self.tokenizer(
-            text,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        if getattr(self.text_encoder.config, "use_attention_mask", False):
-            attention_mask = text_inputs.attention_mask.to(device)
-        else:
-            attention_mask = None
-        return self.text_encoder(text_inputs.input_ids.to(device), attention_mask=attention_mask)[0]
+    def _encode_text(
+        self, text: str | list[str], device: torch.device, clip_skip: int | None = None
+    ) -> torch.Tensor:
+        return encode_clip_text(self, text, self.tokenizer, self.text_encoder, device, clip_skip)[0]
 
     def check_inputs(
         self,
@@ -335,10 +412,12 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         batch_size: int,
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
+        encode_cache: EncodeCache | None = None,
     ) -> torch.Tensor:
         """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
 
         `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
+        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
         """
         known = hole_to_known_mask(hole_mask)
         masked = image * known[:, :, None]
@@ -346,7 +425,7 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         masked = masked.to(device=device, dtype=self.vae.dtype)
         if isinstance(generator, list):
             generator = generator[0]
-        latent = retrieve_latents(self.vae.encode(masked), generator=generator)
+        latent = encode_masked_image(self.vae, masked, generator, encode_cache)
         latent = latent * self.vae.config.scaling_factor
 
         known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
@@ -392,6 +471,14 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         eta: float = 0.0,
         cross_attention_kwargs: dict[str, Any] | None = None,
         branch_cfg_batching: str = "shared",
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+        guidance_rescale: float = 0.0,
+        clip_skip: int | None = None,
+        ip_adapter_image: Any | None = None,
+        ip_adapter_image_embeds: list[torch.Tensor] | None = None,
+        padding_mask_crop: int | None = None,
+        encode_cache: EncodeCache | None = None,
     ) -> StableDiffusionBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
@@ -429,14 +516,43 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
                 `"shared"` runs BrushNet once per step on the un-doubled batch and reuses its samples for both CFG
                 halves; `"doubled"` runs it on the doubled batch like the reference (same result, slower; kept for
                 benchmarks and tests).
+            timesteps (`list[int]`, *optional*): Custom timesteps for schedulers that accept them (overrides
+                `num_inference_steps`), e.g. Hyper-SD's or TCD's trailing schedules.
+            sigmas (`list[float]`, *optional*): Custom sigmas for schedulers that accept them.
+            guidance_rescale (`float`, *optional*, defaults to 0.0): CFG rescale of "Common Diffusion Noise Schedules
+                and Sample Steps are Flawed" (diffusers' `rescale_noise_cfg`); 0.7 for zero-terminal-SNR models.
+            clip_skip (`int`, *optional*): Use the CLIP hidden state this many layers before the last.
+            ip_adapter_image (*optional*): Image(s) for the IP-Adapter(s) loaded with `load_ip_adapter`.
+            ip_adapter_image_embeds (`list[torch.Tensor]`, *optional*): Pre-computed IP-Adapter image embeddings,
+                one tensor per adapter, `(2 * batch, num_images, dim)` with the negative half first under CFG.
+            padding_mask_crop (`int`, *optional*):
+                Edit only a crop around the mask, `padding_mask_crop` px wider on each side and widened to the
+                `width:height` (default: the image's) aspect ratio, at the model's native working size (longer side
+                `min(max_side, unet.config.sample_size * vae_scale_factor)` unless `height`/`width` are given), then
+                paste it back into the full-size image: the way to edit a 4000 px photo. With `blending=True` the
+                paste is the usual blur blend; with `blending=False` the whole crop rectangle is replaced.
+            encode_cache ([`EncodeCache`], *optional*):
+                Reuse the prompt embeddings and the masked image's VAE encoding across calls (a verifier retry with a
+                new seed or guidance scale then costs only its denoising loop). Results are unchanged.
 
         Returns:
             [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
         # 1. Check inputs
         self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
+        check_toolbox_inputs(
+            ip_adapter_image,
+            ip_adapter_image_embeds,
+            padding_mask_crop,
+            guidance_rescale,
+            clip_skip,
+            timesteps,
+            sigmas,
+        )
         self.check_inputs(
             prompt,
             image,
@@ -472,33 +588,59 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
 
-        # 3. Encode input prompt
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt,
-            device,
-            num_images_per_prompt,
-            self.do_classifier_free_guidance,
-            negative_prompt,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-        )
+        # 3. Encode input prompt (once per prompt with an `encode_cache`)
+        lora_scale = (cross_attention_kwargs or {}).get("scale")
+
+        def encode() -> tuple[torch.Tensor, torch.Tensor]:
+            return self.encode_prompt(
+                prompt,
+                device,
+                num_images_per_prompt,
+                self.do_classifier_free_guidance,
+                negative_prompt,
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_prompt_embeds,
+                lora_scale=lora_scale,
+                clip_skip=clip_skip,
+            )
+
+        if encode_cache is not None and prompt_embeds is None and negative_prompt_embeds is None:
+            key = prompt_key(prompt, negative_prompt, num_images_per_prompt, self.do_classifier_free_guidance,
+                             lora_scale, clip_skip, str(device), encoder_state(self))
+            prompt_embeds, negative_prompt_embeds = encode_cache.get("prompt", key, encode)
+        else:
+            prompt_embeds, negative_prompt_embeds = encode()
         unet_prompt_embeds = (
             torch.cat([negative_prompt_embeds, prompt_embeds])
             if self.do_classifier_free_guidance
             else prompt_embeds
         )
 
-        # 4. Prepare image and mask at the working size (aspect ratio kept)
+        added_cond_kwargs = None
+        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
+            image_embeds = self.prepare_ip_adapter_image_embeds(
+                ip_adapter_image,
+                ip_adapter_image_embeds,
+                device,
+                total_batch,
+                self.do_classifier_free_guidance,
+            )
+            added_cond_kwargs = {"image_embeds": image_embeds}
+
+        # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
+        full_image, full_hole = original, hole
+        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
         orig_h, orig_w = original.shape[:2]
-        if height is None or width is None:
-            auto_h, auto_w = working_size(orig_h, orig_w, max_side=max_side)
-            height, width = height or auto_h, width or auto_w
+        height, width = region_working_size(
+            self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
+        )
         work_image = resize_image(original, height, width)
         work_hole = resize_mask(hole, height, width)
 
-        # 5. Prepare timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps)
+        timesteps, num_inference_steps = retrieve_timesteps(
+            self.scheduler, num_inference_steps, device, timesteps, sigmas
+        )
         self._num_timesteps = len(timesteps)
 
         # 6. Prepare latent variables, then the conditioning (masked image encoded once)
@@ -513,11 +655,12 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
             latents,
         )
         conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator
+            work_image, work_hole, total_batch, device, generator, encode_cache
         )
 
-        # 7. Prepare extra step kwargs and the per-step branch switch
+        # 7. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        timestep_cond = guidance_embedding(self, guidance_scale, total_batch, device, latents.dtype)
         keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
         if branch_cfg_batching == "doubled" and self.do_classifier_free_guidance:
             branch_cond = torch.cat([conditioning_latents] * 2)
@@ -567,7 +710,9 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
                     latent_model_input,
                     t,
                     encoder_hidden_states=unet_prompt_embeds,
+                    timestep_cond=timestep_cond,
                     cross_attention_kwargs=self.cross_attention_kwargs,
+                    added_cond_kwargs=added_cond_kwargs,
                     return_dict=False,
                     **add_samples,
                 )[0]
@@ -578,6 +723,10 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
                     noise_pred = noise_pred_uncond + self.guidance_scale * (
                         noise_pred_text - noise_pred_uncond
                     )
+                    if self.guidance_rescale > 0.0:
+                        noise_pred = rescale_noise_cfg(
+                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
+                        )
 
                 # 8.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -616,8 +765,10 @@ class StableDiffusionBrushNetPipeline(DiffusionPipeline):
         results = []
         for gen in generated:
             gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
+            if crop_box is not None:
+                gen = paste_crop(full_image, gen, crop_box)
             if blending:
-                gen = blur_blend(original, gen, hole)
+                gen = blur_blend(full_image, gen, full_hole)
             results.append(gen.astype(np.float32))
         images = np.stack(results)
 

@@ -19,14 +19,21 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import (
+    FromSingleFileMixin,
+    IPAdapterMixin,
+    StableDiffusionXLLoraLoaderMixin,
+    TextualInversionLoaderMixin,
+)
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
-from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
-from .pipeline import StableDiffusionBrushNetPipeline, retrieve_latents
+from .caching import EncodeCache, encoder_state, prompt_key
+from .pipeline import StableDiffusionBrushNetPipeline, encode_masked_image
 from .processing import (
     ImageLike,
     blur_blend,
@@ -35,7 +42,18 @@ from .processing import (
     resize_mask,
     to_float_rgb,
     to_hole_mask,
-    working_size,
+)
+from .toolbox import (
+    BrushNetToolboxMixin,
+    check_toolbox_inputs,
+    crop_to_mask,
+    encode_clip_text,
+    guidance_embedding,
+    lora_text_scale,
+    paste_crop,
+    region_working_size,
+    rescale_noise_cfg,
+    retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
 
@@ -59,7 +77,15 @@ class StableDiffusionXLBrushNetPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
+class StableDiffusionXLBrushNetPipeline(
+    BrushNetToolboxMixin,
+    DiffusionPipeline,
+    StableDiffusionMixin,
+    TextualInversionLoaderMixin,
+    IPAdapterMixin,
+    StableDiffusionXLLoraLoaderMixin,
+    FromSingleFileMixin,
+):
     r"""
     Text-guided inpainting with a frozen SDXL UNet and an SDXL [`BrushNetModel`] branch (BrushNet's SDXL checkpoints).
 
@@ -84,6 +110,11 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         image_encoder, feature_extractor (*optional*): For IP-Adapter; unused unless one is loaded.
         force_zeros_for_empty_prompt (`bool`, defaults to `True`):
             As in SDXL: without a negative prompt, the negative embeddings are zeros (no encoder needed).
+
+    The diffusers toolbox works as on diffusers' SDXL inpaint pipeline (see [`BrushNetToolboxMixin`] and
+    `docs/inpainting.md`): `load_lora_weights` / `fuse_lora` / `set_adapters` / `unload_lora_weights` (UNet and both
+    text encoders; the BrushNet branch is never changed), `load_textual_inversion`, `load_ip_adapter`,
+    `from_single_file`, and `DiffusionPipeline.from_pretrained(saved_folder, trust_remote_code=True)`.
     """
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->image_encoder->brushnet->unet->vae"
@@ -131,6 +162,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
         )
+        self._branch_shared = False
 
     @property
     def guidance_scale(self) -> float:
@@ -138,7 +170,16 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
+        # guidance-distilled UNets (LCM) embed the scale instead of running two halves
+        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
+
+    @property
+    def clip_skip(self) -> int | None:
+        return self._clip_skip
+
+    @property
+    def guidance_rescale(self) -> float:
+        return self._guidance_rescale
 
     @property
     def cross_attention_kwargs(self) -> dict | None:
@@ -160,7 +201,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
     # -- prompts --------------------------------------------------------------------------------------------------
 
     # Adapted from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl.StableDiffusionXLPipeline
-    # .encode_prompt (diffusers 0.42.1): LoRA scaling, textual inversion and clip_skip removed.
+    # .encode_prompt (diffusers 0.42.1).
     def encode_prompt(
         self,
         prompt: str | list[str] | None,
@@ -174,19 +215,55 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         pooled_prompt_embeds: torch.Tensor | None = None,
         negative_pooled_prompt_embeds: torch.Tensor | None = None,
+        lora_scale: float | None = None,
+        clip_skip: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """Encode prompt and negative prompt with both encoders: (embeds, negative, pooled, negative pooled).
 
-        Hidden states are the penultimate layers of both encoders, concatenated; the pooled embedding is
-        `text_encoder_2`'s projection. `prompt_2` / `negative_prompt_2` default to `prompt` / `negative_prompt`.
+        Hidden states are the penultimate layers of both encoders (`clip_skip` more layers back), concatenated; the
+        pooled embedding is `text_encoder_2`'s projection. `prompt_2` / `negative_prompt_2` default to `prompt` /
+        `negative_prompt`. Textual-inversion tokens are expanded; `lora_scale` scales the encoders' LoRA layers.
         """
+        with lora_text_scale(self, [self.text_encoder, self.text_encoder_2], lora_scale):
+            return self._encode_prompt_scaled(
+                prompt,
+                prompt_2,
+                device,
+                num_images_per_prompt,
+                do_classifier_free_guidance,
+                negative_prompt,
+                negative_prompt_2,
+                prompt_embeds,
+                negative_prompt_embeds,
+                pooled_prompt_embeds,
+                negative_pooled_prompt_embeds,
+                clip_skip,
+            )
+
+    def _encode_prompt_scaled(
+        self,
+        prompt,
+        prompt_2,
+        device,
+        num_images_per_prompt,
+        do_classifier_free_guidance,
+        negative_prompt,
+        negative_prompt_2,
+        prompt_embeds,
+        negative_prompt_embeds,
+        pooled_prompt_embeds,
+        negative_pooled_prompt_embeds,
+        clip_skip,
+    ):
         prompt = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
 
         if prompt_embeds is None:
             prompt_2 = prompt_2 or prompt
             prompt_2 = [prompt_2] if isinstance(prompt_2, str) else prompt_2
-            prompt_embeds, pooled_prompt_embeds = self._encode_text(prompt, prompt_2, device)
+            prompt_embeds, pooled_prompt_embeds = self._encode_text(
+                prompt, prompt_2, device, clip_skip
+            )
 
         zero_out_negative = negative_prompt is None and self.config.force_zeros_for_empty_prompt
         if do_classifier_free_guidance and negative_prompt_embeds is None and zero_out_negative:
@@ -206,7 +283,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                 else negative_prompt_2
             )
             negative_prompt_embeds, negative_pooled_prompt_embeds = self._encode_text(
-                negative_prompt, negative_prompt_2, device
+                negative_prompt, negative_prompt_2, device, clip_skip
             )
 
         dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
@@ -229,7 +306,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         )
 
     def _encode_text(
-        self, text: list[str], text_2: list[str], device: torch.device
+        self, text: list[str], text_2: list[str], device: torch.device, clip_skip: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Penultimate hidden states of each available encoder (concatenated) and the last encoder's pooled output."""
         pairs = [
@@ -241,18 +318,15 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
             if tok is not None and enc is not None
         ]
         hidden, pooled = [], None
+        # SDXL takes raw (un-normed) hidden states, the penultimate layer by default: clip_skip counts from there
+        skip = (clip_skip or 0) + 1
         for t, tokenizer, text_encoder in pairs:
-            ids = tokenizer(
-                t,
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            output = text_encoder(ids.to(device), output_hidden_states=True)
-            if output[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds
-                pooled = output[0]
-            hidden.append(output.hidden_states[-2])
+            states, projected = encode_clip_text(
+                self, t, tokenizer, text_encoder, device, clip_skip=skip, final_layer_norm=False
+            )
+            if projected is not None:  # CLIPTextModelWithProjection: text_embeds
+                pooled = projected
+            hidden.append(states)
         if pooled is None:
             raise ValueError(
                 "`text_encoder_2` must be a CLIPTextModelWithProjection: SDXL needs its pooled text embedding."
@@ -467,10 +541,12 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         batch_size: int,
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
+        encode_cache: EncodeCache | None = None,
     ) -> torch.Tensor:
         """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
 
         `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
+        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
         """
         known = hole_to_known_mask(hole_mask)
         masked = image * known[:, :, None]
@@ -479,7 +555,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
             generator = generator[0]
         with self._vae_in_float32():
             masked = masked.to(device=device, dtype=self.vae.dtype)
-            latent = retrieve_latents(self.vae.encode(masked), generator=generator)
+            latent = encode_masked_image(self.vae, masked, generator, encode_cache)
         latent = latent * self.vae.config.scaling_factor
 
         known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
@@ -544,6 +620,14 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         eta: float = 0.0,
         cross_attention_kwargs: dict[str, Any] | None = None,
         branch_cfg_batching: str = "shared",
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+        guidance_rescale: float = 0.0,
+        clip_skip: int | None = None,
+        ip_adapter_image: Any | None = None,
+        ip_adapter_image_embeds: list[torch.Tensor] | None = None,
+        padding_mask_crop: int | None = None,
+        encode_cache: EncodeCache | None = None,
     ) -> StableDiffusionXLBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
@@ -593,15 +677,33 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                 `"shared"` runs BrushNet once per step on the un-doubled batch when both CFG halves give it the same
                 pooled embedding and time ids (its only text-dependent inputs), else on the doubled batch; `"doubled"`
                 always uses the doubled batch like the reference. [`branch_shared`] tells which one ran.
+            timesteps, sigmas, guidance_rescale, clip_skip, ip_adapter_image, ip_adapter_image_embeds,
+            padding_mask_crop (*optional*): As for [`StableDiffusionBrushNetPipeline`] (the diffusers toolbox);
+                `clip_skip` counts from SDXL's penultimate layer, and a `padding_mask_crop` crop is edited at the
+                native 1024 px long side (at most `max_side`).
+            encode_cache ([`EncodeCache`], *optional*): As for [`StableDiffusionBrushNetPipeline`]: the prompt
+                embeddings (both encoders, pooled included) and the masked image's VAE encoding are reused across
+                calls; results are unchanged.
 
         Returns:
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
         # 1. Check inputs
         self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
         self._branch_shared = False
+        check_toolbox_inputs(
+            ip_adapter_image,
+            ip_adapter_image_embeds,
+            padding_mask_crop,
+            guidance_rescale,
+            clip_skip,
+            timesteps,
+            sigmas,
+        )
         self.check_inputs(
             prompt,
             prompt_2,
@@ -642,37 +744,54 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         device = self._execution_device
         do_cfg = self.do_classifier_free_guidance
 
-        # 3. Encode input prompt
-        (
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-        ) = self.encode_prompt(
-            prompt,
-            prompt_2,
-            device,
-            num_images_per_prompt,
-            do_cfg,
-            negative_prompt,
-            negative_prompt_2,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            pooled_prompt_embeds=pooled_prompt_embeds,
-            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-        )
+        # 3. Encode input prompt (once per prompt with an `encode_cache`)
+        lora_scale = (cross_attention_kwargs or {}).get("scale")
+        given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds)
 
-        # 4. Prepare image and mask at the working size (aspect ratio kept)
+        def encode() -> tuple[torch.Tensor, ...]:
+            return self.encode_prompt(
+                prompt,
+                prompt_2,
+                device,
+                num_images_per_prompt,
+                do_cfg,
+                negative_prompt,
+                negative_prompt_2,
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_prompt_embeds,
+                pooled_prompt_embeds=pooled_prompt_embeds,
+                negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
+                lora_scale=lora_scale,
+                clip_skip=clip_skip,
+            )
+
+        if encode_cache is not None and all(t is None for t in given):
+            key = prompt_key(prompt, prompt_2, negative_prompt, negative_prompt_2, num_images_per_prompt, do_cfg,
+                             lora_scale, clip_skip, str(device), encoder_state(self))
+            encoded = encode_cache.get("prompt", key, encode)
+        else:
+            encoded = encode()
+        prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = encoded
+        image_embeds = None
+        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
+            image_embeds = self.prepare_ip_adapter_image_embeds(
+                ip_adapter_image, ip_adapter_image_embeds, device, total_batch, do_cfg
+            )
+
+        # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
+        full_image, full_hole = original, hole
+        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
         orig_h, orig_w = original.shape[:2]
-        if height is None or width is None:
-            auto_h, auto_w = working_size(orig_h, orig_w, max_side=max_side)
-            height, width = height or auto_h, width or auto_w
+        height, width = region_working_size(
+            self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
+        )
         work_image = resize_image(original, height, width)
         work_hole = resize_mask(hole, height, width)
 
-        # 5. Prepare timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps)
+        timesteps, num_inference_steps = retrieve_timesteps(
+            self.scheduler, num_inference_steps, device, timesteps, sigmas
+        )
         self._num_timesteps = len(timesteps)
 
         # 6. Prepare latent variables, then the conditioning (masked image encoded once)
@@ -687,7 +806,7 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
             latents,
         )
         conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator
+            work_image, work_hole, total_batch, device, generator, encode_cache
         )
 
         # 7. Micro-conditioning (SDXL's size and crop ids) and the CFG batch
@@ -727,8 +846,9 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
             torch.cat([conditioning_latents] * 2) if do_cfg and not shared else conditioning_latents
         )
 
-        # 8. Prepare extra step kwargs and the per-step branch switch
+        # 8. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        timestep_cond = guidance_embedding(self, guidance_scale, total_batch, device, latents.dtype)
         keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
 
         # 9. Denoising loop
@@ -741,6 +861,11 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                 latent_model_input = torch.cat([latents] * 2) if do_cfg else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 added_cond_kwargs = {"text_embeds": add_text_embeds, "time_ids": add_time_ids}
+                unet_added = (
+                    added_cond_kwargs
+                    if image_embeds is None
+                    else {**added_cond_kwargs, "image_embeds": image_embeds}
+                )
 
                 # 9.1 BrushNet: skipped outside [start, end], where the reference adds zeros.
                 add_samples = {}
@@ -777,8 +902,9 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                     latent_model_input,
                     t,
                     encoder_hidden_states=prompt_embeds,
+                    timestep_cond=timestep_cond,
                     cross_attention_kwargs=self.cross_attention_kwargs,
-                    added_cond_kwargs=added_cond_kwargs,
+                    added_cond_kwargs=unet_added,
                     return_dict=False,
                     **add_samples,
                 )[0]
@@ -789,6 +915,10 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
                     noise_pred = noise_pred_uncond + self.guidance_scale * (
                         noise_pred_text - noise_pred_uncond
                     )
+                    if self.guidance_rescale > 0.0:
+                        noise_pred = rescale_noise_cfg(
+                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
+                        )
 
                 # 9.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -829,8 +959,10 @@ class StableDiffusionXLBrushNetPipeline(DiffusionPipeline):
         results = []
         for gen in generated:
             gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
+            if crop_box is not None:
+                gen = paste_crop(full_image, gen, crop_box)
             if blending:
-                gen = blur_blend(original, gen, hole)
+                gen = blur_blend(full_image, gen, full_hole)
             results.append(gen.astype(np.float32))
         images = np.stack(results)
 

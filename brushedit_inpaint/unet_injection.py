@@ -22,7 +22,7 @@ _MID_BLOCKS = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D")
 
 
 def _check_supported(unet: UNet2DConditionModel) -> None:
-    """Fail loudly on UNet layouts the walk below does not mirror (SD1.x/2.x use only these blocks)."""
+    """Fail loudly on UNet layouts the walk below does not mirror (SD1.x/2.x and SDXL use only these blocks)."""
     for block in unet.down_blocks:
         if type(block).__name__ not in _DOWN_BLOCKS:
             raise NotImplementedError(
@@ -92,12 +92,14 @@ def unet_forward_with_brushnet(
     is taken from `conv_in` *before* its sample is added, while the skips of the down blocks carry the added samples.
 
     Args:
-        unet (`UNet2DConditionModel`): A stock SD1.x/2.x UNet (not modified).
+        unet (`UNet2DConditionModel`): A stock SD1.x/2.x or SDXL UNet (not modified).
         sample, timestep, encoder_hidden_states: As for `unet.forward`.
         down_block_add_samples (`Sequence[torch.Tensor]`, *optional*):
             [`BrushNetOutput.down_block_res_samples`]; all three sample arguments must be given together or omitted.
         mid_block_add_sample (`torch.Tensor`, *optional*): [`BrushNetOutput.mid_block_res_sample`].
         up_block_add_samples (`Sequence[torch.Tensor]`, *optional*): [`BrushNetOutput.up_block_res_samples`].
+        added_cond_kwargs (`dict`, *optional*): SDXL's `{"text_embeds", "time_ids"}`, used exactly as
+            `unet.forward` uses them (its `text_time` embedding).
         return_dict (`bool`, defaults to `True`): Return a `UNet2DConditionOutput` instead of a tuple.
     """
     given = [

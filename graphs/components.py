@@ -167,7 +167,7 @@ def _load_brushnet(settings: Settings) -> Any:
         settings.base_model, settings.brushnet, brushnet_subfolder=settings.brushnet_subfolder,
         device=device, dtype=settings.resolved_dtype(device),
         local_files_only=not settings.allow_downloads, cpu_offload=False,
-        sdxl_working_side=settings.sdxl_working_side,
+        sdxl_working_side=settings.sdxl_working_side, compile=settings.compile,
     )
 
 

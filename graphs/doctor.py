@@ -137,6 +137,7 @@ def check_family(settings: Settings) -> Check | None:
     None when a config cannot be read here (the weight checks above already say what is missing).
     """
     from brushedit_inpaint.families import (
+        A_FAMILY,
         FAMILY_NAMES,
         BrushNetLoadError,
         base_family,
@@ -151,10 +152,9 @@ def check_family(settings: Settings) -> Check | None:
     if base != branch:
         return Check(
             "Model family", False,
-            f"{FAMILY_NAMES[base]} base with {'an' if branch == 'sdxl' else 'a'} "
-            f"{FAMILY_NAMES[branch]} BrushNet: they cannot be paired",
-            f"point BRUSHEDIT_BRUSHNET at a {FAMILY_NAMES[base]} BrushNet or "
-            f"BRUSHEDIT_BASE_MODEL at a {FAMILY_NAMES[branch]} base",
+            f"{FAMILY_NAMES[base]} base with {A_FAMILY[branch]} BrushNet: they cannot be paired",
+            f"point BRUSHEDIT_BRUSHNET at {A_FAMILY[base]} BrushNet or "
+            f"BRUSHEDIT_BASE_MODEL at {A_FAMILY[branch]} base",
         )
     if base == "sdxl":
         detail = (

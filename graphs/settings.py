@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     brushnet_subfolder: str | None = Field(
         default="brushnetX", description="Folder inside `brushnet`; empty for none."
     )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the BrushNet branch and the UNet: the first edit compiles "
+        "(minutes on a CPU), later ones run faster. For long-lived processes (serve, ui, evals).",
+    )
     sdxl_working_side: int = Field(
         default=1024, ge=64, le=2048,
         description="SDXL bases generate at about this many pixels squared (native 1024).",

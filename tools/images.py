@@ -78,9 +78,13 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     except UnidentifiedImageError as exc:
         raise InvalidImageError(f"{name} is not an image file (or its format is unknown)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"{name} is damaged or truncated and cannot be read ({exc})") from exc
+        raise InvalidImageError(
+            f"{name} is damaged or truncated and cannot be read ({exc})"
+        ) from exc
     if min(width, height) < MIN_SIDE:
-        raise InvalidImageError(f"{name} is {width}x{height}; both sides must be at least {MIN_SIDE} px")
+        raise InvalidImageError(
+            f"{name} is {width}x{height}; both sides must be at least {MIN_SIDE} px"
+        )
     if getattr(image, "n_frames", 1) > 1:
         notes.append(f"{name} has {image.n_frames} frames; only the first is used")
     if _orientation(image) not in (0, 1):

@@ -9,6 +9,7 @@ are imported only when a backend is built or run.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,6 +28,26 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called as progress(step_done, total_steps)."""
+
+WORKING_SIDE = 1024
+"""Longest side the BrushNet pipelines generate at (their `max_side` default)."""
+CROP_PADDING = 64
+"""Context in pixels kept around the mask when a large photo is edited through a crop."""
+
+
+def crop_padding(size: tuple[int, int], mask: Mask, working_side: int = WORKING_SIDE) -> int | None:
+    """`padding_mask_crop` for the pipeline, or None to edit the whole image.
+
+    A photo larger than the working size would be shrunk as a whole; when its mask (plus `CROP_PADDING` on each
+    side) spans at most half of the photo's longer side, editing a crop around it keeps more detail.
+    """
+    if max(size) <= working_side:
+        return None
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    box = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) + 2 * CROP_PADDING
+    return CROP_PADDING if box <= max(size) / 2 else None
 
 
 class Inpainter(ABC):
@@ -190,11 +211,15 @@ class OpenCVInpainter(Inpainter):
             logger.warning(
                 "the opencv %s fill needs opencv-contrib (cv2.xphoto); using telea instead "
                 "(pip install opencv-contrib-python-headless in place of "
-                "opencv-python-headless)", self.method,
+                "opencv-python-headless)",
+                self.method,
             )
             return cv2.inpaint(image, mask, self.radius, cv2.INPAINT_TELEA)
-        flag = {"fsr_fast": xphoto.INPAINT_FSR_FAST, "fsr_best": xphoto.INPAINT_FSR_BEST,
-                "shiftmap": xphoto.INPAINT_SHIFTMAP}[self.method]
+        flag = {
+            "fsr_fast": xphoto.INPAINT_FSR_FAST,
+            "fsr_best": xphoto.INPAINT_FSR_BEST,
+            "shiftmap": xphoto.INPAINT_SHIFTMAP,
+        }[self.method]
         known = np.where(mask > 0, 0, 255).astype(np.uint8)  # xphoto: non-zero = keep
         source = cv2.cvtColor(image, cv2.COLOR_RGB2Lab) if self.method == "shiftmap" else image
         out = np.zeros_like(source)
@@ -255,6 +280,9 @@ class BrushNetInpainter(Inpainter):
             )
         self.pipeline = pipeline
         self.sdxl_working_side = sdxl_working_side
+        self.encode_cache: Any = None  # one per inpainter: the verifier's retries share it
+        self.compiled = False  # set by from_pretrained(compile=True); the first edit compiles
+        self._warmed = False
 
     @property
     def is_sdxl(self) -> bool:
@@ -274,10 +302,13 @@ class BrushNetInpainter(Inpainter):
         local_files_only: bool = False,
         cpu_offload: bool = False,
         sdxl_working_side: int = 1024,
+        compile: bool = False,
     ) -> BrushNetInpainter:
         """Load an SD1.5 or SDXL base and a BrushNet of the same family (Hub ids, folders, files).
 
-        Raises `ModelLoadError` saying what was tried and how to get the weights.
+        The UNet, branch and VAE run in `channels_last`; `compile` adds `torch.compile` (the first
+        edit then compiles, minutes on a CPU: for long-lived processes). Raises `ModelLoadError`
+        saying what was tried and how to get the weights.
         """
         import torch
 
@@ -296,6 +327,7 @@ class BrushNetInpainter(Inpainter):
                 dtype=torch_dtype,
                 local_files_only=local_files_only,
                 cpu_offload=cpu_offload,
+                compile=compile,
             )
         except Exception as exc:  # any failure here is a missing or mismatched checkpoint
             raise ModelLoadError(
@@ -305,7 +337,9 @@ class BrushNetInpainter(Inpainter):
                 "point the BrushNet and base-model settings at those folders."
             ) from exc
         pipeline.set_progress_bar_config(disable=True)
-        return cls(pipeline, sdxl_working_side=sdxl_working_side)
+        inpainter = cls(pipeline, sdxl_working_side=sdxl_working_side)
+        inpainter.compiled = compile
+        return inpainter
 
     @classmethod
     def create(cls, **kwargs: Any) -> Inpainter:
@@ -348,13 +382,24 @@ class BrushNetInpainter(Inpainter):
             "blending": options.blending,
             "output_type": "pil",
         }
+        working_side = WORKING_SIDE
         if self.is_sdxl:
             from brushedit_inpaint.processing import native_working_size
 
+            working_side = self.sdxl_working_side
             height, width = native_working_size(
                 image.size[1], image.size[0], side=self.sdxl_working_side
             )
             kwargs.update(height=height, width=width)
+        if _accepts(self.pipeline, "encode_cache"):
+            if self.encode_cache is None:
+                from brushedit_inpaint import EncodeCache
+
+                self.encode_cache = EncodeCache()
+            kwargs["encode_cache"] = self.encode_cache  # a seed/guidance retry re-encodes nothing
+        padding = crop_padding(image.size, mask, working_side)
+        if padding is not None and _accepts(self.pipeline, "padding_mask_crop"):
+            kwargs["padding_mask_crop"] = padding  # edit a crop around the mask at the working size
         if progress is not None:
             kwargs["callback_on_step_end"] = _progress_callback(progress, options.steps)
         return kwargs
@@ -381,12 +426,18 @@ class BrushNetInpainter(Inpainter):
             negative_prompt=negative_prompt,
             progress=progress,
         )
+        first_compiled = self.compiled and not self._warmed
+        started = time.perf_counter()
         try:
             output = self.pipeline(**kwargs)
         except OSError as exc:  # weights fetched lazily (offload hooks, sharded files)
             raise ModelLoadError(
                 f"The BrushNet pipeline could not read its weights: {exc}"
             ) from exc
+        if first_compiled:
+            self._warmed = True
+            logger.info("first BrushNet edit with torch.compile took %.1f s, compilation included",
+                        time.perf_counter() - started)
         images = list(output.images if hasattr(output, "images") else output[0])
         return [im if im.size == image.size else im.resize(image.size) for im in images]
 
@@ -418,6 +469,15 @@ def _progress_callback(progress: Progress, steps: int) -> Callable[..., dict]:
         return callback_kwargs
 
     return callback
+
+
+def _accepts(pipeline: Any, argument: str) -> bool:
+    import inspect
+
+    try:
+        return argument in inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _category(category: EditCategory | str) -> EditCategory:

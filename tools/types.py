@@ -163,7 +163,9 @@ class EditRequest(BaseModel):
 
     image: str = Field(description="Path or content hash of the source image.")
     instruction: str = Field(min_length=1, max_length=2000)
-    mask: str | None = Field(default=None, description="Path or hash of a user mask (white = edit).")
+    mask: str | None = Field(
+        default=None, description="Path or hash of a user mask (white = edit)."
+    )
     options: EditOptions = Field(default_factory=EditOptions)
 
 

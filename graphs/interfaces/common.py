@@ -196,30 +196,16 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def decode_mask(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit."""
+    """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit.
+
+    The size rule is `tools.masks.fit_mask`'s, the one every surface shares (never stretched).
+    """
     from tools.images import load_mask
 
-    _check_mask_size(data, size)
     mask = load_mask(data, size)
     if not mask.any():
         raise InvalidMaskError("the mask is empty: paint (white) the area to edit, or send no mask")
     return mask
-
-
-def _check_mask_size(data: bytes, size: tuple[int, int]) -> None:
-    """A mask of another size is refused as a mask error (never stretched onto the image)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as raw:
-            found = raw.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return  # not an image: load_mask says so in its own words
-    if tuple(found) != tuple(size):
-        raise InvalidMaskError(
-            f"the mask is {found[0]}x{found[1]} but the image is {size[0]}x{size[1]}; "
-            "send a mask of the image's size"
-        )
 
 
 def artifact_path(components: Any, digest: str) -> Path:
@@ -230,8 +216,13 @@ def artifact_path(components: Any, digest: str) -> Path:
     except (KeyError, FileNotFoundError, LookupError) as exc:
         raise NotFoundError(f"no artifact {digest}") from exc
     store = components.store
-    if not path.is_file() or (hasattr(store, "has") and not store.has(digest)):
-        raise NotFoundError(f"no artifact {digest}")  # a damaged file counts as missing
+    if not path.is_file():
+        raise NotFoundError(f"no artifact {digest}")
+    if hasattr(store, "has") and not store.has(digest):  # verifies, and moves a damaged file aside
+        raise NotFoundError(
+            f"artifact {digest} is damaged (its pixels no longer match its hash), so it counts "
+            "as missing; send the image again"
+        )
     return path
 
 

@@ -97,4 +97,4 @@ def test_doctor_names_the_sdxl_family_and_a_mismatch(sdxl_env, monkeypatch, tmp_
     monkeypatch.setenv("BRUSHEDIT_BRUSHNET_SUBFOLDER", "")
     bad = CliRunner().invoke(app, ["doctor"])
     text = " ".join(bad.output.split())
-    assert "cannot be paired" in text and "BRUSHEDIT_BRUSHNET at a SDXL BrushNet" in text
+    assert "cannot be paired" in text and "BRUSHEDIT_BRUSHNET at an SDXL BrushNet" in text

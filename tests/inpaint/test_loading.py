@@ -57,6 +57,36 @@ def test_load_local_folders_and_run(saved, monkeypatch):
     assert out.shape == (1, 32, 32, 3)
 
 
+def test_channels_last_by_default_and_results_unchanged(saved, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fast = load_pipeline(str(saved / "base"), str(saved / "brushnet"))
+    plain = load_pipeline(str(saved / "base"), str(saved / "brushnet"), memory_format="contiguous")
+    for pipe, fmt in ((fast, torch.channels_last), (plain, torch.contiguous_format)):
+        for module in (pipe.unet, pipe.brushnet, pipe.vae):
+            weight = next(p for p in module.parameters() if p.ndim == 4)
+            assert weight.is_contiguous(memory_format=fmt)
+    kwargs = {"prompt": "a cat", "image": torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)),
+              "mask_image": torch.ones(32, 32), "num_inference_steps": 2, "output_type": "np"}
+    outs = [p(**kwargs, generator=torch.Generator().manual_seed(1)).images for p in (fast, plain)]
+    assert np.abs(outs[0] - outs[1]).max() < 1e-5
+    with pytest.raises(ValueError, match="memory_format"):
+        load_pipeline(str(saved / "base"), str(saved / "brushnet"), memory_format="nhwc")
+
+
+def test_compile_marks_the_branch_and_the_unet_blocks(saved, monkeypatch):
+    """`compile=True` compiles in place what the injected UNet walk calls (not run here: slow)."""
+    from brushedit_inpaint.speed import compile_denoiser
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = load_pipeline(str(saved / "base"), str(saved / "brushnet"))
+    compiled = compile_denoiser(pipe)
+    assert pipe.brushnet in compiled and pipe.unet.mid_block in compiled
+    assert pipe.unet.down_blocks[0].resnets[0] in compiled
+    assert all(getattr(m, "_compiled_call_impl", None) is not None for m in compiled)
+
+
 def test_load_with_named_scheduler_and_subfolder(saved, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pipe = load_pipeline(

@@ -157,6 +157,23 @@ def test_family_detection_from_configs_and_single_file_keys(saved, tmp_path):
         base_family(str(tmp_path / "broken.safetensors"))
 
 
+def test_replacement_vae(saved, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from .sdxl_helpers import TINY_SDXL_VAE
+
+    torch.manual_seed(3)
+    AutoencoderKL(**{**TINY_SDXL_VAE, "force_upcast": False}).save_pretrained(tmp_path / "vae_fix")
+    pipe = load_pipeline(
+        str(saved / "sdxl_base"), str(saved / "ckpt" / RELEASED[0]), vae=str(tmp_path / "vae_fix")
+    )
+    assert pipe.vae.config.force_upcast is False
+    with pytest.raises(BrushNetLoadError, match="VAE path"):
+        load_pipeline(
+            str(saved / "sdxl_base"), str(saved / "ckpt" / RELEASED[0]), vae=str(tmp_path / "no")
+        )
+
+
 def test_sd15_pair_still_gives_the_sd15_pipeline(saved):
     pipe = load_pipeline(str(saved / "sd15_base"), str(saved / "sd15_brushnet"))
     assert type(pipe) is StableDiffusionBrushNetPipeline

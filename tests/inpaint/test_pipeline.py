@@ -81,16 +81,24 @@ def test_shared_branch_equals_doubled_batch(golden, golden_pipe, golden_models):
 def test_shared_branch_broadcasts_over_several_images_per_prompt(tiny_pipe, channels_last):
     """One branch pass for both CFG halves, broadcast (not copied) over 2 images per prompt."""
     image, mask = _image_and_mask()
-    kwargs = {"prompt": "a dog", "image": image, "mask_image": mask, "num_inference_steps": 2,
-              "num_images_per_prompt": 2, "output_type": "np", "blending": False}
+    kwargs = {
+        "prompt": "a dog",
+        "image": image,
+        "mask_image": mask,
+        "num_inference_steps": 2,
+        "num_images_per_prompt": 2,
+        "output_type": "np",
+        "blending": False,
+    }
     models = (tiny_pipe.unet, tiny_pipe.brushnet, tiny_pipe.vae)
     try:
         if channels_last:
             for model in models:
                 model.to(memory_format=torch.channels_last)
         shared = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
-        doubled = tiny_pipe(**kwargs, generator=torch.Generator().manual_seed(3),
-                            branch_cfg_batching="doubled").images
+        doubled = tiny_pipe(
+            **kwargs, generator=torch.Generator().manual_seed(3), branch_cfg_batching="doubled"
+        ).images
     finally:
         for model in models:
             model.to(memory_format=torch.contiguous_format)
@@ -238,7 +246,8 @@ def test_pipeline_save_and_from_pretrained_with_brushnet_override(tiny_pipe, tmp
     assert loaded.brushnet is brushnet
     assert type(loaded.scheduler).__name__ == "UniPCMultistepScheduler"
     assert (
-        StableDiffusionBrushNetPipeline.model_cpu_offload_seq == "text_encoder->brushnet->unet->vae"
+        StableDiffusionBrushNetPipeline.model_cpu_offload_seq
+        == "text_encoder->image_encoder->brushnet->unet->vae"
     )
     loaded.set_progress_bar_config(disable=True)
     image, mask = _image_and_mask(32, 32)

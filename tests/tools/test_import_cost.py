@@ -38,3 +38,9 @@ def test_inpainter_names_come_from_the_registry():
     assert get_args(BenchConfig.model_fields["inpainter"].annotation) == INPAINTER_NAMES
     assert all(set(spec.uses_options) <= set(EditOptions.model_fields)
                for spec in INPAINTERS.values())
+    from tools.inpaint import INPAINTERS as CLASSES
+    from tools.types import EditCategory
+
+    assert tuple(sorted(CLASSES)) == tuple(sorted(INPAINTER_NAMES))
+    for name, cls in CLASSES.items():  # the light table says what the classes can do
+        assert cls.categories == {EditCategory(c) for c in INPAINTERS[name].categories}

@@ -202,6 +202,41 @@ def test_brushnet_pipeline_kwargs_follow_the_options(tiny_brushnet):
     assert kwargs["generator"].initial_seed() == 3
 
 
+def test_brushnet_edits_a_large_photo_through_a_crop_around_the_mask(tiny_brushnet):
+    from tools.inpaint import CROP_PADDING, crop_padding
+
+    small = centre_mask()
+    assert crop_padding((40, 32), small) is None  # within the working size: whole image
+    big = np.zeros((1100, 1300), dtype=np.uint8)
+    big[500:540, 600:660] = 255
+    assert crop_padding((1300, 1100), big) == CROP_PADDING
+    wide = np.zeros((1100, 1300), dtype=np.uint8)
+    wide[100:1000, 100:1200] = 255
+    assert crop_padding((1300, 1100), wide) is None  # the crop would be most of the photo
+    photo = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (1100, 1300, 3), dtype=np.uint8)
+    )
+    options = EditOptions(steps=1, guidance_scale=1.0)
+    kwargs = tiny_brushnet.pipeline_kwargs(
+        photo, big, "a cat", category=EditCategory.LOCAL, options=options, seed=1,
+        negative_prompt="",
+    )  # fmt: skip
+    assert kwargs["padding_mask_crop"] == CROP_PADDING
+    out = np.asarray(
+        tiny_brushnet.inpaint(photo, big, "a cat", category=EditCategory.LOCAL, options=options)[0]
+    )
+    assert out.shape == (1100, 1300, 3)
+    far = np.ones((1100, 1300), dtype=bool)
+    far[
+        500 - CROP_PADDING - 80 : 540 + CROP_PADDING + 80,
+        600 - CROP_PADDING - 80 : 660 + CROP_PADDING + 80,
+    ] = False
+    assert np.array_equal(out[far], np.asarray(photo)[far])  # untouched outside the crop
+    assert (
+        np.abs(out[500:540, 600:660].astype(int) - np.asarray(photo)[500:540, 600:660]).max() > 10
+    )
+
+
 def test_brushnet_does_every_category(tiny_brushnet):
     assert all(tiny_brushnet.supports(c) for c in EditCategory)
     out = tiny_brushnet.inpaint(
@@ -219,3 +254,18 @@ def test_brushnet_missing_weights_raise_model_load_error(tmp_path):
         )
     with pytest.raises(ModelLoadError):
         get_inpainter("brushnet", base=str(tmp_path / "a"), brushnet=str(tmp_path / "b"))
+
+
+def test_brushnet_retries_share_one_encode_cache(tiny_brushnet):
+    """The verifier's retries (new seed, higher guidance) reuse the inpainter's encodings."""
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 40, 3), np.uint8))
+    mask = centre_mask()
+    first = tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                                  options=EditOptions(steps=2), seed=1)
+    cache = tiny_brushnet.encode_cache
+    assert cache is not None and cache.misses.get("masked_image") >= 1
+    hits = dict(cache.hits)
+    tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                          options=EditOptions(steps=2, guidance_scale=9.0), seed=2)
+    assert cache.hits.get("masked_image", 0) == hits.get("masked_image", 0) + 1
+    assert first
