@@ -30,6 +30,11 @@ def build_graph(checkpointer: Any = None) -> Any:
     """
     from langgraph.graph import END, START, StateGraph
 
+    if isinstance(checkpointer, Context):
+        raise TypeError(
+            "build_graph no longer takes the components: compile with a checkpointer and run "
+            "with `graph.stream(..., context=components)` (or use `components.graph()`)"
+        )
     builder = StateGraph(State, input_schema=InputState, output_schema=OutputState,
                          context_schema=Context)
     for name in NODES:

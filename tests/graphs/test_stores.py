@@ -114,6 +114,11 @@ def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):
     app = importlib.import_module("graphs.app")
     assert app.graph.checkpointer is None
     assert {"start", "classify", "mask", "review", "inpaint", "verify"} <= set(app.graph.nodes)
+    from graphs.context import Context
+    from graphs.graph import build_graph
+
+    with pytest.raises(TypeError, match="context=components"):  # the old call shape says why
+        build_graph(Context())
 
 
 def test_a_run_without_handles_borrows_the_default_context_with_its_own_knobs(
