@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
     from graphs.components import Components, GraphSettings, build_components
+    from graphs.context import Context
     from graphs.graph import build_graph
     from graphs.session import EditSession, MaskReview, Turn
     from graphs.settings import Settings
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "ArtifactStore": "graphs.artifacts",
     "Components": "graphs.components",
-    "GraphSettings": "graphs.components",
+    "Context": "graphs.context",
+    "GraphSettings": "graphs.context",
     "build_components": "graphs.components",
     "build_graph": "graphs.graph",
     "EditSession": "graphs.session",
@@ -33,6 +35,7 @@ _EXPORTS = {
 __all__ = [
     "ArtifactStore",
     "Components",
+    "Context",
     "EditSession",
     "GraphSettings",
     "MaskReview",

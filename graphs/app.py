@@ -1,8 +1,10 @@
 """What the LangGraph server serves (`langgraph.json` points here): the graph and its artifacts.
 
-Importing this module builds no model and opens no database: the components are assembled from
-`Settings` on first use, inside the first run (or the first artifact request). The graph is
-compiled WITHOUT a checkpointer, because the server brings its own persistence.
+Importing this module builds no model and opens no database: the run context
+(`graphs.context.Context`) is assembled from `Settings` on first use, inside the first run (or the
+first artifact request), and shared by every run of the process (`graphs.context.DEFAULT`). A
+client may send knobs as the run's context (`context={"settings": {"planner": "rules"}}`). The
+graph is compiled WITHOUT a checkpointer, because the server brings its own persistence.
 
 `http_app` is mounted by the server (`langgraph.json`'s `http.app`) and serves
 `GET /artifacts/<hash>`, the `image_url` of every result and of a mask review's images.
@@ -10,36 +12,13 @@ compiled WITHOUT a checkpointer, because the server brings its own persistence.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from graphs.context import DEFAULT
 from graphs.graph import build_graph
 
-
-class SettingsComponents:
-    """`Components` built from `Settings` on first attribute access (one bundle per process)."""
-
-    def __init__(self) -> None:
-        self._built: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._built is None:
-                from graphs.components import build_components
-                from graphs.settings import Settings
-
-                self._built = build_components(Settings(), persist=False)
-            return self._built
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.get(), name)
-
-
-components = SettingsComponents()
-graph = build_graph(components, checkpointer=None)
+graph = build_graph(checkpointer=None)
+"""The `editor` graph. Server runs bring no Python context: nodes use `DEFAULT`'s bundle."""
 
 
 def _artifact(request: Any) -> Any:
@@ -54,7 +33,7 @@ def _artifact(request: Any) -> Any:
              "message": f"`{digest[:80]}` is not an artifact hash (64 hex digits)"},
             status_code=422,
         )
-    store = components.store
+    store = DEFAULT.get().store
     if not store.has(digest):
         return JSONResponse(
             {"error": "NotFound", "message": f"no artifact {digest[:12]}… on this server"},

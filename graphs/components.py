@@ -1,9 +1,10 @@
-"""What a graph runs with: models, stores and knobs, injected rather than read from globals.
+"""Assembling what a graph runs with from `Settings`: models, stores, checkpointers.
 
-`Components` is a plain dataclass so tests, the CLI, the servers and the evals can each assemble
-their own (a scripted VLM, a toy segmenter, an in-memory checkpointer). `build_components` is the
-app-layer factory that reads `Settings`; it loads nothing heavy: the segmenter and BrushNet are
-built on first use, so offline runs and `--inpainter opencv` never touch model weights.
+`Components` is `graphs.context.Context` (the graph's run context) under the name the
+interfaces use; tests, the CLI, the servers and the evals each assemble their own (a scripted
+VLM, a toy segmenter, an in-memory checkpointer). `build_components` is the app-layer factory
+that reads `Settings`; it loads nothing heavy: the segmenter and BrushNet are built on first
+use, so offline runs and `--inpainter opencv` never touch model weights.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from graphs.artifacts import ArtifactStore
+from graphs.context import Context, GraphSettings, PlannerMode
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
 from tools.registry import INPAINTER_NAMES
@@ -25,41 +26,11 @@ from tools.registry import INPAINTER_NAMES
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
-PlannerMode = Literal["auto", "vlm", "rules"]
-EventSink = Callable[[dict[str, Any]], None]
+Components = Context
+"""The name the interfaces, evals and tests use for the run context (the same class)."""
 
-
-@dataclass(kw_only=True)
-class GraphSettings:
-    """Knobs of the edit loop itself (not of any model)."""
-
-    max_attempts: int = field(default=3, metadata={"description": "Verifier attempts per edit."})
-    planner: PlannerMode = field(
-        default="auto",
-        metadata={"description": "auto: VLM, falling back to rules when it fails; vlm; rules."},
-    )
-    inpainter: str = field(default="brushnet", metadata={"description": "Default inpainter."})
-    mask_policy: Any = field(
-        default=None, metadata={"description": "tools.masks.MaskPolicy; None = its defaults."}
-    )
-    max_image_side: int = field(
-        default=1024, metadata={"description": "Sources above this are downscaled on import."}
-    )
-    dilation_step_px: int = field(
-        default=12, metadata={"description": "Extra mask dilation per mask retry."}
-    )
-    guidance_step: float = field(
-        default=1.5, metadata={"description": "Guidance scale added per inpaint retry."}
-    )
-    conditioning_step: float = field(
-        default=0.2, metadata={"description": "BrushNet conditioning scale added per retry."}
-    )
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_attempts <= 10:
-            raise ConfigError(f"`max_attempts` must be between 1 and 10, got {self.max_attempts}")
-        if self.planner not in ("auto", "vlm", "rules"):
-            raise ConfigError(f"`planner` must be auto, vlm or rules, got {self.planner!r}")
+__all__ = ["Components", "Context", "GraphSettings", "LazySegmenter", "PlannerMode",
+           "build_components", "check_data_dir", "checkpointer_target", "open_checkpointer"]
 
 
 class LazySegmenter:
@@ -88,91 +59,6 @@ class LazySegmenter:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.load(), name)
-
-
-@dataclass(kw_only=True)
-class Components:
-    """Everything `build_graph` needs.
-
-    Attributes:
-        store: content-addressed images and masks.
-        traces: the audit log (also holds the session turn table).
-        vlm: an `agents.vlm.VisionLanguageModel`, or None to plan with the rule parser.
-        segmenter: a `tools.segment.Segmenter` (or `LazySegmenter`), or None when no weights.
-        inpainters: name -> an `Inpainter`, or a zero-argument factory called on first use.
-        settings: the loop's knobs.
-        checkpointer: a LangGraph saver; None keeps sessions in memory only.
-    """
-
-    store: ArtifactStore
-    traces: TraceStore
-    vlm: Any = None
-    segmenter: Any = None
-    inpainters: dict[str, Any] = field(default_factory=dict)
-    settings: GraphSettings = field(default_factory=GraphSettings)
-    checkpointer: Any = None
-    vlm_probe_ttl_s: float = 30.0
-    _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _probe: tuple[float, Any] | None = field(default=None, init=False, repr=False)
-
-    def vlm_status(self) -> Any:
-        """The VLM server's `check()`, cached for `vlm_probe_ttl_s` (None when it has none).
-
-        With planner `auto`, a server that is down or lacks the model is skipped at once on
-        every run inside the window, instead of each run paying the client's retries.
-        """
-        check = getattr(self.vlm, "check", None)
-        if check is None:
-            return None
-        now = time.monotonic()
-        probe = self._probe
-        if probe is not None and now - probe[0] < self.vlm_probe_ttl_s:
-            return probe[1]
-        status = check()
-        self._probe = (now, status)
-        return status
-
-    def inpainter(self, name: str, on_event: EventSink | None = None) -> Any:
-        """The inpainter called `name`, constructing it on first use (and saying so)."""
-        if name not in self.inpainters:
-            known = ", ".join(sorted(self.inpainters)) or "none"
-            raise InvalidRequestError(f"unknown inpainter `{name}`; available: {known}")
-        with self._lock:
-            if name in self._built:
-                return self._built[name]
-            entry = self.inpainters[name]
-            if not callable(entry) or hasattr(entry, "inpaint"):
-                self._built[name] = entry
-                return entry
-            if on_event:
-                on_event({"type": "load", "component": f"inpainter:{name}", "status": "start"})
-            built = entry()
-            if on_event:
-                on_event({"type": "load", "component": f"inpainter:{name}", "status": "end"})
-            self._built[name] = built
-            return built
-
-    def graph(self) -> Any:
-        """The editing graph compiled with this bundle's checkpointer (built once)."""
-        with self._lock:
-            if "graph" not in self._built:
-                from graphs.graph import build_graph
-
-                saver = self.checkpointer
-                if saver is None:
-                    from langgraph.checkpoint.memory import InMemorySaver
-
-                    saver = self.checkpointer = InMemorySaver()
-                self._built["graph"] = build_graph(self, checkpointer=saver)
-            return self._built["graph"]
-
-    def close(self) -> None:
-        """Close the trace store and a SQLite checkpointer's connection."""
-        self.traces.close()
-        conn = getattr(self.checkpointer, "conn", None)
-        if conn is not None and hasattr(conn, "close"):
-            conn.close()
 
 
 def build_components(

@@ -1,684 +1,502 @@
-"""The graph's nodes: small steps that each read a few state fields and return a partial update.
+"""The graph's nodes: small module-level steps that each read a few state fields and return a
+partial update (the verifier returns a `Command` that also says where to go).
 
-Every node runs inside `_traced`, which times it, gives it its own `RecordingVLM` so the trace row
-holds the exact prompts and raw answers, writes one trace row, and emits `node` events on the
-custom stream. Nodes never keep images in state: they read and write the artifact store by hash.
+Each node is `(state, runtime: Runtime[Context]) -> update`: `traced` (graphs/tracing.py)
+resolves `runtime.context` into the run's models and stores, times the step and writes its
+trace row; the body gets them as `run.context` and calls the agent functions directly. The
+verifier's decisions are the pure rules of graphs/policy.py. Nodes never keep images in state:
+they read and write the artifact store by hash.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from graphs import policy
 from graphs.artifacts import artifact_url
 from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
-from graphs.traces import Stopwatch, to_jsonable
+from graphs.traces import to_jsonable
+from graphs.tracing import NodeRun, traced, turn_of
 from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
 from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_prompts
 
 if TYPE_CHECKING:
-    from langchain_core.runnables import RunnableConfig
-
-    from graphs.components import Components
-
-logger = logging.getLogger(__name__)
+    from langgraph.types import Command
 
 NEEDS_SEGMENTATION = {EditCategory.REMOVAL, EditCategory.LOCAL, EditCategory.BACKGROUND}
-STAGES = ("mask", "caption", "inpaint")
 NO_SEGMENTER = (
     "no segmentation model is available to find {what}: give a mask of the area to edit, or "
     "install the GroundingDINO and SAM weights (`brushedit doctor` says how)"
 )
-
-
-@dataclass
-class NodeContext:
-    """What a node body gets besides the state: tools, the event sink and its trace row."""
-
-    components: Components
-    state: State
-    session_id: str
-    emit: Callable[[dict[str, Any]], None]
-    vlm: Any = None
-    inputs: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, Any] = field(default_factory=dict)
-    verdict: Any = None
-    update: dict[str, Any] = field(default_factory=dict)
-    why: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def planner(self) -> str:
-        return self.update.get("planner") or self.state.get("planner") or "rules"
-
-    def history(self, event: str, **details: Any) -> None:
-        """Append a why-line to the turn's history (kept in state and in the trace)."""
-        entry = {"event": event, "attempt": self.state.get("attempt", 1), **to_jsonable(details)}
-        base = self.update.get("history", list(self.state.get("history") or []))
-        self.update["history"] = [*base, entry]
-        self.why.append(entry)
-
-    def ask_vlm(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call an agent function, or return `_FALLBACK` when the rules path should take over.
-
-        With planner `auto`, any VLM failure (server down, model missing, timeout, unusable
-        answers) switches the rest of the turn to the rule parser and says why; with planner
-        `vlm` the error reaches the user.
-        """
-        if self.planner != "vlm" or self.vlm is None:
-            return _FALLBACK
-        from agents.errors import AgentError
-
-        try:
-            return fn(self.vlm, *args, **kwargs)
-        except AgentError as exc:
-            if self.components.settings.planner == "vlm":
-                raise
-            self.update["planner"] = "rules"
-            self.history("fallback", step=what, reason=f"{type(exc).__name__}: {exc}")
-            self.emit({"type": "fallback", "step": what, "reason": str(exc)})
-            return _FALLBACK
-
-
-_FALLBACK = object()
-
-
-def traced(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
-    """Wrap a node body `(self, ctx) -> update` with timing, events, VLM recording and a trace row."""
-
-    def decorate(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        def node(self: EditNodes, state: State, config: RunnableConfig) -> dict[str, Any]:
-            from langgraph.config import get_stream_writer
-            from langgraph.errors import GraphBubbleUp
-
-            components = self.components
-            session_id = str(config.get("configurable", {}).get("thread_id", "default"))
-            emit = _safe_writer(get_stream_writer())
-            recorder = None
-            if components.vlm is not None:
-                from agents.vlm import RecordingVLM
-
-                recorder = RecordingVLM(components.vlm)
-            ctx = NodeContext(components, state, session_id, emit, vlm=recorder)
-            turn, attempt = turn_of(state, name), state.get("attempt", 1)
-            clock = Stopwatch()
-            emit({"type": "node", "node": name, "status": "start", "turn": turn,
-                  "attempt": attempt})
-            status, error = "ok", None
-            try:
-                update = body(self, ctx)
-                update = {**ctx.update, **(update or {})}
-                return update
-            except GraphBubbleUp:  # an interrupt: the node re-runs on resume, record nothing
-                status = None
-                raise
-            except Exception as exc:
-                status, error = "error", f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                calls = recorder.drain() if recorder is not None else []
-                if status is not None:
-                    duration = clock.elapsed_ms()
-                    components.traces.record(
-                        session_id, name, turn=turn, attempt=attempt, status=status,
-                        started=clock.started, duration_ms=duration, inputs=ctx.inputs,
-                        outputs={**ctx.outputs, **({"history": ctx.why} if ctx.why else {})},
-                        params=ctx.params, verdict=ctx.verdict,
-                        images=ctx.images, calls=calls, error=error,
-                    )
-                    emit({"type": "node", "node": name, "status": "end" if status == "ok"
-                          else "error", "turn": turn, "attempt": attempt,
-                          "duration_ms": duration, "summary": _summary(ctx.outputs),
-                          **({"error": error} if error else {})})
-
-        # Not functools.wraps: LangGraph reads the signature to decide whether to pass `config`.
-        node.__name__ = name
-        node.__qualname__ = f"EditNodes.{name}"
-        node.__doc__ = body.__doc__
-        return node
-
-    return decorate
-
-
-def _safe_writer(writer: Callable[[Any], None]) -> Callable[[dict[str, Any]], None]:
-    def emit(event: dict[str, Any]) -> None:
-        try:
-            writer(to_jsonable(event))
-        except Exception:  # a broken progress listener must not break an edit
-            logger.debug("event listener failed", exc_info=True)
-
-    return emit
-
-
-def _summary(outputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in outputs.items() if isinstance(v, (str, int, float, bool)) or v is None}
-
-
-def _agents() -> Any:
-    """The agent functions (imported on first use: they pull in the Ollama client)."""
-    from types import SimpleNamespace
-
-    from agents import rules
-    from agents.box import propose_box
-    from agents.caption import caption_target, describe_removal
-    from agents.classify import classify_edit
-    from agents.identify import identify_object
-    from agents.verify import verify_edit
-
-    return SimpleNamespace(
-        classify_edit=classify_edit, identify_object=identify_object,
-        caption_target=caption_target, propose_box=propose_box, verify_edit=verify_edit,
-        describe_removal=describe_removal, rules=rules,
-    )
+VerifyRoute = Literal["finish", "mask", "caption", "inpaint"]
+VERIFY_DESTINATIONS: tuple[str, ...] = get_args(VerifyRoute)
+"""Where the verifier's `Command` may go (given to `add_node`, the node being wrapped)."""
 
 
 def _plan(state: State) -> EditPlan:
     return EditPlan.model_validate(state["plan"])
 
 
-class EditNodes:
-    """The node functions, bound to one `Components` bundle."""
+def _options(state: State) -> EditOptions:
+    return EditOptions.model_validate(state.get("options") or {})
 
-    def __init__(self, components: Components) -> None:
-        self.components = components
 
-    # -- planning ------------------------------------------------------------------------
+# -- planning ------------------------------------------------------------------------------------
 
-    @traced("start")
-    def start(self, ctx: NodeContext) -> dict[str, Any]:
-        """Check the request and clear what the previous turn left in the thread's state."""
-        from graphs.inputs import import_image, import_mask
 
-        state, components = ctx.state, self.components
-        instruction = (state.get("instruction") or "").strip()
-        if not instruction:
-            raise InvalidRequestError("the instruction is empty; say what to change")
-        options = EditOptions.model_validate(state.get("options") or {})
-        if state.get("image"):
-            source, scale = import_image(components.store, state["image"],
-                                         components.settings.max_image_side)
-        elif state.get("current_image"):
-            source, scale = state["current_image"], 1.0
-        else:
-            raise InvalidRequestError(
-                "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
-                "image's hash); later turns on the same thread may omit it"
-            )
-        user_mask = (import_mask(components.store, state["mask"], source, scale)
-                     if state.get("mask") else None)
-        caption = (state.get("caption") or "").strip() or None
-        turn = turn_of(state, "start")
-        ctx.inputs = {"instruction": instruction, "options": options}
-        ctx.images = {"source": source, "user_mask": user_mask}
-        ctx.params = {"planner_mode": components.settings.planner,
-                      "max_attempts": self._max_attempts(options)}
-        update = {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
-                  "options": options.model_dump(mode="json"), "source_image": source,
-                  "current_image": source, "user_mask": user_mask, "user_caption": caption,
-                  "mask_review": bool(state.get("review_mask")), "turn": turn,
-                  "last_turn": turn, "history": [], "planner": self._planner_path(ctx)}
-        return update
+@traced("start")
+def start(state: State, run: NodeRun) -> dict[str, Any]:
+    """Check the request, resolve its image references, and clear what the previous turn left
+    in the thread's state. The knobs give the defaults of options the caller left out."""
+    from graphs.inputs import import_image, import_mask
 
-    def _planner_path(self, ctx: NodeContext) -> str:
-        """`vlm` when the VLM will be asked; `auto` skips a server its probe found unusable."""
-        components = self.components
-        mode = components.settings.planner
-        if components.vlm is None or mode == "rules":
+    context, knobs = run.context, run.context.settings
+    instruction = (state.get("instruction") or "").strip()
+    if not instruction:
+        raise InvalidRequestError("the instruction is empty; say what to change")
+    given = state.get("options") or {}
+    if isinstance(given, dict):
+        given = {"max_attempts": knobs.max_attempts, "inpainter": knobs.inpainter, **given}
+    options = EditOptions.model_validate(given)
+    if state.get("image"):
+        source, scale = import_image(context.store, state["image"], knobs.max_image_side)
+    elif state.get("current_image"):
+        source, scale = state["current_image"], 1.0
+    else:
+        raise InvalidRequestError(
+            "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
+            "image's hash); later turns on the same thread may omit it"
+        )
+    user_mask = (import_mask(context.store, state["mask"], source, scale)
+                 if state.get("mask") else None)
+    caption = (state.get("caption") or "").strip() or None
+    turn = turn_of(state, "start")
+    run.inputs = {"instruction": instruction, "options": options}
+    run.images = {"source": source, "user_mask": user_mask}
+    run.params = {"planner_mode": knobs.planner, "max_attempts": options.max_attempts}
+    return {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
+            "options": options.model_dump(mode="json"), "max_attempts": options.max_attempts,
+            "source_image": source, "current_image": source, "user_mask": user_mask,
+            "user_caption": caption, "mask_review": bool(state.get("review_mask")),
+            "turn": turn, "last_turn": turn, "history": [], "planner": _planner_path(run)}
+
+
+def _planner_path(run: NodeRun) -> str:
+    """`vlm` when the VLM will be asked; `auto` skips a server its probe found unusable."""
+    context = run.context
+    mode = context.settings.planner
+    if context.vlm is None or mode == "rules":
+        return "rules"
+    if mode == "auto":
+        status = context.vlm_status()
+        if status is not None and not status.ok:
+            reason = status.error or "the VLM server is not usable"
+            fix = f" (fix: {status.fix})" if status.fix else ""
+            run.history("fallback", step="start", reason=f"{reason}{fix}")
+            run.emit({"type": "fallback", "step": "start", "reason": reason})
             return "rules"
-        if mode == "auto":
-            status = components.vlm_status()
-            if status is not None and not status.ok:
-                reason = status.error or "the VLM server is not usable"
-                fix = f" (fix: {status.fix})" if status.fix else ""
-                ctx.history("fallback", step="start", reason=f"{reason}{fix}")
-                ctx.emit({"type": "fallback", "step": "start", "reason": reason})
-                return "rules"
-        return "vlm"
+    return "vlm"
 
-    @traced("classify")
-    def classify(self, ctx: NodeContext) -> dict[str, Any]:
-        """Decide the edit category (VLM), or plan everything with the rule parser."""
-        state, store = ctx.state, self.components.store
-        instruction = state["instruction"]
-        ctx.inputs = {"instruction": instruction}
-        if self.components.settings.planner == "vlm" and self.components.vlm is None:
-            from tools.errors import ConfigError
 
-            raise ConfigError("planner `vlm` needs a vision-language model, and none is set up")
-        agents = _agents()
-        image = store.get_image(state["source_image"]) if ctx.planner == "vlm" else None
-        answer = ctx.ask_vlm("classify", agents.classify_edit, image, instruction)
-        if answer is _FALLBACK:
-            plan = agents.rules.parse_instruction(instruction).model_copy(update={"source": "rules"})
-            ctx.update["planner"] = "rules"
-        else:
+@traced("classify")
+def classify(state: State, run: NodeRun) -> dict[str, Any]:
+    """Decide the edit category (VLM), or plan everything with the rule parser."""
+    from agents.classify import classify_edit
+    from agents.rules import parse_instruction
+
+    context = run.context
+    instruction = state["instruction"]
+    run.inputs = {"instruction": instruction}
+    if context.settings.planner == "vlm" and context.vlm is None:
+        from tools.errors import ConfigError
+
+        raise ConfigError("planner `vlm` needs a vision-language model, and none is set up")
+    plan = None
+    if run.asks_vlm:
+        image = context.store.get_image(state["source_image"])
+        with run.fallback("classify"):
+            answer = classify_edit(run.vlm, image, instruction)
             plan = EditPlan(
                 instruction=instruction, category=EditCategory.parse(answer.category),
                 confidence=answer.confidence, rationale=answer.rationale, source="vlm",
             )
-        ctx.outputs = {"category": plan.category.value, "planner": ctx.planner,
-                       "plan": plan.model_dump(mode="json")}
-        ctx.history("plan", planner=ctx.planner, category=plan.category.value)
-        return {"plan": plan.model_dump(mode="json")}
+    if plan is None:
+        plan = parse_instruction(instruction).model_copy(update={"source": "rules"})
+        run.update["planner"] = "rules"
+    run.outputs = {"category": plan.category.value, "planner": run.planner,
+                   "plan": plan.model_dump(mode="json")}
+    run.history("plan", planner=run.planner, category=plan.category.value)
+    return {"plan": plan.model_dump(mode="json")}
 
-    @traced("identify")
-    def identify(self, ctx: NodeContext) -> dict[str, Any]:
-        """Name the object to segment (the VLM path; the rule plan already has one)."""
-        state = ctx.state
-        plan = _plan(state)
-        ctx.inputs = {"instruction": plan.instruction, "category": plan.category.value}
-        if plan.source == "rules" or plan.category == EditCategory.GLOBAL:
-            ctx.outputs = {"object": plan.object, "skipped": "rule plan" if plan.source == "rules"
-                           else "global edits have no object"}
-            return {}
-        image = self.components.store.get_image(state["source_image"])
-        agents = _agents()
-        answer = ctx.ask_vlm("identify", agents.identify_object, image, plan.instruction,
-                             plan.category)
-        if answer is _FALLBACK:
-            rules_plan = agents.rules.parse_instruction(plan.instruction)
-            plan = plan.model_copy(update={"object": rules_plan.object, "box": rules_plan.box})
-        else:
-            plan = plan.model_copy(update={"object": answer})
-        ctx.outputs = {"object": plan.object}
-        return {"plan": plan.model_dump(mode="json")}
 
-    # -- mask --------------------------------------------------------------------------------
+@traced("identify")
+def identify(state: State, run: NodeRun) -> dict[str, Any]:
+    """Name the object to segment (the VLM path; the rule plan already has one)."""
+    from agents.identify import identify_object
+    from agents.rules import parse_instruction
 
-    @traced("mask")
-    def mask(self, ctx: NodeContext) -> dict[str, Any]:
-        """Find the area to edit: the user's mask, a segmentation, or a box for additions."""
-        from tools.masks import propose_mask
+    plan = _plan(state)
+    run.inputs = {"instruction": plan.instruction, "category": plan.category.value}
+    if plan.source == "rules" or plan.category == EditCategory.GLOBAL:
+        run.outputs = {"object": plan.object, "skipped": "rule plan" if plan.source == "rules"
+                       else "global edits have no object"}
+        return {}
+    answered = False
+    if run.asks_vlm:
+        image = run.context.store.get_image(state["source_image"])
+        with run.fallback("identify"):
+            plan = plan.model_copy(update={
+                "object": identify_object(run.vlm, image, plan.instruction, plan.category)})
+            answered = True
+    if not answered:
+        rules_plan = parse_instruction(plan.instruction)
+        plan = plan.model_copy(update={"object": rules_plan.object, "box": rules_plan.box})
+    run.outputs = {"object": plan.object}
+    return {"plan": plan.model_dump(mode="json")}
 
-        state, store = ctx.state, self.components.store
-        plan = _plan(state)
-        image = store.get_image(state["source_image"])
-        user_mask = store.get_mask(state["user_mask"]) if state.get("user_mask") else None
-        retry = state.get("retry") or {}
-        policy = self._mask_policy(retry)
-        ctx.inputs = {"category": plan.category.value, "object": plan.object,
-                      "user_mask": state.get("user_mask")}
-        ctx.params = {"policy": policy, "mask_relax": retry.get("mask_relax", 0),
-                      "user_mask_extra_dilation_px": retry.get("extra_dilation_px", 0)}
-        segmenter = self.components.segmenter
-        if user_mask is None and plan.category in NEEDS_SEGMENTATION and segmenter is None:
-            raise MaskNeededError(NO_SEGMENTER.format(what=_what(plan)))
-        box = plan.box
-        if user_mask is None and plan.category == EditCategory.ADDITION and box is None:
-            answer = ctx.ask_vlm("propose_box", _agents().propose_box, image, plan.instruction)
-            if answer is not _FALLBACK:
-                box = answer
-                plan = plan.model_copy(update={"box": box})
-        if user_mask is None and plan.category == EditCategory.ADDITION and box is None:
-            box = _default_box(image.size)
-            plan = plan.model_copy(update={"box": box})
-            ctx.history("default_box", box=box, reason="no VLM box proposal; a centred box "
-                        "was used (give a mask to choose where)")
-        try:
-            proposal = propose_mask(
-                plan, image, segmenter, box=box, user_mask=user_mask, policy=policy
-            )
-        except (ModelLoadError, ImportError, OSError) as exc:
-            if user_mask is None and plan.category in NEEDS_SEGMENTATION:
-                raise MaskNeededError(
-                    NO_SEGMENTER.format(what=_what(plan)) + f" (loading failed: {exc})"
-                ) from exc
-            raise
-        if not proposal.found and user_mask is None and proposal.source != "full":
-            # Nothing found: one more look with lower thresholds and united boxes before giving up.
-            relaxed = propose_mask(
-                plan, image, segmenter, box=box, user_mask=None, policy=policy.relaxed()
-            )
-            ctx.history("mask_relaxed", found=bool(relaxed.found),
-                        reason="nothing found at the default thresholds; retried relaxed")
-            if relaxed.found:
-                proposal = relaxed
-        if not proposal.found and user_mask is None and proposal.source != "full":
-            why = "; ".join(proposal.notes) or "no detection"
+
+# -- mask ----------------------------------------------------------------------------------------
+
+
+def mask_policy(run: NodeRun, retry: dict[str, Any]) -> Any:
+    """The configured `MaskPolicy`, relaxed once per mask retry."""
+    from tools.masks import MaskPolicy
+
+    return policy.relaxed_policy(run.context.settings.mask_policy or MaskPolicy(), retry)
+
+
+@traced("mask")
+def mask(state: State, run: NodeRun) -> dict[str, Any]:
+    """Find the area to edit: the user's mask, a segmentation, or a box for additions."""
+    store, segmenter = run.context.store, run.context.segmenter
+    plan = _plan(state)
+    image = store.get_image(state["source_image"])
+    user_mask = store.get_mask(state["user_mask"]) if state.get("user_mask") else None
+    retry = state.get("retry") or {}
+    rules = mask_policy(run, retry)
+    run.inputs = {"category": plan.category.value, "object": plan.object,
+                  "user_mask": state.get("user_mask")}
+    run.params = {"policy": rules, "mask_relax": retry.get("mask_relax", 0),
+                  "user_mask_extra_dilation_px": retry.get("extra_dilation_px", 0)}
+    if user_mask is None and plan.category in NEEDS_SEGMENTATION and segmenter is None:
+        raise MaskNeededError(NO_SEGMENTER.format(what=_what(plan)))
+    if user_mask is None and plan.category == EditCategory.ADDITION and plan.box is None:
+        plan = _addition_box(run, plan, image)
+    proposal = _propose(run, plan, image, user_mask, rules)
+    mask, notes = proposal.mask, list(proposal.notes)
+    extra = int(retry.get("extra_dilation_px", 0))
+    if extra and proposal.source == "user":
+        from tools.masks import dilate
+
+        mask = dilate(mask, extra)
+        notes.append(f"user mask dilated by {extra} px after the verifier blamed the mask")
+    digest = store.put_mask(mask)
+    run.outputs = {"mask_source": proposal.source, "found": bool(proposal.found),
+                   "coverage": round(float((mask > 0).mean()), 4), "notes": notes,
+                   "proposal": proposal.summary()}
+    run.images = {"source": state["source_image"], "mask": digest}
+    return {"edit_mask": digest, "mask_source": str(proposal.source), "mask_notes": notes,
+            "plan": plan.model_dump(mode="json")}
+
+
+def _addition_box(run: NodeRun, plan: EditPlan, image: Any) -> EditPlan:
+    """Where an addition goes: the VLM's box, or the middle third of the image (said why)."""
+    from agents.box import propose_box
+
+    box = None
+    if run.asks_vlm:
+        with run.fallback("propose_box"):
+            box = propose_box(run.vlm, image, plan.instruction)
+    if box is None:
+        box = _default_box(image.size)
+        run.history("default_box", box=box, reason="no VLM box proposal; a centred box "
+                    "was used (give a mask to choose where)")
+    return plan.model_copy(update={"box": box})
+
+
+def _propose(run: NodeRun, plan: EditPlan, image: Any, user_mask: Any, rules: Any) -> Any:
+    """`propose_mask`, once more relaxed when nothing was found, or `MaskNeededError`."""
+    from tools.masks import propose_mask
+
+    segmenter = run.context.segmenter
+    try:
+        proposal = propose_mask(plan, image, segmenter, box=plan.box, user_mask=user_mask,
+                                policy=rules)
+    except (ModelLoadError, ImportError, OSError) as exc:
+        if user_mask is None and plan.category in NEEDS_SEGMENTATION:
             raise MaskNeededError(
-                f"could not find {_what(plan)} in the image ({why}); give a mask of the area "
-                "to edit"
-            )
-        mask = proposal.mask
-        extra = int(retry.get("extra_dilation_px", 0))
-        notes = list(proposal.notes)
-        if extra and proposal.source == "user":
-            from tools.masks import dilate
-
-            mask = dilate(mask, extra)
-            notes.append(f"user mask dilated by {extra} px after the verifier blamed the mask")
-        digest = store.put_mask(mask)
-        coverage = float((mask > 0).mean())
-        ctx.outputs = {"mask_source": proposal.source, "found": bool(proposal.found),
-                       "coverage": round(coverage, 4), "notes": notes,
-                       "proposal": proposal.summary()}
-        ctx.images = {"source": state["source_image"], "mask": digest}
-        return {"edit_mask": digest, "mask_source": str(proposal.source), "mask_notes": notes,
-                "plan": plan.model_dump(mode="json")}
-
-    @traced("review")
-    def review(self, ctx: NodeContext) -> dict[str, Any]:
-        """Pause for a person to approve or replace the proposed mask (human in the loop)."""
-        from langgraph.types import interrupt
-
-        state, store = ctx.state, self.components.store
-        proposed = state["edit_mask"]
-        payload = {
-            "kind": "mask_review", "session_id": ctx.session_id, "turn": state.get("turn"),
-            "attempt": state.get("attempt", 1), "image": state["source_image"],
-            "image_url": artifact_url(state["source_image"]),
-            "mask": proposed, "mask_url": artifact_url(proposed),
-            "mask_source": state.get("mask_source"),
-            "notes": state.get("mask_notes") or [], "instruction": state["instruction"],
-        }
-        decision = interrupt(payload)
-        ctx.inputs = {"mask": proposed, "decision": decision}
-        ctx.images = {"source": state["source_image"], "proposed_mask": proposed}
-        if not isinstance(decision, dict):
-            raise InvalidRequestError(
-                "a mask review answer must be {'approve': true} or {'mask': <image reference>}"
-            )
-        if decision.get("mask"):
-            from graphs.inputs import import_mask
-
-            digest = import_mask(store, str(decision["mask"]), state["source_image"], 1.0)
-            ctx.history("review", decision="replaced", mask=digest)
-            ctx.outputs = {"decision": "replaced"}
-            ctx.images["mask"] = digest
-            return {"edit_mask": digest, "mask_source": "user-review",
-                    "mask_notes": ["mask replaced during review"]}
-        if decision.get("approve"):
-            ctx.history("review", decision="approved")
-            ctx.outputs = {"decision": "approved"}
-            return {}
-        raise InvalidRequestError("the mask was rejected during review; the edit is cancelled")
-
-    # -- caption and inpaint -----------------------------------------------------------------
-
-    @traced("caption")
-    def caption(self, ctx: NodeContext) -> dict[str, Any]:
-        """Write the diffusion prompt: what the edited region should show afterwards."""
-        state = ctx.state
-        plan = _plan(state)
-        critique = (state.get("retry") or {}).get("critique")
-        instruction = plan.instruction
-        if critique:
-            instruction = (f"{instruction}\n(The previous result was rejected: {critique} "
-                           "Write a caption that fixes this.)")
-        ctx.inputs = {"instruction": plan.instruction, "category": plan.category.value,
-                      "object": plan.object, "critique": critique}
-        agents = _agents()
-        caption = _FALLBACK
-        negative = agents.rules.negative_for_plan(plan)
-        removal = plan.category is EditCategory.REMOVAL
-        user_caption = state.get("user_caption")
-        if user_caption and not critique:
-            caption = user_caption
-            ctx.params["source"] = "user"
-        elif plan.source == "vlm" and removal:
-            # a removal's caption is the background that replaces the object; the object
-            # itself goes into the negative prompt (BrushNet's advice for removal)
-            image = self.components.store.get_image(state["source_image"])
-            answer = ctx.ask_vlm("caption", agents.describe_removal, image, instruction,
-                                 plan.object)
-            if answer is not _FALLBACK:
-                caption, negative = answer.background, answer.removed
-        elif plan.source == "vlm":
-            image = self.components.store.get_image(state["source_image"])
-            caption = ctx.ask_vlm("caption", agents.caption_target, image, instruction,
-                                  plan.category, plan.object)
-        if caption is _FALLBACK:
-            caption = user_caption or plan.target_caption or agents.rules.caption_for_plan(plan)
-            ctx.params["source"] = "user" if user_caption else "rules"
-        elif "source" not in ctx.params:
-            ctx.params["source"] = "vlm"
-        plan = plan.model_copy(update={"target_caption": caption, "negative_prompt": negative})
-        ctx.outputs = {"caption": caption, "negative_prompt": negative}
-        return {"edit_caption": caption, "plan": plan.model_dump(mode="json")}
-
-    @traced("inpaint")
-    def inpaint(self, ctx: NodeContext) -> dict[str, Any]:
-        """Paint the masked area; every sample is stored, measured and checked."""
-        from tools.metrics import edit_metrics, objective_checks
-
-        state, store = ctx.state, self.components.store
-        plan = _plan(state)
-        options, seed = self._attempt_options(state)
-        name = options.inpainter
-        source = store.get_image(state["source_image"])
-        mask = store.get_mask(state["edit_mask"])
-        inpainter = self.components.inpainter(name, on_event=ctx.emit)
-        retries = int((state.get("retry") or {}).get("seed_offset", 0))
-        inpainter = inpainter.variant(retries)  # a deterministic backend changes its method
-        attempt = state.get("attempt", 1)
-        negative = join_prompts(plan.negative_prompt, options.negative_prompt)
-
-        def progress(step: int, total: int, *_: Any, **__: Any) -> None:
-            ctx.emit({"type": "progress", "node": "inpaint", "step": int(step),
-                      "total": int(total), "attempt": attempt, "turn": state.get("turn")})
-
-        ctx.inputs = {"caption": state.get("edit_caption"), "category": plan.category.value,
-                      "mask": state["edit_mask"]}
-        ctx.params = {"inpainter": name, "seed": seed, "steps": options.steps,
-                      "guidance_scale": options.guidance_scale,
-                      "conditioning_scale": options.conditioning_scale,
-                      "samples": options.samples, "negative_prompt": negative,
-                      "user_negative_prompt": options.negative_prompt,
-                      "plan_negative_prompt": plan.negative_prompt,
-                      "blending": options.blending}
-        if getattr(inpainter, "method", None):
-            ctx.params["method"] = inpainter.method
-        results = inpainter.inpaint(
-            source, mask, state.get("edit_caption") or "", category=plan.category, options=options,
-            seed=seed, negative_prompt=negative, progress=progress,
+                NO_SEGMENTER.format(what=_what(plan)) + f" (loading failed: {exc})"
+            ) from exc
+        raise
+    if not proposal.found and user_mask is None and proposal.source != "full":
+        # Nothing found: one more look with lower thresholds and united boxes before giving up.
+        relaxed = propose_mask(plan, image, segmenter, box=plan.box, user_mask=None,
+                               policy=rules.relaxed())
+        run.history("mask_relaxed", found=bool(relaxed.found),
+                    reason="nothing found at the default thresholds; retried relaxed")
+        if relaxed.found:
+            proposal = relaxed
+    if not proposal.found and user_mask is None and proposal.source != "full":
+        why = "; ".join(proposal.notes) or "no detection"
+        raise MaskNeededError(
+            f"could not find {_what(plan)} in the image ({why}); give a mask of the area to edit"
         )
-        candidates = list(state.get("candidates") or [])
-        new = []
-        for image in results:
-            digest = store.put_image(image)
-            metrics = {k: float(v) for k, v in edit_metrics(source, image, mask).items()
-                       if isinstance(v, (int, float))}
-            checks = [to_jsonable(c) for c in objective_checks(plan.category, source, image, mask)]
-            new.append({"image": digest, "attempt": attempt, "seed": seed,
-                        "mask": state["edit_mask"], "caption": state.get("edit_caption"),
-                        "metrics": metrics, "checks": checks,
-                        "verdict": None, "score": score(metrics, checks)})
-        if not new:
-            raise BrushEditError(f"the {name} inpainter returned no image")
-        ctx.outputs = {"candidates": [{k: c[k] for k in ("image", "metrics", "score")}
-                                      for c in new]}
-        ctx.images = {"source": state["source_image"], "mask": state["edit_mask"],
-                      **{f"result_{i}": c["image"] for i, c in enumerate(new)}}
-        return {"candidates": candidates + new}
+    return proposal
 
-    # -- verify --------------------------------------------------------------------------------
 
-    @traced("verify")
-    def verify(self, ctx: NodeContext) -> dict[str, Any]:
-        """Judge this attempt: objective checks first, then the VLM critique; pick the route."""
-        state, store = ctx.state, self.components.store
-        attempt = state.get("attempt", 1)
-        plan = _plan(state)
-        candidates = [dict(c) for c in state.get("candidates") or []]
-        mine = [c for c in candidates if c.get("attempt") == attempt]
-        best = max(mine, key=lambda c: c["score"])
-        failed = [c for c in best["checks"] if not c.get("passed", True)]
-        vlm_verdict = None
-        if ctx.planner == "vlm":
-            answer = ctx.ask_vlm(
-                "verify", _agents().verify_edit, store.get_image(state["source_image"]),
-                store.get_image(best["image"]), store.get_mask(best["mask"]), plan.instruction,
-                plan,
-            )
-            if answer is not _FALLBACK:
-                vlm_verdict = to_jsonable(answer)
-        if failed:
-            decision = "retry"
-            # a mask that cut the object must be fixed first: refilling cannot bring it back
-            blamed = {c.get("stage") for c in failed}
-            stage = "mask" if "mask" in blamed else _stage(failed[0].get("stage"))
-            reason = "; ".join(str(c.get("message") or c.get("name")) for c in failed)
-            suggestion = None
-        elif vlm_verdict and vlm_verdict.get("decision") == "retry":
-            decision = "retry"
-            stage = _stage(vlm_verdict.get("stage"))
-            reason = str(vlm_verdict.get("reason") or "the verifier asked for another try")
-            suggestion = vlm_verdict.get("suggestion")
-        else:
-            decision, stage, suggestion = "accept", None, None
-            reason = (vlm_verdict or {}).get("reason") or "all objective checks passed"
-        verdict = {"attempt": attempt, "decision": decision, "stage": stage, "reason": reason,
-                   "suggestion": suggestion, "candidate": best["image"],
-                   "failed_checks": [c.get("name") for c in failed], "vlm": vlm_verdict,
-                   "by": "vlm+checks" if vlm_verdict else "checks"}
-        for c in candidates:
-            if c["image"] == best["image"] and c.get("attempt") == attempt:
-                c["verdict"] = verdict
-        max_attempts = self._max_attempts(EditOptions.model_validate(state.get("options") or {}))
-        update: dict[str, Any] = {"candidates": candidates,
-                                  "verdicts": [*(state.get("verdicts") or []), verdict]}
-        ctx.inputs = {"candidate": best["image"], "attempt": attempt}
-        ctx.verdict = verdict
-        ctx.images = {"source": state["source_image"], "mask": best["mask"],
-                      "result": best["image"]}
-        ctx.outputs = {"decision": decision, "stage": stage, "reason": reason}
-        if decision == "accept":
-            update["route"] = "accept"
-        elif attempt >= max_attempts:
-            update["route"] = "give_up"
-            ctx.history("give_up", reason=reason, attempts=attempt)
-        else:
-            retry, changed = self._next_retry(state, stage, reason, suggestion)
-            update.update(route=stage, retry=retry, attempt=attempt + 1)
-            ctx.history("retry", stage=stage, reason=reason, changed=changed)
-            ctx.outputs["changed"] = changed
-            ctx.emit({"type": "retry", "stage": stage, "reason": reason, "attempt": attempt,
-                      "changed": changed})
-        return update
+@traced("review")
+def review(state: State, run: NodeRun) -> dict[str, Any]:
+    """Pause for a person to approve or replace the proposed mask (human in the loop)."""
+    from langgraph.types import interrupt
 
-    @traced("finish")
-    def finish(self, ctx: NodeContext) -> dict[str, Any]:
-        """Hand back the accepted candidate, or the best one with the verifier's last reason."""
-        state = ctx.state
-        candidates = state.get("candidates") or []
-        verdicts = state.get("verdicts") or []
-        last = verdicts[-1] if verdicts else {}
-        accepted = state.get("route") == "accept"
-        if accepted:
-            chosen = next(c for c in candidates if c["image"] == last.get("candidate"))
-            reason = last.get("reason", "")
-        else:
-            chosen = max(candidates, key=lambda c: c["score"])
-            reason = (f"not accepted after {state.get('attempt', 1)} attempt(s): "
-                      f"{last.get('reason', '')}; returning the best candidate by objective "
-                      f"metrics (attempt {chosen['attempt']})")
-        options = EditOptions.model_validate(state.get("options") or {})
-        plan = _plan(state)
-        result = EditResult(
-            image=chosen["image"], source_image=state["source_image"],
-            image_url=artifact_url(chosen["image"]),
-            instruction=state["instruction"], plan=plan, mask=chosen.get("mask"),
-            caption=chosen.get("caption"), accepted=accepted, attempts=state.get("attempt", 1),
-            reason=reason, planner=ctx.planner, inpainter=options.inpainter,
-            candidates=[c["image"] for c in candidates], metrics=chosen.get("metrics") or {},
-            session_id=ctx.session_id, turn=state.get("turn"),
+    proposed = state["edit_mask"]
+    decision = interrupt({
+        "kind": "mask_review", "session_id": run.session_id, "turn": state.get("turn"),
+        "attempt": state.get("attempt", 1), "image": state["source_image"],
+        "image_url": artifact_url(state["source_image"]),
+        "mask": proposed, "mask_url": artifact_url(proposed),
+        "mask_source": state.get("mask_source"),
+        "notes": state.get("mask_notes") or [], "instruction": state["instruction"],
+    })
+    run.inputs = {"mask": proposed, "decision": decision}
+    run.images = {"source": state["source_image"], "proposed_mask": proposed}
+    if not isinstance(decision, dict):
+        raise InvalidRequestError(
+            "a mask review answer must be {'approve': true} or {'mask': <image reference>}"
         )
-        ctx.outputs = {"accepted": accepted, "image": chosen["image"], "reason": reason,
-                       "planner": ctx.planner}
-        ctx.images = {"source": state["source_image"], "mask": chosen.get("mask"),
-                      "result": chosen["image"]}
-        update: dict[str, Any] = {"result": result.model_dump(mode="json")}
-        if accepted:  # the next turn on this thread edits the accepted result
-            update["current_image"] = chosen["image"]
-        return update
+    if decision.get("mask"):
+        from graphs.inputs import import_mask
 
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _max_attempts(self, options: EditOptions) -> int:
-        return options.max_attempts
-
-    def _mask_policy(self, retry: dict[str, Any]) -> Any:
-        """The configured policy, relaxed once per mask retry (lower thresholds, united boxes,
-        1.5x dilation)."""
-        from tools.masks import MaskPolicy
-
-        policy = self.components.settings.mask_policy or MaskPolicy()
-        for _ in range(int(retry.get("mask_relax", 0))):
-            policy = policy.relaxed()
-        return policy
-
-    def _attempt_options(self, state: State) -> tuple[EditOptions, int]:
-        options = EditOptions.model_validate(state.get("options") or {})
-        retry = state.get("retry") or {}
-        changes = {k: retry[k] for k in ("guidance_scale", "conditioning_scale") if k in retry}
-        if changes:
-            options = options.model_copy(update=changes)
-        return options, options.seed + int(retry.get("seed_offset", 0))
-
-    def _next_retry(
-        self, state: State, stage: str, reason: str, suggestion: str | None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The changed parameter for the blamed stage (and a record of what changed)."""
-        knobs = self.components.settings
-        retry = dict(state.get("retry") or {})
-        changed: dict[str, Any] = {}
-        if stage == "mask":
-            retry["mask_relax"] = int(retry.get("mask_relax", 0)) + 1
-            retry["extra_dilation_px"] = (
-                int(retry.get("extra_dilation_px", 0)) + knobs.dilation_step_px
-            )
-            policy = self._mask_policy(retry)
-            changed = {"mask_relax": retry["mask_relax"],
-                       "removal_dilation_px": policy.removal_dilation_px,
-                       "local_dilation_px": policy.local_dilation_px,
-                       "union_boxes": policy.union_boxes,
-                       "box_thresholds": list(policy.box_thresholds),
-                       "user_mask_extra_dilation_px": retry["extra_dilation_px"]}
-        elif stage == "caption":
-            retry["critique"] = suggestion or reason
-            changed = {"critique": retry["critique"]}
-        else:
-            options, _ = self._attempt_options(state)
-            retry["seed_offset"] = int(retry.get("seed_offset", 0)) + 1
-            retry["guidance_scale"] = round(min(options.guidance_scale + knobs.guidance_step,
-                                                30.0), 3)
-            retry["conditioning_scale"] = round(
-                min(options.conditioning_scale + knobs.conditioning_step, 10.0), 3)
-            changed = {"seed": options.seed + retry["seed_offset"],
-                       "guidance_scale": retry["guidance_scale"],
-                       "conditioning_scale": retry["conditioning_scale"]}
-            method = getattr(self.components.inpainter(options.inpainter).variant(
-                retry["seed_offset"]), "method", None)
-            if method:  # a deterministic fill changes method instead of seed
-                changed = {"method": method}
-        return retry, changed
+        digest = import_mask(run.context.store, str(decision["mask"]), state["source_image"], 1.0)
+        run.history("review", decision="replaced", mask=digest)
+        run.outputs = {"decision": "replaced"}
+        run.images["mask"] = digest
+        return {"edit_mask": digest, "mask_source": "user-review",
+                "mask_notes": ["mask replaced during review"]}
+    if decision.get("approve"):
+        run.history("review", decision="approved")
+        run.outputs = {"decision": "approved"}
+        return {}
+    raise InvalidRequestError("the mask was rejected during review; the edit is cancelled")
 
 
-def turn_of(state: State, node: str) -> int | None:
-    """The turn a node belongs to: `start` counts one on when the caller sent no new number."""
-    turn = state.get("turn")
-    if node != "start":
-        return turn
-    last = state.get("last_turn")
-    if turn is None or (last is not None and turn <= last):
-        return (last or 0) + 1
-    return turn
+def route_after_mask(state: State) -> Literal["review", "caption", "inpaint"]:
+    """A person reviews the mask when asked to; a mask retry keeps the caption it had."""
+    if state.get("mask_review"):
+        return "review"
+    return route_after_review(state)
 
 
-def score(metrics: dict[str, float], checks: list[dict[str, Any]]) -> list[float]:
-    """Sort key for candidates: share of objective checks passed, then background PSNR."""
-    passed = sum(1 for c in checks if c.get("passed", True))
-    share = passed / len(checks) if checks else 1.0
-    psnr = next((v for k, v in sorted(metrics.items()) if "psnr" in k.lower()), 0.0)
-    psnr = min(float(psnr), 100.0) if psnr == psnr else 0.0
-    return [round(share, 6), round(psnr, 4)]
+def route_after_review(state: State) -> Literal["caption", "inpaint"]:
+    return "inpaint" if state.get("edit_caption") else "caption"
 
 
-def _stage(value: Any) -> str:
-    return value if value in STAGES else "inpaint"
+# -- caption and inpaint -------------------------------------------------------------------------
+
+
+@traced("caption")
+def caption(state: State, run: NodeRun) -> dict[str, Any]:
+    """Write the diffusion prompt: what the edited region should show afterwards."""
+    from agents.rules import caption_for_plan, negative_for_plan
+
+    plan = _plan(state)
+    critique = (state.get("retry") or {}).get("critique")
+    run.inputs = {"instruction": plan.instruction, "category": plan.category.value,
+                  "object": plan.object, "critique": critique}
+    text, negative = None, negative_for_plan(plan)
+    user_caption = state.get("user_caption")
+    if user_caption and not critique:
+        text, run.params["source"] = user_caption, "user"
+    elif plan.source == "vlm" and run.asks_vlm:
+        text, negative = _vlm_caption(state, run, plan, critique, negative)
+    if text is None:
+        text = user_caption or plan.target_caption or caption_for_plan(plan)
+        run.params["source"] = "user" if user_caption else "rules"
+    run.params.setdefault("source", "vlm")
+    plan = plan.model_copy(update={"target_caption": text, "negative_prompt": negative})
+    run.outputs = {"caption": text, "negative_prompt": negative}
+    return {"edit_caption": text, "plan": plan.model_dump(mode="json")}
+
+
+def _vlm_caption(state: State, run: NodeRun, plan: EditPlan, critique: str | None,
+                 negative: str | None) -> tuple[str | None, str | None]:
+    """The VLM's caption (None after a fallback). A removal's caption is the background that
+    replaces the object, and the object goes into the negative prompt (BrushNet's advice)."""
+    from agents.caption import caption_target, describe_removal
+
+    instruction = plan.instruction
+    if critique:
+        instruction = (f"{instruction}\n(The previous result was rejected: {critique} "
+                       "Write a caption that fixes this.)")
+    image = run.context.store.get_image(state["source_image"])
+    with run.fallback("caption"):
+        if plan.category is EditCategory.REMOVAL:
+            answer = describe_removal(run.vlm, image, instruction, plan.object)
+            return answer.background, answer.removed
+        return caption_target(run.vlm, image, instruction, plan.category, plan.object), negative
+    return None, negative
+
+
+@traced("inpaint")
+def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
+    """Paint the masked area; every sample is stored, measured and checked."""
+    store = run.context.store
+    plan = _plan(state)
+    retry = state.get("retry") or {}
+    options, seed = policy.attempt_options(_options(state), retry)
+    name = options.inpainter
+    inpainter = run.context.inpainter(name, on_event=run.emit)
+    inpainter = inpainter.variant(int(retry.get("seed_offset", 0)))  # deterministic: new method
+    attempt = state.get("attempt", 1)
+    negative = join_prompts(plan.negative_prompt, options.negative_prompt)
+
+    def progress(step: int, total: int, *_: Any, **__: Any) -> None:
+        run.emit({"type": "progress", "node": "inpaint", "step": int(step),
+                  "total": int(total), "attempt": attempt, "turn": state.get("turn")})
+
+    run.inputs = {"caption": state.get("edit_caption"), "category": plan.category.value,
+                  "mask": state["edit_mask"]}
+    run.params = {"inpainter": name, "seed": seed, "steps": options.steps,
+                  "guidance_scale": options.guidance_scale,
+                  "conditioning_scale": options.conditioning_scale,
+                  "samples": options.samples, "negative_prompt": negative,
+                  "user_negative_prompt": options.negative_prompt,
+                  "plan_negative_prompt": plan.negative_prompt, "blending": options.blending}
+    if getattr(inpainter, "method", None):
+        run.params["method"] = inpainter.method
+    source, area = store.get_image(state["source_image"]), store.get_mask(state["edit_mask"])
+    results = inpainter.inpaint(
+        source, area, state.get("edit_caption") or "", category=plan.category, options=options,
+        seed=seed, negative_prompt=negative, progress=progress,
+    )
+    new = [_candidate(store, plan, source, image, area, state, attempt, seed)
+           for image in results]
+    if not new:
+        raise BrushEditError(f"the {name} inpainter returned no image")
+    run.outputs = {"candidates": [{k: c[k] for k in ("image", "metrics", "score")} for c in new]}
+    run.images = {"source": state["source_image"], "mask": state["edit_mask"],
+                  **{f"result_{i}": c["image"] for i, c in enumerate(new)}}
+    return {"candidates": [*(state.get("candidates") or []), *new]}
+
+
+def _candidate(store: Any, plan: EditPlan, source: Any, image: Any, area: Any, state: State,
+               attempt: int, seed: int) -> dict[str, Any]:
+    """Store one sample and measure it: metrics, objective checks and its score."""
+    from tools.metrics import edit_metrics, objective_checks
+
+    metrics = {k: float(v) for k, v in edit_metrics(source, image, area).items()
+               if isinstance(v, (int, float))}
+    checks = [to_jsonable(c) for c in objective_checks(plan.category, source, image, area)]
+    return {"image": store.put_image(image), "attempt": attempt, "seed": seed,
+            "mask": state["edit_mask"], "caption": state.get("edit_caption"),
+            "metrics": metrics, "checks": checks, "verdict": None,
+            "score": policy.score(metrics, checks)}
+
+
+# -- verify and finish ---------------------------------------------------------------------------
+
+
+@traced("verify")
+def verify(state: State, run: NodeRun) -> Command[VerifyRoute]:
+    """Judge this attempt (objective checks, then the VLM critique) and route: `finish` when
+    accepted or out of attempts (`max_attempts`, set by `start`), else the blamed stage."""
+    from langgraph.types import Command
+
+    attempt = state.get("attempt", 1)
+    plan = _plan(state)
+    candidates = [dict(c) for c in state.get("candidates") or []]
+    best = policy.best_of(candidates, attempt)
+    failed = [c for c in best["checks"] if not c.get("passed", True)]
+    vlm_verdict = _vlm_verdict(state, run, plan, best)
+    decision = policy.judge(failed, vlm_verdict)
+    verdict = {"attempt": attempt, "decision": decision.decision, "stage": decision.stage,
+               "reason": decision.reason, "suggestion": decision.suggestion,
+               "candidate": best["image"], "failed_checks": [c.get("name") for c in failed],
+               "vlm": vlm_verdict, "by": "vlm+checks" if vlm_verdict else "checks"}
+    for c in candidates:
+        if c["image"] == best["image"] and c.get("attempt") == attempt:
+            c["verdict"] = verdict
+    run.inputs = {"candidate": best["image"], "attempt": attempt}
+    run.verdict = verdict
+    run.images = {"source": state["source_image"], "mask": best["mask"], "result": best["image"]}
+    run.outputs = {"decision": decision.decision, "stage": decision.stage,
+                   "reason": decision.reason}
+    cap = int(state.get("max_attempts") or _options(state).max_attempts)
+    where = policy.route(decision, attempt, cap)
+    update: dict[str, Any] = {"candidates": candidates, "route": where,
+                              "verdicts": [*(state.get("verdicts") or []), verdict]}
+    if where == "give_up":
+        run.history("give_up", reason=decision.reason, attempts=attempt)
+    elif where != "accept":
+        update.update(_retry(state, run, decision), attempt=attempt + 1)
+    return Command(goto="finish" if where in ("accept", "give_up") else where, update=update)
+
+
+def _vlm_verdict(state: State, run: NodeRun, plan: EditPlan, best: dict[str, Any]) -> Any:
+    """The VLM's critique of the best candidate as JSON (None without one or after a fallback)."""
+    if not run.asks_vlm:
+        return None
+    from agents.verify import verify_edit
+
+    store = run.context.store
+    with run.fallback("verify"):
+        return to_jsonable(verify_edit(
+            run.vlm, store.get_image(state["source_image"]), store.get_image(best["image"]),
+            store.get_mask(best["mask"]), plan.instruction, plan))
+    return None
+
+
+def _retry(state: State, run: NodeRun, decision: policy.Decision) -> dict[str, Any]:
+    """The next attempt's parameters for the blamed stage, recorded and announced."""
+    knobs = run.context.settings
+    steps = policy.RetrySteps(dilation_step_px=knobs.dilation_step_px,
+                              guidance_step=knobs.guidance_step,
+                              conditioning_step=knobs.conditioning_step)
+    retry, changed = policy.next_retry(state.get("retry") or {}, decision, _options(state),
+                                       mask_policy(run, {}), steps)
+    stage = policy.blamed_stage(decision.stage)
+    if stage == "inpaint":
+        options = _options(state)
+        method = getattr(run.context.inpainter(options.inpainter).variant(
+            retry["seed_offset"]), "method", None)
+        if method:  # a deterministic fill changes method instead of seed
+            changed = {"method": method}
+    run.history("retry", stage=stage, reason=decision.reason, changed=changed)
+    run.outputs["changed"] = changed
+    run.emit({"type": "retry", "stage": stage, "reason": decision.reason,
+              "attempt": state.get("attempt", 1), "changed": changed})
+    return {"retry": retry}
+
+
+@traced("finish")
+def finish(state: State, run: NodeRun) -> dict[str, Any]:
+    """Hand back the accepted candidate, or the best one with the verifier's last reason."""
+    candidates = state.get("candidates") or []
+    verdicts = state.get("verdicts") or []
+    accepted = state.get("route") == "accept"
+    chosen, reason = policy.final_choice(candidates, verdicts[-1] if verdicts else {}, accepted,
+                                         state.get("attempt", 1))
+    options = _options(state)
+    result = EditResult(
+        image=chosen["image"], source_image=state["source_image"],
+        image_url=artifact_url(chosen["image"]),
+        instruction=state["instruction"], plan=_plan(state), mask=chosen.get("mask"),
+        caption=chosen.get("caption"), accepted=accepted, attempts=state.get("attempt", 1),
+        reason=reason, planner=run.planner, inpainter=options.inpainter,
+        candidates=[c["image"] for c in candidates], metrics=chosen.get("metrics") or {},
+        session_id=run.session_id, turn=state.get("turn"),
+    )
+    run.outputs = {"accepted": accepted, "image": chosen["image"], "reason": reason,
+                   "planner": run.planner}
+    run.images = {"source": state["source_image"], "mask": chosen.get("mask"),
+                  "result": chosen["image"]}
+    update: dict[str, Any] = {"result": result.model_dump(mode="json")}
+    if accepted:  # the next turn on this thread edits the accepted result
+        update["current_image"] = chosen["image"]
+    return update
+
+
+# -- helpers -------------------------------------------------------------------------------------
 
 
 def _what(plan: EditPlan) -> str:

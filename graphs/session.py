@@ -344,7 +344,8 @@ class EditSession:
         traces = self.components.traces
         try:
             for mode, chunk in graph.stream(
-                payload, self.config, stream_mode=["custom", "updates"], durability="sync"
+                payload, self.config, context=self.components,
+                stream_mode=["custom", "updates"], durability="sync",
             ):
                 if mode == "custom":
                     _emit(on_event, chunk)

@@ -124,6 +124,8 @@ class State(InputState, OutputState, total=False):
     """One combined verdict per attempt: decision, stage, reason, failed checks, VLM verdict."""
     attempt: int
     """1-based attempt counter, bumped when the verifier asks for a retry."""
+    max_attempts: int
+    """The attempt cap of this turn (its options' `max_attempts`, set by `start`)."""
     retry: RetryParams
     route: Route
     history: list[dict[str, Any]]

@@ -133,8 +133,8 @@ def test_planner_probe_is_cached_between_runs(tmp_path):
         result = session.edit(picture(), "remove the dark square", mask=object_mask())
         assert result.planner == "rules"
     assert vlm.checks == 1
-    components._probe = (components._probe[0] - components.vlm_probe_ttl_s - 1,
-                         components._probe[1])  # the window has passed: probe again
+    checked, status = components._probe["last"]
+    components._probe["last"] = (checked - components.vlm_probe_ttl_s - 1, status)  # expired
     session.edit(picture(), "remove the dark square", mask=object_mask())
     assert vlm.checks == 2
 

@@ -117,6 +117,36 @@ def test_schemas_describe_the_public_input_and_output(server):
     assert all(prop.get("description") for prop in inputs.values())
     assert set(schemas["output_schema"]["properties"]) == {"result"}
     assert "source_image" not in inputs and "user_mask" not in inputs  # internals stay inside
+    context = schemas["context_schema"]["properties"]
+    assert set(context) == {"settings"}  # the knobs; model and store handles stay out
+    knobs = schemas["context_schema"]["$defs"]["GraphSettings"]["properties"]
+    assert {"planner", "max_attempts", "inpainter"} <= set(knobs) and "mask_policy" not in knobs
+
+
+def test_a_run_context_sets_the_knobs_and_a_bad_one_says_why(server):
+    from langgraph_sdk import get_client
+
+    url, tmp = server
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await _assistant(client)
+        thread = (await client.threads.create())["thread_id"]
+        done = await client.runs.wait(thread, assistant, input={
+            "image": str(_photo(tmp)), "instruction": "remove the dark square",
+            "mask": _mask_uri()}, context={"settings": {"max_attempts": 1, "planner": "rules",
+                                                        "inpainter": "opencv"}})
+        state = await client.threads.get_state(thread)
+        bad = await client.runs.wait(thread, assistant, input={
+            "instruction": "remove the dark square", "mask": _mask_uri()},
+            context={"settings": {"planner": "magic"}}, raise_error=False)
+        return done, state, bad
+
+    done, state, bad = _run(go())
+    assert done["result"]["accepted"] and done["result"]["inpainter"] == "opencv"
+    assert state["values"]["max_attempts"] == 1 and state["values"]["planner"] == "rules"
+    assert bad["__error__"]["error"] == "ConfigError"
+    assert "`planner` must be auto, vlm or rules" in bad["__error__"]["message"]
 
 
 def test_two_turns_on_one_thread_and_the_result_is_served(server):

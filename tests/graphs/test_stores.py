@@ -114,6 +114,36 @@ def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):
     app = importlib.import_module("graphs.app")
     assert app.graph.checkpointer is None
     assert {"start", "classify", "mask", "review", "inpaint", "verify"} <= set(app.graph.nodes)
+    from graphs.context import Context
+    from graphs.graph import build_graph
+
+    with pytest.raises(TypeError, match="context=components"):  # the old call shape says why
+        build_graph(Context())
+
+
+def test_a_run_without_handles_borrows_the_default_context_with_its_own_knobs(
+    tmp_path, monkeypatch
+):
+    """What a LangGraph-server run gets: its JSON knobs on the process's one lazy bundle."""
+    from graphs import context as ctx
+    from graphs.components import Components
+
+    monkeypatch.setenv("BRUSHEDIT_DATA_DIR", str(tmp_path / "server"))
+    monkeypatch.setattr(ctx, "DEFAULT", ctx.DefaultContext())
+    assert Components is ctx.Context
+    default = ctx.resolve_context(None)
+    assert default.ready and default.checkpointer is None and not default.segmenter.loaded
+    assert ctx.resolve_context(ctx.Context()) is default and ctx.resolve_context({}) is default
+    knobs = ctx.resolve_context({"settings": {"planner": "rules", "max_attempts": 1}})
+    assert knobs is not default and knobs.store is default.store
+    assert knobs.settings.planner == "rules" and default.settings.planner == "auto"
+    assert knobs._built is default._built and knobs._probe is default._probe  # shared caches
+    own = build_components(Settings(data_dir=tmp_path / "own"), planner="rules", persist=False)
+    assert ctx.resolve_context(own) is own
+    with pytest.raises(ConfigError, match="unknown context settings colour"):
+        ctx.Context(settings={"colour": "red"})
+    own.close()
+    default.close()
 
 
 def test_processes_opening_new_trace_databases_together_all_succeed(tmp_path):
