@@ -269,3 +269,15 @@ def test_brushnet_retries_share_one_encode_cache(tiny_brushnet):
                           options=EditOptions(steps=2, guidance_scale=9.0), seed=2)
     assert cache.hits.get("masked_image", 0) == hits.get("masked_image", 0) + 1
     assert first
+
+
+def test_large_holes_take_the_fast_fill():
+    """xphoto's fills take minutes on large holes: above the cap the Telea fill runs instead."""
+    from tools.inpaint import XPHOTO_MAX_HOLE_PX
+
+    image = np.random.default_rng(3).integers(0, 256, (300, 300, 3), np.uint8)
+    mask = np.zeros((300, 300), np.uint8)
+    mask[10:290, 10:290] = 255
+    assert np.count_nonzero(mask) > XPHOTO_MAX_HOLE_PX
+    fast = OpenCVInpainter(method="fsr_fast").fill(image, mask)
+    assert np.array_equal(fast, OpenCVInpainter(method="telea").fill(image, mask))
