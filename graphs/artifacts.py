@@ -21,7 +21,7 @@ import numpy as np
 
 from tools.errors import InvalidRequestError
 from tools.images import content_hash
-from tools.masks import Mask, as_mask, check_mask
+from tools.mask_ops import Mask, as_mask, check_mask
 
 if TYPE_CHECKING:
     from PIL import Image

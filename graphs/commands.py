@@ -15,6 +15,7 @@ import typer
 
 from graphs.terminal import markup, one_line, plain
 from tools.errors import InvalidRequestError
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
 from tools.types import EditOptions, option_bounds
 
 if TYPE_CHECKING:
@@ -22,14 +23,14 @@ if TYPE_CHECKING:
     from graphs.session import EditSession
     from graphs.settings import Settings
 
-INPAINTERS = ("brushnet", "opencv")
+INPAINTERS = INPAINTER_NAMES
 PLANNERS = ("auto", "vlm", "rules")
 
 trace_app = typer.Typer(help="Inspect the audit trail: sessions, steps, prompts and images.",
                         no_args_is_help=True)
 
 InpainterOpt = Annotated[
-    str, typer.Option("--inpainter", help="brushnet (diffusion) or opencv (removal only, no weights).")
+    str, typer.Option("--inpainter", help=inpainter_help() + ".")
 ]
 PlannerOpt = Annotated[
     str, typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama).")
@@ -39,10 +40,17 @@ SessionOpt = Annotated[
 ]
 
 
-def _edit_option(flag: str, name: str) -> Any:
-    """A typer option whose bounds and help are `EditOptions.<name>`'s (never copied here)."""
+def edit_option(flag: str, name: str, help: str | None = None) -> Any:
+    """A typer option whose bounds and help are `EditOptions.<name>`'s (never copied here).
+
+    `help` words it for another command (evals); the bounds stay the field's.
+    """
     low, high = option_bounds(name)
-    return typer.Option(flag, min=low, max=high, help=EditOptions.model_fields[name].description)
+    return typer.Option(flag, min=low, max=high,
+                        help=help or EditOptions.model_fields[name].description)
+
+
+_edit_option = edit_option
 
 
 def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
@@ -219,7 +227,7 @@ def edit(
     conditioning: Annotated[
         float | None, _edit_option("--conditioning", "conditioning_scale")] = None,
     max_attempts: Annotated[int | None, _edit_option("--max-attempts", "max_attempts")] = None,
-    inpainter: InpainterOpt = "brushnet",
+    inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     review_mask: Annotated[bool, typer.Option("--review-mask",
                                               help="Approve or replace the mask first.")] = False,
@@ -280,7 +288,7 @@ def resume(
 
     check_session_name(session_id)
     out = _check_output(out)
-    components = _components("brushnet", "auto")
+    components = _components(DEFAULT_INPAINTER, "auto")
     try:
         if not components.traces.has_session(session_id):
             raise InvalidRequestError(f"no session {session_id!r}; `brushedit trace list` "
@@ -303,7 +311,7 @@ CHAT_HELP = """Type an instruction, or: undo [TURN] · keep · show-mask · hist
 def chat(
     image: Annotated[Path, typer.Argument(help="Image to start from.")],
     session_id: SessionOpt = None,
-    inpainter: InpainterOpt = "brushnet",
+    inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask for the first turn.")] = None,
 ) -> None:
@@ -407,7 +415,7 @@ def demo(
                       subfolder=settings.brushnet_subfolder),
     ))
     have_vlm = all(c.ok for c in check_ollama(settings.ollama_host, settings.ollama_model))
-    inpainter = "brushnet" if have_brushnet else "opencv"
+    inpainter = DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER
     planner = "auto" if have_vlm else "rules"
     console.print(f"demo: planner {'VLM (' + settings.ollama_model + ')' if have_vlm else 'rules'}"
                   f", inpainter {inpainter}"
@@ -428,13 +436,14 @@ def demo(
                     result = session.edit(str(image), example["instruction"], mask=str(mask),
                                           options=options, on_event=view)
                 except BrushEditError as exc:
-                    if options.inpainter == "opencv":
+                    if options.inpainter == WEIGHTLESS_INPAINTER:
                         raise
-                    console.print(f"BrushNet failed ({one_line(exc)}); falling back to opencv",
+                    console.print(f"BrushNet failed ({one_line(exc)}); falling back to "
+                                  f"{WEIGHTLESS_INPAINTER}",
                                   markup=False)
                     result = session.edit(
                         str(image), example["instruction"], mask=str(mask),
-                        options=options.model_copy(update={"inpainter": "opencv"}),
+                        options=options.model_copy(update={"inpainter": WEIGHTLESS_INPAINTER}),
                         on_event=view,
                     )
             target = _save(components, result.image, out / f"{example['name']}_result.png")

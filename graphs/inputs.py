@@ -61,12 +61,12 @@ def import_image(store: ArtifactStore, image: Any, max_side: int) -> tuple[str, 
 
 
 def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> str:
-    """Store a user mask fitted to the stored image `source` (`tools.masks.fit_mask`).
+    """Store a user mask fitted to the stored image `source` (`tools.mask_ops.fit_mask`).
 
     A mask of another aspect ratio is refused; one of the same aspect at another scale is
     resized only when the source was downscaled on import (`scale` != 1).
     """
-    from tools.masks import fit_mask
+    from tools.mask_ops import fit_mask
 
     size = store.get_image(source).size
     if isinstance(mask, str) and is_hash(mask):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         UnsupportedEditError,
     )
     from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
-    from tools.masks import Mask, as_mask
+    from tools.mask_ops import Mask, as_mask
     from tools.types import Box, EditCategory, EditOptions, EditPlan, EditRequest, EditResult
 
 _EXPORTS = {
@@ -39,7 +39,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ["LoadedImage", "content_hash", "load_image", "load_mask", "read_image"], "tools.images"
     ),
-    **dict.fromkeys(["Mask", "as_mask"], "tools.masks"),
+    **dict.fromkeys(["Mask", "as_mask"], "tools.mask_ops"),
     **dict.fromkeys(
         ["Box", "EditCategory", "EditOptions", "EditPlan", "EditRequest", "EditResult"],
         "tools.types",

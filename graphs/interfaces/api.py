@@ -64,7 +64,7 @@ from tools.errors import (
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
-from tools.types import EditOptions, EditResult
+from tools.types import EditOptions, EditResult, field_bounds
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -486,11 +486,7 @@ def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
 
 def option_bounds(info: Any) -> dict[str, Any]:
     """`ge`/`le`/`gt`/`lt` of an `EditOptions` field, integers boxed into 64 bits."""
-    bounds: dict[str, Any] = {}
-    for item in info.metadata:
-        for name in ("ge", "le", "gt", "lt"):
-            if getattr(item, name, None) is not None:
-                bounds[name] = getattr(item, name)
+    bounds = field_bounds(info)
     if info.annotation is int:
         if "ge" not in bounds and "gt" not in bounds:
             bounds["ge"] = INT64_MIN

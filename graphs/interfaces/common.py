@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from tools.errors import (
     BrushEditError,
@@ -30,7 +30,8 @@ from tools.errors import (
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS, read_image
-from tools.types import EditOptions, EditPlan, EditResult, InpainterName
+from tools.registry import INPAINTER_NAMES
+from tools.types import EditOptions, EditPlan, EditResult, options_patch_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -299,7 +300,7 @@ def default_options(components: Any, settings: Any = None) -> EditOptions:
     """The facade's defaults: the components' inpainter and attempt budget."""
     values: dict[str, Any] = {}
     name = _inpainter_name(components)
-    if name in ("brushnet", "opencv"):
+    if name in INPAINTER_NAMES:
         values["inpainter"] = name
     attempts = getattr(getattr(components, "settings", None), "max_attempts", None)
     if attempts is None and settings is not None:
@@ -322,7 +323,7 @@ def inpainter_names(components: Any) -> list[str]:
     if default in names:
         names.remove(default)
         names.insert(0, default)
-    return names or ["brushnet", "opencv"]
+    return names or list(INPAINTER_NAMES)
 
 
 def session_exists(components: Any, session_id: str) -> bool:
@@ -457,25 +458,8 @@ def plan_only(
 # --------------------------------------------------------------------------- one edit, any caller
 
 
-class EditOptionsPatch(BaseModel):
-    """`EditOptions` fields a caller wants to change; absent ones keep the server's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int | None = Field(default=None, ge=0, description="Random seed.")
-    steps: int | None = Field(default=None, ge=1, le=200, description="Diffusion steps.")
-    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
-    conditioning_scale: float | None = Field(
-        default=None, ge=0.0, le=10.0, description="BrushNet conditioning scale."
-    )
-    samples: int | None = Field(default=None, ge=1, le=8, description="Candidates per attempt.")
-    blending: bool | None = Field(default=None, description="Blend the result into the source.")
-    max_attempts: int | None = Field(default=None, ge=1, le=10, description="Verifier attempts.")
-    inpainter: InpainterName | None = Field(default=None, description="brushnet or opencv.")
-    negative_prompt: str | None = None
-
-    def values(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+EditOptionsPatch = options_patch_model()
+"""`EditOptions` fields a caller wants to change; absent ones keep the server's defaults."""
 
 
 MAX_BASE64_CHARS = 36_000_000
@@ -534,7 +518,7 @@ def prepare_edit(
     instruction: str,
     image: bytes | str | Image.Image | None = None,
     mask: bytes | str | np.ndarray | None = None,
-    options: EditOptionsPatch | dict[str, Any] | None = None,
+    options: BaseModel | dict[str, Any] | None = None,
     session_id: str | None = None,
     settings: Any = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -551,8 +535,8 @@ def prepare_edit(
         raise InvalidRequestError(
             f"the caption is {len(caption)} characters; at most {MAX_CAPTION_CHARS} are accepted"
         )
-    if isinstance(options, EditOptionsPatch):
-        options = options.values()
+    if isinstance(options, BaseModel):
+        options = options.model_dump(exclude_none=True)
     opts = parse_options(options, defaults=default_options(components, settings))
     if session_id is not None:
         check_session_id(session_id)
@@ -585,7 +569,7 @@ def prepare_edit(
     elif isinstance(mask, str):
         user_mask = decode_mask(artifact_path(components, check_hash(mask, "mask")).read_bytes(), size)
     elif mask is not None:
-        from tools.masks import as_mask, check_mask
+        from tools.mask_ops import as_mask, check_mask
 
         user_mask = check_mask(as_mask(mask), size)
         if not user_mask.any():

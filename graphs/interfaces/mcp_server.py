@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError
 
 from graphs.interfaces.common import (
     ComponentsFactory,
@@ -48,7 +48,7 @@ from tools.errors import (
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
-from tools.types import EditOptions, EditPlan
+from tools.types import EditOptions, EditPlan, field_bounds, options_patch_model
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -84,11 +84,7 @@ def artifact_ref(value: str, what: str) -> str:
 
 
 def _bounds(info: Any) -> str:
-    limits = {}
-    for item in info.metadata:
-        for key in ("ge", "gt", "le", "lt"):
-            if getattr(item, key, None) is not None:
-                limits[key] = getattr(item, key)
+    limits = field_bounds(info)
     low = limits.get("ge", limits.get("gt"))
     high = limits.get("le", limits.get("lt"))
     if low is not None and high is not None:
@@ -110,28 +106,8 @@ def _option_description(name: str, info: Any) -> str:
     return f"{text}. Default: {json.dumps(info.default)}."
 
 
-def options_patch_model() -> type[BaseModel]:
-    """`EditOptions` with every field optional: the same types, bounds and descriptions.
-
-    Derived, never copied, so a bound or description added to `EditOptions` reaches the MCP
-    schema (and the SDK's own argument check) unchanged.
-    """
-    fields: dict[str, Any] = {}
-    for name, info in EditOptions.model_fields.items():
-        typed = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        fields[name] = (
-            typed | None,
-            Field(default=None, description=_option_description(name, info)),
-        )
-    return create_model(
-        "EditOptionsPatch",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="Options to change for this edit; absent ones keep the server's defaults.",
-        **fields,
-    )
-
-
-OptionsPatch = options_patch_model()
+OptionsPatch = options_patch_model(_option_description)
+"""`EditOptions` with every field optional, described with its default (derived, never copied)."""
 
 ImageB64 = Annotated[
     str | None,
