@@ -40,7 +40,7 @@ def _umask_mode() -> int:
 
 def is_hash(value: object) -> bool:
     """True for a 64-hex-digit SHA-256 string (what the store hands out)."""
-    return isinstance(value, str) and bool(_HASH.match(value))
+    return isinstance(value, str) and bool(_HASH.fullmatch(value))
 
 
 def artifact_url(digest: str | None) -> str | None:

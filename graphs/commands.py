@@ -401,8 +401,8 @@ def demo(
     from graphs.artifacts import check_output_folder
     from graphs.components import build_components
     from graphs.doctor import check_ollama, check_weights
-    from graphs.report import write_report
     from graphs.session import EditSession
+    from graphs.trace_view import write_report
     from tools.errors import BrushEditError
 
     settings = _settings()
@@ -503,63 +503,14 @@ def trace_list(
 @trace_app.command("show")
 def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
     """A readable timeline of one session: steps, decisions, prompts in brief."""
-    from rich.tree import Tree
+    from graphs.trace_view import render_terminal
 
     store = _traces()
     try:
         events = _session_events(store, session_id)
     finally:
         store.close()
-    tree = Tree(f"session {markup(session_id)}")
-    turns: dict[Any, Any] = {}
-    for event in events:
-        turn = event.get("turn")
-        branch = turns.get(turn)
-        if branch is None:
-            branch = turns[turn] = tree.add(f"turn {turn}" if turn is not None else "session")
-        mark = "[green]✓[/]" if event["status"] == "ok" else "[red]✗[/]"
-        line = (f"{mark} {markup(event['node'])} [dim]attempt {event.get('attempt')} · "
-                f"{event.get('duration_ms') or 0:.0f} ms[/]")
-        detail = _brief(event)
-        node = branch.add(line + (f" — {detail}" if detail else ""))
-        for call in event.get("calls") or []:
-            node.add(f"[cyan]{markup(call.get('model'))}[/] prompt: "
-                     f"{markup(_cut(call.get('prompt')))} → raw: {markup(_cut(call.get('raw')))}")
-        if event.get("error"):
-            node.add(f"[red]{markup(_cut(event['error'], 200))}[/]")
-    _console(stderr=False).print(tree)
-
-
-def _brief(event: dict[str, Any]) -> str:
-    out = event.get("outputs") or {}
-    node = event["node"]
-    if node == "classify":
-        text = f"{out.get('category')} via {out.get('planner')}"
-    elif node == "mask":
-        text = f"{out.get('mask_source')} mask, coverage {out.get('coverage')}"
-    elif node == "caption":
-        text = f"caption “{out.get('caption')}”"
-    elif node == "inpaint":
-        params = event.get("params") or {}
-        text = f"{params.get('inpainter')} seed {params.get('seed')}"
-    elif node == "verify":
-        text = f"{out.get('decision')}" + (f" → {out.get('stage')}" if out.get("stage") else "") \
-            + f": {out.get('reason')}"
-    elif node == "finish":
-        text = f"{'accepted' if out.get('accepted') else 'best effort'}: {out.get('image', '')[:12]}"
-    elif node == "identify":
-        text = f"object {out.get('object')!r}"
-    elif node == "review":
-        text = str(out.get("decision"))
-    elif node == "undo":
-        text = f"undid turns {out.get('undone')}"
-    else:
-        text = ""
-    return markup(_cut(text, 160))
-
-
-def _cut(text: Any, limit: int = 80) -> str:
-    return one_line(text, limit)
+    _console(stderr=False).print(render_terminal(session_id, events))
 
 
 @trace_app.command("export")
@@ -602,7 +553,7 @@ def trace_report(
 ) -> None:
     """A self-contained HTML page: each step with its images, prompts and verdicts."""
     from graphs.artifacts import ArtifactStore, check_output_path
-    from graphs.report import write_report
+    from graphs.trace_view import write_report
 
     settings = _settings()
     output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),

@@ -111,6 +111,17 @@ def fit_mask(mask: Mask, size: tuple[int, int], *, resize: bool = False) -> Mask
     return np.asarray(resized, dtype=np.uint8).copy()
 
 
+def fit_user_mask(mask: Any, size: tuple[int, int], *, resize: bool = False) -> Mask:
+    """A mask a person gave, fitted to (W, H) `size` by `fit_mask` and refused when it is empty."""
+    fitted = fit_mask(mask, size, resize=resize)
+    if not fitted.any():
+        raise InvalidMaskError(
+            "the mask is empty: it marks no pixels (all black); paint the area to edit white, "
+            "or send no mask"
+        )
+    return fitted
+
+
 # --- operations on masks -------------------------------------------------------------------------
 # Every function below takes and returns the one mask type (uint8 (H, W), values {0, 255}) unless
 # its docstring says otherwise, and never modifies its argument. Morphology uses square structuring
@@ -124,14 +135,7 @@ def dilate(mask: Mask, px: int) -> Mask:
 
     Removal needs this: a segmentation hugs the object, and its shadow and halo must go too.
     """
-    import cv2
-
-    _check_px(px, "px")
-    check_mask(mask)
-    if px == 0:
-        return mask.copy()
-    kernel = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
-    return cv2.dilate(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return _morph(mask, px, grow=True)
 
 
 def erode(mask: Mask, px: int) -> Mask:
@@ -139,6 +143,12 @@ def erode(mask: Mask, px: int) -> Mask:
 
     The image border does not erode the mask: an object cut by the frame keeps touching it.
     """
+    return _morph(mask, px, grow=False)
+
+
+def _morph(mask: Mask, px: int, *, grow: bool) -> Mask:
+    """Dilate (`grow`) or erode by `px`; outside the image counts as kept when growing and as
+    edited when shrinking, so the frame neither adds nor removes area."""
     import cv2
 
     _check_px(px, "px")
@@ -146,7 +156,8 @@ def erode(mask: Mask, px: int) -> Mask:
     if px == 0:
         return mask.copy()
     kernel = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
-    return cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=255)
+    operation = cv2.dilate if grow else cv2.erode
+    return operation(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0 if grow else 255)
 
 
 def invert(mask: Mask) -> Mask:

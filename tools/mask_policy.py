@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tools.errors import InvalidMaskError, InvalidRequestError
+from tools.errors import InvalidRequestError
 from tools.mask_ops import (
     Mask,
     MaskShape,
@@ -21,7 +21,7 @@ from tools.mask_ops import (
     check_mask,
     dilate,
     empty_mask,
-    fit_mask,
+    fit_user_mask,
     from_box,
     full_mask,
     invert,
@@ -74,6 +74,16 @@ class MaskPolicy(BaseModel):
         if any(not 0.0 <= t <= 1.0 for t in value):
             raise ValueError(f"`box_thresholds` must lie in [0, 1], got {value}")
         return value
+
+    def segment(
+        self, segmenter: Segmenter, image: Image.Image, phrase: str, *, union: bool | None = None
+    ) -> Segmentation:
+        """`segmenter.segment` with this policy's thresholds (`union`: its `union_boxes`)."""
+        return segmenter.segment(
+            image, phrase, box_thresholds=self.box_thresholds,
+            text_threshold=self.text_threshold,
+            union=self.union_boxes if union is None else union,
+        )
 
     def relaxed(self) -> MaskPolicy:
         """A more permissive copy for a retry: thresholds down to 0, united boxes, 1.5x dilation."""
@@ -177,12 +187,8 @@ def _user_proposal(user_mask: Any, size: tuple[int, int], category: EditCategory
         notes.append(
             f"user mask resized from {mask.shape[1]}x{mask.shape[0]} to {size[0]}x{size[1]}"
         )
-        mask = fit_mask(mask, size, resize=True)  # another aspect ratio: refused, not stretched
-    check_mask(mask, size)
-    if not mask.any():
-        raise InvalidMaskError(
-            "the user mask marks no pixels (it is all black); paint the area to edit in white"
-        )
+    # another aspect ratio is refused, not stretched; an empty mask is refused
+    mask = check_mask(fit_user_mask(mask, size, resize=True), size)
     return MaskProposal(mask, "user", True, category, notes=notes)
 
 
@@ -225,13 +231,7 @@ def _object_proposal(
             category,
             notes=[f"the plan names no object to segment for a {category.value} edit"],
         )
-    seg = segmenter.segment(
-        image,
-        phrase,
-        box_thresholds=policy.box_thresholds,
-        text_threshold=policy.text_threshold,
-        union=policy.union_boxes,
-    )
+    seg = policy.segment(segmenter, image, phrase)
     if not seg.found:
         return MaskProposal(
             empty_mask(size),
@@ -264,13 +264,7 @@ def _background_proposal(
     if not (plan.object or "").strip():
         notes.append("the plan names no subject to keep")
     for phrase in phrases:
-        seg = segmenter.segment(
-            image,
-            phrase,
-            box_thresholds=policy.box_thresholds,
-            text_threshold=policy.text_threshold,
-            union=True,
-        )
+        seg = policy.segment(segmenter, image, phrase, union=True)
         segmentations.append(seg)
         if not seg.found:
             notes.append(f"no foreground found for {seg.phrase!r}")

@@ -103,6 +103,9 @@ class EditPlan(BaseModel):
 InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 
 
+MAX_INSTRUCTION_CHARS = 2000
+"""Longest instruction any surface accepts; a longer one is refused, never cut."""
+
 SEED_MAX = 2**32 - 1
 """Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
 
@@ -203,7 +206,7 @@ class EditRequest(BaseModel):
     """One edit asked of the system: an image, an instruction, optionally a mask."""
 
     image: str = Field(description="Path or content hash of the source image.")
-    instruction: str = Field(min_length=1, max_length=2000)
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS)
     mask: str | None = Field(default=None, description="Path or hash of a user mask (white = edit).")
     options: EditOptions = Field(default_factory=EditOptions)
 

@@ -131,3 +131,77 @@ def test_the_edit_commands_refuse_an_unknown_inpainter_naming_the_registry(tmp_p
                                       "--inpainter", "nope"])
     assert result.exit_code == 2
     assert f"must be one of {', '.join(INPAINTER_NAMES)}" in " ".join(result.output.split())
+
+
+LONG = "remove the cat " * 200  # 3,000 characters
+
+
+def test_the_facade_refuses_a_long_instruction_and_every_surface_says_the_same(
+    offline_factory, image_png, tmp_path
+):
+    """Too long is an error naming the limit, from the API, MCP and the CLI alike; never a cut."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from graphs.cli import app
+    from graphs.interfaces.api import create_app
+    from graphs.session import check_instruction
+    from tools.errors import InvalidRequestError
+    from tools.types import MAX_INSTRUCTION_CHARS
+
+    limit = f"the limit is {MAX_INSTRUCTION_CHARS:,}"
+    with pytest.raises(InvalidRequestError, match=limit):
+        check_instruction(LONG)
+    assert check_instruction("x" * MAX_INSTRUCTION_CHARS) == "x" * MAX_INSTRUCTION_CHARS
+    with TestClient(create_app(offline_factory)) as client:
+        session = client.post("/sessions").json()["id"]
+        answer = client.post(f"/sessions/{session}/edits", data={"instruction": LONG},
+                             files={"image": ("in.png", image_png, "image/png")})
+    assert answer.status_code == 422 and limit in answer.json()["error"]["message"]
+
+    mcp = pytest.importorskip("mcp")
+    import anyio
+
+    from graphs.interfaces.mcp_server import create_mcp_server
+
+    async def call() -> Any:
+        async with mcp.Client(create_mcp_server(offline_factory)) as client:
+            return await client.call_tool("edit_image", {"instruction": LONG, "image": "AAAA"})
+
+    result = anyio.run(call)
+    assert result.is_error and limit in result.content[0].text
+
+    image = tmp_path / "in.png"
+    image.write_bytes(image_png)
+    res = CliRunner().invoke(app, ["edit", str(image), LONG, "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 2 and limit in " ".join(res.output.split())
+
+
+def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_path):
+    """Only a lowercase sha256 digest is a hash; a mask of another shape is refused alike."""
+    import numpy as np
+
+    from graphs.artifacts import is_hash
+    from graphs.interfaces.common import decode_mask
+    from graphs.session import check_hash, check_mask
+    from tests.interfaces.conftest import png
+    from tools.errors import InvalidMaskError, InvalidRequestError
+    from tools.images import load_mask
+
+    assert check_hash(" " + "a" * 64 + " ", "image") == "a" * 64
+    for bad in ("A" * 64, "a" * 63, "../" + "a" * 61, None):
+        with pytest.raises(InvalidRequestError, match="the image must be a 64-character"):
+            check_hash(bad, "image")
+    assert not is_hash("a" * 64 + "\n")
+    wide = np.full((32, 64), 255, np.uint8)
+    with pytest.raises(InvalidMaskError) as facade:
+        check_mask(wide, (64, 64))
+    with pytest.raises(InvalidMaskError) as upload:
+        decode_mask(png(wide), (64, 64))
+    path = tmp_path / "wide.png"
+    path.write_bytes(png(wide))
+    with pytest.raises(InvalidMaskError) as cli:
+        load_mask(path, (64, 64), resize=True)
+    assert str(facade.value) == str(upload.value) == str(cli.value)
+    with pytest.raises(InvalidMaskError, match="empty"):
+        decode_mask(png(np.zeros((64, 64), np.uint8)), (64, 64))
