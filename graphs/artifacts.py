@@ -288,15 +288,22 @@ def check_output_path(
             raise InvalidRequestError(
                 f"refusing to overwrite the input {source} with {what}; choose another file"
             )
-    if data_dir is not None:
-        root = Path(data_dir).expanduser().resolve(strict=False)
-        if resolved == root or root in resolved.parents:
-            raise InvalidRequestError(
-                f"refusing to write {what} into the data folder {root}, where sessions and "
-                "stored images live; choose a file outside it"
-            )
+    root = _data_folder_holding(resolved, data_dir)
+    if root is not None:
+        raise InvalidRequestError(
+            f"refusing to write {what} into the data folder {root}, where sessions and "
+            "stored images live; choose a file outside it"
+        )
     _check_can_create(resolved, what)
     return out
+
+
+def _data_folder_holding(path: Path, data_dir: str | Path | None) -> Path | None:
+    """The (resolved) data folder when `path` is it or lies inside it, else None."""
+    if data_dir is None:
+        return None
+    root = Path(data_dir).expanduser().resolve(strict=False)
+    return root if path == root or root in path.parents else None
 
 
 def _check_can_create(target: Path, what: str) -> None:
@@ -328,12 +335,11 @@ def check_output_folder(folder: str | Path, *, data_dir: str | Path | None = Non
     if path.exists() and not path.is_dir():
         raise InvalidRequestError(f"{path} exists and is not a folder; give a folder for the output")
     resolved = path.resolve(strict=False)
-    if data_dir is not None:
-        root = Path(data_dir).expanduser().resolve(strict=False)
-        if resolved == root or root in resolved.parents:
-            raise InvalidRequestError(
-                f"refusing to write into {resolved}: it is inside the data folder {root}, where "
-                "sessions and stored images live"
-            )
+    root = _data_folder_holding(resolved, data_dir)
+    if root is not None:
+        raise InvalidRequestError(
+            f"refusing to write into {resolved}: it is inside the data folder {root}, where "
+            "sessions and stored images live"
+        )
     _check_can_create(resolved / "probe", "the output")
     return path
