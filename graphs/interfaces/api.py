@@ -781,14 +781,18 @@ def create_app(
             raise NotFoundError(f"no edit {edit_id[:80]!r} in session {session_id!r}")
         return record
 
-    def claim_session(session_id: str) -> None:
-        """Mark a session busy for this process, refusing if an edit runs anywhere."""
+    def claim_session_for_resume(session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs here."""
         with state.lock:
             if session_id in state.busy:
                 raise ConflictError(
                     f"an edit is already running in session {session_id!r}; wait for it"
                 )
             state.busy.add(session_id)
+
+    def claim_session(session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs anywhere."""
+        claim_session_for_resume(session_id)
         try:
             others = [r for r in state.jobs().list(session_id) if r.status == "running"]
         except BaseException:
@@ -1175,14 +1179,6 @@ def create_app(
         after = job.seq
         start_job(job, lambda emit: session.resume(on_event=emit))
         return await answer(job, stream=stream, wait=wait, created=False, after=after)
-
-    def claim_session_for_resume(session_id: str) -> None:
-        with state.lock:
-            if session_id in state.busy:
-                raise ConflictError(
-                    f"an edit is already running in session {session_id!r}; wait for it"
-                )
-            state.busy.add(session_id)
 
     @app.get(
         edit_path + "/{edit_id}/events",
