@@ -30,7 +30,7 @@ from graphs.session import (
     check_mask,
     check_session_name,
 )
-from graphs.traces import to_jsonable as jsonable
+from graphs.traces import to_jsonable as jsonable  # noqa: F401 - the interfaces import it here
 from tools.errors import (
     BrushEditError,
     ConfigError,
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
     from graphs.components import Components
     from graphs.settings import Settings
-
-__all__ = ["check_hash", "check_instruction", "jsonable"]  # the facade's, re-exported
 
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 """Artifact ids are sha256 hex digests; anything else (paths, `..`, URLs) is refused."""
