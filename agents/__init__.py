@@ -6,8 +6,7 @@ no langchain-core, no model until one is asked for.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from tools.lazy import lazy_exports
 
 _EXPORTS = {
     "VisionLanguageModel": "agents.base",
@@ -47,14 +46,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

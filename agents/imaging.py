@@ -47,7 +47,7 @@ def mask_image(mask: np.ndarray) -> Image.Image:
     """A project mask (uint8 HxW, 255 = edit) as a black/white RGB picture a VLM can look at."""
     from PIL import Image as PILImage
 
-    from tools.masks import as_mask
+    from tools.mask_ops import as_mask
 
     return PILImage.fromarray(as_mask(mask), mode="L").convert("RGB")
 

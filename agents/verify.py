@@ -14,7 +14,7 @@ from tools.types import EditPlan
 if TYPE_CHECKING:
     from PIL import Image
 
-    from tools.masks import Mask
+    from tools.mask_ops import Mask
 
 RetryStage = Literal["mask", "caption", "inpaint"]
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 import typer
 
 from graphs.cli import BrushEditGroup
-from tools.registry import INPAINTER_NAMES
+from graphs.commands import edit_option
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER
 
 app = typer.Typer(
     cls=BrushEditGroup,
@@ -37,19 +38,21 @@ def run(
         str, typer.Option(help="Comma list of perturbation families, or `all`.")
     ] = "all",
     variants: Annotated[int, typer.Option(min=0, help="Variants per family and item.")] = 3,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the perturbations and the edit.")] = 0,
+    seed: Annotated[
+        int, edit_option("--seed", "seed", "Seed of the perturbations and the edit.")] = 0,
     planner: Annotated[
         PlannerChoice, typer.Option(help="Who plans: the rule parser, the VLM, or both.")
     ] = "rules",
-    inpainter: Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")] = "opencv",
+    inpainter: Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")] = WEIGHTLESS_INPAINTER,
     mask_source: Annotated[
         MaskChoice,
         typer.Option(
             help="expected: give the suite's mask to the system; segment: let it find one."
         ),
     ] = "expected",
-    max_attempts: Annotated[int, typer.Option(min=1, max=10, help="Verifier attempts.")] = 1,
-    steps: Annotated[int, typer.Option(min=1, max=200, help="Diffusion steps (brushnet).")] = 20,
+    max_attempts: Annotated[
+        int, edit_option("--max-attempts", "max_attempts", "Verifier attempts.")] = 1,
+    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (brushnet).")] = 20,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
     ray: Annotated[
         str | None,
@@ -173,9 +176,10 @@ RayOption = Annotated[
     str | None,
     typer.Option(help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."),
 ]
-SeedOption = Annotated[int, typer.Option(min=0, help="Seed of every edit (the paper: 1234).")]
-StepsOption = Annotated[int, typer.Option(min=1, max=200, help="Diffusion steps (paper: 50).")]
-GuidanceOption = Annotated[float, typer.Option(min=0, max=30, help="Guidance scale (paper: 7.5).")]
+SeedOption = Annotated[int, edit_option("--seed", "seed", "Seed of every edit (the paper: 1234).")]
+StepsOption = Annotated[int, edit_option("--steps", "steps", "Diffusion steps (paper: 50).")]
+GuidanceOption = Annotated[
+    float, edit_option("--guidance-scale", "guidance_scale", "Guidance scale (paper: 7.5).")]
 ClipOption = Annotated[
     str, typer.Option(help="CLIP model for text alignment: Hub id (cached) or local folder.")
 ]
@@ -213,10 +217,10 @@ def bench_pie(
     types: Annotated[
         str | None, typer.Option(help="Comma list of editing_type_ids (0..9); default all.")
     ] = None,
-    inpainter: InpainterOption = "brushnet",
+    inpainter: InpainterOption = DEFAULT_INPAINTER,
     planner: Annotated[BenchPlanner, typer.Option(help="Agent mode: who plans.")] = "auto",
     max_attempts: Annotated[
-        int, typer.Option(min=1, max=10, help="Agent mode: verifier attempts.")
+        int, edit_option("--max-attempts", "max_attempts", "Agent mode: verifier attempts.")
     ] = 3,
     seed: SeedOption = 1234,
     steps: StepsOption = 50,
@@ -249,7 +253,7 @@ def bench_brushbench(
     masks: Annotated[
         str, typer.Option(help="Which masks: inside, outside or both (comma list).")
     ] = "inside,outside",
-    inpainter: InpainterOption = "brushnet",
+    inpainter: InpainterOption = DEFAULT_INPAINTER,
     seed: SeedOption = 1234,
     steps: StepsOption = 50,
     guidance_scale: GuidanceOption = 7.5,

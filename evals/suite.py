@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tools.errors import BrushEditError
-from tools.types import EditCategory
+from tools.types import MAX_INSTRUCTION_CHARS, EditCategory
 
 
 class SuiteError(BrushEditError, ValueError):
@@ -28,7 +28,7 @@ class SuiteItem(BaseModel):
 
     id: str = Field(default="", description="Stable id; defaults to `line<N>`.")
     image: str = Field(min_length=1, description="Image path, relative to the suite file.")
-    instruction: str = Field(min_length=1, max_length=2000)
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS)
     category: EditCategory | None = Field(default=None, description="Expected edit category.")
     object: str | None = Field(default=None, description="Expected object noun.")
     mask: str | None = Field(default=None, description="Expected mask path (white = edit).")

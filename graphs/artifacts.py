@@ -21,7 +21,7 @@ import numpy as np
 
 from tools.errors import InvalidRequestError
 from tools.images import content_hash
-from tools.masks import Mask, as_mask, check_mask
+from tools.mask_ops import Mask, as_mask, check_mask
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,7 +40,7 @@ def _umask_mode() -> int:
 
 def is_hash(value: object) -> bool:
     """True for a 64-hex-digit SHA-256 string (what the store hands out)."""
-    return isinstance(value, str) and bool(_HASH.match(value))
+    return isinstance(value, str) and bool(_HASH.fullmatch(value))
 
 
 def artifact_url(digest: str | None) -> str | None:
@@ -148,9 +148,9 @@ class ArtifactStore:
         except OSError:
             where = ""
         logger.warning("artifact %s is damaged: %s%s", digest, why, where)
-        raise ArtifactDamagedError(
-            f"artifact {digest[:12]}… in {self.root} is damaged: {why}, so it counts as missing"
-            f"{where}; give the source image again (or re-run the edit) to store it anew"
+        raise ArtifactDamagedError(  # the folder goes to the log only: servers pass this on
+            f"artifact {digest[:12]}… is damaged: {why}, so it counts as missing; give the "
+            "source image again (or re-run the edit) to store it anew"
         )
 
     def _put(self, image: Image.Image) -> str:
@@ -288,15 +288,22 @@ def check_output_path(
             raise InvalidRequestError(
                 f"refusing to overwrite the input {source} with {what}; choose another file"
             )
-    if data_dir is not None:
-        root = Path(data_dir).expanduser().resolve(strict=False)
-        if resolved == root or root in resolved.parents:
-            raise InvalidRequestError(
-                f"refusing to write {what} into the data folder {root}, where sessions and "
-                "stored images live; choose a file outside it"
-            )
+    root = _data_folder_holding(resolved, data_dir)
+    if root is not None:
+        raise InvalidRequestError(
+            f"refusing to write {what} into the data folder {root}, where sessions and "
+            "stored images live; choose a file outside it"
+        )
     _check_can_create(resolved, what)
     return out
+
+
+def _data_folder_holding(path: Path, data_dir: str | Path | None) -> Path | None:
+    """The (resolved) data folder when `path` is it or lies inside it, else None."""
+    if data_dir is None:
+        return None
+    root = Path(data_dir).expanduser().resolve(strict=False)
+    return root if path == root or root in path.parents else None
 
 
 def _check_can_create(target: Path, what: str) -> None:
@@ -328,12 +335,11 @@ def check_output_folder(folder: str | Path, *, data_dir: str | Path | None = Non
     if path.exists() and not path.is_dir():
         raise InvalidRequestError(f"{path} exists and is not a folder; give a folder for the output")
     resolved = path.resolve(strict=False)
-    if data_dir is not None:
-        root = Path(data_dir).expanduser().resolve(strict=False)
-        if resolved == root or root in resolved.parents:
-            raise InvalidRequestError(
-                f"refusing to write into {resolved}: it is inside the data folder {root}, where "
-                "sessions and stored images live"
-            )
+    root = _data_folder_holding(resolved, data_dir)
+    if root is not None:
+        raise InvalidRequestError(
+            f"refusing to write into {resolved}: it is inside the data folder {root}, where "
+            "sessions and stored images live"
+        )
     _check_can_create(resolved / "probe", "the output")
     return path

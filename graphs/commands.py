@@ -15,6 +15,7 @@ import typer
 
 from graphs.terminal import markup, one_line, plain
 from tools.errors import InvalidRequestError
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
 from tools.types import EditOptions, option_bounds
 
 if TYPE_CHECKING:
@@ -22,14 +23,14 @@ if TYPE_CHECKING:
     from graphs.session import EditSession
     from graphs.settings import Settings
 
-INPAINTERS = ("brushnet", "opencv")
+INPAINTERS = INPAINTER_NAMES
 PLANNERS = ("auto", "vlm", "rules")
 
 trace_app = typer.Typer(help="Inspect the audit trail: sessions, steps, prompts and images.",
                         no_args_is_help=True)
 
 InpainterOpt = Annotated[
-    str, typer.Option("--inpainter", help="brushnet (diffusion) or opencv (removal only, no weights).")
+    str, typer.Option("--inpainter", help=inpainter_help() + ".")
 ]
 PlannerOpt = Annotated[
     str, typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama).")
@@ -39,10 +40,17 @@ SessionOpt = Annotated[
 ]
 
 
-def _edit_option(flag: str, name: str) -> Any:
-    """A typer option whose bounds and help are `EditOptions.<name>`'s (never copied here)."""
+def edit_option(flag: str, name: str, help: str | None = None) -> Any:
+    """A typer option whose bounds and help are `EditOptions.<name>`'s (never copied here).
+
+    `help` words it for another command (evals); the bounds stay the field's.
+    """
     low, high = option_bounds(name)
-    return typer.Option(flag, min=low, max=high, help=EditOptions.model_fields[name].description)
+    return typer.Option(flag, min=low, max=high,
+                        help=help or EditOptions.model_fields[name].description)
+
+
+_edit_option = edit_option
 
 
 def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
@@ -219,7 +227,7 @@ def edit(
     conditioning: Annotated[
         float | None, _edit_option("--conditioning", "conditioning_scale")] = None,
     max_attempts: Annotated[int | None, _edit_option("--max-attempts", "max_attempts")] = None,
-    inpainter: InpainterOpt = "brushnet",
+    inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     review_mask: Annotated[bool, typer.Option("--review-mask",
                                               help="Approve or replace the mask first.")] = False,
@@ -280,7 +288,7 @@ def resume(
 
     check_session_name(session_id)
     out = _check_output(out)
-    components = _components("brushnet", "auto")
+    components = _components(DEFAULT_INPAINTER, "auto")
     try:
         if not components.traces.has_session(session_id):
             raise InvalidRequestError(f"no session {session_id!r}; `brushedit trace list` "
@@ -303,7 +311,7 @@ CHAT_HELP = """Type an instruction, or: undo [TURN] · keep · show-mask · hist
 def chat(
     image: Annotated[Path, typer.Argument(help="Image to start from.")],
     session_id: SessionOpt = None,
-    inpainter: InpainterOpt = "brushnet",
+    inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask for the first turn.")] = None,
 ) -> None:
@@ -393,8 +401,8 @@ def demo(
     from graphs.artifacts import check_output_folder
     from graphs.components import build_components
     from graphs.doctor import check_ollama, check_weights
-    from graphs.report import write_report
     from graphs.session import EditSession
+    from graphs.trace_view import write_report
     from tools.errors import BrushEditError
 
     settings = _settings()
@@ -407,7 +415,7 @@ def demo(
                       subfolder=settings.brushnet_subfolder),
     ))
     have_vlm = all(c.ok for c in check_ollama(settings.ollama_host, settings.ollama_model))
-    inpainter = "brushnet" if have_brushnet else "opencv"
+    inpainter = DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER
     planner = "auto" if have_vlm else "rules"
     console.print(f"demo: planner {'VLM (' + settings.ollama_model + ')' if have_vlm else 'rules'}"
                   f", inpainter {inpainter}"
@@ -428,13 +436,14 @@ def demo(
                     result = session.edit(str(image), example["instruction"], mask=str(mask),
                                           options=options, on_event=view)
                 except BrushEditError as exc:
-                    if options.inpainter == "opencv":
+                    if options.inpainter == WEIGHTLESS_INPAINTER:
                         raise
-                    console.print(f"BrushNet failed ({one_line(exc)}); falling back to opencv",
+                    console.print(f"BrushNet failed ({one_line(exc)}); falling back to "
+                                  f"{WEIGHTLESS_INPAINTER}",
                                   markup=False)
                     result = session.edit(
                         str(image), example["instruction"], mask=str(mask),
-                        options=options.model_copy(update={"inpainter": "opencv"}),
+                        options=options.model_copy(update={"inpainter": WEIGHTLESS_INPAINTER}),
                         on_event=view,
                     )
             target = _save(components, result.image, out / f"{example['name']}_result.png")
@@ -494,63 +503,14 @@ def trace_list(
 @trace_app.command("show")
 def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
     """A readable timeline of one session: steps, decisions, prompts in brief."""
-    from rich.tree import Tree
+    from graphs.trace_view import render_terminal
 
     store = _traces()
     try:
         events = _session_events(store, session_id)
     finally:
         store.close()
-    tree = Tree(f"session {markup(session_id)}")
-    turns: dict[Any, Any] = {}
-    for event in events:
-        turn = event.get("turn")
-        branch = turns.get(turn)
-        if branch is None:
-            branch = turns[turn] = tree.add(f"turn {turn}" if turn is not None else "session")
-        mark = "[green]✓[/]" if event["status"] == "ok" else "[red]✗[/]"
-        line = (f"{mark} {markup(event['node'])} [dim]attempt {event.get('attempt')} · "
-                f"{event.get('duration_ms') or 0:.0f} ms[/]")
-        detail = _brief(event)
-        node = branch.add(line + (f" — {detail}" if detail else ""))
-        for call in event.get("calls") or []:
-            node.add(f"[cyan]{markup(call.get('model'))}[/] prompt: "
-                     f"{markup(_cut(call.get('prompt')))} → raw: {markup(_cut(call.get('raw')))}")
-        if event.get("error"):
-            node.add(f"[red]{markup(_cut(event['error'], 200))}[/]")
-    _console(stderr=False).print(tree)
-
-
-def _brief(event: dict[str, Any]) -> str:
-    out = event.get("outputs") or {}
-    node = event["node"]
-    if node == "classify":
-        text = f"{out.get('category')} via {out.get('planner')}"
-    elif node == "mask":
-        text = f"{out.get('mask_source')} mask, coverage {out.get('coverage')}"
-    elif node == "caption":
-        text = f"caption “{out.get('caption')}”"
-    elif node == "inpaint":
-        params = event.get("params") or {}
-        text = f"{params.get('inpainter')} seed {params.get('seed')}"
-    elif node == "verify":
-        text = f"{out.get('decision')}" + (f" → {out.get('stage')}" if out.get("stage") else "") \
-            + f": {out.get('reason')}"
-    elif node == "finish":
-        text = f"{'accepted' if out.get('accepted') else 'best effort'}: {out.get('image', '')[:12]}"
-    elif node == "identify":
-        text = f"object {out.get('object')!r}"
-    elif node == "review":
-        text = str(out.get("decision"))
-    elif node == "undo":
-        text = f"undid turns {out.get('undone')}"
-    else:
-        text = ""
-    return markup(_cut(text, 160))
-
-
-def _cut(text: Any, limit: int = 80) -> str:
-    return one_line(text, limit)
+    _console(stderr=False).print(render_terminal(session_id, events))
 
 
 @trace_app.command("export")
@@ -593,7 +553,7 @@ def trace_report(
 ) -> None:
     """A self-contained HTML page: each step with its images, prompts and verdicts."""
     from graphs.artifacts import ArtifactStore, check_output_path
-    from graphs.report import write_report
+    from graphs.trace_view import write_report
 
     settings = _settings()
     output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),

@@ -61,12 +61,12 @@ def import_image(store: ArtifactStore, image: Any, max_side: int) -> tuple[str, 
 
 
 def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> str:
-    """Store a user mask fitted to the stored image `source` (`tools.masks.fit_mask`).
+    """Store a user mask fitted to the stored image `source` (`tools.mask_ops.fit_user_mask`).
 
     A mask of another aspect ratio is refused; one of the same aspect at another scale is
     resized only when the source was downscaled on import (`scale` != 1).
     """
-    from tools.masks import fit_mask
+    from tools.mask_ops import fit_user_mask
 
     size = store.get_image(source).size
     if isinstance(mask, str) and is_hash(mask):
@@ -82,10 +82,7 @@ def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> s
         array = load_mask(reference_bytes(mask, "mask") if isinstance(mask, str) else mask)
     else:
         array = mask
-    array = fit_mask(array, size, resize=scale != 1.0)
-    if not array.any():
-        raise InvalidRequestError("the mask is empty (all black); paint the area to edit white")
-    return store.put_mask(array)
+    return store.put_mask(fit_user_mask(array, size, resize=scale != 1.0))
 
 
 def _data_uri_bytes(uri: str, what: str) -> bytes:

@@ -18,17 +18,18 @@ from pydantic import BaseModel, Field
 from graphs.artifacts import is_hash
 from graphs.inputs import import_image, import_mask
 from tools.errors import BrushEditError, InvalidRequestError
-from tools.types import EditOptions, EditPlan, EditResult
+from tools.types import MAX_INSTRUCTION_CHARS, EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
     from graphs.components import Components
 
 EventSink = Callable[[dict[str, Any]], None]
-MAX_INSTRUCTION_CHARS = 2000
-"""The same limit as `EditRequest.instruction`."""
 MAX_SESSION_ID_CHARS = 64
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 """The HTTP API's session-id pattern, so an id made anywhere can be used everywhere."""
+
+
+# -- validation: every surface checks its inputs through these, so all refuse alike -----------
 
 
 def check_session_name(session_id: str) -> str:
@@ -41,6 +42,41 @@ def check_session_name(session_id: str) -> str:
             f"{MAX_SESSION_ID_CHARS} letters, digits, '_' or '-'"
         )
     return session_id
+
+
+def check_instruction(instruction: object) -> str:
+    """The instruction without surrounding space; empty or too long is refused, never cut."""
+    text = instruction.strip() if isinstance(instruction, str) else ""
+    if not text:
+        raise InvalidRequestError(
+            "the instruction is empty; say what to change, e.g. 'remove the cat'"
+        )
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise InvalidRequestError(
+            f"the instruction has {len(text):,} characters; the limit is "
+            f"{MAX_INSTRUCTION_CHARS:,} (shorten it: it is never cut)"
+        )
+    return text
+
+
+def check_hash(value: object, what: str = "artifact") -> str:
+    """An artifact id: a lowercase sha256 hex digest, never a path or a URL."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not is_hash(text):
+        raise InvalidRequestError(
+            f"the {what} must be a 64-character lowercase hex sha256 hash, got "
+            f"{str(value)[:80]!r}"
+        )
+    return text
+
+
+def check_mask(mask: Any, size: tuple[int, int], *, resize: bool = False) -> Any:
+    """A user mask for an image of (W, H) `size`: the one mask rule (`fit_user_mask`)."""
+    from tools.mask_ops import fit_user_mask
+
+    return fit_user_mask(mask, size, resize=resize)
+
+
 ImageInput = "str | Path | bytes | Image.Image | None"
 
 
@@ -159,13 +195,7 @@ class EditSession:
         on_event: EventSink | None = None,
     ) -> EditResult | MaskReview:
         """Start a turn; returns its result, or a `MaskReview` when it paused for a person."""
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise InvalidRequestError("the instruction is empty; say what to change")
-        if len(instruction.strip()) > MAX_INSTRUCTION_CHARS:
-            raise InvalidRequestError(
-                f"the instruction has {len(instruction.strip()):,} characters; the limit is "
-                f"{MAX_INSTRUCTION_CHARS:,}"
-            )
+        instruction = check_instruction(instruction)
         options = options or self.default_options()
         source, scale = self._import_image(image)
         user_mask = self._import_mask(mask, source, scale) if mask is not None else None

@@ -6,8 +6,9 @@ does not pull in numpy or Pillow, and torch, diffusers and transformers load onl
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tools.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tools.errors import (
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
         UnsupportedEditError,
     )
     from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
-    from tools.masks import Mask, as_mask
+    from tools.mask_ops import Mask, as_mask
     from tools.types import Box, EditCategory, EditOptions, EditPlan, EditRequest, EditResult
 
 _EXPORTS = {
@@ -39,7 +40,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ["LoadedImage", "content_hash", "load_image", "load_mask", "read_image"], "tools.images"
     ),
-    **dict.fromkeys(["Mask", "as_mask"], "tools.masks"),
+    **dict.fromkeys(["Mask", "as_mask"], "tools.mask_ops"),
     **dict.fromkeys(
         ["Box", "EditCategory", "EditOptions", "EditPlan", "EditRequest", "EditResult"],
         "tools.types",
@@ -70,11 +71,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tools' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

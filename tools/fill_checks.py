@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from tools.masks import Mask, as_mask
+from tools.images import to_float_image
+from tools.mask_ops import Mask, as_mask
 
 TEXTURE_SIGMA = 1.0
 """Blur (px) before texture statistics: noise below this scale is not texture."""
@@ -89,8 +90,6 @@ def _luminance(image: np.ndarray) -> np.ndarray:
 
 
 def _float_image(image: Any) -> np.ndarray:
-    from tools.metrics import to_float_image
-
     return to_float_image(image).astype(np.float32)
 
 
@@ -134,7 +133,7 @@ def ring_width(mask: Mask) -> int:
 
 def smear_measure(result: Any, mask: Mask, *, ring_px: int | None = None) -> SmearMeasure:
     """Texture inside the mask (2 px in from its edge) against a ring just outside it."""
-    from tools.masks import dilate, erode
+    from tools.mask_ops import dilate, erode
 
     edit = as_mask(mask)
     width = ring_px or ring_width(edit)
@@ -161,13 +160,14 @@ def leftover_measure(
     straight, not at a corner). From there the edge is traced into the mask in the source, one
     pixel at a time, while it stays an edge that bends less than 25 degrees per step and 30 in
     all; it continues when the trace stays inside the mask for `min_run_px` (default: twice
-    the removal dilation of `tools.masks.MaskPolicy` scaled to the image, at least 12 px), so
-    past the margin where a background edge meets the object's outline and stops. Continuing
+    the removal dilation of `tools.mask_policy.MaskPolicy` scaled to the image, at least 12 px),
+    so past the margin where a background edge meets the object's outline and stops. Continuing
     pixels next to each other are one crossing; `evidence` weighs them.
     """
     import cv2
 
-    from tools.masks import MaskPolicy, dilate, scaled_px
+    from tools.mask_ops import dilate, scaled_px
+    from tools.mask_policy import MaskPolicy
 
     edit = as_mask(mask)
     height, width = edit.shape

@@ -15,12 +15,12 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tools.errors import InvalidImageError
-from tools.masks import Mask, as_mask, fit_mask
+from tools.mask_ops import Mask, as_mask, fit_mask
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -106,7 +106,7 @@ def load_mask(
 ) -> Mask:
     """Read a mask file (white = edit; a varying alpha channel counts as the painted area).
 
-    `size` is the (W, H) of the image it belongs to; `tools.masks.fit_mask` decides what a
+    `size` is the (W, H) of the image it belongs to; `tools.mask_ops.fit_mask` decides what a
     different size means: another aspect ratio is always refused (`InvalidMaskError`), the same
     aspect ratio at another scale is resized (nearest neighbour) only when `resize` is set.
     """
@@ -264,3 +264,27 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
     elif mode not in ("L", "P", "1"):
         notes.append(f"{mode} converted to RGB")
     return image.convert("RGB")
+
+
+ImageLike = Any
+"""A PIL image, a uint8 (H, W, C) array (0..255) or a float (H, W, C) array (0..1)."""
+
+
+def to_float_image(image: ImageLike) -> np.ndarray:
+    """(H, W, C) float64 in [0, 1] from a PIL image or an array (uint8 is divided by 255)."""
+    if hasattr(image, "mode") and hasattr(image, "size"):
+        pil: Image.Image = image
+        array = np.asarray(pil.convert("RGB"))
+    else:
+        array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"an image must be (H, W) or (H, W, C), got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float64) / 255.0
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError("float images must hold values in [0, 1]")
+        return array.astype(np.float64)
+    raise ValueError(f"images must be uint8 or float arrays, got dtype {array.dtype}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tools.errors import InvalidRequestError, ModelLoadError, UnsupportedEditError
-from tools.masks import Mask, check_mask
+from tools.mask_ops import Mask, check_mask
 from tools.types import EditCategory, EditOptions, resolve_dtype
 
 if TYPE_CHECKING:

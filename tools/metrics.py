@@ -9,16 +9,17 @@ scale. Masks follow the project convention (uint8, 255 = edited).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.masks import Mask, area_fraction, as_mask
+from tools.images import ImageLike, to_float_image
+from tools.mask_ops import Mask, area_fraction, as_mask
 from tools.types import EditCategory
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
 PSNR_CAP = 100.0
 """PSNR of identical regions is infinite; report this finite cap instead (JSON has no inf)."""
@@ -26,30 +27,6 @@ PSNR_CAP = 100.0
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
 """Gaussian window as in skimage's `gaussian_weights=True` (truncate 3.5 at sigma 1.5: 11 px)."""
-
-ImageLike = Any
-"""A PIL image, a uint8 (H, W, C) array (0..255) or a float (H, W, C) array (0..1)."""
-
-
-def to_float_image(image: ImageLike) -> np.ndarray:
-    """(H, W, C) float64 in [0, 1] from a PIL image or an array (uint8 is divided by 255)."""
-    if hasattr(image, "mode") and hasattr(image, "size"):
-        pil: Image.Image = image
-        array = np.asarray(pil.convert("RGB"))
-    else:
-        array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3:
-        raise ValueError(f"an image must be (H, W) or (H, W, C), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return array.astype(np.float64) / 255.0
-    if np.issubdtype(array.dtype, np.floating):
-        if array.size and (array.min() < 0.0 or array.max() > 1.0):
-            raise ValueError("float images must hold values in [0, 1]")
-        return array.astype(np.float64)
-    raise ValueError(f"images must be uint8 or float arrays, got dtype {array.dtype}")
-
 
 def _prepare(
     source: ImageLike, result: ImageLike, mask: Mask

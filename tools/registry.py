@@ -48,6 +48,8 @@ INPAINTERS: dict[str, BackendSpec] = {
 }
 INPAINTER_NAMES: tuple[str, ...] = tuple(INPAINTERS)
 DEFAULT_INPAINTER = "brushnet"
+WEIGHTLESS_INPAINTER = next(spec.name for spec in INPAINTERS.values() if not spec.needs_weights)
+"""The inpainter that runs with no model weights: the demo's and the doctor's fallback."""
 
 SEGMENTERS: dict[str, BackendSpec] = {
     "grounded-sam": BackendSpec(
@@ -63,3 +65,8 @@ SEGMENTER_NAMES: tuple[str, ...] = tuple(SEGMENTERS)
 def inpainter_choices() -> str:
     """`brushnet, opencv`: the names as a sentence fragment for messages."""
     return ", ".join(INPAINTER_NAMES)
+
+
+def inpainter_help() -> str:
+    """`brushnet (...); opencv (...)`: each name with its summary, for CLI help and schemas."""
+    return "; ".join(f"{spec.name}: {spec.summary}" for spec in INPAINTERS.values())

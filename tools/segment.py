@@ -24,20 +24,22 @@ import numpy as np
 
 from tools.errors import InvalidRequestError, ModelLoadError
 from tools.images import content_hash
-from tools.masks import (
-    DEFAULT_BOX_THRESHOLDS,
+from tools.mask_ops import (
     Mask,
     area_fraction,
     bounding_box,
     empty_mask,
     from_box,
 )
-from tools.masks import union as unite_masks
+from tools.mask_ops import union as unite_masks
 from tools.types import Box, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+DEFAULT_BOX_THRESHOLDS = (0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+"""GroundingDINO box thresholds tried in turn until something is found (the reference's list)."""
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ LangGraph state, traces and HTTP bodies unchanged.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -103,6 +103,9 @@ class EditPlan(BaseModel):
 InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 
 
+MAX_INSTRUCTION_CHARS = 2000
+"""Longest instruction any surface accepts; a longer one is refused, never cut."""
+
 SEED_MAX = 2**32 - 1
 """Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
 
@@ -149,23 +152,62 @@ class EditOptions(BaseModel):
     )
 
 
+def field_bounds(info: Any) -> dict[str, Any]:
+    """The `ge`/`gt`/`le`/`lt` constraints of a pydantic field, as a dict (absent ones left out)."""
+    bounds: dict[str, Any] = {}
+    for item in info.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                bounds[key] = getattr(item, key)
+    return bounds
+
+
 def option_bounds(name: str) -> tuple[float | None, float | None]:
     """The (minimum, maximum) of an `EditOptions` field, None where it is unbounded."""
-    low = high = None
-    for item in EditOptions.model_fields[name].metadata:
-        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
-        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
-    return low, high
+    bounds = field_bounds(EditOptions.model_fields[name])
+    return bounds.get("ge"), bounds.get("le")
+
+
+class OptionsPatchBase(BaseModel):
+    """Base of `options_patch_model`: absent fields keep the defaults they are merged into."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def values(self) -> dict[str, Any]:
+        """The fields the caller set."""
+        return self.model_dump(exclude_none=True)
+
+
+def options_patch_model(
+    describe: Any = None, name: str = "EditOptionsPatch"
+) -> type[OptionsPatchBase]:
+    """`EditOptions` with every field optional: the same types, bounds and descriptions.
+
+    Derived, never copied, so a bound or description added to `EditOptions` reaches every
+    schema built from it (API bodies, MCP tools, the LangChain tool) unchanged. `describe`
+    (`(name, FieldInfo) -> str`) lets a surface word the descriptions its own way.
+    """
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for field, info in EditOptions.model_fields.items():
+        typed = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        text = describe(field, info) if describe else info.description
+        fields[field] = (typed | None, Field(default=None, description=text))
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        name,
+        __base__=OptionsPatchBase,
+        __doc__="Options to change for this edit; absent ones keep the defaults.",
+        **fields,
+    )
 
 
 class EditRequest(BaseModel):
     """One edit asked of the system: an image, an instruction, optionally a mask."""
 
     image: str = Field(description="Path or content hash of the source image.")
-    instruction: str = Field(min_length=1, max_length=2000)
-    mask: str | None = Field(
-        default=None, description="Path or hash of a user mask (white = edit)."
-    )
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS)
+    mask: str | None = Field(default=None, description="Path or hash of a user mask (white = edit).")
     options: EditOptions = Field(default_factory=EditOptions)
 
 

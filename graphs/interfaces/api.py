@@ -64,7 +64,7 @@ from tools.errors import (
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
-from tools.types import EditOptions, EditResult
+from tools.types import EditOptions, EditResult, field_bounds
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -486,11 +486,7 @@ def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
 
 def option_bounds(info: Any) -> dict[str, Any]:
     """`ge`/`le`/`gt`/`lt` of an `EditOptions` field, integers boxed into 64 bits."""
-    bounds: dict[str, Any] = {}
-    for item in info.metadata:
-        for name in ("ge", "le", "gt", "lt"):
-            if getattr(item, name, None) is not None:
-                bounds[name] = getattr(item, name)
+    bounds = field_bounds(info)
     if info.annotation is int:
         if "ge" not in bounds and "gt" not in bounds:
             bounds["ge"] = INT64_MIN
@@ -785,14 +781,18 @@ def create_app(
             raise NotFoundError(f"no edit {edit_id[:80]!r} in session {session_id!r}")
         return record
 
-    def claim_session(session_id: str) -> None:
-        """Mark a session busy for this process, refusing if an edit runs anywhere."""
+    def claim_session_for_resume(session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs here."""
         with state.lock:
             if session_id in state.busy:
                 raise ConflictError(
                     f"an edit is already running in session {session_id!r}; wait for it"
                 )
             state.busy.add(session_id)
+
+    def claim_session(session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs anywhere."""
+        claim_session_for_resume(session_id)
         try:
             others = [r for r in state.jobs().list(session_id) if r.status == "running"]
         except BaseException:
@@ -1179,14 +1179,6 @@ def create_app(
         after = job.seq
         start_job(job, lambda emit: session.resume(on_event=emit))
         return await answer(job, stream=stream, wait=wait, created=False, after=after)
-
-    def claim_session_for_resume(session_id: str) -> None:
-        with state.lock:
-            if session_id in state.busy:
-                raise ConflictError(
-                    f"an edit is already running in session {session_id!r}; wait for it"
-                )
-            state.busy.add(session_id)
 
     @app.get(
         edit_path + "/{edit_id}/events",

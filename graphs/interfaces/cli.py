@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tools.registry import INPAINTER_NAMES
+from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
 
 InpainterChoice = StrEnum("InpainterChoice", {name: name for name in INPAINTER_NAMES})
 """The registry's inpainters, as Typer choices."""
@@ -43,7 +43,7 @@ PlannerOption = Annotated[
 def ui(
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
-    inpainter: InpainterOption = InpainterChoice.brushnet,
+    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
 ) -> None:
     """Open the web editor (Gradio) in your browser at http://HOST:PORT."""
@@ -61,7 +61,7 @@ def ui(
 def serve(
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
-    inpainter: InpainterOption = InpainterChoice.brushnet,
+    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
 ) -> None:
     """Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback."""
@@ -77,7 +77,7 @@ def mcp(
     ] = Transport.stdio,
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
-    inpainter: InpainterOption = InpainterChoice.brushnet,
+    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
     root: Annotated[
         list[Path] | None,

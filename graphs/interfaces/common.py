@@ -1,9 +1,10 @@
-"""What every interface shares: the session seam, input checks, option parsing and error bodies.
+"""What every interface shares: the session seam, error bodies, option parsing, one edit's inputs.
 
-The web UI, the HTTP API, the MCP server and the LangChain tool all drive the same
-`graphs.EditSession` facade; this module keeps their boundary rules identical (hash format,
-pixel limits, option validation, error shape) so a request refused by one is refused by all.
-Nothing here imports gradio, fastapi or mcp.
+The web UI, the HTTP API, the MCP server and the LangChain tool all drive `graphs.EditSession`;
+input rules (instruction, hash, mask, session id) are the facade's own (`graphs.session`), so a
+request refused by one surface is refused by all with the same sentence. What stays here is the
+part that is about interfaces: errors as HTTP statuses and bodies, uploads decoded from bytes and
+base64, options merged over a server's defaults. Nothing here imports gradio, fastapi or mcp.
 """
 
 from __future__ import annotations
@@ -17,85 +18,66 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from graphs.session import (
+    EditSession,
+    Turn,
+    check_hash,
+    check_instruction,
+    check_mask,
+    check_session_name,
+)
+from graphs.traces import to_jsonable as jsonable  # noqa: F401 - the interfaces import it here
 from tools.errors import (
     BrushEditError,
     ConfigError,
     InvalidImageError,
-    InvalidMaskError,
     InvalidRequestError,
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS, read_image
-from tools.types import EditOptions, EditPlan, EditResult, InpainterName
+from tools.registry import INPAINTER_NAMES
+from tools.types import EditOptions, EditPlan, EditResult, options_patch_model
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from graphs.components import Components
+    from graphs.settings import Settings
+
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 """Artifact ids are sha256 hex digests; anything else (paths, `..`, URLs) is refused."""
-
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 EventCallback = Callable[[dict[str, Any]], None]
 
 MAX_CAPTION_CHARS = 500
 """A target caption longer than this is not a caption (CLIP reads 77 tokens anyway)."""
 
+SessionOpener = Callable[["Components", str | None], EditSession]
+"""`(components, session_id | None) -> session`; `EditSession.open` by default."""
 
-class SessionLike(Protocol):
-    """The part of `graphs.EditSession` the interfaces use (see docs/architecture.md)."""
-
-    id: str
-
-    def edit(
-        self,
-        image: Any,
-        instruction: str,
-        *,
-        mask: Any = None,
-        options: EditOptions | None = None,
-        on_event: EventCallback | None = None,
-    ) -> EditResult: ...
-
-    def undo(self, turn: int | None = None) -> Any: ...
-
-    def turns(self) -> list[Any]: ...
-
-    def trace(self) -> list[dict[str, Any]]: ...
+ComponentsFactory = Callable[[], "Components"]
 
 
-SessionOpener = Callable[[Any, str | None], SessionLike]
-"""`(components, session_id | None) -> session`; `graphs.EditSession.open` by default."""
-
-ComponentsFactory = Callable[[], Any]
-
-
-def default_session_opener(components: Any, session_id: str | None) -> SessionLike:
+def default_session_opener(components: Components, session_id: str | None) -> EditSession:
     """Open (or create) a session through the real facade."""
-    from graphs import EditSession
-
     return EditSession.open(components, session_id=session_id)
 
 
 def settings_components_factory(
-    settings: Any, *, inpainter: str | None = None, planner: str | None = None
+    settings: Settings, *, inpainter: str | None = None, planner: str | None = None
 ) -> ComponentsFactory:
     """A factory that builds the real components from `Settings` on first use."""
 
-    def factory() -> Any:
+    def factory() -> Components:
         from graphs import build_components
 
-        kwargs: dict[str, Any] = {}
-        if inpainter:
-            kwargs["inpainter"] = inpainter
-        if planner:
-            kwargs["planner"] = planner
-        return build_components(settings, **kwargs)
+        chosen = {"inpainter": inpainter, "planner": planner}
+        return build_components(settings, **{k: v for k, v in chosen.items() if v})
 
     return factory
 
@@ -108,10 +90,10 @@ class LazyComponents:
 
     def __init__(self, factory: ComponentsFactory) -> None:
         self._factory = factory
-        self._value: Any = None
+        self._value: Components | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> Components:
         with self._lock:
             if self._value is None:
                 self._value = self._factory()
@@ -162,32 +144,15 @@ def error_detail(exc: BaseException) -> ErrorDetail:
     return ErrorDetail(type=type(exc).__name__, message=message)
 
 
-# --------------------------------------------------------------------------- input checks
-
-
-def check_hash(value: str, what: str = "artifact") -> str:
-    """Accept only a lowercase sha256 hex digest; never a path."""
-    text = str(value).strip()
-    if not HASH_PATTERN.fullmatch(text):
-        raise InvalidRequestError(
-            f"`{what}` must be a 64-character lowercase hex sha256 hash, got {text[:80]!r}"
-        )
-    return text
+# --------------------------------------------------------------------------- inputs
 
 
 def check_session_id(value: str) -> str:
-    if not SESSION_ID_PATTERN.fullmatch(value or ""):
-        raise NotFoundError(f"no session {value[:80]!r}")
-    return value
-
-
-def check_instruction(value: str | None) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise InvalidRequestError("`instruction` is empty; say what to change, e.g. 'remove the cat'")
-    if len(text) > 2000:
-        raise InvalidRequestError(f"`instruction` has {len(text)} characters; the limit is 2000")
-    return text
+    """A session id from a URL or a tool call; a malformed one is a session that does not exist."""
+    try:
+        return check_session_name(value)
+    except InvalidRequestError:
+        raise NotFoundError(f"no session {str(value)[:80]!r}") from None
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -196,47 +161,75 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def decode_mask(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit.
-
-    The size rule is `tools.masks.fit_mask`'s, the one every surface shares (never stretched).
-    """
+    """An uploaded mask (white or painted alpha = edit) for an image of (W, H) `size`."""
     from tools.images import load_mask
 
-    mask = load_mask(data, size)
-    if not mask.any():
-        raise InvalidMaskError("the mask is empty: paint (white) the area to edit, or send no mask")
-    return mask
+    return check_mask(load_mask(data), size)
 
 
-def artifact_path(components: Any, digest: str) -> Path:
-    """Resolve a hash to its stored file, or raise `NotFoundError`."""
+def artifact_path(components: Components, digest: str) -> Path:
+    """Resolve a hash to its stored file, or raise `NotFoundError` (a damaged file is missing)."""
+    from graphs.artifacts import ArtifactDamagedError
+
     digest = check_hash(digest)
-    try:
-        path = Path(components.store.path(digest))
-    except (KeyError, FileNotFoundError, LookupError) as exc:
-        raise NotFoundError(f"no artifact {digest}") from exc
-    store = components.store
+    path = Path(components.store.path(digest))
     if not path.is_file():
         raise NotFoundError(f"no artifact {digest}")
-    if hasattr(store, "has") and not store.has(digest):  # verifies, and moves a damaged file aside
-        raise NotFoundError(
-            f"artifact {digest} is damaged (its pixels no longer match its hash), so it counts "
-            "as missing; send the image again"
-        )
+    try:
+        components.store.get_image(digest)  # re-hashed: a damaged file is set aside
+    except ArtifactDamagedError as exc:
+        raise NotFoundError(str(exc)) from None
     return path
 
 
-def load_artifact(components: Any, digest: str) -> Image.Image:
+def load_artifact(components: Components, digest: str) -> Image.Image:
     from PIL import Image
 
     with Image.open(artifact_path(components, digest)) as image:
         return image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
 
 
+MAX_BASE64_CHARS = 36_000_000
+"""About 25 MB decoded: the same ceiling as the HTTP API's body limit."""
+
+
+def decode_base64(value: str, what: str = "image") -> bytes:
+    """Bytes from plain or `data:image/...;base64,` text, refusing anything malformed."""
+    text = (value or "").strip()
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    if len(text) > MAX_BASE64_CHARS:
+        raise InvalidImageError(
+            f"`{what}` is {len(text):,} base64 characters, over the limit of {MAX_BASE64_CHARS:,}"
+        )
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError(f"`{what}` is not valid base64 ({exc})") from None
+    if not data:
+        raise InvalidRequestError(f"`{what}` is empty")
+    return data
+
+
+def png_bytes(image: Any) -> bytes:
+    """Encode a PIL image or a mask array as PNG."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # --------------------------------------------------------------------------- options
 
 
 OPTION_FIELDS = tuple(EditOptions.model_fields)
+
+EditOptionsPatch = options_patch_model()
+"""`EditOptions` fields a caller wants to change; absent ones keep the server's defaults."""
 
 
 def parse_options(
@@ -286,59 +279,40 @@ def render_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def default_options(components: Any, settings: Any = None) -> EditOptions:
-    """The facade's defaults: the components' inpainter and attempt budget."""
-    values: dict[str, Any] = {}
-    name = _inpainter_name(components)
-    if name in ("brushnet", "opencv"):
-        values["inpainter"] = name
-    attempts = getattr(getattr(components, "settings", None), "max_attempts", None)
-    if attempts is None and settings is not None:
-        attempts = getattr(settings, "max_attempts", None)
-    if isinstance(attempts, int):
-        values["max_attempts"] = attempts
-    return EditOptions(**values)
+def default_options(components: Components, settings: Settings | None = None) -> EditOptions:
+    """The facade's defaults (`EditSession.default_options`): the components' inpainter and
+    attempt budget. `settings` is accepted for callers that pass it; the components decide."""
+    return EditSession.open(components).default_options()
 
 
-def _inpainter_name(components: Any) -> str | None:
-    graph_settings = getattr(components, "settings", None)
-    name = getattr(graph_settings, "inpainter", None)
-    return name if isinstance(name, str) else None
-
-
-def inpainter_names(components: Any) -> list[str]:
-    """Inpainters the components can build, default first."""
-    names = list(getattr(components, "inpainters", None) or ())
-    default = _inpainter_name(components)
+def inpainter_names(components: Components) -> list[str]:
+    """Inpainters the components can build, default first; the registry's when none are set."""
+    names = list(components.inpainters) or list(INPAINTER_NAMES)
+    default = components.settings.inpainter
     if default in names:
         names.remove(default)
         names.insert(0, default)
-    return names or ["brushnet", "opencv"]
+    return names
 
 
-def session_exists(components: Any, session_id: str) -> bool:
+# --------------------------------------------------------------------------- sessions and turns
+
+
+def session_exists(components: Components, session_id: str) -> bool:
     """Whether a session id is known (sessions persist in the trace store across restarts)."""
-    traces = getattr(components, "traces", None)
-    if traces is None or not hasattr(traces, "has_session"):
-        return True
-    return bool(traces.has_session(session_id))
+    return bool(components.traces.has_session(session_id))
 
 
-def new_session(open_session: SessionOpener, components: Any) -> SessionLike:
+def new_session(open_session: SessionOpener, components: Components) -> EditSession:
     """Open a fresh session and make sure it is recorded, so later lookups find it."""
     session = open_session(components, None)
-    traces = getattr(components, "traces", None)
-    recorded = traces is not None and hasattr(traces, "touch_session")
-    if recorded and not traces.has_session(session.id):
-        traces.touch_session(session.id)
+    if not components.traces.has_session(session.id):
+        components.traces.touch_session(session.id)
     return session
 
 
-# --------------------------------------------------------------------------- turns and traces
-
-
 class TurnOut(BaseModel):
-    """One turn of a session, as every interface shows it (mirrors `graphs.session.Turn`)."""
+    """One turn of a session, as every interface shows it (`graphs.session.Turn`)."""
 
     turn: int
     instruction: str = ""
@@ -352,70 +326,25 @@ class TurnOut(BaseModel):
     reason: str | None = None
 
 
-def turn_out(turn: Any) -> TurnOut:
-    """Normalise whatever the facade returns for a turn (model, dataclass or dict)."""
-    if isinstance(turn, BaseModel):
-        data = turn.model_dump(mode="json")
-    elif isinstance(turn, dict):
-        data = dict(turn)
-    elif hasattr(turn, "__dict__"):
-        data = dict(vars(turn))
-    else:
-        data = {"turn": int(turn)}
-    if "image" not in data:
-        data["image"] = data.get("result")
-    return TurnOut.model_validate({k: data[k] for k in TurnOut.model_fields if k in data})
+def turn_out(turn: Turn) -> TurnOut:
+    """A facade `Turn` as the interfaces' `TurnOut`."""
+    return TurnOut.model_validate(turn.model_dump())
 
 
-def jsonable(value: Any) -> Any:
-    """Make a trace event or summary safe for JSON (hashes stay strings, objects become dicts)."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    return str(value)
-
-
-def last_image(session: SessionLike) -> str | None:
+def last_image(session: EditSession) -> str | None:
     """The image the next edit continues from (the facade's `current_image`)."""
-    current = getattr(session, "current_image", None)
-    if current is not None or hasattr(type(session), "current_image"):
-        return current
-    for turn in reversed([turn_out(t) for t in session.turns()]):
-        if not turn.undone and turn.status == "done" and turn.image and (
-            turn.accepted or turn.kept
-        ):
-            return turn.image
-    return None
+    return session.current_image
+
+
+SUMMARY_FIELDS = frozenset({
+    "session_id", "turn", "image", "source_image", "mask", "candidates", "accepted",
+    "attempts", "reason", "planner", "inpainter", "caption", "plan", "metrics",
+})
 
 
 def summary(result: EditResult) -> dict[str, Any]:
     """A compact JSON description of a result for agents (hashes, plan, planner path)."""
-    return {
-        "session_id": result.session_id,
-        "turn": result.turn,
-        "image": result.image,
-        "source_image": result.source_image,
-        "mask": result.mask,
-        "candidates": list(result.candidates),
-        "accepted": result.accepted,
-        "attempts": result.attempts,
-        "reason": result.reason,
-        "planner": result.planner,
-        "inpainter": result.inpainter,
-        "caption": result.caption,
-        "plan": result.plan.model_dump(mode="json"),
-        "metrics": dict(result.metrics),
-    }
+    return result.model_dump(mode="json", include=set(SUMMARY_FIELDS))
 
 
 # --------------------------------------------------------------------------- planning only
@@ -430,7 +359,7 @@ class PlanOut(BaseModel):
 
 
 def plan_only(
-    components: Any, image: Image.Image, instruction: str, *, mask: Any = None
+    components: Components, image: Image.Image, instruction: str, *, mask: Any = None
 ) -> tuple[EditPlan, np.ndarray | None, str, str]:
     """Plan an edit and propose its mask without inpainting, through the graph itself.
 
@@ -438,69 +367,12 @@ def plan_only(
     the trace records the planning); returns the plan, the mask, the planner path that ran and
     the session id.
     """
-    from graphs.session import EditSession
-
     session = EditSession.open(components)
     planned = session.plan(image, instruction, mask=mask)
     return planned.plan, components.store.get_mask(planned.mask), planned.planner, session.id
 
 
 # --------------------------------------------------------------------------- one edit, any caller
-
-
-class EditOptionsPatch(BaseModel):
-    """`EditOptions` fields a caller wants to change; absent ones keep the server's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int | None = Field(default=None, ge=0, description="Random seed.")
-    steps: int | None = Field(default=None, ge=1, le=200, description="Diffusion steps.")
-    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
-    conditioning_scale: float | None = Field(
-        default=None, ge=0.0, le=10.0, description="BrushNet conditioning scale."
-    )
-    samples: int | None = Field(default=None, ge=1, le=8, description="Candidates per attempt.")
-    blending: bool | None = Field(default=None, description="Blend the result into the source.")
-    max_attempts: int | None = Field(default=None, ge=1, le=10, description="Verifier attempts.")
-    inpainter: InpainterName | None = Field(default=None, description="brushnet or opencv.")
-    negative_prompt: str | None = None
-
-    def values(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-
-MAX_BASE64_CHARS = 36_000_000
-"""About 25 MB decoded: the same ceiling as the HTTP API's body limit."""
-
-
-def decode_base64(value: str, what: str = "image") -> bytes:
-    """Bytes from plain or `data:image/...;base64,` text, refusing anything malformed."""
-    text = (value or "").strip()
-    if text.startswith("data:"):
-        _, _, text = text.partition(",")
-    if len(text) > MAX_BASE64_CHARS:
-        raise InvalidImageError(
-            f"`{what}` is {len(text):,} base64 characters, over the limit of {MAX_BASE64_CHARS:,}"
-        )
-    try:
-        data = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequestError(f"`{what}` is not valid base64 ({exc})") from None
-    if not data:
-        raise InvalidRequestError(f"`{what}` is empty")
-    return data
-
-
-def png_bytes(image: Any) -> bytes:
-    """Encode a PIL image or a mask array as PNG."""
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass
@@ -519,15 +391,15 @@ class PreparedEdit:
 
 
 def prepare_edit(
-    components: Any,
+    components: Components,
     open_session: SessionOpener,
     *,
     instruction: str,
     image: bytes | str | Image.Image | None = None,
     mask: bytes | str | np.ndarray | None = None,
-    options: EditOptionsPatch | dict[str, Any] | None = None,
+    options: BaseModel | dict[str, Any] | None = None,
     session_id: str | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     caption: str | None = None,
 ) -> PreparedEdit:
@@ -537,55 +409,60 @@ def prepare_edit(
     session's last kept result. `mask`: bytes, an artifact hash, an array, or None.
     """
     text = check_instruction(instruction)
-    caption = " ".join(caption.split()) if caption else None
-    if caption and len(caption) > MAX_CAPTION_CHARS:
-        raise InvalidRequestError(
-            f"the caption is {len(caption)} characters; at most {MAX_CAPTION_CHARS} are accepted"
-        )
-    if isinstance(options, EditOptionsPatch):
-        options = options.values()
-    opts = parse_options(options, defaults=default_options(components, settings))
+    caption = _check_caption(caption)
+    if isinstance(options, BaseModel):
+        options = options.model_dump(exclude_none=True)
+    opts = parse_options(options, defaults=default_options(components))
     if session_id is not None:
         check_session_id(session_id)
         if not session_exists(components, session_id):
             raise NotFoundError(f"no session {session_id!r}")
-    source: Any
+    source, size = _source(components, open_session, image, session_id, max_pixels)
+    if isinstance(mask, str):
+        mask = artifact_path(components, check_hash(mask, "mask")).read_bytes()
+    if isinstance(mask, (bytes, bytearray)):
+        mask = decode_mask(bytes(mask), size)
+    elif mask is not None:
+        mask = check_mask(mask, size)
+    return PreparedEdit(text, source, size, mask, opts, session_id, caption)
+
+
+def _check_caption(caption: str | None) -> str | None:
+    text = " ".join(caption.split()) if caption else None
+    if text and len(text) > MAX_CAPTION_CHARS:
+        raise InvalidRequestError(
+            f"the caption is {len(text)} characters; at most {MAX_CAPTION_CHARS} are accepted"
+        )
+    return text or None
+
+
+def _source(
+    components: Components, open_session: SessionOpener, image: Any, session_id: str | None,
+    max_pixels: int,
+) -> tuple[Any, tuple[int, int]]:
+    """The image an edit starts from (a PIL image or a stored hash) and its (W, H)."""
     if image is None:
         if session_id is None:
             raise InvalidRequestError("send an image (or a session id to continue from)")
-        source = last_image(open_session(components, session_id))
-        if source is None:
+        image = last_image(open_session(components, session_id))
+        if image is None:
             raise InvalidRequestError(
                 f"session {session_id!r} has no result to continue from; send an `image`"
             )
-    elif isinstance(image, (bytes, bytearray)):
-        source = decode_image(bytes(image), max_pixels=max_pixels)
-    elif isinstance(image, str):
-        source = check_hash(image, "image")
-        artifact_path(components, source)
-    else:
-        source = image.convert("RGB")
-    if isinstance(source, str):
-        with _pil_open(artifact_path(components, source)) as stored:
-            size = stored.size
-    else:
-        size = source.size
-    user_mask = None
-    if isinstance(mask, (bytes, bytearray)):
-        user_mask = decode_mask(bytes(mask), size)
-    elif isinstance(mask, str):
-        user_mask = decode_mask(artifact_path(components, check_hash(mask, "mask")).read_bytes(), size)
-    elif mask is not None:
-        from tools.masks import as_mask, check_mask
+    if isinstance(image, (bytes, bytearray)):
+        image = decode_image(bytes(image), max_pixels=max_pixels)
+    if isinstance(image, str):
+        from PIL import Image
 
-        user_mask = check_mask(as_mask(mask), size)
-        if not user_mask.any():
-            raise InvalidMaskError("the mask is empty: paint the area to edit, or send no mask")
-    return PreparedEdit(text, source, size, user_mask, opts, session_id, caption or None)
+        digest = check_hash(image, "image")
+        with Image.open(artifact_path(components, digest)) as stored:
+            return digest, stored.size
+    image = image.convert("RGB")
+    return image, image.size
 
 
 def run_prepared(
-    components: Any,
+    components: Components,
     open_session: SessionOpener,
     prepared: PreparedEdit,
     on_event: EventCallback | None = None,
@@ -603,9 +480,3 @@ def run_prepared(
         caption=prepared.caption,
         on_event=on_event,
     )
-
-
-def _pil_open(path: Path) -> Any:
-    from PIL import Image
-
-    return Image.open(path)

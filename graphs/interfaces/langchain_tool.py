@@ -24,6 +24,7 @@ from graphs.interfaces.common import (
 )
 from tools.errors import InvalidImageError
 from tools.images import DEFAULT_MAX_PIXELS
+from tools.types import MAX_INSTRUCTION_CHARS
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -40,7 +41,9 @@ TOOL_DESCRIPTION = (
 class EditImageArgs(BaseModel):
     """What the model fills in to call the tool."""
 
-    instruction: str = Field(min_length=1, max_length=2000, description="What to change.")
+    instruction: str = Field(
+        min_length=1, max_length=MAX_INSTRUCTION_CHARS, description="What to change."
+    )
     image: str | None = Field(
         default=None,
         description="Path to an image file, or the sha256 hash of an earlier result. Omit to "

@@ -14,11 +14,13 @@ parameters (never CLI flags), including the arguments the SDK validates against 
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError
 
 from graphs.interfaces.common import (
     ComponentsFactory,
@@ -48,7 +50,7 @@ from tools.errors import (
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
-from tools.types import EditOptions, EditPlan
+from tools.types import EditOptions, EditPlan, field_bounds, options_patch_model
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -84,11 +86,7 @@ def artifact_ref(value: str, what: str) -> str:
 
 
 def _bounds(info: Any) -> str:
-    limits = {}
-    for item in info.metadata:
-        for key in ("ge", "gt", "le", "lt"):
-            if getattr(item, key, None) is not None:
-                limits[key] = getattr(item, key)
+    limits = field_bounds(info)
     low = limits.get("ge", limits.get("gt"))
     high = limits.get("le", limits.get("lt"))
     if low is not None and high is not None:
@@ -110,28 +108,8 @@ def _option_description(name: str, info: Any) -> str:
     return f"{text}. Default: {json.dumps(info.default)}."
 
 
-def options_patch_model() -> type[BaseModel]:
-    """`EditOptions` with every field optional: the same types, bounds and descriptions.
-
-    Derived, never copied, so a bound or description added to `EditOptions` reaches the MCP
-    schema (and the SDK's own argument check) unchanged.
-    """
-    fields: dict[str, Any] = {}
-    for name, info in EditOptions.model_fields.items():
-        typed = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        fields[name] = (
-            typed | None,
-            Field(default=None, description=_option_description(name, info)),
-        )
-    return create_model(
-        "EditOptionsPatch",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="Options to change for this edit; absent ones keep the server's defaults.",
-        **fields,
-    )
-
-
-OptionsPatch = options_patch_model()
+OptionsPatch = options_patch_model(_option_description)
+"""`EditOptions` with every field optional, described with its default (derived, never copied)."""
 
 ImageB64 = Annotated[
     str | None,
@@ -333,24 +311,93 @@ def create_mcp_server(
         roots: folders whose files `image_path`/`mask_path` may name.
         client_roots: also allow the MCP roots the client shares (when it supports roots).
     """
-    import anyio.from_thread
-    import anyio.to_thread
-    from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
-    from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-    from mcp_types import (
-        CallToolResult,
-        ImageContent,
-        ListRootsResult,
-        ResourceLink,
-        TextContent,
-        ToolAnnotations,
-    )
-
-    lazy = LazyComponents(components_factory)
-    opener = session_opener or default_session_opener
     configured = list(roots) if roots is not None else parse_root_list(
         getattr(settings, "mcp_roots", None)
     )
+    deps = _ToolDeps(
+        lazy=LazyComponents(components_factory),
+        opener=session_opener or default_session_opener,
+        settings=settings, max_pixels=max_pixels, configured=configured,
+        client_roots=client_roots,
+    )
+    server = _server_class()(
+        name="brushedit", instructions=SERVER_INSTRUCTIONS, version=_version()
+    )
+    _add_edit_image(server, deps)
+    _add_plan_edit(server, deps)
+    _add_get_trace(server, deps)
+    _add_artifact_resource(server, deps)
+    return server
+
+
+@dataclass
+class _ToolDeps:
+    """What the tools share: the components, how sessions open, the limits and the roots."""
+
+    lazy: LazyComponents
+    opener: SessionOpener
+    settings: Any
+    max_pixels: int
+    configured: list[Any]
+    client_roots: bool
+
+    def roots_parameter(self) -> Any:
+        """The `listed_roots` parameter type: the client's MCP roots, asked for only when a
+        path was given and the client has roots."""
+        from mcp.server.mcpserver import Context, ListRoots, Resolve
+        from mcp_types import ListRootsResult
+
+        client_roots = self.client_roots
+
+        def shared_roots(
+            ctx: Context, image_path: str | None = None, mask_path: str | None = None
+        ) -> ListRoots | None:
+            """Ask the client for its MCP roots, only when a path was given and it has roots."""
+            if not client_roots or (image_path is None and mask_path is None):
+                return None
+            capabilities = ctx.client_capabilities
+            if capabilities is None or capabilities.roots is None:
+                return None
+            return ListRoots()
+
+        return Annotated[ListRootsResult | None, Resolve(shared_roots)]
+
+    def allowed_roots(self, listed: Any) -> FileRoots:
+        folders: list[Any] = list(self.configured)
+        for item in listed.roots if listed is not None else ():
+            path = path_from_uri(str(item.uri))
+            if path is not None:
+                folders.append(path)
+        return FileRoots(folders)
+
+    async def read_input(
+        self, listed: Any, what: str, data: str | None, path: str | None, ref: str | None,
+    ) -> bytes | str | None:
+        """Bytes (base64 or a file in the roots), a hash, or None when nothing was given."""
+        import anyio.to_thread
+
+        given = [name for name, value in
+                 ((what, data), (f"{what}_path", path), (f"{what}_hash", ref)) if value is not None]
+        if len(given) > 1:
+            names = " and ".join(f"`{n}`" for n in given)
+            raise InvalidRequestError(
+                f"send one of `{what}`, `{what}_path` or `{what}_hash`, not {names}"
+            )
+        if data is not None:
+            return decode_base64(data, what)
+        if path is not None:
+            allowed = self.allowed_roots(listed)
+            return await anyio.to_thread.run_sync(lambda: allowed.read(path, f"{what}_path"))
+        if ref is not None:
+            return artifact_ref(ref, f"{what}_hash")
+        return None
+
+
+@cache
+def _server_class() -> type:
+    """`MCPServer` answering the arguments its schema refuses in sentences (imported lazily)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
     class BrushEditMCPServer(MCPServer):
         """Arguments the schema refuses are answered in sentences, not pydantic's dump."""
@@ -378,65 +425,60 @@ def create_mcp_server(
                     ) from cause
                 raise
 
-    server = BrushEditMCPServer(
-        name="brushedit", instructions=SERVER_INSTRUCTIONS, version=_version()
-    )
+    return BrushEditMCPServer
 
-    def image_content(data: bytes) -> ImageContent:
-        import base64
 
-        return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/png")
+def _image_content(data: bytes) -> Any:
+    import base64
 
-    def link(digest: str, name: str, description: str) -> ResourceLink:
-        return ResourceLink(type="resource_link", uri=artifact_uri(digest), name=name,
-                            description=description, mime_type="image/png")
+    from mcp_types import ImageContent
 
-    def as_tool_error(exc: BaseException) -> ToolError:
-        if not isinstance(exc, BrushEditError):
-            logger.exception("MCP tool failed unexpectedly", exc_info=exc)
-        return ToolError(_error_text(exc))
+    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/png")
 
-    def shared_roots(
-        ctx: Context, image_path: str | None = None, mask_path: str | None = None
-    ) -> ListRoots | None:
-        """Ask the client for its MCP roots, only when a path was given and it has roots."""
-        if not client_roots or (image_path is None and mask_path is None):
-            return None
-        capabilities = ctx.client_capabilities
-        if capabilities is None or capabilities.roots is None:
-            return None
-        return ListRoots()
 
-    ClientRoots = Annotated[ListRootsResult | None, Resolve(shared_roots)]
+def _link(digest: str, name: str, description: str) -> Any:
+    from mcp_types import ResourceLink
 
-    def allowed_roots(listed: ListRootsResult | None) -> FileRoots:
-        folders: list[Any] = list(configured)
-        for item in listed.roots if listed is not None else ():
-            path = path_from_uri(str(item.uri))
-            if path is not None:
-                folders.append(path)
-        return FileRoots(folders)
+    return ResourceLink(type="resource_link", uri=artifact_uri(digest), name=name,
+                        description=description, mime_type="image/png")
 
-    async def read_input(
-        listed: ListRootsResult | None, what: str, data: str | None, path: str | None,
-        ref: str | None,
-    ) -> bytes | str | None:
-        """Bytes (base64 or a file in the roots), a hash, or None when nothing was given."""
-        given = [name for name, value in
-                 ((what, data), (f"{what}_path", path), (f"{what}_hash", ref)) if value is not None]
-        if len(given) > 1:
-            names = " and ".join(f"`{n}`" for n in given)
-            raise InvalidRequestError(
-                f"send one of `{what}`, `{what}_path` or `{what}_hash`, not {names}"
-            )
-        if data is not None:
-            return decode_base64(data, what)
-        if path is not None:
-            allowed = allowed_roots(listed)
-            return await anyio.to_thread.run_sync(lambda: allowed.read(path, f"{what}_path"))
-        if ref is not None:
-            return artifact_ref(ref, f"{what}_hash")
-        return None
+
+def _tool_error(exc: BaseException) -> Exception:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    if not isinstance(exc, BrushEditError):
+        logger.exception("MCP tool failed unexpectedly", exc_info=exc)
+    return ToolError(_error_text(exc))
+
+
+def _progress_reporter(ctx: Any) -> Callable[[dict[str, Any]], None]:
+    """An `on_event` callback (run in a worker thread) reporting steps as MCP progress."""
+    import anyio.from_thread
+
+    steps = {"n": 0}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("type") == "node" and event.get("status") == "start":
+            steps["n"] += 1
+            message = f"{event.get('node')}"
+        elif event.get("type") == "progress":
+            message = f"step {event.get('step')}/{event.get('total')}"
+        else:
+            return
+        try:
+            anyio.from_thread.run(ctx.report_progress, steps["n"], None, message)
+        except Exception:
+            logger.debug("progress report failed", exc_info=True)
+
+    return on_event
+
+
+def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
+    import anyio.to_thread
+    from mcp.server.mcpserver import Context
+    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+
+    ClientRoots = deps.roots_parameter()
 
     @server.tool(
         description=(
@@ -481,39 +523,25 @@ def create_mcp_server(
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, EditOut]:
         try:
-            source = await read_input(listed_roots, "image", image, image_path, image_hash)
+            source = await deps.read_input(listed_roots, "image", image, image_path, image_hash)
             if source is None and session_id is None:
                 raise InvalidRequestError(
                     "send the image as `image`, `image_path` or `image_hash`, or a `session_id` "
                     "to continue from its latest result"
                 )
-            user_mask = await read_input(listed_roots, "mask", mask, mask_path, mask_hash)
+            user_mask = await deps.read_input(listed_roots, "mask", mask, mask_path, mask_hash)
             patch = options.model_dump(exclude_none=True) if options is not None else None
-            components = await anyio.to_thread.run_sync(lazy.get)
+            components = await anyio.to_thread.run_sync(deps.lazy.get)
             prepared = await anyio.to_thread.run_sync(
                 lambda: prepare_edit(
-                    components, opener, instruction=instruction, image=source, mask=user_mask,
-                    options=patch, session_id=session_id, settings=settings,
-                    max_pixels=max_pixels, caption=caption,
+                    components, deps.opener, instruction=instruction, image=source, mask=user_mask,
+                    options=patch, session_id=session_id, settings=deps.settings,
+                    max_pixels=deps.max_pixels, caption=caption,
                 )
             )
-            steps = {"n": 0}
-
-            def on_event(event: dict[str, Any]) -> None:
-                if event.get("type") == "node" and event.get("status") == "start":
-                    steps["n"] += 1
-                    message = f"{event.get('node')}"
-                elif event.get("type") == "progress":
-                    message = f"step {event.get('step')}/{event.get('total')}"
-                else:
-                    return
-                try:
-                    anyio.from_thread.run(ctx.report_progress, steps["n"], None, message)
-                except Exception:
-                    logger.debug("progress report failed", exc_info=True)
-
+            on_event = _progress_reporter(ctx)
             result = await anyio.to_thread.run_sync(
-                lambda: run_prepared(components, opener, prepared, on_event)
+                lambda: run_prepared(components, deps.opener, prepared, on_event)
             )
             data = None
             if include_image:
@@ -521,17 +549,24 @@ def create_mcp_server(
                     lambda: png_bytes(load_artifact(components, result.image))
                 )
         except Exception as exc:
-            raise as_tool_error(exc) from exc
+            raise _tool_error(exc) from exc
         info = summary(result)
         info["image_uri"] = artifact_uri(result.image)
         info["mask_uri"] = artifact_uri(result.mask) if result.mask else None
-        content: list[Any] = [link(result.image, "result", "The edited image.")]
+        content: list[Any] = [_link(result.image, "result", "The edited image.")]
         if result.mask:
-            content.append(link(result.mask, "mask", "The mask that was edited."))
+            content.append(_link(result.mask, "mask", "The mask that was edited."))
         if data is not None:
-            content.insert(0, image_content(data))
+            content.insert(0, _image_content(data))
         content.append(TextContent(type="text", text=json.dumps(info)))
         return CallToolResult(content=content, structured_content=info)
+
+
+def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
+    import anyio.to_thread
+    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+
+    ClientRoots = deps.roots_parameter()
 
     @server.tool(
         description=(
@@ -558,14 +593,14 @@ def create_mcp_server(
             text = check_instruction(instruction)
             if image is None and image_path is None and image_hash is None:
                 raise InvalidRequestError("send the image as `image`, `image_path` or `image_hash`")
-            source = await read_input(listed_roots, "image", image, image_path, image_hash)
-            user_mask = await read_input(listed_roots, "mask", mask, mask_path, mask_hash)
-            components = await anyio.to_thread.run_sync(lazy.get)
+            source = await deps.read_input(listed_roots, "image", image, image_path, image_hash)
+            user_mask = await deps.read_input(listed_roots, "mask", mask, mask_path, mask_hash)
+            components = await anyio.to_thread.run_sync(deps.lazy.get)
 
             def work() -> tuple[Any, Any, str | None, str, str]:
                 prepared = prepare_edit(
-                    components, opener, instruction=text, image=source, mask=user_mask,
-                    settings=settings, max_pixels=max_pixels,
+                    components, deps.opener, instruction=text, image=source, mask=user_mask,
+                    settings=deps.settings, max_pixels=deps.max_pixels,
                 )
                 picture = prepared.source
                 if isinstance(picture, str):
@@ -578,15 +613,20 @@ def create_mcp_server(
 
             plan, proposed, digest, planner, session_id = await anyio.to_thread.run_sync(work)
         except Exception as exc:
-            raise as_tool_error(exc) from exc
+            raise _tool_error(exc) from exc
         info = {"plan": plan.model_dump(mode="json"), "mask": digest,
                 "mask_uri": artifact_uri(digest) if digest else None, "planner": planner,
                 "session_id": session_id}
         content: list[Any] = [TextContent(type="text", text=json.dumps(info))]
         if proposed is not None and digest is not None:
-            content[:0] = [image_content(png_bytes(proposed)),
-                           link(digest, "mask", "The proposed mask.")]
+            content[:0] = [_image_content(png_bytes(proposed)),
+                           _link(digest, "mask", "The proposed mask.")]
         return CallToolResult(content=content, structured_content=info)
+
+
+def _add_get_trace(server: Any, deps: _ToolDeps) -> None:
+    import anyio.to_thread
+    from mcp_types import CallToolResult, TextContent, ToolAnnotations
 
     @server.tool(
         description=(
@@ -605,20 +645,25 @@ def create_mcp_server(
     ) -> Annotated[CallToolResult, TraceOut]:
         try:
             check_session_id(session_id)
-            components = await anyio.to_thread.run_sync(lazy.get)
+            components = await anyio.to_thread.run_sync(deps.lazy.get)
 
             def work() -> list[Any]:
                 if not session_exists(components, session_id):
                     raise NotFoundError(f"no session {session_id!r}")
-                return jsonable(opener(components, session_id).trace())
+                return jsonable(deps.opener(components, session_id).trace())
 
             events = await anyio.to_thread.run_sync(work)
         except Exception as exc:
-            raise as_tool_error(exc) from exc
+            raise _tool_error(exc) from exc
         info = {"session_id": session_id, "events": events}
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(info))], structured_content=info
         )
+
+
+def _add_artifact_resource(server: Any, deps: _ToolDeps) -> None:
+    import anyio.to_thread
+    from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
     @server.resource(
         ARTIFACT_URI_TEMPLATE,
@@ -634,7 +679,7 @@ def create_mcp_server(
 
             try:
                 check_hash(digest, "hash")
-                stored = load_artifact(lazy.get(), digest)
+                stored = load_artifact(deps.lazy.get(), digest)
             except (BrushEditError, OSError) as exc:
                 raise ResourceNotFoundError(f"no artifact {digest[:80]!r}: {exc}") from None
             if content_hash(stored) != digest:
@@ -644,8 +689,6 @@ def create_mcp_server(
             return png_bytes(stored)
 
         return await anyio.to_thread.run_sync(work)
-
-    return server
 
 
 def run_mcp(

@@ -1,0 +1,207 @@
+"""Every surface lists the registry's backend names and `EditOptions`' bounds, never its own.
+
+The CLI's choices and flag ranges, the HTTP API's OpenAPI document, the MCP tool schemas and the
+evals commands are all read back here and compared with `tools.registry` and `EditOptions`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import Any, Literal, get_args, get_origin
+
+import pytest
+import typer
+
+from tools.registry import INPAINTER_NAMES, SEGMENTER_NAMES
+from tools.types import EditOptions, field_bounds
+
+NUMERIC = {name for name, info in EditOptions.model_fields.items()
+           if info.annotation in (int, float)}
+KNOWN_NAMES = set(INPAINTER_NAMES) | set(SEGMENTER_NAMES)
+
+
+def schemas(node: Any, name: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (property name, JSON schema) pair in a JSON-schema-like document."""
+    if isinstance(node, dict):
+        yield name, node
+        for key, value in node.items():
+            inner = key if key not in ("anyOf", "oneOf", "allOf", "items", "schema") else name
+            if key in ("properties", "$defs", "definitions", "schemas"):
+                for child, sub in (value or {}).items():
+                    yield from schemas(sub, child)
+            else:
+                yield from schemas(value, inner)
+    elif isinstance(node, list):
+        for item in node:
+            yield from schemas(item, name)
+
+
+def check_document(document: Any) -> tuple[int, int]:
+    """Assert every enum naming a backend and every bound on an option field; count them."""
+    enums = bounds = 0
+    for name, schema in schemas(document):
+        values = schema.get("enum")
+        if isinstance(values, list) and KNOWN_NAMES & set(map(str, values)):
+            assert tuple(values) in (INPAINTER_NAMES, SEGMENTER_NAMES), (name, values)
+            enums += 1
+        if name in NUMERIC and ("minimum" in schema or "maximum" in schema):
+            expected = field_bounds(EditOptions.model_fields[name])
+            assert schema.get("minimum") == expected.get("ge"), (name, schema)
+            assert schema.get("maximum") == expected.get("le"), (name, schema)
+            bounds += 1
+    return enums, bounds
+
+
+def test_the_http_api_document_matches_the_registry_and_options(offline_factory):
+    from fastapi.testclient import TestClient
+
+    from graphs.interfaces.api import create_app
+
+    with TestClient(create_app(offline_factory)) as client:
+        spec = client.get("/openapi.json").json()
+    enums, bounds = check_document(spec)
+    assert enums >= 1 and bounds >= len(NUMERIC)
+
+
+def test_the_mcp_tool_schemas_match_the_registry_and_options(offline_factory):
+    mcp = pytest.importorskip("mcp")
+    import anyio
+
+    from graphs.interfaces.mcp_server import create_mcp_server
+
+    async def tools() -> list[Any]:
+        async with mcp.Client(create_mcp_server(offline_factory)) as client:
+            return (await client.list_tools()).tools
+
+    listed = anyio.run(tools)
+    enums, bounds = check_document([tool.input_schema for tool in listed])
+    assert enums >= 1 and bounds >= len(NUMERIC)
+
+
+def click_commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    yield prefix, group
+    for name, command in getattr(group, "commands", {}).items():
+        yield from click_commands(command, f"{prefix} {name}".strip())
+
+
+def choice_values(annotation: Any) -> tuple[str, ...]:
+    """The choices a typer parameter offers: an enum's values or a Literal's arguments."""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return tuple(str(member.value) for member in annotation)
+    if get_origin(annotation) is Literal:
+        return tuple(map(str, get_args(annotation)))
+    return ()
+
+
+def test_every_cli_flag_takes_the_registry_names_and_the_option_bounds():
+    from graphs.cli import _load_plugins, app
+
+    _load_plugins(app)
+    root = typer.main.get_command(app)
+    flags = {"--seed": "seed", "--steps": "steps", "--samples": "samples",
+             "--guidance": "guidance_scale", "--guidance-scale": "guidance_scale",
+             "--conditioning": "conditioning_scale",
+             "--max-attempts": "max_attempts"}
+    choices = ranges = 0
+    for path, command in click_commands(root):
+        for param in getattr(command, "params", []):
+            named = choice_values(param.type_descriptor.annotation)
+            if KNOWN_NAMES & set(named):
+                assert named in (INPAINTER_NAMES, SEGMENTER_NAMES), (path, param.opts)
+                choices += 1
+            field = next((flags[o] for o in param.opts if o in flags), None)
+            if field:
+                expected = field_bounds(EditOptions.model_fields[field])
+                assert (param.min, param.max) == (expected["ge"], expected["le"]), (
+                    path, param.opts)
+                ranges += 1
+    assert choices >= 4  # ui, serve, mcp and the evals commands
+    assert ranges >= len(flags)
+
+
+def test_the_edit_commands_refuse_an_unknown_inpainter_naming_the_registry(tmp_path):
+    from typer.testing import CliRunner
+
+    from graphs.cli import app
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    result = CliRunner().invoke(app, ["edit", str(image), "x", "-o", str(tmp_path / "o.png"),
+                                      "--inpainter", "nope"])
+    assert result.exit_code == 2
+    assert f"must be one of {', '.join(INPAINTER_NAMES)}" in " ".join(result.output.split())
+
+
+LONG = "remove the cat " * 200  # 3,000 characters
+
+
+def test_the_facade_refuses_a_long_instruction_and_every_surface_says_the_same(
+    offline_factory, image_png, tmp_path
+):
+    """Too long is an error naming the limit, from the API, MCP and the CLI alike; never a cut."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from graphs.cli import app
+    from graphs.interfaces.api import create_app
+    from graphs.session import check_instruction
+    from tools.errors import InvalidRequestError
+    from tools.types import MAX_INSTRUCTION_CHARS
+
+    limit = f"the limit is {MAX_INSTRUCTION_CHARS:,}"
+    with pytest.raises(InvalidRequestError, match=limit):
+        check_instruction(LONG)
+    assert check_instruction("x" * MAX_INSTRUCTION_CHARS) == "x" * MAX_INSTRUCTION_CHARS
+    with TestClient(create_app(offline_factory)) as client:
+        session = client.post("/sessions").json()["id"]
+        answer = client.post(f"/sessions/{session}/edits", data={"instruction": LONG},
+                             files={"image": ("in.png", image_png, "image/png")})
+    assert answer.status_code == 422 and limit in answer.json()["error"]["message"]
+
+    mcp = pytest.importorskip("mcp")
+    import anyio
+
+    from graphs.interfaces.mcp_server import create_mcp_server
+
+    async def call() -> Any:
+        async with mcp.Client(create_mcp_server(offline_factory)) as client:
+            return await client.call_tool("edit_image", {"instruction": LONG, "image": "AAAA"})
+
+    result = anyio.run(call)
+    assert result.is_error and limit in result.content[0].text
+
+    image = tmp_path / "in.png"
+    image.write_bytes(image_png)
+    res = CliRunner().invoke(app, ["edit", str(image), LONG, "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 2 and limit in " ".join(res.output.split())
+
+
+def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_path):
+    """Only a lowercase sha256 digest is a hash; a mask of another shape is refused alike."""
+    import numpy as np
+
+    from graphs.artifacts import is_hash
+    from graphs.interfaces.common import decode_mask
+    from graphs.session import check_hash, check_mask
+    from tests.interfaces.conftest import png
+    from tools.errors import InvalidMaskError, InvalidRequestError
+    from tools.images import load_mask
+
+    assert check_hash(" " + "a" * 64 + " ", "image") == "a" * 64
+    for bad in ("A" * 64, "a" * 63, "../" + "a" * 61, None):
+        with pytest.raises(InvalidRequestError, match="the image must be a 64-character"):
+            check_hash(bad, "image")
+    assert not is_hash("a" * 64 + "\n")
+    wide = np.full((32, 64), 255, np.uint8)
+    with pytest.raises(InvalidMaskError) as facade:
+        check_mask(wide, (64, 64))
+    with pytest.raises(InvalidMaskError) as upload:
+        decode_mask(png(wide), (64, 64))
+    path = tmp_path / "wide.png"
+    path.write_bytes(png(wide))
+    with pytest.raises(InvalidMaskError) as cli:
+        load_mask(path, (64, 64), resize=True)
+    assert str(facade.value) == str(upload.value) == str(cli.value)
+    with pytest.raises(InvalidMaskError, match="empty"):
+        decode_mask(png(np.zeros((64, 64), np.uint8)), (64, 64))
