@@ -60,6 +60,13 @@ def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptio
         raise InvalidRequestError(f"invalid edit option ({problems})") from None
 
 
+def cli_message(exc: Exception) -> str:
+    """An expected error as the root command prints it (`graphs.cli.cli_message`)."""
+    from graphs.cli import cli_message as message
+
+    return message(exc)
+
+
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"must be one of {', '.join(allowed)} (got {value!r})",
@@ -188,7 +195,7 @@ def _stdin_review(console: Any) -> Any:
             try:
                 load_mask(Path(answer).expanduser())
             except BrushEditError as exc:
-                console.print(f"Error: {one_line(exc)}", markup=False)
+                console.print(f"Error: {cli_message(exc)}", markup=False)
                 continue
             return {"mask": str(Path(answer).expanduser())}
 
@@ -362,7 +369,7 @@ def chat(
                     source, pending_mask = None, None
                     _summary(console, last, None, session)
             except BrushEditError as exc:
-                console.print(f"Error: {one_line(exc)}", markup=False)
+                console.print(f"Error: {cli_message(exc)}", markup=False)
         if session.turns():
             console.print(f"bye: `brushedit trace show {session.id}`", markup=False)
         else:

@@ -190,9 +190,10 @@ class EditNodes:
     @traced("start")
     def start(self, ctx: NodeContext) -> dict[str, Any]:
         """Check the request and clear what the previous turn left in the thread's state."""
-        from graphs.inputs import import_image, import_mask
+        from graphs.inputs import check_turn_input, import_image, import_mask
 
         state, components = ctx.state, self.components
+        check_turn_input(state)
         instruction = (state.get("instruction") or "").strip()
         if not instruction:
             raise InvalidRequestError("the instruction is empty; say what to change")
@@ -374,23 +375,28 @@ class EditNodes:
             "mask_source": state.get("mask_source"),
             "notes": state.get("mask_notes") or [], "instruction": state["instruction"],
         }
+        from graphs.inputs import MAX_REVIEW_ANSWERS, read_review_answer
+
         decision = interrupt(payload)
+        for asked in range(1, MAX_REVIEW_ANSWERS + 1):
+            try:  # an unusable answer is asked again: it must not leave the thread stuck on it
+                verdict, digest = read_review_answer(store, decision, state["source_image"])
+                break
+            except BrushEditError as exc:
+                if asked == MAX_REVIEW_ANSWERS:
+                    raise InvalidRequestError(f"the mask review got {asked} unusable answers "
+                                              f"(the last: {exc}); the edit is cancelled") from None
+                decision = interrupt({**payload, "error": str(exc), "notes": [
+                    f"the last answer was refused: {exc}", *payload["notes"]]})
         ctx.inputs = {"mask": proposed, "decision": decision}
         ctx.images = {"source": state["source_image"], "proposed_mask": proposed}
-        if not isinstance(decision, dict):
-            raise InvalidRequestError(
-                "a mask review answer must be {'approve': true} or {'mask': <image reference>}"
-            )
-        if decision.get("mask"):
-            from graphs.inputs import import_mask
-
-            digest = import_mask(store, str(decision["mask"]), state["source_image"], 1.0)
+        if verdict == "replaced":
             ctx.history("review", decision="replaced", mask=digest)
             ctx.outputs = {"decision": "replaced"}
             ctx.images["mask"] = digest
             return {"edit_mask": digest, "mask_source": "user-review",
                     "mask_notes": ["mask replaced during review"]}
-        if decision.get("approve"):
+        if verdict == "approved":
             ctx.history("review", decision="approved")
             ctx.outputs = {"decision": "approved"}
             return {}
@@ -663,6 +669,8 @@ def turn_of(state: State, node: str) -> int | None:
     if node != "start":
         return turn
     last = state.get("last_turn")
+    if isinstance(turn, bool) or not isinstance(turn, int) or not 1 <= turn < 2**31:
+        turn = None  # a bad `turn` is refused by `start`; its trace row counts on meanwhile
     if turn is None or (last is not None and turn <= last):
         return (last or 0) + 1
     return turn
