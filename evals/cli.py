@@ -13,6 +13,12 @@ import typer
 
 from graphs.cli import BrushEditGroup
 from tools.registry import INPAINTER_NAMES
+from tools.types import SEED_MAX
+
+_MAX_VARIANTS = 100
+"""`EvalConfig.variants`' maximum (a test keeps them equal; the runner's models stay unimported)."""
+_MAX_WORKERS = 256
+"""`RunOptions.workers`' and `BenchOptions.workers`' maximum."""
 
 app = typer.Typer(
     cls=BrushEditGroup,
@@ -36,8 +42,12 @@ def run(
     perturb: Annotated[
         str, typer.Option(help="Comma list of perturbation families, or `all`.")
     ] = "all",
-    variants: Annotated[int, typer.Option(min=0, help="Variants per family and item.")] = 3,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the perturbations and the edit.")] = 0,
+    variants: Annotated[
+        int, typer.Option(min=0, max=_MAX_VARIANTS, help="Variants per family and item.")
+    ] = 3,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed of the perturbations and the edit.")
+    ] = 0,
     planner: Annotated[
         PlannerChoice, typer.Option(help="Who plans: the rule parser, the VLM, or both.")
     ] = "rules",
@@ -50,7 +60,9 @@ def run(
     ] = "expected",
     max_attempts: Annotated[int, typer.Option(min=1, max=10, help="Verifier attempts.")] = 1,
     steps: Annotated[int, typer.Option(min=1, max=200, help="Diffusion steps (brushnet).")] = 20,
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
+    ] = 1,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -168,12 +180,16 @@ BenchPlanner = Literal["rules", "vlm", "auto"]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")]
 InpainterOption = Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
-WorkersOption = Annotated[int, typer.Option(min=1, help="Local worker processes.")]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
+]
 RayOption = Annotated[
     str | None,
     typer.Option(help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."),
 ]
-SeedOption = Annotated[int, typer.Option(min=0, help="Seed of every edit (the paper: 1234).")]
+SeedOption = Annotated[
+    int, typer.Option(min=0, max=SEED_MAX, help="Seed of every edit (the paper: 1234).")
+]
 StepsOption = Annotated[int, typer.Option(min=1, max=200, help="Diffusion steps (paper: 50).")]
 GuidanceOption = Annotated[float, typer.Option(min=0, max=30, help="Guidance scale (paper: 7.5).")]
 ClipOption = Annotated[
@@ -357,9 +373,9 @@ def _bench_report(out: Path) -> None:
 
 
 def _load_json(path: Path) -> dict:
-    import json
+    from evals.runner import load_json_object
 
-    return json.loads(path.read_text())
+    return load_json_object(path)
 
 
 def _pct(value: float | None) -> str:
