@@ -213,8 +213,8 @@ def _check_mask_size(data: bytes, size: tuple[int, int]) -> None:
     try:
         with Image.open(io.BytesIO(data)) as raw:
             found = raw.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return  # not an image: load_mask says so in its own words
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return  # not an image, or a bomb: load_mask says so in its own words
     if tuple(found) != tuple(size):
         raise InvalidMaskError(
             f"the mask is {found[0]}x{found[1]} but the image is {size[0]}x{size[1]}; "
