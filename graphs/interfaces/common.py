@@ -199,27 +199,10 @@ def decode_mask(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Validate an uploaded mask against its image's (W, H): white (or painted alpha) = edit."""
     from tools.images import load_mask
 
-    _check_mask_size(data, size)
-    mask = load_mask(data, size)
+    mask = load_mask(data, size)  # `fit_mask`'s sentences: the CLI's, for the same mask
     if not mask.any():
         raise InvalidMaskError("the mask is empty: paint (white) the area to edit, or send no mask")
     return mask
-
-
-def _check_mask_size(data: bytes, size: tuple[int, int]) -> None:
-    """A mask of another size is refused as a mask error (never stretched onto the image)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as raw:
-            found = raw.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return  # not an image, or a bomb: load_mask says so in its own words
-    if tuple(found) != tuple(size):
-        raise InvalidMaskError(
-            f"the mask is {found[0]}x{found[1]} but the image is {size[0]}x{size[1]}; "
-            "send a mask of the image's size"
-        )
 
 
 def artifact_path(components: Any, digest: str) -> Path:
