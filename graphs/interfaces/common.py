@@ -213,8 +213,12 @@ def artifact_path(components: Any, digest: str) -> Path:
     except (KeyError, FileNotFoundError, LookupError) as exc:
         raise NotFoundError(f"no artifact {digest}") from exc
     store = components.store
-    if not path.is_file() or (hasattr(store, "has") and not store.has(digest)):
-        raise NotFoundError(f"no artifact {digest}")  # a damaged file counts as missing
+    existed = path.is_file()
+    if not existed or (hasattr(store, "has") and not store.has(digest)):
+        if existed:  # a damaged file counts as missing, and says why
+            raise NotFoundError(f"artifact {digest} is damaged on disk (its pixels no longer match "
+                                "its hash) and was set aside; send the image again")
+        raise NotFoundError(f"no artifact {digest}")
     return path
 
 
