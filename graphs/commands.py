@@ -575,6 +575,7 @@ def trace_export(
     if output is not None:
         from graphs.artifacts import check_output_path
 
+        _refuse_image_name(output, "the export (JSON lines)", ".jsonl")
         output = check_output_path(output, data_dir=_data_dir(), image=False,
                                    what="the export")
     store = _traces()
@@ -603,6 +604,7 @@ def trace_report(
     from graphs.report import write_report
 
     settings = _settings()
+    _refuse_image_name(output, "the report (HTML)", ".html")
     output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),
                                image=False, what="the report")
     store = _traces()
@@ -614,6 +616,19 @@ def trace_report(
     artifacts = ArtifactStore(Path(settings.data_dir).expanduser() / "artifacts")
     path = write_report(output, session_id, events, turns, artifacts)
     typer.echo(f"wrote {plain(path)}")
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm",
+                   ".tga")
+
+
+def _refuse_image_name(output: Path, what: str, suffix: str) -> None:
+    """A text output named like an image would replace a picture (often the edit's input)."""
+    if output.suffix.lower() in _IMAGE_SUFFIXES:
+        raise InvalidRequestError(
+            f"{plain(output)} is named like an image, and writing {what} there would replace it; "
+            f"give a {suffix} file name"
+        )
 
 
 def register(app: typer.Typer) -> None:
