@@ -55,6 +55,10 @@ def base_family(base: str, local_files_only: bool = False) -> Family:
         BrushNetLoadError: the base cannot be found or read.
     """
     path = Path(base).expanduser()
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise BrushNetLoadError(
+            f"Base model path {base} is not a regular file or folder (a device, FIFO or socket)."
+        )
     if path.is_file():
         return (
             "sdxl"
@@ -70,8 +74,8 @@ def base_family(base: str, local_files_only: bool = False) -> Family:
                 "folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."
             )
         if unet_config.is_file():
-            return _unet_family(json.loads(unet_config.read_text()))
-        return _index_family(json.loads(index.read_text()))
+            return _unet_family(_read_json(unet_config))
+        return _index_family(_read_json(index))
     if _looks_like_path(base):
         raise BrushNetLoadError(f"Base model path {base} does not exist.")
     from huggingface_hub import hf_hub_download
@@ -90,6 +94,17 @@ def base_family(base: str, local_files_only: bool = False) -> Family:
             f"Could not read the config of the base model {base!r}: {exc}"
         ) from exc
     return _index_family(json.loads(Path(index).read_text()))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A config file as a dict, or a `BrushNetLoadError` naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BrushNetLoadError(f"Could not read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise BrushNetLoadError(f"{path} is not a config (a JSON object), it holds a {type(value).__name__}.")
+    return value
 
 
 def _unet_family(config: dict[str, Any]) -> Family:

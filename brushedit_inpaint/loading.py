@@ -219,6 +219,10 @@ def _read_brushnet_config(
 ) -> tuple[str, str | None, dict[str, Any]]:
     """Locate the BrushNet and read its config: (where, subfolder, config), checked for the 9 input channels."""
     path = Path(brushnet).expanduser()
+    if path.exists() and not path.is_dir():
+        raise BrushNetLoadError(
+            f"BrushNet path {brushnet} is not a folder; pass the folder holding config.json and the weights."
+        )
     if path.exists():
         path, subfolder = _find_brushnet_folder(path, subfolder)
         brushnet = str(path)
@@ -231,6 +235,10 @@ def _read_brushnet_config(
         )
     except (OSError, ValueError) as exc:
         raise BrushNetLoadError(f"Could not read the BrushNet config of {source}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise BrushNetLoadError(
+            f"The BrushNet config of {source} is not a JSON object (it holds a {type(config).__name__})."
+        )
     _check_brushnet_config(config, f"BrushNet {source}")
     return brushnet, subfolder, config
 
@@ -251,6 +259,50 @@ def _load_brushnet(
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise BrushNetLoadError(f"Could not load the BrushNet weights of {source}: {exc}") from exc
+
+
+_DTYPE_NAMES = {
+    "float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+    "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+
+
+def _check_arguments(
+    base: Any, brushnet: Any, subfolder: Any, device: Any, dtype: Any
+) -> tuple[str, str, Any, torch.dtype]:
+    """`load_pipeline`'s arguments, checked before any file is read: one `BrushNetLoadError` each."""
+    names = []
+    for name, value in (("base", base), ("brushnet", brushnet)):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise BrushNetLoadError(
+                f"`{name}` must be a Hub id or a local path (a non-empty str), got {value!r:.80}."
+            )
+        names.append(value)
+    if subfolder is not None and not isinstance(subfolder, str):
+        raise BrushNetLoadError(f"`brushnet_subfolder` must be a str or None, got {subfolder!r:.80}.")
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise BrushNetLoadError(
+            f"`device`={device!r:.80} is not a torch device (e.g. \"cpu\", \"cuda\", \"cuda:1\", \"mps\")."
+        ) from None
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise BrushNetLoadError(f"`device`={device!r} but this torch has no CUDA device; use \"cpu\".")
+    if where.type == "cuda" and where.index is not None and where.index >= torch.cuda.device_count():
+        raise BrushNetLoadError(
+            f"`device`={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible."
+        )
+    if where.type == "mps" and not torch.backends.mps.is_available():
+        raise BrushNetLoadError(f"`device`={device!r} but MPS is not available here; use \"cpu\".")
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
+        dtype = _DTYPE_NAMES[dtype.lower().removeprefix("torch.")]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise BrushNetLoadError(
+            f"`dtype` must be a floating torch dtype (torch.float32, torch.float16, torch.bfloat16), got {dtype!r:.80}."
+        )
+    return names[0], names[1], device, dtype
 
 
 def load_pipeline(
@@ -300,6 +352,7 @@ def load_pipeline(
         BrushNetLoadError: missing files, or a checkpoint that does not fit (wrong family, wrong channels,
             inpainting UNet, different block layout).
     """
+    base, brushnet, device, dtype = _check_arguments(base, brushnet, brushnet_subfolder, device, dtype)
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         local_files_only = True
     if (

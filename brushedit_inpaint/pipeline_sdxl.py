@@ -37,6 +37,8 @@ from .pipeline import StableDiffusionBrushNetPipeline, encode_masked_image
 from .processing import (
     ImageLike,
     blur_blend,
+    callback_updates,
+    check_call_arguments,
     hole_to_known_mask,
     resize_image,
     resize_mask,
@@ -689,6 +691,16 @@ class StableDiffusionXLBrushNetPipeline(
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
         # 1. Check inputs
+        check_call_arguments(
+            num_inference_steps=num_inference_steps,
+            max_steps=int(getattr(self.scheduler.config, "num_train_timesteps", None) or 1000),
+            guidance_scale=guidance_scale, brushnet_conditioning_scale=brushnet_conditioning_scale,
+            num_images_per_prompt=num_images_per_prompt, generator=generator, max_side=max_side,
+            eta=eta, cross_attention_kwargs=cross_attention_kwargs,
+            callback_on_step_end=callback_on_step_end, blending=blending, return_dict=return_dict,
+            prompts={"prompt": prompt, "prompt_2": prompt_2, "negative_prompt": negative_prompt,
+                     "negative_prompt_2": negative_prompt_2},
+        )
         self._guidance_scale = guidance_scale
         self._guidance_rescale = guidance_rescale
         self._clip_skip = clip_skip
@@ -929,7 +941,9 @@ class StableDiffusionXLBrushNetPipeline(
                     callback_kwargs = {}
                     for k in callback_on_step_end_tensor_inputs:
                         callback_kwargs[k] = locals()[k]
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    callback_outputs = callback_updates(
+                        callback_on_step_end(self, i, t, callback_kwargs)
+                    )
                     latents = callback_outputs.pop("latents", latents)
                     prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
                     add_text_embeds = callback_outputs.pop("add_text_embeds", add_text_embeds)

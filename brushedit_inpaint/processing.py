@@ -17,6 +17,90 @@ import torch
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
 
 
+MAX_IMAGES_PER_PROMPT = 64
+"""Most images one call makes per prompt: their latents and activations are held at once."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_call_arguments(
+    *,
+    num_inference_steps: object,
+    max_steps: int,
+    guidance_scale: object,
+    brushnet_conditioning_scale: object,
+    num_images_per_prompt: object,
+    generator: object,
+    max_side: object,
+    eta: object,
+    cross_attention_kwargs: object,
+    callback_on_step_end: object,
+    blending: object,
+    return_dict: object,
+    prompts: dict[str, object],
+) -> None:
+    """The `__call__` arguments both BrushNet pipelines share, checked before any work starts.
+
+    Each problem is one `ValueError` naming the argument, instead of a NaN image, a tensor error
+    from deep inside the UNet, or (for a huge step count) a scheduler allocating gigabytes.
+    """
+    if not _is_count(num_inference_steps) or not 1 <= num_inference_steps <= max_steps:
+        raise ValueError(
+            f"`num_inference_steps` must be an int from 1 to {max_steps} (the scheduler's training "
+            f"steps), got {num_inference_steps!r}."
+        )
+    for name, value in (("guidance_scale", guidance_scale),
+                        ("brushnet_conditioning_scale", brushnet_conditioning_scale),
+                        ("eta", eta)):
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    if not _is_count(num_images_per_prompt) or not 1 <= num_images_per_prompt <= MAX_IMAGES_PER_PROMPT:
+        raise ValueError(
+            f"`num_images_per_prompt` must be an int from 1 to {MAX_IMAGES_PER_PROMPT}, got "
+            f"{num_images_per_prompt!r}."
+        )
+    generators = generator if isinstance(generator, list) else [generator]
+    if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
+        raise ValueError(
+            "`generator` must be a torch.Generator or a list of them, got "
+            f"{type(generator).__name__}."
+        )
+    if not _is_count(max_side) or max_side < 8:
+        raise ValueError(f"`max_side` must be an int >= 8, got {max_side!r}.")
+    if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
+        raise ValueError(
+            f"`cross_attention_kwargs` must be a dict, got {type(cross_attention_kwargs).__name__}."
+        )
+    if callback_on_step_end is not None and not callable(callback_on_step_end):
+        raise ValueError(
+            f"`callback_on_step_end` must be callable, got {type(callback_on_step_end).__name__}."
+        )
+    for name, value in (("blending", blending), ("return_dict", return_dict)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+    for name, value in prompts.items():
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"`{name}` must be a str or a non-empty list of str, got {value!r:.80}.")
+
+
+def callback_updates(outputs: object) -> dict:
+    """What `callback_on_step_end` returned, which must be a dict (possibly empty)."""
+    if not isinstance(outputs, dict):
+        raise ValueError(
+            "`callback_on_step_end` must return a dict of the tensors it changes (or `{}`), got "
+            f"{type(outputs).__name__}."
+        )
+    return outputs
+
+
 def to_float_rgb(image: ImageLike) -> np.ndarray:
     """Return `image` as a float32 `(H, W, 3)` array in [0, 1].
 
@@ -50,11 +134,15 @@ def to_float_rgb(image: ImageLike) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ValueError(f"`image` must be (H, W, 3), got shape {array.shape}.")
     array = array[:, :, :3]
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"`image` is empty, got shape {array.shape}.")
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError("`image` holds NaN or infinite values.")
     if array.min() < 0.0 or array.max() > 1.0:
         raise ValueError(
             f"`image` floats must lie in [0, 1], got range [{array.min():.3f}, {array.max():.3f}]."
@@ -88,6 +176,10 @@ def to_hole_mask(mask: ImageLike) -> np.ndarray:
             array = array.astype(np.float32) / 255.0
         else:
             array = array.astype(np.float32)
+            if array.size == 0:
+                raise ValueError(f"`mask_image` is empty, got shape {np.shape(mask)}.")
+            if not np.isfinite(array).all():
+                raise ValueError("`mask_image` holds NaN or infinite values.")
             if array.min() < 0.0 or array.max() > 1.0:
                 raise ValueError(
                     f"`mask_image` floats must lie in [0, 1], got range [{array.min():.3f}, {array.max():.3f}]."

@@ -33,7 +33,7 @@ from evals.benchmarks import BenchItem, Benchmark, load_brushbench, load_pie_ben
 from evals.runner import RESULTS, ResultLog, check_or_store_config, read_results, vlm_problem
 from evals.scorers import ScorerSettings
 from tools.errors import BrushEditError, ConfigError
-from tools.types import EditCategory, InpainterName
+from tools.types import SEED_MAX, EditCategory, InpainterName
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class BenchConfig(BaseModel):
     inpainter: InpainterName = "brushnet"
     planner: Literal["rules", "vlm", "auto"] = Field(default="auto", description="Agent mode.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts (agent).")
-    seed: int = Field(default=1234, ge=0, description="The paper's seed.")
+    seed: int = Field(default=1234, ge=0, le=SEED_MAX, description="The paper's seed.")
     steps: int = Field(default=50, ge=1, le=200, description="The paper's 50 steps.")
     guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0)
     blending: bool = True

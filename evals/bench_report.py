@@ -186,7 +186,9 @@ def load_bench_run(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]
         raise BenchReportError(
             f"{out} is not a benchmark run folder (no {CONFIG}); run `brushedit eval bench`"
         )
-    config = json.loads((out / CONFIG).read_text())
+    from evals.runner import load_json_object
+
+    config = load_json_object(out / CONFIG)
     if "benchmark" not in config:
         raise BenchReportError(f"{out} holds an `eval run`, not a benchmark run")
     rows = sorted(read_results(out / RESULTS), key=lambda r: str(r["key"]))

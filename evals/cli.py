@@ -15,6 +15,11 @@ from graphs.cli import BrushEditGroup
 from graphs.commands import edit_option
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER
 
+_MAX_VARIANTS = 100
+"""`EvalConfig.variants`' maximum (a test keeps them equal; the runner's models stay unimported)."""
+_MAX_WORKERS = 256
+"""`RunOptions.workers`' and `BenchOptions.workers`' maximum."""
+
 app = typer.Typer(
     cls=BrushEditGroup,
     name="eval",
@@ -37,7 +42,7 @@ def run(
     perturb: Annotated[
         str, typer.Option(help="Comma list of perturbation families, or `all`.")
     ] = "all",
-    variants: Annotated[int, typer.Option(min=0, help="Variants per family and item.")] = 3,
+    variants: Annotated[int, typer.Option(min=0, max=_MAX_VARIANTS, help="Variants per family and item.")] = 3,
     seed: Annotated[
         int, edit_option("--seed", "seed", "Seed of the perturbations and the edit.")] = 0,
     planner: Annotated[
@@ -53,7 +58,9 @@ def run(
     max_attempts: Annotated[
         int, edit_option("--max-attempts", "max_attempts", "Verifier attempts.")] = 1,
     steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (brushnet).")] = 20,
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
+    ] = 1,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -171,7 +178,9 @@ BenchPlanner = Literal["rules", "vlm", "auto"]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")]
 InpainterOption = Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
-WorkersOption = Annotated[int, typer.Option(min=1, help="Local worker processes.")]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
+]
 RayOption = Annotated[
     str | None,
     typer.Option(help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."),
@@ -361,9 +370,9 @@ def _bench_report(out: Path) -> None:
 
 
 def _load_json(path: Path) -> dict:
-    import json
+    from evals.runner import load_json_object
 
-    return json.loads(path.read_text())
+    return load_json_object(path)
 
 
 def _pct(value: float | None) -> str:

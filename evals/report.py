@@ -40,7 +40,9 @@ def load_run(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise ReportError(
             f"{out} is not an eval run folder (no {CONFIG}); run `brushedit eval run`"
         )
-    config = json.loads((out / CONFIG).read_text())
+    from evals.runner import load_json_object
+
+    config = load_json_object(out / CONFIG)
     rows = read_results(out / RESULTS)
     store = _store(out)
     rows = compare_to_canonical(sorted(rows, key=_order), load_mask=store.get_mask)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 from evals.perturb import CANONICAL, Variant, make_variants, resolve_families
 from evals.suite import SuiteItem, load_suite
 from tools.errors import BrushEditError, ConfigError
-from tools.types import InpainterName
+from tools.types import SEED_MAX, InpainterName
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class EvalConfig(BaseModel):
     suite_sha256: str = Field(description="Content hash of the suite file at the first start.")
     families: list[str] = Field(description="Perturbation families, in order.")
     variants: int = Field(default=3, ge=0, le=100, description="Variants per family and item.")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     planners: list[PlannerName] = Field(default_factory=lambda: ["rules"], min_length=1)
     inpainter: InpainterName = "opencv"
     mask_source: Literal["expected", "segment"] = Field(
@@ -337,14 +337,49 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def load_json_object(path: Path) -> dict[str, Any]:
+    """A run folder's JSON file (config, summary) as a dict, or one `ConfigError` sentence."""
+    from tools.images import read_user_file
+
+    try:
+        raw = read_user_file(path, max_bytes=MAX_CONFIG_BYTES, what="a JSON file")
+        value = json.loads(raw.decode("utf-8"))
+    except BrushEditError as exc:
+        raise ConfigError(str(exc)) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path} is damaged: it is not JSON ({exc}); restore it or set the "
+                          "folder aside") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an "
+                          "object; restore it or set the folder aside")
+    return value
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse a run folder that is a file, or that sits in BrushEdit's data folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a run folder; give a folder path")
+    from graphs.artifacts import check_output_folder
+    from graphs.settings import load_settings
+
+    try:
+        check_output_folder(out, data_dir=load_settings().data_dir)
+    except BrushEditError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def check_or_store_config(config: EvalConfig, out: Path, *, force_new: bool = False) -> None:
     """Write `config.json` on the first start; refuse a restart that measures something else.
 
     With `force_new`, an earlier run in `out` is moved to `out/previous-<time>/` first.
     """
     path = out / CONFIG
+    check_run_folder(out)
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = load_json_object(path)
         current = config.model_dump(mode="json")
         if stored != current:
             if not force_new:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from importlib.metadata import entry_points
 from typing import Annotated
 
@@ -21,6 +22,8 @@ ENTRY_POINT_GROUP = "brushedit.commands"
 
 
 USER_ERROR_EXIT = 2
+_CLI_INPAINTER = re.compile(r"\(the `([a-z]+)` inpainter\)")
+"""How a core message names an inpainter, said as the CLI flag that picks it."""
 
 
 class BrushEditGroup(TyperGroup):
@@ -30,13 +33,18 @@ class BrushEditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            from graphs.terminal import one_line
-
-            message = one_line(exc)
-            if isinstance(exc, MaskNeededError):
-                message += " (pass one with `--mask MASK.png`, white = edit)"
-            typer.echo(f"Error: {message}", err=True)
+            typer.echo(f"Error: {cli_message(exc)}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
+
+
+def cli_message(exc: BrushEditError) -> str:
+    """An expected error on one terminal-safe line, with the CLI flag that fixes it."""
+    from graphs.terminal import one_line
+
+    message = one_line(exc)
+    if isinstance(exc, MaskNeededError):
+        message += " (pass one with `--mask MASK.png`, white = edit)"
+    return _CLI_INPAINTER.sub(r"(`--inpainter \1`)", message)
 
 
 app = typer.Typer(

@@ -68,6 +68,13 @@ def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptio
         raise InvalidRequestError(f"invalid edit option ({problems})") from None
 
 
+def cli_message(exc: Exception) -> str:
+    """An expected error as the root command prints it (`graphs.cli.cli_message`)."""
+    from graphs.cli import cli_message as message
+
+    return message(exc)
+
+
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"must be one of {', '.join(allowed)} (got {value!r})",
@@ -196,7 +203,7 @@ def _stdin_review(console: Any) -> Any:
             try:
                 load_mask(Path(answer).expanduser())
             except BrushEditError as exc:
-                console.print(f"Error: {one_line(exc)}", markup=False)
+                console.print(f"Error: {cli_message(exc)}", markup=False)
                 continue
             return {"mask": str(Path(answer).expanduser())}
 
@@ -370,7 +377,7 @@ def chat(
                     source, pending_mask = None, None
                     _summary(console, last, None, session)
             except BrushEditError as exc:
-                console.print(f"Error: {one_line(exc)}", markup=False)
+                console.print(f"Error: {cli_message(exc)}", markup=False)
         if session.turns():
             console.print(f"bye: `brushedit trace show {session.id}`", markup=False)
         else:
@@ -528,6 +535,7 @@ def trace_export(
     if output is not None:
         from graphs.artifacts import check_output_path
 
+        _refuse_image_name(output, "the export (JSON lines)", ".jsonl")
         output = check_output_path(output, data_dir=_data_dir(), image=False,
                                    what="the export")
     store = _traces()
@@ -556,6 +564,7 @@ def trace_report(
     from graphs.trace_view import write_report
 
     settings = _settings()
+    _refuse_image_name(output, "the report (HTML)", ".html")
     output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),
                                image=False, what="the report")
     store = _traces()
@@ -567,6 +576,19 @@ def trace_report(
     artifacts = ArtifactStore(Path(settings.data_dir).expanduser() / "artifacts")
     path = write_report(output, session_id, events, turns, artifacts)
     typer.echo(f"wrote {plain(path)}")
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm",
+                   ".tga")
+
+
+def _refuse_image_name(output: Path, what: str, suffix: str) -> None:
+    """A text output named like an image would replace a picture (often the edit's input)."""
+    if output.suffix.lower() in _IMAGE_SUFFIXES:
+        raise InvalidRequestError(
+            f"{plain(output)} is named like an image, and writing {what} there would replace it; "
+            f"give a {suffix} file name"
+        )
 
 
 def register(app: typer.Typer) -> None:

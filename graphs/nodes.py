@@ -48,8 +48,9 @@ def _options(state: State) -> EditOptions:
 def start(state: State, run: NodeRun) -> dict[str, Any]:
     """Check the request, resolve its image references, and clear what the previous turn left
     in the thread's state. The knobs give the defaults of options the caller left out."""
-    from graphs.inputs import import_image, import_mask
+    from graphs.inputs import check_turn_input, import_image, import_mask
 
+    check_turn_input(state)
     context, knobs = run.context, run.context.settings
     instruction = (state.get("instruction") or "").strip()
     if not instruction:
@@ -246,34 +247,44 @@ def _propose(run: NodeRun, plan: EditPlan, image: Any, user_mask: Any, rules: An
 
 @traced("review")
 def review(state: State, run: NodeRun) -> dict[str, Any]:
-    """Pause for a person to approve or replace the proposed mask (human in the loop)."""
+    """Pause for a person to approve or replace the proposed mask (human in the loop).
+
+    An unusable answer is asked again (with the error in the interrupt), since LangGraph replays
+    a stored resume value: refusing it would leave the thread stuck on it for good.
+    """
     from langgraph.types import interrupt
 
+    from graphs.inputs import MAX_REVIEW_ANSWERS, read_review_answer
+
     proposed = state["edit_mask"]
-    decision = interrupt({
+    payload = {
         "kind": "mask_review", "session_id": run.session_id, "turn": state.get("turn"),
         "attempt": state.get("attempt", 1), "image": state["source_image"],
         "image_url": artifact_url(state["source_image"]),
         "mask": proposed, "mask_url": artifact_url(proposed),
         "mask_source": state.get("mask_source"),
         "notes": state.get("mask_notes") or [], "instruction": state["instruction"],
-    })
+    }
+    decision = interrupt(payload)
+    for asked in range(1, MAX_REVIEW_ANSWERS + 1):
+        try:
+            verdict, digest = read_review_answer(run.context.store, decision, state["source_image"])
+            break
+        except BrushEditError as exc:
+            if asked == MAX_REVIEW_ANSWERS:
+                raise InvalidRequestError(f"the mask review got {asked} unusable answers "
+                                          f"(the last: {exc}); the edit is cancelled") from None
+            decision = interrupt({**payload, "error": str(exc), "notes": [
+                f"the last answer was refused: {exc}", *payload["notes"]]})
     run.inputs = {"mask": proposed, "decision": decision}
     run.images = {"source": state["source_image"], "proposed_mask": proposed}
-    if not isinstance(decision, dict):
-        raise InvalidRequestError(
-            "a mask review answer must be {'approve': true} or {'mask': <image reference>}"
-        )
-    if decision.get("mask"):
-        from graphs.inputs import import_mask
-
-        digest = import_mask(run.context.store, str(decision["mask"]), state["source_image"], 1.0)
+    if verdict == "replaced":
         run.history("review", decision="replaced", mask=digest)
         run.outputs = {"decision": "replaced"}
         run.images["mask"] = digest
         return {"edit_mask": digest, "mask_source": "user-review",
                 "mask_notes": ["mask replaced during review"]}
-    if decision.get("approve"):
+    if verdict == "approved":
         run.history("review", decision="approved")
         run.outputs = {"decision": "approved"}
         return {}

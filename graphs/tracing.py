@@ -91,6 +91,8 @@ def turn_of(state: State, node: str) -> int | None:
     if node != "start":
         return turn
     last = state.get("last_turn")
+    if isinstance(turn, bool) or not isinstance(turn, int) or not 1 <= turn < 2**31:
+        turn = None  # a bad `turn` is refused by `start`; its trace row counts on meanwhile
     if turn is None or (last is not None and turn <= last):
         return (last or 0) + 1
     return turn

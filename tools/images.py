@@ -113,24 +113,25 @@ def load_mask(
     from PIL import Image, UnidentifiedImageError
 
     data, name = _read_bytes(source, what="a mask file")
+    name = name if name.startswith("the ") else f"mask {name}"  # not "mask the uploaded mask"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             raw = Image.open(io.BytesIO(data))
             if raw.size[0] * raw.size[1] > DEFAULT_MAX_PIXELS:
                 raise InvalidImageError(
-                    f"mask {name} is {raw.size[0]}x{raw.size[1]}, over the limit of "
+                    f"{name} is {raw.size[0]}x{raw.size[1]}, over the limit of "
                     f"{DEFAULT_MAX_PIXELS:,} pixels"
                 )
             raw.load()
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"mask {name} is too large to open safely") from exc
+        raise InvalidImageError(f"{name} is too large to open safely") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"mask {name} is not an image file") from exc
+        raise InvalidImageError(f"{name} is not an image file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"mask {name} is damaged or truncated ({exc})") from exc
+        raise InvalidImageError(f"{name} is damaged or truncated ({exc})") from exc
     mask = as_mask(raw)
     if size is None:
         return mask

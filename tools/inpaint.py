@@ -193,8 +193,8 @@ class OpenCVInpainter(Inpainter):
     def unsupported_message(self, category: EditCategory) -> str:
         return (
             "The opencv inpainter only removes objects (it fills the mask from its surroundings) "
-            f"and cannot do a {category.value} edit; use a generative backend: "
-            "--inpainter brushnet."
+            f"and cannot do a {category.value} edit; use a generative backend (the `brushnet` "
+            "inpainter)."
         )
 
     def variant(self, retry: int) -> Inpainter:

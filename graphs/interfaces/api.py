@@ -441,6 +441,7 @@ _CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"pass `?--mask(?: MASK\.png)?`?"), "send a `mask` file"),
     (re.compile(r"`?--mask(?: MASK\.png)?`?"), "a `mask` file"),
     (re.compile(r"`?--inpainter[ =]([a-z]+)`?"), r"`inpainter=\1`"),
+    (re.compile(r"\(the `([a-z]+)` inpainter\)"), r"(`inpainter=\1`)"),
     (re.compile(r"`?--planner[ =]([a-z]+)`?"), r"the server's planner setting (\1)"),
     (re.compile(r"`?--([a-z][a-z-]*)(?:[ =]([A-Za-z0-9_.]+))?`?"), r"`\1`"),
 )

@@ -193,6 +193,7 @@ _FLAG_WORDS: tuple[tuple[str, str], ...] = (
     (r"with `?--mask(?: MASK\.png)?`?", "as `mask`, `mask_path` or `mask_hash`"),
     (r"`?--mask(?: MASK\.png)?`?", "a mask (`mask`, `mask_path` or `mask_hash`)"),
     (r"`?--inpainter (\w+)`?", r'`options.inpainter` = "\1"'),
+    (r"\(the `(\w+)` inpainter\)", r'(`options.inpainter` = "\1")'),
     (r"`?--inpainter`?", "`options.inpainter`"),
     (r"`?--max-attempts(?: \w+)?`?", "`options.max_attempts`"),
     (r"`?--guidance(?: [\d.]+)?`?", "`options.guidance_scale`"),

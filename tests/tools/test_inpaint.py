@@ -74,7 +74,7 @@ def test_opencv_removes_by_filling_from_the_surroundings():
 def test_opencv_refuses_generative_edits_and_suggests_brushnet(category):
     inpainter = OpenCVInpainter()
     assert inpainter.supports(EditCategory.REMOVAL) and not inpainter.supports(category)
-    with pytest.raises(UnsupportedEditError, match="--inpainter brushnet"):
+    with pytest.raises(UnsupportedEditError, match="the `brushnet` inpainter"):
         inpainter.inpaint(
             striped_image(), centre_mask(), "a dog", category=category, options=EditOptions()
         )
