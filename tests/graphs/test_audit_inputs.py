@@ -29,12 +29,23 @@ def _uri(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+class _RunsWithContext:
+    """The compiled graph, run with the components as its LangGraph context (as the facade does)."""
+
+    def __init__(self, graph, context) -> None:
+        self.graph, self.context = graph, context
+
+    def invoke(self, request, config, **kwargs):
+        return self.graph.invoke(request, config, context=self.context, **kwargs)
+
+
 @pytest.fixture
 def graph_and_photo(tmp_path):
     components = make_components(tmp_path / "data")
     photo = tmp_path / "photo.png"
     picture().save(photo)
-    yield build_graph(components, checkpointer=components.checkpointer), str(photo)
+    graph = build_graph(checkpointer=components.checkpointer)
+    yield _RunsWithContext(graph, components), str(photo)
     components.close()
 
 
