@@ -1,0 +1,209 @@
+"""Edit routes: start an edit, list and show edits, resume an interrupted one, its events.
+
+An edit runs as a job (`ApiState.start_job`); the request answers when it is done, at once
+(`wait=false`) or as server-sent events (`stream=true`). Everything a client sends is checked
+before the session or a turn is touched.
+
+No `from __future__ import annotations`: FastAPI reads the route signatures at runtime and must
+see the real `Request`/`UploadFile` classes.
+"""
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from sse_starlette import EventSourceResponse
+
+from graphs.interfaces.api_routes.docs import ErrorDocs
+from graphs.interfaces.api_routes.jobs import ApiState, EditJob, abandon_interrupted
+from graphs.interfaces.api_routes.models import INT64_MAX, EditList, EditOut
+from graphs.interfaces.api_routes.options import (
+    check_form_fields,
+    check_option_ranges,
+    option_form_dependency,
+)
+from graphs.interfaces.api_routes.params import EditId, SessionId
+from graphs.interfaces.api_routes.streaming import answer, sse_stream
+from graphs.interfaces.common import (
+    ConflictError,
+    NotFoundError,
+    check_session_id,
+    default_options,
+    parse_options,
+    prepare_edit,
+    run_prepared,
+    session_exists,
+)
+from tools.errors import InvalidRequestError
+
+EDIT_PATH = "/sessions/{session_id}/edits"
+
+
+def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs
+                    ) -> None:
+    """Register on `app`: POST an edit, list a session's edits, show one."""
+    options_form = option_form_dependency()
+    edit_path = EDIT_PATH
+
+    @app.post(
+        edit_path,
+        response_model=EditOut,
+        status_code=201,
+        dependencies=auth,
+        tags=["edits"],
+        openapi_extra={"x-body": "form"},
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "With `stream=true`: the edit's server-sent events.",
+            },
+            201: {"model": EditOut, "description": "The finished edit (`Location`: its URL)."},
+            202: {"model": EditOut, "description": "Started, with `wait=false` (`Location`)."},
+            **errors(edit_path, "post", 400, 404, 409, 413, 415, 422, 503),
+        },
+    )
+    async def post_edit(
+        request: Request,
+        session_id: SessionId,
+        instruction: str = Form(..., description="What to change, e.g. 'remove the cat'."),
+        image: UploadFile | None = File(None, description="Image to edit; none = last result."),
+        mask: UploadFile | None = File(
+            None, description="Optional mask of the image's size, white = edit."
+        ),
+        options: str | None = Form(None, description="EditOptions as a JSON object."),
+        caption: str | None = Form(
+            None, description="Target caption for the inpainter, instead of the planner's."
+        ),
+        fields: dict[str, Any] = Depends(options_form),
+        stream: bool = Query(False, description="Answer with server-sent events."),
+        wait: bool = Query(True, description="false: answer 202 at once; follow the links."),
+    ):
+        """Run one edit. Default: answer 201 when it is done, with `Location`; `wait=false`:
+        answer 202 at once and follow `links.events`; `stream=true`: answer with server-sent
+        events (`turn`, `node`, `progress`, ..., then `done` with the result, or `error`)."""
+        check_form_fields(await request.form())
+        comps = await asyncio.to_thread(state.components_now)
+        check_session_id(session_id)
+        if not await asyncio.to_thread(session_exists, comps, session_id):
+            raise NotFoundError(f"no session {session_id!r}; create one with POST /sessions")
+        opts = check_option_ranges(
+            parse_options(options, fields, defaults=default_options(comps, state.settings))
+        )
+        image_bytes = await image.read() if image is not None and image.filename else None
+        mask_bytes = await mask.read() if mask is not None and mask.filename else None
+        prepared = await asyncio.to_thread(
+            lambda: prepare_edit(
+                comps, state.open_session, instruction=instruction, image=image_bytes,
+                mask=mask_bytes, options=opts.model_dump(), session_id=session_id,
+                settings=state.settings, max_pixels=state.max_pixels, caption=caption,
+            )
+        )
+        store = await asyncio.to_thread(state.jobs)
+        await asyncio.to_thread(state.claim_session, session_id)
+        try:
+            await asyncio.to_thread(abandon_interrupted, store, session_id)
+            job = EditJob(edit_id=uuid.uuid4().hex, session_id=session_id, store=store)
+            await asyncio.to_thread(store.create, job.edit_id, session_id, state.owner)
+        except BaseException:
+            state.release_session(session_id)
+            raise
+        state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit))
+        return await answer(state, job, stream=stream, wait=wait, created=True)
+
+    @app.get(edit_path, response_model=EditList, dependencies=auth, tags=["edits"],
+             responses=errors(edit_path, "get", 404))
+    def list_edits(session_id: SessionId) -> EditList:
+        """The session's retained edits, oldest first (finished ones expire after a while)."""
+        state.existing_session(session_id)
+        return EditList(edits=[state.edit_out(r) for r in state.jobs().list(session_id)])
+
+    @app.get(edit_path + "/{edit_id}", response_model=EditOut, dependencies=auth,
+             tags=["edits"], responses=errors(edit_path + "/{edit_id}", "get", 404))
+    def get_edit(session_id: SessionId, edit_id: EditId) -> EditOut:
+        """An edit's status and, once done, its result; `interrupted` ones can be resumed."""
+        return state.edit_out(state.get_record(session_id, edit_id))
+
+
+def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs
+                      ) -> None:
+    """Register on `app`: resume an interrupted edit, follow an edit's server-sent events."""
+    edit_path = EDIT_PATH
+
+    @app.post(
+        edit_path + "/{edit_id}/resume",
+        response_model=EditOut,
+        dependencies=auth,
+        tags=["edits"],
+        responses={
+            200: {"model": EditOut, "description": "The resumed edit, finished."},
+            202: {"model": EditOut, "description": "Resumed, with `wait=false`."},
+            **errors(edit_path + "/{edit_id}/resume", "post", 404, 409, 422, 503),
+        },
+    )
+    async def resume_edit(
+        session_id: SessionId,
+        edit_id: EditId,
+        stream: bool = Query(False, description="Answer with the edit's next server-sent events."),
+        wait: bool = Query(True, description="false: answer 202 at once; follow the links."),
+    ):
+        """Continue an edit that a stopped server left `interrupted`, from its last completed
+        step (nothing done before is redone)."""
+        record = await asyncio.to_thread(state.get_record, session_id, edit_id)
+        status = state.edit_out(record).status
+        if status != "interrupted" or edit_id in state.live:
+            raise ConflictError(
+                f"edit {edit_id} is {status}; only an interrupted edit can be resumed"
+            )
+        comps = await asyncio.to_thread(state.components_now)
+        session = await asyncio.to_thread(state.open_session, comps, session_id)
+        if not hasattr(session, "resume"):
+            raise InvalidRequestError("this server's sessions cannot resume edits")
+        await asyncio.to_thread(state.claim_session_for_resume, session_id)
+        try:
+            store = state.jobs()
+            latest = await asyncio.to_thread(lambda: [t.turn for t in session.turns()])
+            resumable = await asyncio.to_thread(session.unfinished)
+            if not resumable or (record.turn is not None and latest and latest[-1] != record.turn):
+                raise ConflictError(
+                    f"edit {edit_id} cannot be resumed: its turn was replaced or finished; "
+                    "start a new edit"
+                )
+            if not await asyncio.to_thread(store.claim, edit_id, state.owner):
+                raise ConflictError(f"edit {edit_id} is being resumed already")
+            job = EditJob(edit_id=edit_id, session_id=session_id, store=store,
+                          seq=await asyncio.to_thread(store.last_seq, edit_id), turn=record.turn)
+        except BaseException:
+            state.release_session(session_id)
+            raise
+        after = job.seq
+        state.start_job(job, lambda emit: session.resume(on_event=emit))
+        return await answer(state, job, stream=stream, wait=wait, created=False, after=after)
+
+    @app.get(
+        edit_path + "/{edit_id}/events",
+        dependencies=auth,
+        tags=["edits"],
+        response_class=EventSourceResponse,
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                  "description": "The edit's events, each with an `id`."},
+            **errors(edit_path + "/{edit_id}/events", "get", 404, 422),
+        },
+    )
+    def edit_events(
+        session_id: SessionId,
+        edit_id: EditId,
+        last_event_id: Annotated[
+            int | None,
+            Header(ge=0, le=INT64_MAX,
+                   description="Resume after this event id (browsers send it on reconnect)."),
+        ] = None,
+    ) -> EventSourceResponse:
+        """Server-sent events of an edit, replayed from the start (or after `Last-Event-ID`),
+        until `done`, `error` or `interrupted`."""
+        record = state.get_record(session_id, edit_id)
+        return EventSourceResponse(
+            sse_stream(state, record.edit_id, last_event_id or 0), ping=15,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )

@@ -1,0 +1,168 @@
+"""How failures reach API clients: status codes, messages in the API's words, size limits.
+
+No FastAPI here: `BodyLimit` is plain ASGI and `api_error` is shared by the routes and the edit
+jobs' threads.
+"""
+
+import re
+from typing import Any
+
+from graphs.interfaces.common import ErrorBody, ErrorDetail, error_detail, http_status_for
+from tools.errors import MaskNeededError, ModelLoadError
+
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+
+
+class Unauthorized(Exception):
+    """A request without the server's token; `basic` also offers HTTP Basic (the docs)."""
+
+    def __init__(self, basic: bool = False) -> None:
+        super().__init__("unauthorized")
+        self.basic = basic
+
+
+class BodyLimit:
+    """ASGI middleware: 413 as soon as a request body passes `max_bytes`, declared or not.
+
+    Headers over `max_header_bytes` in all get 431 (the HTTP parser alone lets megabytes by).
+
+    A `Content-Length` over the limit is refused before reading; a chunked body is counted as
+    it arrives, and the moment it passes the limit the client gets the 413 and the app sees a
+    disconnect (whatever it answers after that is dropped).
+    """
+
+    def __init__(self, app: Any, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+                 ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("headers") or []
+        if sum(len(k) + len(v) + 4 for k, v in raw) > self.max_header_bytes:
+            await self._reject(send, 431, "RequestHeaderFieldsTooLarge",
+                               f"the request headers are over the limit of "
+                               f"{self.max_header_bytes:,} bytes")
+            return
+        headers = dict(raw)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        rejected = False
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if rejected:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
+
+    async def _reject(self, send: Any, status: int = 413, kind: str = "RequestTooLarge",
+                      message: str | None = None) -> None:
+        body = ErrorBody(
+            error=ErrorDetail(
+                type=kind,
+                message=message or f"the request body is over the limit of {self.max_bytes:,} "
+                "bytes",
+            )
+        ).model_dump_json().encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                            (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- messages
+
+
+_CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"with `?--mask(?: MASK\.png)?`?"), "by sending a `mask` file with the edit"),
+    (re.compile(r"pass `?--mask(?: MASK\.png)?`?"), "send a `mask` file"),
+    (re.compile(r"`?--mask(?: MASK\.png)?`?"), "a `mask` file"),
+    (re.compile(r"`?--inpainter[ =]([a-z]+)`?"), r"`inpainter=\1`"),
+    (re.compile(r"\(the `([a-z]+)` inpainter\)"), r"(`inpainter=\1`)"),
+    (re.compile(r"`?--planner[ =]([a-z]+)`?"), r"the server's planner setting (\1)"),
+    (re.compile(r"`?--([a-z][a-z-]*)(?:[ =]([A-Za-z0-9_.]+))?`?"), r"`\1`"),
+)
+
+
+def api_words(message: str) -> str:
+    """Say a shared error message in the API's terms: form fields, never CLI flags."""
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _is_missing_model(exc: BaseException) -> bool:
+    """Model weights that cannot be loaded, or a model server that is down or lacks the model,
+    directly or as the cause of a node's error: the server's setup, not the request."""
+    from agents.errors import VLMModelNotFoundError, VLMTimeoutError, VLMUnavailableError
+    from graphs.nodes import NO_SEGMENTER
+
+    missing = (ModelLoadError, VLMUnavailableError, VLMModelNotFoundError, VLMTimeoutError)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, missing):
+            return True
+        seen = seen.__cause__
+    return str(exc).startswith(NO_SEGMENTER.split("{")[0])
+
+
+def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
+    """Status and body of a failure, in the API's words."""
+    status = 503 if _is_missing_model(exc) else http_status_for(exc)
+    detail = error_detail(exc)
+    message = api_words(detail.message)
+    if isinstance(exc, MaskNeededError):
+        message += " (send a `mask` file with the edit, white = edit)"
+    if status == 503 and "BrushNet" in message:
+        message += (" Until the server has these weights, removals work with "
+                    "`inpainter=opencv`.")
+    return status, ErrorDetail(type=detail.type, message=message)
+
+
+
+def content_kind(content_type: str) -> str:
+    """`form`, `json`, `none` or `other`: what kind of body a `Content-Type` announces."""
+    media = content_type.split(";")[0].strip().lower()
+    if not media:
+        return "none"
+    if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return "form"
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    return "other"
+

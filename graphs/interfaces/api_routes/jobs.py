@@ -1,0 +1,269 @@
+"""Edit jobs and the state an app's routes share (`ApiState`, one per app, on `app.state`).
+
+An `EditJob` runs in a thread of this process with its events in memory for live SSE readers;
+every event is also written to the job store, so a reader after a restart replays it from there.
+"""
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from graphs.interfaces.api_routes.errors import api_error
+from graphs.interfaces.api_routes.models import EditLinks, EditOut, SessionOut
+from graphs.interfaces.common import (
+    ConflictError,
+    ErrorDetail,
+    LazyComponents,
+    NotFoundError,
+    SessionOpener,
+    check_session_id,
+    jsonable,
+    last_image,
+    session_exists,
+    turn_out,
+)
+from tools.errors import BrushEditError
+from tools.types import EditResult
+
+if TYPE_CHECKING:
+    from graphs.jobs import JobRecord, JobStore
+
+logger = logging.getLogger("graphs.interfaces.api")  # one logger for the whole API
+
+
+@dataclass
+class EditJob:
+    """A job running in this process: its events in memory for live SSE readers.
+
+    Every event is also written to the job store, so readers after a restart (or on another
+    server process) replay it from there.
+    """
+
+    edit_id: str
+    session_id: str
+    store: "JobStore"
+    seq: int = 0
+    base_seq: int = 0
+    """Events up to this number were emitted before (by the server that was interrupted)."""
+    turn: int | None = None
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    status: Literal["running", "done", "failed"] = "running"
+    result: EditResult | None = None
+    error: ErrorDetail | None = None
+    http_status: int = 200
+    done: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base_seq = self.seq
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Number, keep and store an event; server file paths never reach clients."""
+        clean = {k: v for k, v in jsonable(event).items() if k != "path"}
+        if clean.get("type") == "turn" and isinstance(clean.get("turn"), int) and self.turn is None:
+            self.turn = clean["turn"]
+            self.store.set_turn(self.edit_id, self.turn)
+        with self._lock:
+            self.seq += 1
+            seq = self.seq
+        if self.store.add_event(self.edit_id, seq, clean):
+            with self._lock:
+                self.events.append((seq, clean))
+        self._wake()
+
+    def finish(self) -> None:
+        self.done.set()
+        self._wake()
+
+    def after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        with self._lock:
+            return [item for item in self.events if item[0] > seq]
+
+    async def wait(self, seq: int, timeout: float) -> None:
+        """Until an event after `seq` exists, the job ends, or `timeout` passes."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            if self.done.is_set() or (self.events and self.events[-1][0] > seq):
+                return
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that reader's loop is gone
+                loop.call_soon_threadsafe(event.set)
+
+
+@dataclass
+class ApiState:
+    """Everything the routes share, owned by one app instance."""
+
+    components: LazyComponents
+    settings: Any
+    open_session: SessionOpener
+    max_pixels: int
+    job_store_factory: Callable[[Any], "JobStore"]
+    heartbeat_s: float
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    live: dict[str, EditJob] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _jobs: "JobStore | None" = None
+
+    def jobs(self) -> "JobStore":
+        comps = self.components.get()
+        with self.lock:
+            if self._jobs is None:
+                self._jobs = self.job_store_factory(comps)
+            return self._jobs
+
+    def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.close()
+
+    def links(self, session_id: str, edit_id: str, image: str | None,
+              interrupted: bool = False) -> EditLinks:
+        base = f"/sessions/{session_id}/edits/{edit_id}"
+        return EditLinks(
+            events=f"{base}/events",
+            status=base,
+            resume=f"{base}/resume" if interrupted else None,
+            image=f"/artifacts/{image}" if image else None,
+            trace=f"/sessions/{session_id}/trace",
+        )
+
+    def edit_out(self, record: "JobRecord") -> EditOut:
+        result = EditResult.model_validate(record.result) if record.result else None
+        error = ErrorDetail.model_validate(record.error) if record.error else None
+        status = record.status
+        return EditOut(
+            edit_id=record.edit_id, session_id=record.session_id, turn=record.turn,
+            status=status, result=result, error=error,
+            links=self.links(record.session_id, record.edit_id,
+                             result.image if result else None, status == "interrupted"),
+        )
+
+
+    # -- sessions and edits, as the routes look them up --------------------------------------
+
+    def components_now(self) -> Any:
+        """The components, built on first use."""
+        return self.components.get()
+
+    def existing_session(self, session_id: str) -> Any:
+        check_session_id(session_id)
+        comps = self.components_now()
+        if not session_exists(comps, session_id):
+            raise NotFoundError(f"no session {session_id!r}; create one with POST /sessions")
+        return self.open_session(comps, session_id)
+
+    @staticmethod
+    def session_out(session: Any) -> SessionOut:
+        return SessionOut(
+            id=session.id,
+            turns=[turn_out(t) for t in session.turns()],
+            image=last_image(session),
+        )
+
+    def get_record(self, session_id: str, edit_id: str) -> "JobRecord":
+        check_session_id(session_id)
+        record = self.jobs().get(edit_id) if len(edit_id) <= 64 else None
+        if record is None or record.session_id != session_id:
+            raise NotFoundError(f"no edit {edit_id[:80]!r} in session {session_id!r}")
+        return record
+
+    # -- one edit per session at a time ------------------------------------------------------
+
+    def claim_session_for_resume(self, session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs here."""
+        with self.lock:
+            if session_id in self.busy:
+                raise ConflictError(
+                    f"an edit is already running in session {session_id!r}; wait for it"
+                )
+            self.busy.add(session_id)
+
+    def claim_session(self, session_id: str) -> None:
+        """Mark a session busy for this process, refusing if an edit runs anywhere."""
+        self.claim_session_for_resume(session_id)
+        try:
+            others = [r for r in self.jobs().list(session_id) if r.status == "running"]
+        except BaseException:
+            self.release_session(session_id)
+            raise
+        if others:
+            self.release_session(session_id)
+            raise ConflictError(
+                f"an edit is already running in session {session_id!r}; wait for it"
+            )
+
+    def release_session(self, session_id: str) -> None:
+        with self.lock:
+            self.busy.discard(session_id)
+
+    def start_job(self, job: EditJob, work: Callable[[Callable[[dict], None]], EditResult]
+                  ) -> None:
+        """Run `work(emit)` in a thread, beating the job's heartbeat until it ends."""
+        store = self.jobs()
+
+        def beat() -> None:
+            while not job.done.wait(self.heartbeat_s):
+                try:
+                    store.beat([job.edit_id])
+                except Exception:  # the database went away: the job will read as interrupted
+                    logger.warning("heartbeat of edit %s failed", job.edit_id, exc_info=True)
+
+        def run() -> None:
+            try:
+                job.emit({"type": "started", "edit_id": job.edit_id})
+                job.result = work(job.emit)
+                job.status = "done"
+                job.emit({"type": "done", "edit_id": job.edit_id,
+                          "result": job.result.model_dump(mode="json")})
+                store.finish(job.edit_id, "done", result=job.result.model_dump(mode="json"))
+            except Exception as exc:
+                if not isinstance(exc, BrushEditError):
+                    logger.exception("edit %s failed", job.edit_id)
+                job.status = "failed"
+                job.http_status, job.error = api_error(exc)
+                try:
+                    job.emit({"type": "error", "error": job.error.model_dump()})
+                    store.finish(job.edit_id, "failed", error=job.error.model_dump(),
+                                 http_status=job.http_status)
+                except Exception:
+                    logger.exception("could not record the failure of edit %s", job.edit_id)
+            finally:
+                with self.lock:
+                    self.busy.discard(job.session_id)
+                    self.live.pop(job.edit_id, None)
+                job.finish()
+
+        with self.lock:
+            self.live[job.edit_id] = job
+        threading.Thread(target=beat, name=f"beat-{job.edit_id[:8]}", daemon=True).start()
+        threading.Thread(target=run, name=f"edit-{job.edit_id[:8]}", daemon=True).start()
+
+
+def abandon_interrupted(store: "JobStore", session_id: str) -> None:
+    """A new edit replaces a session's interrupted ones (the facade abandons their turns)."""
+    for record in store.list(session_id):
+        if record.status == "interrupted":
+            store.finish(record.edit_id, "failed", http_status=409, error={
+                "type": "AbandonedError",
+                "message": "the server stopped during this edit and a later edit replaced it",
+            })
