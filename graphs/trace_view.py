@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from graphs.artifacts import is_hash
 from graphs.terminal import markup, one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import jinja2
 
     from graphs.artifacts import ArtifactStore
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 THUMB_SIDE = 256
 PANEL_SECTION_CHARS = 4000
 """The web panel shows this much of each JSON section (the report shows it all)."""
+DECISION_CHARS = 240
+"""The web panel's decision column is cut here (the sections keep everything)."""
 SECTIONS = ("verdict", "outputs", "params", "inputs")
 """The JSON parts of an event, most telling first."""
 
@@ -51,6 +56,28 @@ def brief(event: dict[str, Any]) -> str:
     }
     make = briefs.get(str(node))
     return make() if make else ""
+
+
+def decision(event: dict[str, Any]) -> str:
+    """What the web panel's decision column says: the brief, the failure, or the outputs."""
+    error = event.get("error")
+    text = f"failed: {error}" if error else brief(event) or _summary(event)
+    text = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", " ".join(text.split()))
+    return text if len(text) <= DECISION_CHARS else text[:DECISION_CHARS - 1] + "…"
+
+
+def _summary(event: dict[str, Any]) -> str:
+    """A step without a brief: a few of its scalar outputs, or the instruction it started on."""
+    outputs = event.get("outputs")
+    if isinstance(outputs, dict) and outputs:
+        scalars = [f"{key}: {value}" for key, value in outputs.items()
+                   if isinstance(value, (str, int, float, bool))][:3]
+        if scalars:
+            return " · ".join(scalars)
+        if "candidates" in outputs:
+            return f"{len(outputs['candidates'] or [])} candidate(s)"
+    instruction = (event.get("inputs") or {}).get("instruction")
+    return f"instruction: {instruction}" if instruction else ""
 
 
 def images(value: Any, label: str = "") -> list[tuple[str, str]]:
@@ -81,6 +108,7 @@ def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "started": event.get("started"),
             "duration_ms": float(duration) if isinstance(duration, (int, float)) else None,
             "brief": brief(event),
+            "decision": decision(event),
             "error": event.get("error"),
             "calls": [dict(call) for call in event.get("calls") or []],
             "images": images(event.get("images") or {}),
@@ -95,10 +123,81 @@ def render_terminal(session_id: str, events: list[dict[str, Any]]) -> str:
     return _template("trace_show.txt.j2").render(session_id=session_id, turns=_by_turn(events))
 
 
-def render_panel(events: list[dict[str, Any]]) -> str:
-    """The web editor's trace panel: every step as a collapsible block (an HTML fragment)."""
-    return _template("trace_panel.html.j2").render(rows=timeline(events),
+def render_panel(
+    events: list[dict[str, Any]], *, thumb: Callable[[str], str | None] | None = None
+) -> str:
+    """The web editor's trace panel: a table, one row per step (an HTML fragment).
+
+    A row shows the step's turn and attempt, what it decided, its time (a bar relative to the
+    slowest step) and its images (inline where `thumb(hash)` gives a URL, each image once);
+    it opens to the model calls and JSON sections, with only the parameters the turn's
+    inpainter reads.
+    """
+    rows = timeline(relevant_params(events))
+    slowest = max((row["duration_ms"] or 0 for row in rows), default=0) or 1
+    seen: set[str] = set()
+    for row in rows:
+        ms = row["duration_ms"]
+        row["bar"] = max(2, int(80 * ms / slowest)) if ms is not None else None
+        row["failed"] = row["status"] not in ("", "ok")
+        row["thumbs"] = []
+        for label, digest in row["images"]:
+            if digest not in seen:
+                seen.add(digest)
+                row["thumbs"].append((label, digest, thumb(digest) if thumb else None))
+    return _template("trace_panel.html.j2").render(rows=rows,
                                                     limit=PANEL_SECTION_CHARS).strip()
+
+
+def unused_options(inpainter: str | None) -> frozenset[str]:
+    """`EditOptions` fields that only some inpainters read and `inpainter` does not."""
+    from tools.registry import INPAINTERS
+
+    spec = INPAINTERS.get(inpainter or "")
+    if spec is None:
+        return frozenset()
+    backend = {o for s in INPAINTERS.values() for o in s.uses_options}
+    return frozenset(backend - set(spec.uses_options))
+
+
+def relevant_params(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events with the parameters (and options) their turn's inpainter does not read left out.
+
+    An inpainter's unused knobs (opencv has no steps) would only mislead a reader.
+    """
+    chosen = _turn_inpainters(events)
+    out = []
+    for event in events:
+        unused = unused_options(chosen.get(event.get("turn")))
+        if not unused:
+            out.append(event)
+            continue
+        event = dict(event)
+        if isinstance(event.get("params"), dict):
+            event["params"] = _without(event["params"], unused)
+        inputs = event.get("inputs")
+        if isinstance(inputs, dict) and isinstance(inputs.get("options"), dict):
+            event["inputs"] = {**inputs, "options": _without(inputs["options"], unused)}
+        out.append(event)
+    return out
+
+
+def _turn_inpainters(events: list[dict[str, Any]]) -> dict[Any, str]:
+    chosen: dict[Any, str] = {}
+    for event in events:
+        params = event.get("params") or {}
+        options = (event.get("inputs") or {}).get("options") or {}
+        name = params.get("inpainter") if isinstance(params, dict) else None
+        name = name or (options.get("inpainter") if isinstance(options, dict) else None)
+        if isinstance(name, str):
+            chosen[event.get("turn")] = name
+    return chosen
+
+
+def _without(params: dict[str, Any], unused: frozenset[str]) -> dict[str, Any]:
+    """`params` less the unused names and their derived forms (`effective_steps`)."""
+    return {key: value for key, value in params.items()
+            if key not in unused and not any(key.endswith("_" + name) for name in unused)}
 
 
 def render_report(

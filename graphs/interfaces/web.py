@@ -38,7 +38,6 @@ import numpy as np
 from pydantic import ValidationError
 
 from graphs.interfaces.common import (
-    HASH_PATTERN,
     ComponentsFactory,
     LazyComponents,
     SessionOpener,
@@ -64,6 +63,7 @@ from tools.errors import (
     UnsupportedEditError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
+from tools.registry import INPAINTER_NAMES
 from tools.types import EditOptions
 
 if TYPE_CHECKING:
@@ -97,17 +97,7 @@ OPTION_LABELS = {
 SLIDER_STEPS = {int: 1, float: 0.1}
 ERROR_STYLE = ("border:1px solid #d33;background:#fff1f0;color:#8a1f11;padding:8px 12px;"
                "border-radius:6px")
-TIMELINE_CSS = """
-.be-progress progress {width: 100%}
-.be-scroll {overflow-x: auto; max-width: 100%}
-.be-timeline {border-collapse: collapse; width: 100%; font-size: 0.9em; table-layout: auto}
-.be-timeline td.be-decision {overflow-wrap: anywhere; min-width: 12em}
-.be-timeline td, .be-timeline th {border-bottom: 1px solid #ddd; padding: 3px 6px;
-  vertical-align: top; text-align: left}
-.be-timeline img {height: 40px; margin: 1px; border: 1px solid #ccc}
-.be-timeline .be-bar {display: inline-block; height: 6px; background: #f97316}
-.be-timeline tr.be-failed td {background: #fff1f0}
-"""
+PROGRESS_CSS = ".be-progress progress {width: 100%}"
 
 
 def option_label(name: str) -> str:
@@ -225,6 +215,8 @@ def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
         spec.update(kind="slider", step=SLIDER_STEPS[annotation])
     elif annotation in (int, float):
         spec.update(kind="number", precision=0 if annotation is int else None)
+    elif name == "inpainter":  # the registry's names, the one list of inpainters
+        spec.update(kind="dropdown", choices=list(INPAINTER_NAMES))
     elif getattr(annotation, "__args__", None) and all(
         isinstance(a, str) for a in annotation.__args__
     ):
@@ -291,139 +283,192 @@ def build_ui(
     else:
         settings = settings or source
         factory = settings_components_factory(source)
-    lazy = LazyComponents(factory)
-    opener = session_opener or default_session_opener
-    actions = _Actions(lazy, opener, settings, max_pixels)
-    editor_kwargs = dict(
+    actions = _Actions(LazyComponents(factory), session_opener or default_session_opener,
+                       settings, max_pixels)
+    with gr.Blocks(title="BrushEdit-Agents") as demo:
+        ui = _layout()
+        _wire(demo, ui, actions)
+    return demo
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _layout() -> dict[str, Any]:
+    """Every component of the page, by name; built inside the Blocks context."""
+    import gradio as gr
+
+    ui: dict[str, Any] = {
+        "session_state": gr.State(None),  # session id of this browser tab
+        "mask_state": gr.State(None),  # the current mask (MaskChoice): uploaded, proposed, kept
+    }
+    gr.Markdown(
+        "## BrushEdit-Agents\nUpload an image, say what to change, and run. Paint over the "
+        "area to edit to choose the region yourself, upload a mask, or press **Propose "
+        "mask** and refine it."
+    )
+    with gr.Row():
+        with gr.Column(scale=3):
+            _input_column(ui)
+        with gr.Column(scale=3):
+            _output_column(ui)
+    with gr.Row():
+        _history_row(ui)
+    return ui
+
+
+def _editor_kwargs() -> dict[str, Any]:
+    """What the visible editor and its hidden snapshot share."""
+    import gradio as gr
+
+    return dict(
         type="numpy", image_mode="RGBA", format="png", layers=False, transforms=(),
         brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
     )
 
-    with gr.Blocks(title="BrushEdit-Agents") as demo:
-        session_state = gr.State(None)  # session id of this browser tab
-        mask_state = gr.State(None)  # the current mask (MaskChoice): uploaded, proposed, kept
-        gr.Markdown(
-            "## BrushEdit-Agents\nUpload an image, say what to change, and run. Paint over the "
-            "area to edit to choose the region yourself, upload a mask, or press **Propose "
-            "mask** and refine it."
-        )
-        with gr.Row():
-            with gr.Column(scale=3):
-                editor = gr.ImageEditor(
-                    label="Image (paint the area to edit: optional)",
-                    sources=("upload", "clipboard"), elem_id="editor", **editor_kwargs,
-                )
-                # What the server reads (a snapshot of the editor) and writes (its next picture).
-                snapshot = gr.ImageEditor(visible=False, **editor_kwargs)
-                next_image = gr.Image(visible=False, type="filepath", format="png",
-                                      interactive=False)
-                mask_upload = gr.Image(
-                    label="…or upload a mask (white = edit)", type="numpy", image_mode="L",
-                    format="png", sources=("upload",), height=160, elem_id="mask_upload",
-                )
-                instruction = gr.Textbox(
-                    label="Instruction", placeholder="remove the dog", elem_id="instruction"
-                )
-                caption = gr.Textbox(
-                    label="Target caption (what the edited area shows; filled by the planner)",
-                    elem_id="caption",
-                )
-                keep_mask = gr.Checkbox(
-                    value=False, label="Keep the mask for the next turn",
-                    info="Off: each run's mask is used once, then cleared.", elem_id="keep_mask",
-                )
-                with gr.Row():
-                    propose_btn = gr.Button("Propose mask", elem_id="propose")
-                    run_btn = gr.Button("Run edit", variant="primary", elem_id="run")
-                with gr.Accordion("Advanced options", open=False):
-                    option_specs = [option_widget_spec(n) for n in EditOptions.model_fields]
-                    option_inputs = [_option_component(spec) for spec in option_specs]
-                    randomise = gr.Checkbox(value=False, label="Randomise seed")
-                    planner = gr.Textbox(
-                        label="Planner", interactive=False, elem_id="planner",
-                        info="Chosen when the editor was started; shown for reference.",
-                    )
-            with gr.Column(scale=3):
-                status = gr.HTML("", elem_id="status")
-                result = gr.Image(
-                    label="Result", type="filepath", interactive=False, elem_id="result",
-                    format="png",
-                )
-                gallery = gr.Gallery(
-                    label="Candidates", columns=4, height=180, elem_id="candidates",
-                    allow_preview=True,
-                )
-                with gr.Accordion("Mask", open=True):
-                    mask_view = gr.Image(
-                        label="Current mask (red = edit; used by the next run)", type="numpy",
-                        interactive=False, elem_id="mask_view",
-                    )
-                    with gr.Row():
-                        tool_buttons = {
-                            op: gr.Button(text, size="sm", elem_id=f"mask_{op}")
-                            for op, text in (("invert", "Invert"), ("dilate", "Dilate"),
-                                             ("erode", "Erode"), ("box", "Box"),
-                                             ("ellipse", "Ellipse"), ("clear", "Clear"))
-                        }
-                    with gr.Row():
-                        px = gr.Slider(1, 64, value=8, step=1, label="Pixels")
-                        for op, text in (("left", "←"), ("right", "→"), ("up", "↑"),
-                                         ("down", "↓")):
-                            tool_buttons[op] = gr.Button(text, size="sm", elem_id=f"mask_{op}")
-        with gr.Row():
-            with gr.Column(scale=2):
-                turns = gr.Dataframe(
-                    headers=TURN_HEADERS, label="Turns", interactive=False, elem_id="turns",
-                    wrap=True,
-                )
-                with gr.Row():
-                    undo_turn = gr.Textbox(
-                        value="", label="Undo to turn (empty = one back, 0 = original)",
-                        elem_id="undo_turn",
-                    )
-                    undo_btn = gr.Button("Undo", elem_id="undo")
-            with gr.Column(scale=3), gr.Accordion("Trace: every agent step", open=True):
-                trace_md = gr.HTML(elem_id="trace")
-                trace_gallery = gr.Gallery(
-                    label="Trace images", columns=6, height=160, elem_id="trace_images"
-                )
 
-        outputs_after_edit = [
-            status, result, gallery, next_image, turns, trace_md, trace_gallery, session_state,
-            mask_state, mask_view, mask_upload, option_inputs[_index("seed")], caption,
-        ]
-        run_inputs = [snapshot, mask_upload, instruction, caption, session_state, mask_state,
-                      keep_mask, randomise, *option_inputs]
-        for trigger in (run_btn.click, instruction.submit):
-            trigger(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
-                actions.run, inputs=run_inputs, outputs=outputs_after_edit,
-                show_progress="hidden", concurrency_id="edit",
+def _input_column(ui: dict[str, Any]) -> None:
+    """The picture, the mask upload, the instruction and caption, the buttons, the options."""
+    import gradio as gr
+
+    editor_kwargs = _editor_kwargs()
+    ui["editor"] = gr.ImageEditor(
+        label="Image (paint the area to edit: optional)",
+        sources=("upload", "clipboard"), elem_id="editor", **editor_kwargs,
+    )
+    # What the server reads (a snapshot of the editor) and writes (its next picture).
+    ui["snapshot"] = gr.ImageEditor(visible=False, **editor_kwargs)
+    ui["next_image"] = gr.Image(visible=False, type="filepath", format="png",
+                                interactive=False)
+    ui["mask_upload"] = gr.Image(
+        label="…or upload a mask (white = edit)", type="numpy", image_mode="L",
+        format="png", sources=("upload",), height=160, elem_id="mask_upload",
+    )
+    ui["instruction"] = gr.Textbox(
+        label="Instruction", placeholder="remove the dog", elem_id="instruction"
+    )
+    ui["caption"] = gr.Textbox(
+        label="Target caption (what the edited area shows; filled by the planner)",
+        elem_id="caption",
+    )
+    ui["keep_mask"] = gr.Checkbox(
+        value=False, label="Keep the mask for the next turn",
+        info="Off: each run's mask is used once, then cleared.", elem_id="keep_mask",
+    )
+    with gr.Row():
+        ui["propose_btn"] = gr.Button("Propose mask", elem_id="propose")
+        ui["run_btn"] = gr.Button("Run edit", variant="primary", elem_id="run")
+    with gr.Accordion("Advanced options", open=False):
+        ui["option_inputs"] = [_option_component(option_widget_spec(name))
+                               for name in EditOptions.model_fields]
+        ui["randomise"] = gr.Checkbox(value=False, label="Randomise seed")
+        ui["planner"] = gr.Textbox(
+            label="Planner", interactive=False, elem_id="planner",
+            info="Chosen when the editor was started; shown for reference.",
+        )
+
+
+def _output_column(ui: dict[str, Any]) -> None:
+    """The status panel, the result, the candidates and the current mask with its tools."""
+    import gradio as gr
+
+    ui["status"] = gr.HTML("", elem_id="status")
+    ui["result"] = gr.Image(
+        label="Result", type="filepath", interactive=False, elem_id="result", format="png",
+    )
+    ui["gallery"] = gr.Gallery(
+        label="Candidates", columns=4, height=180, elem_id="candidates", allow_preview=True,
+    )
+    with gr.Accordion("Mask", open=True):
+        ui["mask_view"] = gr.Image(
+            label="Current mask (red = edit; used by the next run)", type="numpy",
+            interactive=False, elem_id="mask_view",
+        )
+        with gr.Row():
+            tool_buttons = {
+                op: gr.Button(text, size="sm", elem_id=f"mask_{op}")
+                for op, text in (("invert", "Invert"), ("dilate", "Dilate"),
+                                 ("erode", "Erode"), ("box", "Box"),
+                                 ("ellipse", "Ellipse"), ("clear", "Clear"))
+            }
+        with gr.Row():
+            ui["px"] = gr.Slider(1, 64, value=8, step=1, label="Pixels")
+            for op, text in (("left", "←"), ("right", "→"), ("up", "↑"), ("down", "↓")):
+                tool_buttons[op] = gr.Button(text, size="sm", elem_id=f"mask_{op}")
+    ui["tool_buttons"] = tool_buttons
+
+
+def _history_row(ui: dict[str, Any]) -> None:
+    """The turns table with undo, and the trace panel with its images."""
+    import gradio as gr
+
+    with gr.Column(scale=2):
+        ui["turns"] = gr.Dataframe(
+            headers=TURN_HEADERS, label="Turns", interactive=False, elem_id="turns", wrap=True,
+        )
+        with gr.Row():
+            ui["undo_turn"] = gr.Textbox(
+                value="", label="Undo to turn (empty = one back, 0 = original)",
+                elem_id="undo_turn",
             )
-        propose_btn.click(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
-            actions.propose, inputs=[snapshot, instruction, mask_upload],
-            outputs=[mask_state, mask_view, caption, status], concurrency_id="edit",
+            ui["undo_btn"] = gr.Button("Undo", elem_id="undo")
+    with gr.Column(scale=3), gr.Accordion("Trace: every agent step", open=True):
+        ui["trace"] = gr.HTML(elem_id="trace")
+        ui["trace_gallery"] = gr.Gallery(
+            label="Trace images", columns=6, height=160, elem_id="trace_images"
         )
-        for op, button in tool_buttons.items():
-            button.click(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
-                _bind(actions.mask_op, op), inputs=[snapshot, mask_state, px],
-                outputs=[mask_state, mask_view, status], show_progress="hidden",
-            )
-        mask_upload.upload(None, [editor], [snapshot], js=SNAPSHOT_JS, queue=False).then(
-            actions.preview_upload, inputs=[snapshot, mask_upload],
-            outputs=[mask_state, mask_view, status], show_progress="hidden",
+
+
+# --------------------------------------------------------------------------- event wiring
+
+
+def _snapshot_then(trigger: Any, ui: dict[str, Any]) -> Any:
+    """A browser-side copy of the visible editor into the hidden one, before a server event."""
+    return trigger(None, [ui["editor"]], [ui["snapshot"]], js=SNAPSHOT_JS, queue=False)
+
+
+def _wire(demo: gr.Blocks, ui: dict[str, Any], actions: _Actions) -> None:
+    """Connect the components to the handlers (see the module docstring for the js steps)."""
+    options = ui["option_inputs"]
+    after_edit = [ui[name] for name in (
+        "status", "result", "gallery", "next_image", "turns", "trace", "trace_gallery",
+        "session_state", "mask_state", "mask_view", "mask_upload")]
+    after_edit += [options[_index("seed")], ui["caption"]]
+    run_inputs = [ui[name] for name in (
+        "snapshot", "mask_upload", "instruction", "caption", "session_state", "mask_state",
+        "keep_mask", "randomise")] + options
+    for trigger in (ui["run_btn"].click, ui["instruction"].submit):
+        _snapshot_then(trigger, ui).then(
+            actions.run, inputs=run_inputs, outputs=after_edit,
+            show_progress="hidden", concurrency_id="edit",
         )
-        mask_upload.clear(actions.clear_upload, outputs=[mask_state, mask_view, status])
-        undo_btn.click(
-            actions.undo, inputs=[session_state, undo_turn],
-            outputs=[status, next_image, turns, trace_md, trace_gallery, result],
-            concurrency_id="edit",
+    _snapshot_then(ui["propose_btn"].click, ui).then(
+        actions.propose, inputs=[ui["snapshot"], ui["instruction"], ui["mask_upload"]],
+        outputs=[ui["mask_state"], ui["mask_view"], ui["caption"], ui["status"]],
+        concurrency_id="edit",
+    )
+    mask_outputs = [ui["mask_state"], ui["mask_view"], ui["status"]]
+    for op, button in ui["tool_buttons"].items():
+        _snapshot_then(button.click, ui).then(
+            _bind(actions.mask_op, op), inputs=[ui["snapshot"], ui["mask_state"], ui["px"]],
+            outputs=mask_outputs, show_progress="hidden",
         )
-        next_image.change(None, [next_image], [editor], js=SHOW_JS, queue=False)
-        inpainter_box = option_inputs[_index("inpainter")]
-        inpainter_box.change(actions.option_states, inputs=[inpainter_box],
-                             outputs=option_inputs, show_progress="hidden")
-        demo.load(actions.defaults, outputs=[planner, *option_inputs])
-    return demo
+    _snapshot_then(ui["mask_upload"].upload, ui).then(
+        actions.preview_upload, inputs=[ui["snapshot"], ui["mask_upload"]],
+        outputs=mask_outputs, show_progress="hidden",
+    )
+    ui["mask_upload"].clear(actions.clear_upload, outputs=mask_outputs)
+    ui["undo_btn"].click(
+        actions.undo, inputs=[ui["session_state"], ui["undo_turn"]],
+        outputs=[ui[name] for name in ("status", "next_image", "turns", "trace",
+                                       "trace_gallery", "result")],
+        concurrency_id="edit",
+    )
+    ui["next_image"].change(None, [ui["next_image"]], [ui["editor"]], js=SHOW_JS, queue=False)
+    inpainter_box = options[_index("inpainter")]
+    inpainter_box.change(actions.option_states, inputs=[inpainter_box], outputs=options,
+                         show_progress="hidden")
+    demo.load(actions.defaults, outputs=[ui["planner"], *options])
 
 
 def _index(name: str) -> int:
@@ -601,15 +646,19 @@ class _Actions:
         return uri
 
     def _trace(self, session: Any) -> tuple[str, list[tuple[str, str]]]:
+        from graphs.trace_view import render_panel
+
         events = jsonable(session.trace())
-        return render_trace(events, thumb=self._thumb), self._trace_images(events)
+        return render_panel(events, thumb=self._thumb), self._trace_images(events)
 
     def _trace_images(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        from graphs.trace_view import images
+
         items: list[tuple[str, str]] = []
         seen: set[str] = set()
         for event in events:
             node = str(event.get("node", "step"))
-            for label, digest in _hashes(event.get("images")):
+            for label, digest in images(event.get("images") or {}):
                 path = self._path(digest) if digest not in seen else None
                 if path:
                     seen.add(digest)
@@ -656,18 +705,15 @@ class _Actions:
         """Options the chosen inpainter does not read are shown, greyed, with why."""
         import gradio as gr
 
-        from tools.registry import INPAINTERS
+        from graphs.trace_view import unused_options
 
-        spec = INPAINTERS.get(inpainter or "")
-        backend_options = {o for s in INPAINTERS.values() for o in s.uses_options}
+        not_read = unused_options(inpainter)
         out = []
         for name in EditOptions.model_fields:
-            unused = spec is not None and name in backend_options and name not in (
-                spec.uses_options
-            )
+            unused = name in not_read
             info = _help(option_widget_spec(name)["info"])
             out.append(gr.update(interactive=not unused,
-                                 info=f"Not used by {spec.name}." if unused else info))
+                                 info=f"Not used by {inpainter}." if unused else info))
         return out
 
     def propose(
@@ -972,7 +1018,7 @@ class ProgressFeed:
             f"{html.escape(n)}{f' {ms:.0f} ms' if ms is not None else ''}" for n, ms in self.done
         )
         return (
-            f"<style>{TIMELINE_CSS}</style><div class='be-progress' data-node='{node}'>"
+            f"<style>{PROGRESS_CSS}</style><div class='be-progress' data-node='{node}'>"
             f"<b>Running</b> {' · '.join(where)} · <b class='be-node'>{node}</b>"
             f"<span class='be-step'>{step}</span>"
             + (f" · {html.escape(self.note)}" if self.note else "")
@@ -1003,194 +1049,6 @@ def _box_mask(mask: np.ndarray) -> np.ndarray:
     if box is None:
         return mask.copy()
     return masks.from_box(box, (mask.shape[1], mask.shape[0]))
-
-
-def _hashes(value: Any, label: str = "") -> list[tuple[str, str]]:
-    """(label, hash) pairs found anywhere in a trace event's `images` field."""
-    if isinstance(value, str):
-        return [(label or "image", value)] if HASH_PATTERN.fullmatch(value) else []
-    if isinstance(value, dict):
-        out = []
-        for key, item in value.items():
-            out.extend(_hashes(item, f"{label}.{key}" if label else str(key)))
-        return out
-    if isinstance(value, (list, tuple)):
-        out = []
-        for i, item in enumerate(value):
-            out.extend(_hashes(item, f"{label}[{i}]" if label else f"[{i}]"))
-        return out
-    return []
-
-
-# --------------------------------------------------------------------------- the trace timeline
-
-
-def unused_options(inpainter: str | None) -> frozenset[str]:
-    """`EditOptions` fields that only some inpainters read and `inpainter` does not."""
-    from tools.registry import INPAINTERS
-
-    spec = INPAINTERS.get(inpainter or "")
-    if spec is None:
-        return frozenset()
-    backend = {o for s in INPAINTERS.values() for o in s.uses_options}
-    return frozenset(backend - set(spec.uses_options))
-
-
-def _without_unused(params: Any, unused: frozenset[str]) -> Any:
-    """Drop the parameters the turn's inpainter does not read (and their derived forms)."""
-    if not isinstance(params, dict) or not unused:
-        return params
-    return {
-        key: value for key, value in params.items()
-        if key not in unused and not any(key.endswith("_" + name) for name in unused)
-    }
-
-
-def _turn_inpainters(events: list[dict[str, Any]]) -> dict[Any, str]:
-    chosen: dict[Any, str] = {}
-    for event in events:
-        params = event.get("params") or {}
-        options = (event.get("inputs") or {}).get("options") or {}
-        name = params.get("inpainter") if isinstance(params, dict) else None
-        name = name or (options.get("inpainter") if isinstance(options, dict) else None)
-        if isinstance(name, str):
-            chosen[event.get("turn")] = name
-    return chosen
-
-
-DECISION_KEYS = ("decision", "category", "object", "mask_source", "coverage", "caption",
-                 "accepted", "planner", "skipped")
-
-
-def decision(event: dict[str, Any]) -> str:
-    """One line saying what a step decided, from its outputs and verdict."""
-    if event.get("error"):
-        return f"failed: {event['error']}"
-    outputs = event.get("outputs") or {}
-    verdict = event.get("verdict") or {}
-    parts = []
-    if isinstance(verdict, dict) and verdict.get("decision"):
-        parts.append(str(verdict["decision"]))
-        if verdict.get("reason"):
-            parts.append(str(verdict["reason"]))
-    if isinstance(outputs, dict):
-        for key in DECISION_KEYS:
-            value = outputs.get(key)
-            if value in (None, "", [], {}) or (key == "decision" and parts):
-                continue
-            if key == "coverage" and isinstance(value, (int, float)):
-                parts.append(f"covers {value:.0%}")
-            elif key == "accepted":
-                parts.append("accepted" if value else "not accepted")
-            elif key in ("decision", "category", "skipped"):
-                parts.append(str(value))
-            else:
-                parts.append(f"{key.replace('_', ' ')}: {value}")
-        if not parts and "candidates" in outputs:
-            parts.append(f"{len(outputs['candidates'] or [])} candidate(s)")
-        if not parts and outputs.get("reason"):
-            parts.append(str(outputs["reason"]))
-        if not parts:
-            scalars = [f"{k}: {v}" for k, v in outputs.items()
-                       if isinstance(v, (str, int, float, bool))][:3]
-            parts.extend(scalars)
-    if not parts and event.get("node") == "start":
-        instruction = (event.get("inputs") or {}).get("instruction")
-        if instruction:
-            parts.append(f"instruction: {instruction}")
-    text = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", " · ".join(parts))
-    return text if len(text) <= 240 else text[:237] + "…"
-
-
-def _where(event: dict[str, Any]) -> str:
-    turn, attempt = event.get("turn"), event.get("attempt")
-    if turn is None:
-        return "–"
-    return html.escape(f"{turn}·{attempt}" if attempt is not None else str(turn))
-
-
-def _fields(value: Any) -> str:
-    """A dict as readable `key: value` lines (nested values as compact JSON)."""
-    import json
-
-    if not isinstance(value, dict):
-        return html.escape(json.dumps(value, default=str))
-    lines = []
-    for key, item in value.items():
-        text = item if isinstance(item, str) else json.dumps(item, default=str)
-        if len(text) > 600:
-            text = text[:600] + " …"
-        lines.append(f"<div><b>{html.escape(str(key))}</b>: {html.escape(text)}</div>")
-    return "".join(lines)
-
-
-def render_trace(
-    events: list[dict[str, Any]], *, thumb: Callable[[str], str | None] | None = None
-) -> str:
-    """The trace as a timeline: one row per step with its decision, timing and images.
-
-    Each row opens to the step's prompts, raw answers, inputs, parameters (only those the
-    turn's inpainter reads), outputs and verdict. `thumb(hash)` gives an image's inline URL.
-    """
-    if not events:
-        return "<p><em>No steps yet.</em></p>"
-    inpainters = _turn_inpainters(events)
-    slowest = max((e.get("duration_ms") or 0 for e in events
-                   if isinstance(e.get("duration_ms"), (int, float))), default=0) or 1
-    rows = []
-    seen: set[str] = set()
-    for i, event in enumerate(events, 1):
-        node = html.escape(str(event.get("node", "step")))
-        failed = event.get("status") not in (None, "ok")
-        unused = unused_options(inpainters.get(event.get("turn")))
-        ms = event.get("duration_ms")
-        if isinstance(ms, (int, float)):
-            width = max(2, int(80 * ms / slowest))
-            timing = f"{ms:.0f} ms<br><span class='be-bar' style='width:{width}px'></span>"
-        else:
-            timing = ""
-        images = []
-        for label, digest in _hashes(event.get("images")):
-            if digest in seen:
-                continue
-            seen.add(digest)
-            uri = thumb(digest) if thumb else None
-            if uri:
-                images.append(f"<img src='{uri}' alt='{html.escape(label)}' "
-                              f"title='{html.escape(label)}'>")
-            else:
-                images.append(f"<span title='{digest}'>{html.escape(label)}</span>")
-        body = []
-        for call in event.get("calls") or []:
-            body.append(
-                "<div class='trace-call'><b>model</b> "
-                f"{html.escape(str(call.get('model') or ''))}"
-                f"<pre>prompt: {html.escape(str(call.get('prompt') or ''))}</pre>"
-                f"<pre>answer: {html.escape(str(call.get('raw') or ''))}</pre></div>"
-            )
-        inputs = dict(event.get("inputs") or {})
-        if isinstance(inputs.get("options"), dict):
-            inputs["options"] = _without_unused(inputs["options"], unused)
-        for key, value in (("inputs", inputs),
-                           ("params", _without_unused(event.get("params"), unused)),
-                           ("outputs", event.get("outputs")), ("verdict", event.get("verdict"))):
-            if value not in (None, {}, []):
-                body.append(f"<div class='trace-{key}'><i>{key}</i>{_fields(value)}</div>")
-        if event.get("error"):
-            body.append(f"<b>error</b> <pre>{html.escape(str(event['error']))}</pre>")
-        rows.append(
-            f"<tr class='trace-step{' be-failed' if failed else ''}' data-node='{node}'>"
-            f"<td>{i}</td><td>{_where(event)}</td>"
-            f"<td><details><summary><b>{node}</b></summary>{''.join(body)}</details></td>"
-            f"<td class='be-decision'>{html.escape(decision(event))}</td>"
-            f"<td class='be-time'>{timing}</td><td>{''.join(images)}</td></tr>"
-        )
-    return (
-        f"<style>{TIMELINE_CSS}</style><div class='be-scroll'><table class='be-timeline trace'>"
-        "<thead><tr><th>#</th><th>turn·attempt</th>"
-        "<th>step</th><th>decision</th><th>time</th><th>images</th></tr></thead><tbody>"
-        + "".join(rows) + "</tbody></table></div>"
-    )
 
 
 def launch(

@@ -52,7 +52,7 @@ def test_the_terminal_tree_groups_by_turn_and_escapes_user_text():
 def test_the_panel_escapes_html_and_cuts_long_sections():
     html = render_panel(events())
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert html.count("<details class='trace-step'") == 4
+    assert html.count("<tr class='trace-step") == 4 and html.count("trace-step be-failed") == 1
     assert " …</pre>" in html and "x" * 3900 in html and "x" * 4000 not in html
     assert render_panel([]) == "<p><em>No steps yet.</em></p>"
 
@@ -70,3 +70,20 @@ def test_the_report_embeds_thumbnails_of_stored_images_only(tmp_path):
     assert "model call 1: qwen" in html
     missing = render_report("s1", events(), [], store)
     assert "data:image" not in missing
+
+
+def test_the_panel_shows_only_the_inpainters_parameters_and_each_image_once():
+    step = {"node": "inpaint", "turn": 1, "status": "ok", "duration_ms": 40,
+            "params": {"inpainter": "opencv", "seed": 3, "steps": 30, "effective_steps": 30},
+            "inputs": {"options": {"inpainter": "opencv", "guidance_scale": 7.5, "seed": 3}},
+            "images": {"result": "2" * 64}}
+    again = {"node": "verify", "turn": 1, "status": "ok", "duration_ms": 10,
+             "images": {"result": "2" * 64}, "outputs": {"decision": "accept", "reason": "ok"}}
+    shown = render_panel([step, again], thumb=lambda digest: f"data:image/png;base64,{digest}")
+    assert "seed" in shown and "steps" not in shown and "guidance_scale" not in shown
+    assert shown.count("<img src='data:image/png;base64,") == 1  # the repeat is left out
+    assert "width:80px" in shown and "width:20px" in shown  # bars relative to the slowest
+    assert "accept: ok" in shown and "1·" not in shown  # a turn without an attempt reads "1"
+    brushnet = render_panel([{**step, "params": {"inpainter": "brushnet", "steps": 30}}])
+    assert "steps" in brushnet
+    assert "failed: Boom" in render_panel([{"node": "x", "status": "error", "error": "Boom"}])

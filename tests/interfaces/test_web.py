@@ -19,10 +19,11 @@ from graphs.interfaces.web import (
     build_ui,
     option_widget_spec,
     overlay,
-    render_trace,
     web_words,
 )
+from graphs.trace_view import render_panel
 from tests.interfaces.conftest import make_image, make_mask
+from tools.registry import INPAINTER_NAMES
 from tools.types import EditOptions, option_bounds
 
 gr = pytest.importorskip("gradio")
@@ -222,16 +223,17 @@ def test_trace_timeline_shows_decisions_and_only_the_inpainters_parameters(actio
     out, _ = run_once(actions, editor_value(painted=make_mask()), "remove the dark square")
     timeline = out[5]
     assert timeline.count("<tr class='trace-step") == 8
-    assert "accept" in timeline and "covers" in timeline and "ms" in timeline
+    assert "accept" in timeline and "coverage" in timeline and "ms" in timeline
+    assert "be-bar" in timeline and "<details>" in timeline  # timing bars, rows that open
     assert "data:image/png;base64," in timeline  # the step's images, inline
     inpaint_row = timeline.split("data-node='inpaint'")[1].split("</tr>")[0]
     assert "seed" in inpaint_row
     for unused in ("guidance_scale", "conditioning_scale", "steps", "negative_prompt"):
         assert unused not in inpaint_row, unused
-    brushnet = render_trace([{"node": "inpaint", "turn": 1, "status": "ok", "params": {
+    brushnet = render_panel([{"node": "inpaint", "turn": 1, "status": "ok", "params": {
         "inpainter": "brushnet", "steps": 30, "guidance_scale": 7.5, "seed": 1}}])
     assert "guidance_scale" in brushnet and "steps" in brushnet
-    failed = render_trace([{"node": "inpaint", "status": "error", "error": "Boom: <b>"}])
+    failed = render_panel([{"node": "inpaint", "status": "error", "error": "Boom: <b>"}])
     assert "be-failed" in failed and "failed: Boom: &lt;b&gt;" in failed
 
 
@@ -248,6 +250,7 @@ def test_option_widgets_follow_the_model_fields():
     assert strength["info"] == "How hard." and strength["default"] == 0.5
     assert option_widget_spec("seed", Knobs)["kind"] == "number"  # too wide for a slider
     assert option_widget_spec("flag", Knobs)["kind"] == "checkbox"
+    assert option_widget_spec("inpainter")["choices"] == list(INPAINTER_NAMES)
     for name in EditOptions.model_fields:
         spec = option_widget_spec(name)
         if spec["kind"] in ("slider", "number"):
@@ -255,8 +258,8 @@ def test_option_widgets_follow_the_model_fields():
             assert spec["info"] == EditOptions.model_fields[name].description
 
 
-def test_render_trace_escapes_and_overlay_tints():
-    html = render_trace([{"node": "<b>x</b>", "status": "ok", "calls": [{"prompt": "<p>"}]}])
+def test_trace_panel_escapes_and_overlay_tints():
+    html = render_panel([{"node": "<b>x</b>", "status": "ok", "calls": [{"prompt": "<p>"}]}])
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "&lt;p&gt;" in html
     tinted = overlay(__import__("PIL.Image").Image.fromarray(make_image()), make_mask())
     assert (tinted[30, 40] != make_image()[30, 40]).any()
