@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs import nodes
+import graphs.nodes as nodes
 from graphs.context import Context
 from graphs.state import InputState, OutputState, State
 

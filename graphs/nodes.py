@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from graphs import policy
+import graphs.policy as policy
 from graphs.artifacts import artifact_url
 from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
 from graphs.traces import to_jsonable
