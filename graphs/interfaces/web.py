@@ -111,6 +111,7 @@ _FLAG_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
      "by painting over the area or uploading a mask"),
     (re.compile(r"`?--mask(?: \S+\.png)?`?"), "a painted or uploaded mask"),
     (re.compile(r"`?--inpainter[ =](\w+)`?"), r"the \1 inpainter (Advanced options)"),
+    (re.compile(r"\(the `?(\w+)`? inpainter\)"), r"(the \1 inpainter (Advanced options))"),
     (re.compile(r"`?--planner[ =](\w+)`?"), r"the editor started with the \1 planner"),
     (re.compile(r"\(`?brushedit doctor`? says how\)"),
      "(whoever runs this editor can see how with `brushedit doctor`)"),
