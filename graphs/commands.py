@@ -15,13 +15,14 @@ import typer
 
 from graphs.terminal import markup, one_line, plain
 from tools.errors import InvalidRequestError
+from tools.option_specs import OPTION_SPECS, option_bounds
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
-from tools.types import EditOptions, option_bounds
 
 if TYPE_CHECKING:
     from graphs.components import Components
     from graphs.session import EditSession
     from graphs.settings import Settings
+    from tools.types import EditOptions
 
 INPAINTERS = INPAINTER_NAMES
 PLANNERS = ("auto", "vlm", "rules")
@@ -46,8 +47,7 @@ def edit_option(flag: str, name: str, help: str | None = None) -> Any:
     `help` words it for another command (evals); the bounds stay the field's.
     """
     low, high = option_bounds(name)
-    return typer.Option(flag, min=low, max=high,
-                        help=help or EditOptions.model_fields[name].description)
+    return typer.Option(flag, min=low, max=high, help=help or OPTION_SPECS[name].description)
 
 
 _edit_option = edit_option
@@ -56,6 +56,8 @@ _edit_option = edit_option
 def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
     """`defaults` with the flags a user gave, validated by `EditOptions` (NaN, inf, range)."""
     from pydantic import ValidationError
+
+    from tools.types import EditOptions
 
     data = (defaults or EditOptions()).model_dump()
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
+from tools.option_specs import OPTION_SPECS, SEED_MAX, option_bounds  # noqa: F401 - re-exported
+from tools.registry import INPAINTER_NAMES
 
 
 class EditCategory(StrEnum):
@@ -106,50 +107,25 @@ InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the regis
 MAX_INSTRUCTION_CHARS = 2000
 """Longest instruction any surface accepts; a longer one is refused, never cut."""
 
-SEED_MAX = 2**32 - 1
-"""Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
-
-
 class EditOptions(BaseModel):
     """Knobs a user may turn for one edit; defaults follow the paper.
 
-    The bounds and descriptions here are the single source of truth: the CLI's flags, the HTTP
-    API's and MCP's schemas and the web editor's sliders are derived from these fields.
+    The defaults, bounds and descriptions come from `tools.option_specs.OPTION_SPECS`, the single
+    source of truth: the CLI's flags, the HTTP API's and MCP's schemas and the web editor's
+    sliders are derived from these fields.
     """
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    seed: int = Field(
-        default=1234, ge=0, le=SEED_MAX,
-        description="Random seed of the first attempt; retries add 1. Same seed, same result.",
-    )
-    steps: int = Field(default=50, ge=1, le=200, description="Diffusion denoising steps.")
-    guidance_scale: float = Field(
-        default=7.5, ge=0.0, le=30.0,
-        description="Classifier-free guidance: how strongly the result follows the caption.",
-    )
-    conditioning_scale: float = Field(
-        default=1.0, ge=0.0, le=10.0,
-        description="BrushNet conditioning scale: how strongly the unmasked image steers the fill.",
-    )
-    samples: int = Field(
-        default=1, ge=1, le=8, description="Candidates per attempt; the verifier picks one."
-    )
-    blending: bool = Field(
-        default=True, description="Blend the inpainted region into the untouched source pixels."
-    )
-    max_attempts: int = Field(
-        default=3, ge=1, le=10, description="Verifier attempts per edit before the best is kept."
-    )
-    inpainter: InpainterName = Field(
-        default=DEFAULT_INPAINTER,
-        description="Inpainting backend: brushnet (diffusion, every edit) or opencv (removals "
-        "only, no weights); `tools.registry.INPAINTERS` lists them.",
-    )
-    negative_prompt: str = Field(
-        default="ugly, low quality", max_length=2000,
-        description="What the diffusion model should avoid.",
-    )
+    seed: int = Field(**OPTION_SPECS["seed"].field_kwargs())
+    steps: int = Field(**OPTION_SPECS["steps"].field_kwargs())
+    guidance_scale: float = Field(**OPTION_SPECS["guidance_scale"].field_kwargs())
+    conditioning_scale: float = Field(**OPTION_SPECS["conditioning_scale"].field_kwargs())
+    samples: int = Field(**OPTION_SPECS["samples"].field_kwargs())
+    blending: bool = Field(**OPTION_SPECS["blending"].field_kwargs())
+    max_attempts: int = Field(**OPTION_SPECS["max_attempts"].field_kwargs())
+    inpainter: InpainterName = Field(**OPTION_SPECS["inpainter"].field_kwargs())
+    negative_prompt: str = Field(**OPTION_SPECS["negative_prompt"].field_kwargs())
 
 
 def field_bounds(info: Any) -> dict[str, Any]:
@@ -160,12 +136,6 @@ def field_bounds(info: Any) -> dict[str, Any]:
             if getattr(item, key, None) is not None:
                 bounds[key] = getattr(item, key)
     return bounds
-
-
-def option_bounds(name: str) -> tuple[float | None, float | None]:
-    """The (minimum, maximum) of an `EditOptions` field, None where it is unbounded."""
-    bounds = field_bounds(EditOptions.model_fields[name])
-    return bounds.get("ge"), bounds.get("le")
 
 
 class OptionsPatchBase(BaseModel):
