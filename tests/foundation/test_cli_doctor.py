@@ -29,7 +29,8 @@ def _offline_env(monkeypatch, tmp_path, host: str) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "langgraph", "numpy", "PIL")
+HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "langgraph", "numpy", "PIL",
+         "pydantic")
 
 
 def test_light_imports_and_help_never_load_heavy_libraries() -> None:
