@@ -28,12 +28,9 @@ from .caching import EncodeCache, encoder_state, masked_image_key, prompt_key
 from .pipeline_common import BrushNetPipelineMixin
 from .processing import (
     ImageLike,
-    blur_blend,
     hole_to_known_mask,
     resize_image,
     resize_mask,
-    to_float_rgb,
-    to_hole_mask,
 )
 from .toolbox import (
     BrushNetToolboxMixin,
@@ -42,9 +39,7 @@ from .toolbox import (
     encode_clip_text,
     guidance_embedding,
     lora_text_scale,
-    paste_crop,
     region_working_size,
-    rescale_noise_cfg,
     retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
@@ -181,62 +176,40 @@ class StableDiffusionBrushNetPipeline(
         the hidden state `k` layers before the last.
         """
         with lora_text_scale(self, [self.text_encoder], lora_scale):
-            return self._encode_prompt_scaled(
-                prompt,
-                device,
-                num_images_per_prompt,
-                do_classifier_free_guidance,
-                negative_prompt,
-                prompt_embeds,
-                negative_prompt_embeds,
-                clip_skip,
-            )
-
-    def _encode_prompt_scaled(
-        self,
-        prompt,
-        device,
-        num_images_per_prompt,
-        do_classifier_free_guidance,
-        negative_prompt,
-        prompt_embeds,
-        negative_prompt_embeds,
-        clip_skip,
-    ):
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None and isinstance(prompt, list):
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
-
-        if prompt_embeds is None:
-            prompt_embeds = self._encode_text(prompt, device, clip_skip)
-
-        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
-        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
-        bs_embed, seq_len, _ = prompt_embeds.shape
-        prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
-        prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
-
-        if do_classifier_free_guidance and negative_prompt_embeds is None:
-            if negative_prompt is None:
-                uncond_tokens = [""] * batch_size
-            elif isinstance(negative_prompt, str):
-                uncond_tokens = [negative_prompt] * batch_size
+            if prompt is not None and isinstance(prompt, str):
+                batch_size = 1
+            elif prompt is not None and isinstance(prompt, list):
+                batch_size = len(prompt)
             else:
-                uncond_tokens = list(negative_prompt)
-            negative_prompt_embeds = self._encode_text(uncond_tokens, device, clip_skip)
+                batch_size = prompt_embeds.shape[0]
 
-        if do_classifier_free_guidance:
-            seq_len = negative_prompt_embeds.shape[1]
-            negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
-            negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
-            negative_prompt_embeds = negative_prompt_embeds.view(
-                batch_size * num_images_per_prompt, seq_len, -1
-            )
+            if prompt_embeds is None:
+                prompt_embeds = self._encode_text(prompt, device, clip_skip)
 
-        return prompt_embeds, negative_prompt_embeds
+            dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+            prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
+            bs_embed, seq_len, _ = prompt_embeds.shape
+            prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
+            prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
+
+            if do_classifier_free_guidance and negative_prompt_embeds is None:
+                if negative_prompt is None:
+                    uncond_tokens = [""] * batch_size
+                elif isinstance(negative_prompt, str):
+                    uncond_tokens = [negative_prompt] * batch_size
+                else:
+                    uncond_tokens = list(negative_prompt)
+                negative_prompt_embeds = self._encode_text(uncond_tokens, device, clip_skip)
+
+            if do_classifier_free_guidance:
+                seq_len = negative_prompt_embeds.shape[1]
+                negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
+                negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
+                negative_prompt_embeds = negative_prompt_embeds.view(
+                    batch_size * num_images_per_prompt, seq_len, -1
+                )
+
+            return prompt_embeds, negative_prompt_embeds
 
     def _encode_text(
         self, text: str | list[str], device: torch.device, clip_skip: int | None = None
@@ -251,15 +224,6 @@ class StableDiffusionBrushNetPipeline(
         negative_prompt,
         prompt_embeds,
         negative_prompt_embeds,
-        num_inference_steps,
-        brushnet_conditioning_scale,
-        control_guidance_start,
-        control_guidance_end,
-        height,
-        width,
-        output_type,
-        branch_cfg_batching,
-        callback_on_step_end_tensor_inputs,
     ) -> None:
         """Raise a `ValueError` naming the offending argument; never silently fix an input."""
         if image is None:
@@ -305,17 +269,6 @@ class StableDiffusionBrushNetPipeline(
                 "`negative_prompt_embeds` is required with `guidance_scale` > 1 when the pipeline has no "
                 "`text_encoder` to encode the empty negative prompt."
             )
-        self._check_run_options(
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
-        )
 
     def prepare_conditioning(
         self,
@@ -443,11 +396,7 @@ class StableDiffusionBrushNetPipeline(
             [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
         # 1. Check inputs
-        self._guidance_scale = guidance_scale
-        self._guidance_rescale = guidance_rescale
-        self._clip_skip = clip_skip
-        self._cross_attention_kwargs = cross_attention_kwargs
-        self._interrupt = False
+        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
         check_toolbox_inputs(
             ip_adapter_image,
             ip_adapter_image_embeds,
@@ -458,37 +407,28 @@ class StableDiffusionBrushNetPipeline(
             sigmas,
         )
         self.check_inputs(
-            prompt,
-            image,
-            mask_image,
-            negative_prompt,
-            prompt_embeds,
-            negative_prompt_embeds,
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
+            prompt=prompt,
+            image=image,
+            mask_image=mask_image,
+            negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
         )
-        original = to_float_rgb(image)
-        hole = to_hole_mask(mask_image)
-        if original.shape[:2] != hole.shape:
-            raise ValueError(
-                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
-                f"{original.shape[1]}x{original.shape[0]}."
-            )
+        self.check_run_options(
+            num_inference_steps=num_inference_steps,
+            brushnet_conditioning_scale=brushnet_conditioning_scale,
+            control_guidance_start=control_guidance_start,
+            control_guidance_end=control_guidance_end,
+            height=height,
+            width=width,
+            output_type=output_type,
+            branch_cfg_batching=branch_cfg_batching,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        original, hole = self._original_and_hole(image, mask_image)
 
         # 2. Define call parameters
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
 
@@ -622,15 +562,7 @@ class StableDiffusionBrushNetPipeline(
                 )[0]
 
                 # 8.3 perform guidance
-                if self.do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (
-                        noise_pred_text - noise_pred_uncond
-                    )
-                    if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(
-                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
-                        )
+                noise_pred = self._guide(noise_pred)
 
                 # 8.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -654,36 +586,15 @@ class StableDiffusionBrushNetPipeline(
                     progress_bar.update()
 
         # 9. Decode, resize back to the input size, blend
-        if output_type == "latent":
-            self.maybe_free_model_hooks()
-            return (
-                StableDiffusionBrushNetPipelineOutput(images=latents) if return_dict else (latents,)
-            )
-
-        decoded = self.vae.decode(
-            latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
-            return_dict=False,
-            generator=generator,
-        )[0]
-        generated = self.image_processor.postprocess(decoded, output_type="np")
-        results = []
-        for gen in generated:
-            gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
-            if crop_box is not None:
-                gen = paste_crop(full_image, gen, crop_box)
-            if blending:
-                gen = blur_blend(full_image, gen, full_hole)
-            results.append(gen.astype(np.float32))
-        images = np.stack(results)
-
-        if output_type == "pil":
-            images = self.image_processor.numpy_to_pil(images)
-        elif output_type == "pt":
-            images = torch.from_numpy(images).permute(0, 3, 1, 2)
-
-        # Offload all models
-        self.maybe_free_model_hooks()
-
-        if not return_dict:
-            return (images,)
-        return StableDiffusionBrushNetPipelineOutput(images=images)
+        return self._finish(
+            latents,
+            generator,
+            output_type,
+            return_dict,
+            StableDiffusionBrushNetPipelineOutput,
+            size=(orig_h, orig_w),
+            crop_box=crop_box,
+            full_image=full_image,
+            full_hole=full_hole,
+            blending=blending,
+        )

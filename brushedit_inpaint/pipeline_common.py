@@ -7,9 +7,14 @@ One place for the logic both pipelines run the same way, so a fix to one is a fi
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
+import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
+
+from .processing import ImageLike, blur_blend, resize_image, to_float_rgb, to_hole_mask
+from .toolbox import paste_crop, rescale_noise_cfg
 
 _OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 _BRANCH_BATCHING = ("shared", "doubled")
@@ -47,7 +52,35 @@ class BrushNetPipelineMixin:
     def interrupt(self) -> bool:
         return self._interrupt
 
-    def _check_run_options(
+    def _begin_run(self, guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs) -> None:
+        """Record the per-call settings the properties above read."""
+        self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
+        self._cross_attention_kwargs = cross_attention_kwargs
+        self._interrupt = False
+
+    @staticmethod
+    def _original_and_hole(image: ImageLike, mask_image: ImageLike) -> tuple[np.ndarray, np.ndarray]:
+        """The image as float RGB and the mask as a hole mask, after checking that their sizes match."""
+        original = to_float_rgb(image)
+        hole = to_hole_mask(mask_image)
+        if original.shape[:2] != hole.shape:
+            raise ValueError(
+                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
+                f"{original.shape[1]}x{original.shape[0]}."
+            )
+        return original, hole
+
+    @staticmethod
+    def _prompt_batch_size(prompt, prompt_embeds) -> int:
+        if prompt is not None and isinstance(prompt, str):
+            return 1
+        if prompt is not None:
+            return len(prompt)
+        return prompt_embeds.shape[0]
+
+    def check_run_options(
         self,
         num_inference_steps,
         brushnet_conditioning_scale,
@@ -59,7 +92,7 @@ class BrushNetPipelineMixin:
         branch_cfg_batching,
         callback_on_step_end_tensor_inputs,
     ) -> None:
-        """The checks of `check_inputs` that do not depend on the text encoders."""
+        """Raise a `ValueError` naming the offending run option (steps, branch scale and window, size, output)."""
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(
                 f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}."
@@ -144,3 +177,63 @@ class BrushNetPipelineMixin:
         if "generator" in params:
             extra_step_kwargs["generator"] = generator
         return extra_step_kwargs
+
+    def _guide(self, noise_pred: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance on the (uncond, text) halves, with the optional `guidance_rescale`."""
+        if not self.do_classifier_free_guidance:
+            return noise_pred
+        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        if self.guidance_rescale > 0.0:
+            noise_pred = rescale_noise_cfg(
+                noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
+            )
+        return noise_pred
+
+    def _decode(self, latents: torch.Tensor, generator) -> torch.Tensor:
+        return self.vae.decode(
+            latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
+            return_dict=False,
+            generator=generator,
+        )[0]
+
+    def _finish(
+        self,
+        latents: torch.Tensor,
+        generator,
+        output_type: str,
+        return_dict: bool,
+        output_class: type,
+        *,
+        size: tuple[int, int],
+        crop_box: Any,
+        full_image: np.ndarray,
+        full_hole: np.ndarray,
+        blending: bool,
+    ):
+        """Decode, resize back to the input `size` (h, w), paste a crop back, blend, and wrap as `output_class`."""
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return output_class(images=latents) if return_dict else (latents,)
+
+        generated = self.image_processor.postprocess(self._decode(latents, generator), output_type="np")
+        results = []
+        for gen in generated:
+            gen = resize_image(gen.astype(np.float32), *size)
+            if crop_box is not None:
+                gen = paste_crop(full_image, gen, crop_box)
+            if blending:
+                gen = blur_blend(full_image, gen, full_hole)
+            results.append(gen.astype(np.float32))
+        images = np.stack(results)
+
+        if output_type == "pil":
+            images = self.image_processor.numpy_to_pil(images)
+        elif output_type == "pt":
+            images = torch.from_numpy(images).permute(0, 3, 1, 2)
+
+        # Offload all models
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return output_class(images=images)

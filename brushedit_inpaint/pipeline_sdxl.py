@@ -36,12 +36,9 @@ from .pipeline import encode_masked_image
 from .pipeline_common import BrushNetPipelineMixin
 from .processing import (
     ImageLike,
-    blur_blend,
     hole_to_known_mask,
     resize_image,
     resize_mask,
-    to_float_rgb,
-    to_hole_mask,
 )
 from .toolbox import (
     BrushNetToolboxMixin,
@@ -50,9 +47,7 @@ from .toolbox import (
     encode_clip_text,
     guidance_embedding,
     lora_text_scale,
-    paste_crop,
     region_working_size,
-    rescale_noise_cfg,
     retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
@@ -194,85 +189,55 @@ class StableDiffusionXLBrushNetPipeline(
         `negative_prompt`. Textual-inversion tokens are expanded; `lora_scale` scales the encoders' LoRA layers.
         """
         with lora_text_scale(self, [self.text_encoder, self.text_encoder_2], lora_scale):
-            return self._encode_prompt_scaled(
-                prompt,
-                prompt_2,
-                device,
-                num_images_per_prompt,
-                do_classifier_free_guidance,
-                negative_prompt,
-                negative_prompt_2,
+            prompt = [prompt] if isinstance(prompt, str) else prompt
+            batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
+
+            if prompt_embeds is None:
+                prompt_2 = prompt_2 or prompt
+                prompt_2 = [prompt_2] if isinstance(prompt_2, str) else prompt_2
+                prompt_embeds, pooled_prompt_embeds = self._encode_text(
+                    prompt, prompt_2, device, clip_skip
+                )
+
+            zero_out_negative = negative_prompt is None and self.config.force_zeros_for_empty_prompt
+            if do_classifier_free_guidance and negative_prompt_embeds is None and zero_out_negative:
+                negative_prompt_embeds = torch.zeros_like(prompt_embeds)
+                negative_pooled_prompt_embeds = torch.zeros_like(pooled_prompt_embeds)
+            elif do_classifier_free_guidance and negative_prompt_embeds is None:
+                negative_prompt = negative_prompt or ""
+                negative_prompt_2 = negative_prompt_2 or negative_prompt
+                negative_prompt = (
+                    batch_size * [negative_prompt]
+                    if isinstance(negative_prompt, str)
+                    else negative_prompt
+                )
+                negative_prompt_2 = (
+                    batch_size * [negative_prompt_2]
+                    if isinstance(negative_prompt_2, str)
+                    else negative_prompt_2
+                )
+                negative_prompt_embeds, negative_pooled_prompt_embeds = self._encode_text(
+                    negative_prompt, negative_prompt_2, device, clip_skip
+                )
+
+            dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+            prompt_embeds = _repeat(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
+            pooled_prompt_embeds = _repeat(
+                pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+            )
+            if do_classifier_free_guidance:
+                negative_prompt_embeds = _repeat(
+                    negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+                )
+                negative_pooled_prompt_embeds = _repeat(
+                    negative_pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+                )
+            return (
                 prompt_embeds,
                 negative_prompt_embeds,
                 pooled_prompt_embeds,
                 negative_pooled_prompt_embeds,
-                clip_skip,
             )
-
-    def _encode_prompt_scaled(
-        self,
-        prompt,
-        prompt_2,
-        device,
-        num_images_per_prompt,
-        do_classifier_free_guidance,
-        negative_prompt,
-        negative_prompt_2,
-        prompt_embeds,
-        negative_prompt_embeds,
-        pooled_prompt_embeds,
-        negative_pooled_prompt_embeds,
-        clip_skip,
-    ):
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
-
-        if prompt_embeds is None:
-            prompt_2 = prompt_2 or prompt
-            prompt_2 = [prompt_2] if isinstance(prompt_2, str) else prompt_2
-            prompt_embeds, pooled_prompt_embeds = self._encode_text(
-                prompt, prompt_2, device, clip_skip
-            )
-
-        zero_out_negative = negative_prompt is None and self.config.force_zeros_for_empty_prompt
-        if do_classifier_free_guidance and negative_prompt_embeds is None and zero_out_negative:
-            negative_prompt_embeds = torch.zeros_like(prompt_embeds)
-            negative_pooled_prompt_embeds = torch.zeros_like(pooled_prompt_embeds)
-        elif do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative_prompt = negative_prompt or ""
-            negative_prompt_2 = negative_prompt_2 or negative_prompt
-            negative_prompt = (
-                batch_size * [negative_prompt]
-                if isinstance(negative_prompt, str)
-                else negative_prompt
-            )
-            negative_prompt_2 = (
-                batch_size * [negative_prompt_2]
-                if isinstance(negative_prompt_2, str)
-                else negative_prompt_2
-            )
-            negative_prompt_embeds, negative_pooled_prompt_embeds = self._encode_text(
-                negative_prompt, negative_prompt_2, device, clip_skip
-            )
-
-        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
-        prompt_embeds = _repeat(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
-        pooled_prompt_embeds = _repeat(
-            pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-        )
-        if do_classifier_free_guidance:
-            negative_prompt_embeds = _repeat(
-                negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-            )
-            negative_pooled_prompt_embeds = _repeat(
-                negative_pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-            )
-        return (
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-        )
 
     def _encode_text(
         self, text: list[str], text_2: list[str], device: torch.device, clip_skip: int | None = None
@@ -339,15 +304,6 @@ class StableDiffusionXLBrushNetPipeline(
         negative_prompt_embeds,
         pooled_prompt_embeds,
         negative_pooled_prompt_embeds,
-        num_inference_steps,
-        brushnet_conditioning_scale,
-        control_guidance_start,
-        control_guidance_end,
-        height,
-        width,
-        output_type,
-        branch_cfg_batching,
-        callback_on_step_end_tensor_inputs,
     ) -> None:
         """Raise a `ValueError` naming the offending argument; never silently fix an input."""
         if getattr(self.brushnet.config, "addition_embed_type", None) != "text_time":
@@ -423,17 +379,6 @@ class StableDiffusionXLBrushNetPipeline(
                 "`negative_prompt_embeds` and `negative_pooled_prompt_embeds` are required with `guidance_scale` > 1 "
                 "when the pipeline has no `text_encoder_2` to encode the negative prompt."
             )
-        self._check_run_options(
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
-        )
 
     # -- latents and conditioning ---------------------------------------------------------------------------------
 
@@ -449,6 +394,11 @@ class StableDiffusionXLBrushNetPipeline(
         finally:
             if upcast:
                 self.vae.to(dtype=dtype)
+
+    def _decode(self, latents: torch.Tensor, generator) -> torch.Tensor:
+        with self._vae_in_float32():
+            decoded = super()._decode(latents, generator)
+        return decoded.float()
 
     def prepare_conditioning(
         self,
@@ -590,11 +540,7 @@ class StableDiffusionXLBrushNetPipeline(
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
         # 1. Check inputs
-        self._guidance_scale = guidance_scale
-        self._guidance_rescale = guidance_rescale
-        self._clip_skip = clip_skip
-        self._cross_attention_kwargs = cross_attention_kwargs
-        self._interrupt = False
+        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
         self._branch_shared = False
         check_toolbox_inputs(
             ip_adapter_image,
@@ -606,41 +552,32 @@ class StableDiffusionXLBrushNetPipeline(
             sigmas,
         )
         self.check_inputs(
-            prompt,
-            prompt_2,
-            image,
-            mask_image,
-            negative_prompt,
-            negative_prompt_2,
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
+            prompt=prompt,
+            prompt_2=prompt_2,
+            image=image,
+            mask_image=mask_image,
+            negative_prompt=negative_prompt,
+            negative_prompt_2=negative_prompt_2,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            pooled_prompt_embeds=pooled_prompt_embeds,
+            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
         )
-        original = to_float_rgb(image)
-        hole = to_hole_mask(mask_image)
-        if original.shape[:2] != hole.shape:
-            raise ValueError(
-                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
-                f"{original.shape[1]}x{original.shape[0]}."
-            )
+        self.check_run_options(
+            num_inference_steps=num_inference_steps,
+            brushnet_conditioning_scale=brushnet_conditioning_scale,
+            control_guidance_start=control_guidance_start,
+            control_guidance_end=control_guidance_end,
+            height=height,
+            width=width,
+            output_type=output_type,
+            branch_cfg_batching=branch_cfg_batching,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        original, hole = self._original_and_hole(image, mask_image)
 
         # 2. Define call parameters
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
         do_cfg = self.do_classifier_free_guidance
@@ -811,15 +748,7 @@ class StableDiffusionXLBrushNetPipeline(
                 )[0]
 
                 # 9.3 perform guidance
-                if do_cfg:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (
-                        noise_pred_text - noise_pred_uncond
-                    )
-                    if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(
-                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
-                        )
+                noise_pred = self._guide(noise_pred)
 
                 # 9.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -842,40 +771,18 @@ class StableDiffusionXLBrushNetPipeline(
                     progress_bar.update()
 
         # 10. Decode, resize back to the input size, blend
-        if output_type == "latent":
-            self.maybe_free_model_hooks()
-            return (
-                StableDiffusionXLBrushNetPipelineOutput(images=latents)
-                if return_dict
-                else (latents,)
-            )
-
-        with self._vae_in_float32():
-            decoded = self.vae.decode(
-                latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
-                return_dict=False,
-                generator=generator,
-            )[0]
-        generated = self.image_processor.postprocess(decoded.float(), output_type="np")
-        results = []
-        for gen in generated:
-            gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
-            if crop_box is not None:
-                gen = paste_crop(full_image, gen, crop_box)
-            if blending:
-                gen = blur_blend(full_image, gen, full_hole)
-            results.append(gen.astype(np.float32))
-        images = np.stack(results)
-
-        if output_type == "pil":
-            images = self.image_processor.numpy_to_pil(images)
-        elif output_type == "pt":
-            images = torch.from_numpy(images).permute(0, 3, 1, 2)
-
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images,)
-        return StableDiffusionXLBrushNetPipelineOutput(images=images)
+        return self._finish(
+            latents,
+            generator,
+            output_type,
+            return_dict,
+            StableDiffusionXLBrushNetPipelineOutput,
+            size=(orig_h, orig_w),
+            crop_box=crop_box,
+            full_image=full_image,
+            full_hole=full_hole,
+            blending=blending,
+        )
 
 
 def _repeat(embeds: torch.Tensor, times: int) -> torch.Tensor:
