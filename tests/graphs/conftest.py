@@ -26,6 +26,19 @@ def _no_real_ollama(monkeypatch):
     monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
 
 
+@pytest.fixture
+def files(tmp_path):
+    """A picture and its object mask written as in.png and mask.png, for the CLI tests."""
+    from PIL import Image
+
+    from tests.graphs.helpers import object_mask, picture
+
+    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    picture().save(image)
+    Image.fromarray(object_mask()).save(mask)
+    return image, mask
+
+
 @pytest.fixture(scope="session")
 def tiny_brushnet(tmp_path_factory):
     """`tools.inpaint.BrushNetInpainter` around a random-weight tiny pipeline (seconds on CPU)."""

@@ -11,6 +11,7 @@ from diffusers import UniPCMultistepScheduler
 from brushedit_inpaint import BrushNetModel, StableDiffusionBrushNetPipeline
 
 from .conftest import make_tiny_models, make_tiny_text
+from .tiny_parts import tiny_unipc
 
 
 def _golden_scheduler(golden):
@@ -134,9 +135,7 @@ def tiny_pipe(tmp_path_factory):
         tokenizer=tokenizer,
         unet=unet,
         brushnet=brushnet,
-        scheduler=UniPCMultistepScheduler(
-            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
-        ),
+        scheduler=tiny_unipc(),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
