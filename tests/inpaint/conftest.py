@@ -14,6 +14,7 @@ from .tiny_parts import (
     load_golden,
     models_from_golden,
     tiny_models,
+    tiny_unipc,
 )
 
 torch.set_num_threads(2)
@@ -82,3 +83,21 @@ def make_tiny_text(tmp_dir: Path):
         pad_token_id=len(vocab) - 1,
     )
     return CLIPTextModel(text_config).eval(), tokenizer
+
+
+def make_tiny_pipeline(tmp_dir: Path, scheduler=None, seed: int = 0):
+    """A complete tiny `StableDiffusionBrushNetPipeline` (text encoder, UniPC unless `scheduler`), progress bar off."""
+    from brushedit_inpaint import StableDiffusionBrushNetPipeline
+
+    unet, vae, brushnet = make_tiny_models(seed)
+    text_encoder, tokenizer = make_tiny_text(tmp_dir)
+    pipe = StableDiffusionBrushNetPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        brushnet=brushnet,
+        scheduler=scheduler or tiny_unipc(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
