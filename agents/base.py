@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -39,3 +40,32 @@ class VisionLanguageModel(Protocol):
         images: Sequence[Image.Image] = (),
         schema: type[T],
     ) -> VLMAnswer[T]: ...
+
+
+class VLMQuestion(NamedTuple, Generic[T]):
+    """One `ask`, as a value: the system prompt, the user text, the images, and the schema the answer must fit."""
+
+    system: str
+    user: str
+    images: Sequence[Image.Image]
+    schema: type[T]
+
+
+class AskByQuestion(ABC):
+    """Base of the concrete models: `ask` (the protocol's keyword call) hands one `VLMQuestion` to `answer`."""
+
+    model_id: str
+
+    def ask(
+        self,
+        *,
+        system: str,
+        user: str,
+        images: Sequence[Image.Image] = (),
+        schema: type[T],
+    ) -> VLMAnswer[T]:
+        return self.answer(VLMQuestion(system, user, images, schema))
+
+    @abstractmethod
+    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
+        """Answer `question` with a validated instance of its schema, or raise an `AgentError`."""

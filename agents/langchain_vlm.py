@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agents.base import T, VLMAnswer
+from agents.base import AskByQuestion, T, VLMAnswer, VLMQuestion
 from agents.errors import VLMTimeoutError
 from agents.imaging import data_url, downscale
 from agents.ollama_vlm import ask_until_valid, parse_keeping_raw
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_HINT = "\n\nAnswer with only one JSON object that validates against this JSON schema:\n{schema}"
 
 
-class LangChainVLM:
+class LangChainVLM(AskByQuestion):
     """Structured questions to a LangChain chat model.
 
     Uses `with_structured_output(schema, include_raw=True)` where the model supports it; otherwise
@@ -55,16 +53,10 @@ class LangChainVLM:
     def __repr__(self) -> str:
         return f"LangChainVLM({self.model_id!r})"
 
-    def ask(
-        self,
-        *,
-        system: str,
-        user: str,
-        images: Sequence[Image.Image] = (),
-        schema: type[T],
-    ) -> VLMAnswer[T]:
+    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+        system, user, images, schema = question
         prepared = [downscale(image, self.max_image_side) for image in images]
         runnable = self._structured_runnable(schema)
         if runnable is None:

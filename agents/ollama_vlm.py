@@ -14,12 +14,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from agents.base import T, VLMAnswer
+from agents.base import AskByQuestion, T, VLMAnswer, VLMQuestion
 from agents.errors import (
     VLMBadResponseError,
     VLMInvalidAnswerError,
@@ -34,7 +34,6 @@ from agents.parsing import AnswerError, parse_answer, schema_name
 
 if TYPE_CHECKING:
     import ollama
-    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class OllamaStatus(BaseModel):
         return self.reachable and self.model_present and self.vision is not False
 
 
-class OllamaVLM:
+class OllamaVLM(AskByQuestion):
     """Ask an Ollama vision model for schema-checked JSON, with bounded retries and clear errors.
 
     Args:
@@ -206,15 +205,9 @@ class OllamaVLM:
                 ) from None
         return self._client
 
-    def ask(
-        self,
-        *,
-        system: str,
-        user: str,
-        images: Sequence[Image.Image] = (),
-        schema: type[T],
-    ) -> VLMAnswer[T]:
+    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
         """One structured question; re-asks on invalid answers, retries on transport failures."""
+        system, user, images, schema = question
         self._ensure_vision()
         prepared = [downscale(image, self.max_image_side) for image in images]
         user_message: dict[str, Any] = {"role": "user", "content": user}

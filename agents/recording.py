@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.base import T, VisionLanguageModel, VLMAnswer
+from agents.base import AskByQuestion, T, VisionLanguageModel, VLMAnswer, VLMQuestion
 from tools.images import content_hash
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 
 class VLMCall(BaseModel):
@@ -32,7 +28,7 @@ class VLMCall(BaseModel):
     error: str | None = Field(default=None, description="`ErrorType: message` when the call failed.")
 
 
-class RecordingVLM:
+class RecordingVLM(AskByQuestion):
     """Delegates to `inner` and appends a `VLMCall` to `.calls` for every question asked."""
 
     def __init__(self, inner: VisionLanguageModel) -> None:
@@ -49,14 +45,8 @@ class RecordingVLM:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def ask(
-        self,
-        *,
-        system: str,
-        user: str,
-        images: Sequence[Image.Image] = (),
-        schema: type[T],
-    ) -> VLMAnswer[T]:
+    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
+        system, user, images, schema = question
         started = datetime.now(UTC)
         clock = time.perf_counter()
         call = VLMCall(

@@ -22,20 +22,17 @@ from diffusers.models import AutoencoderKL, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
-from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
 from .caching import EncodeCache, encoder_state, masked_image_key, prompt_key
+from .pipeline_common import BrushNetPipelineMixin
 from .processing import (
     ImageLike,
-    blur_blend,
     callback_updates,
     check_call_arguments,
     hole_to_known_mask,
     resize_image,
     resize_mask,
-    to_float_rgb,
-    to_hole_mask,
 )
 from .toolbox import (
     BrushNetToolboxMixin,
@@ -44,17 +41,12 @@ from .toolbox import (
     encode_clip_text,
     guidance_embedding,
     lora_text_scale,
-    paste_crop,
     region_working_size,
-    rescale_noise_cfg,
     retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
 
 logger = logging.get_logger(__name__)
-
-_OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-_BRANCH_BATCHING = ("shared", "doubled")
 
 
 @dataclass
@@ -99,6 +91,7 @@ def encode_masked_image(
 
 
 class StableDiffusionBrushNetPipeline(
+    BrushNetPipelineMixin,
     BrushNetToolboxMixin,
     DiffusionPipeline,
     StableDiffusionMixin,
@@ -165,35 +158,6 @@ class StableDiffusionBrushNetPipeline(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
         )
 
-    @property
-    def guidance_scale(self) -> float:
-        return self._guidance_scale
-
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        # guidance-distilled UNets (LCM) embed the scale instead of running two halves
-        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
-
-    @property
-    def clip_skip(self) -> int | None:
-        return self._clip_skip
-
-    @property
-    def guidance_rescale(self) -> float:
-        return self._guidance_rescale
-
-    @property
-    def cross_attention_kwargs(self) -> dict | None:
-        return self._cross_attention_kwargs
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
     # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_prompt
     # (diffusers 0.42.1); `clip_skip` applies to the negative prompt too.
     def encode_prompt(
@@ -214,62 +178,40 @@ class StableDiffusionBrushNetPipeline(
         the hidden state `k` layers before the last.
         """
         with lora_text_scale(self, [self.text_encoder], lora_scale):
-            return self._encode_prompt_scaled(
-                prompt,
-                device,
-                num_images_per_prompt,
-                do_classifier_free_guidance,
-                negative_prompt,
-                prompt_embeds,
-                negative_prompt_embeds,
-                clip_skip,
-            )
-
-    def _encode_prompt_scaled(
-        self,
-        prompt,
-        device,
-        num_images_per_prompt,
-        do_classifier_free_guidance,
-        negative_prompt,
-        prompt_embeds,
-        negative_prompt_embeds,
-        clip_skip,
-    ):
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None and isinstance(prompt, list):
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
-
-        if prompt_embeds is None:
-            prompt_embeds = self._encode_text(prompt, device, clip_skip)
-
-        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
-        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
-        bs_embed, seq_len, _ = prompt_embeds.shape
-        prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
-        prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
-
-        if do_classifier_free_guidance and negative_prompt_embeds is None:
-            if negative_prompt is None:
-                uncond_tokens = [""] * batch_size
-            elif isinstance(negative_prompt, str):
-                uncond_tokens = [negative_prompt] * batch_size
+            if prompt is not None and isinstance(prompt, str):
+                batch_size = 1
+            elif prompt is not None and isinstance(prompt, list):
+                batch_size = len(prompt)
             else:
-                uncond_tokens = list(negative_prompt)
-            negative_prompt_embeds = self._encode_text(uncond_tokens, device, clip_skip)
+                batch_size = prompt_embeds.shape[0]
 
-        if do_classifier_free_guidance:
-            seq_len = negative_prompt_embeds.shape[1]
-            negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
-            negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
-            negative_prompt_embeds = negative_prompt_embeds.view(
-                batch_size * num_images_per_prompt, seq_len, -1
-            )
+            if prompt_embeds is None:
+                prompt_embeds = self._encode_text(prompt, device, clip_skip)
 
-        return prompt_embeds, negative_prompt_embeds
+            dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+            prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
+            bs_embed, seq_len, _ = prompt_embeds.shape
+            prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
+            prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
+
+            if do_classifier_free_guidance and negative_prompt_embeds is None:
+                if negative_prompt is None:
+                    uncond_tokens = [""] * batch_size
+                elif isinstance(negative_prompt, str):
+                    uncond_tokens = [negative_prompt] * batch_size
+                else:
+                    uncond_tokens = list(negative_prompt)
+                negative_prompt_embeds = self._encode_text(uncond_tokens, device, clip_skip)
+
+            if do_classifier_free_guidance:
+                seq_len = negative_prompt_embeds.shape[1]
+                negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
+                negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
+                negative_prompt_embeds = negative_prompt_embeds.view(
+                    batch_size * num_images_per_prompt, seq_len, -1
+                )
+
+            return prompt_embeds, negative_prompt_embeds
 
     def _encode_text(
         self, text: str | list[str], device: torch.device, clip_skip: int | None = None
@@ -284,15 +226,6 @@ class StableDiffusionBrushNetPipeline(
         negative_prompt,
         prompt_embeds,
         negative_prompt_embeds,
-        num_inference_steps,
-        brushnet_conditioning_scale,
-        control_guidance_start,
-        control_guidance_end,
-        height,
-        width,
-        output_type,
-        branch_cfg_batching,
-        callback_on_step_end_tensor_inputs,
     ) -> None:
         """Raise a `ValueError` naming the offending argument; never silently fix an input."""
         if image is None:
@@ -338,74 +271,6 @@ class StableDiffusionBrushNetPipeline(
                 "`negative_prompt_embeds` is required with `guidance_scale` > 1 when the pipeline has no "
                 "`text_encoder` to encode the empty negative prompt."
             )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(
-                f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}."
-            )
-        if not isinstance(brushnet_conditioning_scale, (int, float)):
-            raise ValueError(
-                f"`brushnet_conditioning_scale` must be a number, got {type(brushnet_conditioning_scale).__name__}."
-            )
-        if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
-            raise ValueError(
-                "`control_guidance_start` and `control_guidance_end` must satisfy 0 <= start < end <= 1, got "
-                f"{control_guidance_start} and {control_guidance_end}."
-            )
-        for name, value in (("height", height), ("width", width)):
-            if value is not None and (not isinstance(value, int) or value < 8 or value % 8 != 0):
-                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value!r}.")
-        if output_type not in _OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, got {output_type!r}.")
-        if branch_cfg_batching not in _BRANCH_BATCHING:
-            raise ValueError(
-                f"`branch_cfg_batching` must be one of {_BRANCH_BATCHING}, got {branch_cfg_batching!r}."
-            )
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [
-                k
-                for k in callback_on_step_end_tensor_inputs
-                if k not in self._callback_tensor_inputs
-            ]
-            if unknown:
-                raise ValueError(
-                    f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed: {self._callback_tensor_inputs}."
-                )
-
-    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
-    # (diffusers 0.42.1)
-    def prepare_latents(
-        self,
-        batch_size,
-        num_channels_latents,
-        height,
-        width,
-        dtype,
-        device,
-        generator,
-        latents=None,
-    ):
-        shape = (
-            batch_size,
-            num_channels_latents,
-            int(height) // self.vae_scale_factor,
-            int(width) // self.vae_scale_factor,
-        )
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
-                f" size of {batch_size}. Make sure the batch size matches the length of the generators."
-            )
-
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            if tuple(latents.shape) != shape:
-                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
-            latents = latents.to(device)
-
-        # scale the initial noise by the standard deviation required by the scheduler
-        latents = latents * self.scheduler.init_noise_sigma
-        return latents
 
     def prepare_conditioning(
         self,
@@ -436,14 +301,6 @@ class StableDiffusionBrushNetPipeline(
         known_t = F.interpolate(known_t, size=latent.shape[-2:])  # nearest, as in the reference
         conditioning = torch.cat([latent, known_t], dim=1).to(dtype=self.brushnet.dtype)
         return conditioning.repeat(batch_size, 1, 1, 1)
-
-    @staticmethod
-    def brushnet_keep(num_timesteps: int, start: float, end: float) -> list[float]:
-        """Per step 1.0 if the branch is applied, 0.0 outside [start, end] (the reference's `brushnet_keep`)."""
-        return [
-            1.0 - float(i / num_timesteps < start or (i + 1) / num_timesteps > end)
-            for i in range(num_timesteps)
-        ]
 
     @torch.no_grad()
     def __call__(
@@ -550,11 +407,7 @@ class StableDiffusionBrushNetPipeline(
             callback_on_step_end=callback_on_step_end, blending=blending, return_dict=return_dict,
             prompts={"prompt": prompt, "negative_prompt": negative_prompt},
         )
-        self._guidance_scale = guidance_scale
-        self._guidance_rescale = guidance_rescale
-        self._clip_skip = clip_skip
-        self._cross_attention_kwargs = cross_attention_kwargs
-        self._interrupt = False
+        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
         check_toolbox_inputs(
             ip_adapter_image,
             ip_adapter_image_embeds,
@@ -565,37 +418,28 @@ class StableDiffusionBrushNetPipeline(
             sigmas,
         )
         self.check_inputs(
-            prompt,
-            image,
-            mask_image,
-            negative_prompt,
-            prompt_embeds,
-            negative_prompt_embeds,
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
+            prompt=prompt,
+            image=image,
+            mask_image=mask_image,
+            negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
         )
-        original = to_float_rgb(image)
-        hole = to_hole_mask(mask_image)
-        if original.shape[:2] != hole.shape:
-            raise ValueError(
-                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
-                f"{original.shape[1]}x{original.shape[0]}."
-            )
+        self.check_run_options(
+            num_inference_steps=num_inference_steps,
+            brushnet_conditioning_scale=brushnet_conditioning_scale,
+            control_guidance_start=control_guidance_start,
+            control_guidance_end=control_guidance_end,
+            height=height,
+            width=width,
+            output_type=output_type,
+            branch_cfg_batching=branch_cfg_batching,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        original, hole = self._original_and_hole(image, mask_image)
 
         # 2. Define call parameters
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
 
@@ -729,15 +573,7 @@ class StableDiffusionBrushNetPipeline(
                 )[0]
 
                 # 8.3 perform guidance
-                if self.do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (
-                        noise_pred_text - noise_pred_uncond
-                    )
-                    if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(
-                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
-                        )
+                noise_pred = self._guide(noise_pred)
 
                 # 8.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -763,52 +599,15 @@ class StableDiffusionBrushNetPipeline(
                     progress_bar.update()
 
         # 9. Decode, resize back to the input size, blend
-        if output_type == "latent":
-            self.maybe_free_model_hooks()
-            return (
-                StableDiffusionBrushNetPipelineOutput(images=latents) if return_dict else (latents,)
-            )
-
-        decoded = self.vae.decode(
-            latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
-            return_dict=False,
-            generator=generator,
-        )[0]
-        generated = self.image_processor.postprocess(decoded, output_type="np")
-        results = []
-        for gen in generated:
-            gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
-            if crop_box is not None:
-                gen = paste_crop(full_image, gen, crop_box)
-            if blending:
-                gen = blur_blend(full_image, gen, full_hole)
-            results.append(gen.astype(np.float32))
-        images = np.stack(results)
-
-        if output_type == "pil":
-            images = self.image_processor.numpy_to_pil(images)
-        elif output_type == "pt":
-            images = torch.from_numpy(images).permute(0, 3, 1, 2)
-
-        # Offload all models
-        self.maybe_free_model_hooks()
-
-        if not return_dict:
-            return (images,)
-        return StableDiffusionBrushNetPipelineOutput(images=images)
-
-    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline
-    # .prepare_extra_step_kwargs (diffusers 0.42.1)
-    def prepare_extra_step_kwargs(self, generator, eta):
-        import inspect
-
-        accepts_eta = "eta" in set(inspect.signature(self.scheduler.step).parameters.keys())
-        extra_step_kwargs = {}
-        if accepts_eta:
-            extra_step_kwargs["eta"] = eta
-        accepts_generator = "generator" in set(
-            inspect.signature(self.scheduler.step).parameters.keys()
+        return self._finish(
+            latents,
+            generator,
+            output_type,
+            return_dict,
+            StableDiffusionBrushNetPipelineOutput,
+            size=(orig_h, orig_w),
+            crop_box=crop_box,
+            full_image=full_image,
+            full_hole=full_hole,
+            blending=blending,
         )
-        if accepts_generator:
-            extra_step_kwargs["generator"] = generator
-        return extra_step_kwargs

@@ -29,21 +29,18 @@ from diffusers.models import AutoencoderKL, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
-from diffusers.utils.torch_utils import randn_tensor
 
 from .brushnet import BrushNetModel
 from .caching import EncodeCache, encoder_state, prompt_key
-from .pipeline import StableDiffusionBrushNetPipeline, encode_masked_image
+from .pipeline import encode_masked_image
+from .pipeline_common import BrushNetPipelineMixin
 from .processing import (
     ImageLike,
-    blur_blend,
     callback_updates,
     check_call_arguments,
     hole_to_known_mask,
     resize_image,
     resize_mask,
-    to_float_rgb,
-    to_hole_mask,
 )
 from .toolbox import (
     BrushNetToolboxMixin,
@@ -52,17 +49,12 @@ from .toolbox import (
     encode_clip_text,
     guidance_embedding,
     lora_text_scale,
-    paste_crop,
     region_working_size,
-    rescale_noise_cfg,
     retrieve_timesteps,
 )
 from .unet_injection import unet_forward_with_brushnet
 
 logger = logging.get_logger(__name__)
-
-_OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-_BRANCH_BATCHING = ("shared", "doubled")
 
 
 @dataclass
@@ -80,6 +72,7 @@ class StableDiffusionXLBrushNetPipelineOutput(BaseOutput):
 
 
 class StableDiffusionXLBrushNetPipeline(
+    BrushNetPipelineMixin,
     BrushNetToolboxMixin,
     DiffusionPipeline,
     StableDiffusionMixin,
@@ -167,35 +160,6 @@ class StableDiffusionXLBrushNetPipeline(
         self._branch_shared = False
 
     @property
-    def guidance_scale(self) -> float:
-        return self._guidance_scale
-
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        # guidance-distilled UNets (LCM) embed the scale instead of running two halves
-        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
-
-    @property
-    def clip_skip(self) -> int | None:
-        return self._clip_skip
-
-    @property
-    def guidance_rescale(self) -> float:
-        return self._guidance_rescale
-
-    @property
-    def cross_attention_kwargs(self) -> dict | None:
-        return self._cross_attention_kwargs
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    @property
     def branch_shared(self) -> bool:
         """Whether the last call ran the branch once for both CFG halves (True) or on the doubled batch (False)."""
         return self._branch_shared
@@ -227,85 +191,55 @@ class StableDiffusionXLBrushNetPipeline(
         `negative_prompt`. Textual-inversion tokens are expanded; `lora_scale` scales the encoders' LoRA layers.
         """
         with lora_text_scale(self, [self.text_encoder, self.text_encoder_2], lora_scale):
-            return self._encode_prompt_scaled(
-                prompt,
-                prompt_2,
-                device,
-                num_images_per_prompt,
-                do_classifier_free_guidance,
-                negative_prompt,
-                negative_prompt_2,
+            prompt = [prompt] if isinstance(prompt, str) else prompt
+            batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
+
+            if prompt_embeds is None:
+                prompt_2 = prompt_2 or prompt
+                prompt_2 = [prompt_2] if isinstance(prompt_2, str) else prompt_2
+                prompt_embeds, pooled_prompt_embeds = self._encode_text(
+                    prompt, prompt_2, device, clip_skip
+                )
+
+            zero_out_negative = negative_prompt is None and self.config.force_zeros_for_empty_prompt
+            if do_classifier_free_guidance and negative_prompt_embeds is None and zero_out_negative:
+                negative_prompt_embeds = torch.zeros_like(prompt_embeds)
+                negative_pooled_prompt_embeds = torch.zeros_like(pooled_prompt_embeds)
+            elif do_classifier_free_guidance and negative_prompt_embeds is None:
+                negative_prompt = negative_prompt or ""
+                negative_prompt_2 = negative_prompt_2 or negative_prompt
+                negative_prompt = (
+                    batch_size * [negative_prompt]
+                    if isinstance(negative_prompt, str)
+                    else negative_prompt
+                )
+                negative_prompt_2 = (
+                    batch_size * [negative_prompt_2]
+                    if isinstance(negative_prompt_2, str)
+                    else negative_prompt_2
+                )
+                negative_prompt_embeds, negative_pooled_prompt_embeds = self._encode_text(
+                    negative_prompt, negative_prompt_2, device, clip_skip
+                )
+
+            dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+            prompt_embeds = _repeat(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
+            pooled_prompt_embeds = _repeat(
+                pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+            )
+            if do_classifier_free_guidance:
+                negative_prompt_embeds = _repeat(
+                    negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+                )
+                negative_pooled_prompt_embeds = _repeat(
+                    negative_pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+                )
+            return (
                 prompt_embeds,
                 negative_prompt_embeds,
                 pooled_prompt_embeds,
                 negative_pooled_prompt_embeds,
-                clip_skip,
             )
-
-    def _encode_prompt_scaled(
-        self,
-        prompt,
-        prompt_2,
-        device,
-        num_images_per_prompt,
-        do_classifier_free_guidance,
-        negative_prompt,
-        negative_prompt_2,
-        prompt_embeds,
-        negative_prompt_embeds,
-        pooled_prompt_embeds,
-        negative_pooled_prompt_embeds,
-        clip_skip,
-    ):
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
-
-        if prompt_embeds is None:
-            prompt_2 = prompt_2 or prompt
-            prompt_2 = [prompt_2] if isinstance(prompt_2, str) else prompt_2
-            prompt_embeds, pooled_prompt_embeds = self._encode_text(
-                prompt, prompt_2, device, clip_skip
-            )
-
-        zero_out_negative = negative_prompt is None and self.config.force_zeros_for_empty_prompt
-        if do_classifier_free_guidance and negative_prompt_embeds is None and zero_out_negative:
-            negative_prompt_embeds = torch.zeros_like(prompt_embeds)
-            negative_pooled_prompt_embeds = torch.zeros_like(pooled_prompt_embeds)
-        elif do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative_prompt = negative_prompt or ""
-            negative_prompt_2 = negative_prompt_2 or negative_prompt
-            negative_prompt = (
-                batch_size * [negative_prompt]
-                if isinstance(negative_prompt, str)
-                else negative_prompt
-            )
-            negative_prompt_2 = (
-                batch_size * [negative_prompt_2]
-                if isinstance(negative_prompt_2, str)
-                else negative_prompt_2
-            )
-            negative_prompt_embeds, negative_pooled_prompt_embeds = self._encode_text(
-                negative_prompt, negative_prompt_2, device, clip_skip
-            )
-
-        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
-        prompt_embeds = _repeat(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
-        pooled_prompt_embeds = _repeat(
-            pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-        )
-        if do_classifier_free_guidance:
-            negative_prompt_embeds = _repeat(
-                negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-            )
-            negative_pooled_prompt_embeds = _repeat(
-                negative_pooled_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
-            )
-        return (
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-        )
 
     def _encode_text(
         self, text: list[str], text_2: list[str], device: torch.device, clip_skip: int | None = None
@@ -372,15 +306,6 @@ class StableDiffusionXLBrushNetPipeline(
         negative_prompt_embeds,
         pooled_prompt_embeds,
         negative_pooled_prompt_embeds,
-        num_inference_steps,
-        brushnet_conditioning_scale,
-        control_guidance_start,
-        control_guidance_end,
-        height,
-        width,
-        output_type,
-        branch_cfg_batching,
-        callback_on_step_end_tensor_inputs,
     ) -> None:
         """Raise a `ValueError` naming the offending argument; never silently fix an input."""
         if getattr(self.brushnet.config, "addition_embed_type", None) != "text_time":
@@ -456,72 +381,8 @@ class StableDiffusionXLBrushNetPipeline(
                 "`negative_prompt_embeds` and `negative_pooled_prompt_embeds` are required with `guidance_scale` > 1 "
                 "when the pipeline has no `text_encoder_2` to encode the negative prompt."
             )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(
-                f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}."
-            )
-        if not isinstance(brushnet_conditioning_scale, (int, float)):
-            raise ValueError(
-                f"`brushnet_conditioning_scale` must be a number, got {type(brushnet_conditioning_scale).__name__}."
-            )
-        if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
-            raise ValueError(
-                "`control_guidance_start` and `control_guidance_end` must satisfy 0 <= start < end <= 1, got "
-                f"{control_guidance_start} and {control_guidance_end}."
-            )
-        for name, value in (("height", height), ("width", width)):
-            if value is not None and (not isinstance(value, int) or value < 8 or value % 8 != 0):
-                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value!r}.")
-        if output_type not in _OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, got {output_type!r}.")
-        if branch_cfg_batching not in _BRANCH_BATCHING:
-            raise ValueError(
-                f"`branch_cfg_batching` must be one of {_BRANCH_BATCHING}, got {branch_cfg_batching!r}."
-            )
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [
-                k
-                for k in callback_on_step_end_tensor_inputs
-                if k not in self._callback_tensor_inputs
-            ]
-            if unknown:
-                raise ValueError(
-                    f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed: {self._callback_tensor_inputs}."
-                )
 
     # -- latents and conditioning ---------------------------------------------------------------------------------
-
-    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
-    # (diffusers 0.42.1)
-    def prepare_latents(
-        self,
-        batch_size,
-        num_channels_latents,
-        height,
-        width,
-        dtype,
-        device,
-        generator,
-        latents=None,
-    ):
-        shape = (
-            batch_size,
-            num_channels_latents,
-            int(height) // self.vae_scale_factor,
-            int(width) // self.vae_scale_factor,
-        )
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
-                f" size of {batch_size}. Make sure the batch size matches the length of the generators."
-            )
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            if tuple(latents.shape) != shape:
-                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
-            latents = latents.to(device)
-        return latents * self.scheduler.init_noise_sigma
 
     @contextlib.contextmanager
     def _vae_in_float32(self) -> Iterator[None]:
@@ -535,6 +396,11 @@ class StableDiffusionXLBrushNetPipeline(
         finally:
             if upcast:
                 self.vae.to(dtype=dtype)
+
+    def _decode(self, latents: torch.Tensor, generator) -> torch.Tensor:
+        with self._vae_in_float32():
+            decoded = super()._decode(latents, generator)
+        return decoded.float()
 
     def prepare_conditioning(
         self,
@@ -566,21 +432,6 @@ class StableDiffusionXLBrushNetPipeline(
         known_t = F.interpolate(known_t, size=latent.shape[-2:])  # nearest, as in the reference
         conditioning = torch.cat([latent, known_t], dim=1).to(dtype=self.brushnet.dtype)
         return conditioning.repeat(batch_size, 1, 1, 1)
-
-    brushnet_keep = staticmethod(StableDiffusionBrushNetPipeline.brushnet_keep)
-
-    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline
-    # .prepare_extra_step_kwargs (diffusers 0.42.1)
-    def prepare_extra_step_kwargs(self, generator, eta):
-        import inspect
-
-        params = set(inspect.signature(self.scheduler.step).parameters.keys())
-        extra_step_kwargs = {}
-        if "eta" in params:
-            extra_step_kwargs["eta"] = eta
-        if "generator" in params:
-            extra_step_kwargs["generator"] = generator
-        return extra_step_kwargs
 
     # -- call -----------------------------------------------------------------------------------------------------
 
@@ -701,11 +552,7 @@ class StableDiffusionXLBrushNetPipeline(
             prompts={"prompt": prompt, "prompt_2": prompt_2, "negative_prompt": negative_prompt,
                      "negative_prompt_2": negative_prompt_2},
         )
-        self._guidance_scale = guidance_scale
-        self._guidance_rescale = guidance_rescale
-        self._clip_skip = clip_skip
-        self._cross_attention_kwargs = cross_attention_kwargs
-        self._interrupt = False
+        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
         self._branch_shared = False
         check_toolbox_inputs(
             ip_adapter_image,
@@ -717,41 +564,32 @@ class StableDiffusionXLBrushNetPipeline(
             sigmas,
         )
         self.check_inputs(
-            prompt,
-            prompt_2,
-            image,
-            mask_image,
-            negative_prompt,
-            negative_prompt_2,
-            prompt_embeds,
-            negative_prompt_embeds,
-            pooled_prompt_embeds,
-            negative_pooled_prompt_embeds,
-            num_inference_steps,
-            brushnet_conditioning_scale,
-            control_guidance_start,
-            control_guidance_end,
-            height,
-            width,
-            output_type,
-            branch_cfg_batching,
-            callback_on_step_end_tensor_inputs,
+            prompt=prompt,
+            prompt_2=prompt_2,
+            image=image,
+            mask_image=mask_image,
+            negative_prompt=negative_prompt,
+            negative_prompt_2=negative_prompt_2,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            pooled_prompt_embeds=pooled_prompt_embeds,
+            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
         )
-        original = to_float_rgb(image)
-        hole = to_hole_mask(mask_image)
-        if original.shape[:2] != hole.shape:
-            raise ValueError(
-                f"`mask_image` size {hole.shape[1]}x{hole.shape[0]} (WxH) must match `image` size "
-                f"{original.shape[1]}x{original.shape[0]}."
-            )
+        self.check_run_options(
+            num_inference_steps=num_inference_steps,
+            brushnet_conditioning_scale=brushnet_conditioning_scale,
+            control_guidance_start=control_guidance_start,
+            control_guidance_end=control_guidance_end,
+            height=height,
+            width=width,
+            output_type=output_type,
+            branch_cfg_batching=branch_cfg_batching,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        original, hole = self._original_and_hole(image, mask_image)
 
         # 2. Define call parameters
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
         total_batch = batch_size * num_images_per_prompt
         device = self._execution_device
         do_cfg = self.do_classifier_free_guidance
@@ -922,15 +760,7 @@ class StableDiffusionXLBrushNetPipeline(
                 )[0]
 
                 # 9.3 perform guidance
-                if do_cfg:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (
-                        noise_pred_text - noise_pred_uncond
-                    )
-                    if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(
-                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
-                        )
+                noise_pred = self._guide(noise_pred)
 
                 # 9.4 compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(
@@ -955,40 +785,18 @@ class StableDiffusionXLBrushNetPipeline(
                     progress_bar.update()
 
         # 10. Decode, resize back to the input size, blend
-        if output_type == "latent":
-            self.maybe_free_model_hooks()
-            return (
-                StableDiffusionXLBrushNetPipelineOutput(images=latents)
-                if return_dict
-                else (latents,)
-            )
-
-        with self._vae_in_float32():
-            decoded = self.vae.decode(
-                latents.to(self.vae.dtype) / self.vae.config.scaling_factor,
-                return_dict=False,
-                generator=generator,
-            )[0]
-        generated = self.image_processor.postprocess(decoded.float(), output_type="np")
-        results = []
-        for gen in generated:
-            gen = resize_image(gen.astype(np.float32), orig_h, orig_w)
-            if crop_box is not None:
-                gen = paste_crop(full_image, gen, crop_box)
-            if blending:
-                gen = blur_blend(full_image, gen, full_hole)
-            results.append(gen.astype(np.float32))
-        images = np.stack(results)
-
-        if output_type == "pil":
-            images = self.image_processor.numpy_to_pil(images)
-        elif output_type == "pt":
-            images = torch.from_numpy(images).permute(0, 3, 1, 2)
-
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images,)
-        return StableDiffusionXLBrushNetPipelineOutput(images=images)
+        return self._finish(
+            latents,
+            generator,
+            output_type,
+            return_dict,
+            StableDiffusionXLBrushNetPipelineOutput,
+            size=(orig_h, orig_w),
+            crop_box=crop_box,
+            full_image=full_image,
+            full_hole=full_hole,
+            blending=blending,
+        )
 
 
 def _repeat(embeds: torch.Tensor, times: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,20 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called as progress(step_done, total_steps)."""
+
+
+@dataclass(frozen=True)
+class InpaintRequest:
+    """One checked `inpaint` call, as backends receive it: RGB image, mask of its size, resolved seed."""
+
+    image: Image.Image
+    mask: Mask
+    prompt: str
+    category: EditCategory
+    options: EditOptions
+    seed: int
+    negative_prompt: str
+    progress: Progress | None = None
 
 WORKING_SIDE = 1024
 """Longest side the BrushNet pipelines generate at (their `max_side` default)."""
@@ -80,14 +95,18 @@ class Inpainter(ABC):
         category = _category(category)
         self.check_inputs(image, mask, prompt, category, options, seed)
         return self._inpaint(
-            image.convert("RGB") if image.mode != "RGB" else image,
-            mask,
-            prompt,
-            category=category,
-            options=options,
-            seed=options.seed if seed is None else int(seed),
-            negative_prompt=options.negative_prompt if negative_prompt is None else negative_prompt,
-            progress=progress,
+            InpaintRequest(
+                image=image.convert("RGB") if image.mode != "RGB" else image,
+                mask=mask,
+                prompt=prompt,
+                category=category,
+                options=options,
+                seed=options.seed if seed is None else int(seed),
+                negative_prompt=(
+                    options.negative_prompt if negative_prompt is None else negative_prompt
+                ),
+                progress=progress,
+            )
         )
 
     def check_inputs(
@@ -135,19 +154,8 @@ class Inpainter(ABC):
         return self
 
     @abstractmethod
-    def _inpaint(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        *,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int,
-        negative_prompt: str,
-        progress: Progress | None,
-    ) -> list[Image.Image]:
-        """Do the work on checked inputs (RGB image, mask of the image's size, resolved seed)."""
+    def _inpaint(self, request: InpaintRequest) -> list[Image.Image]:
+        """Do the work on a checked request (RGB image, mask of the image's size, resolved seed)."""
 
 
 OPENCV_METHODS = ("fsr_fast", "shiftmap", "telea", "ns", "fsr_best")
@@ -240,24 +248,13 @@ class OpenCVInpainter(Inpainter):
         # the kept pixels stay exactly as they were
         return np.where((mask > 0)[..., None], out, image)
 
-    def _inpaint(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        *,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int,
-        negative_prompt: str,
-        progress: Progress | None,
-    ) -> list[Image.Image]:
+    def _inpaint(self, request: InpaintRequest) -> list[Image.Image]:
         from PIL import Image
 
-        filled = self.fill(np.asarray(image), mask)
-        if progress is not None:
-            progress(1, 1)
-        return [Image.fromarray(filled, "RGB") for _ in range(options.samples)]
+        filled = self.fill(np.asarray(request.image), request.mask)
+        if request.progress is not None:
+            request.progress(1, 1)
+        return [Image.fromarray(filled, "RGB") for _ in range(request.options.samples)]
 
 
 class BrushNetInpainter(Inpainter):
@@ -359,19 +356,9 @@ class BrushNetInpainter(Inpainter):
             return cls(**kwargs)
         return cls.from_pretrained(**kwargs)
 
-    def pipeline_kwargs(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        *,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int,
-        negative_prompt: str,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    def pipeline_kwargs(self, request: InpaintRequest) -> dict[str, Any]:
         """The keyword arguments `inpaint` passes to the pipeline (white = repaint)."""
+        image, mask, options, progress = request.image, request.mask, request.options, request.progress
         import torch
         from PIL import Image
 
@@ -381,15 +368,15 @@ class BrushNetInpainter(Inpainter):
         if torch.device(device).type == "mps":  # MPS generators are not reproducible
             device = "cpu"
         kwargs: dict[str, Any] = {
-            "prompt": prompt,
+            "prompt": request.prompt,
             "image": image,
             "mask_image": Image.fromarray(mask, "L"),
-            "negative_prompt": negative_prompt,
+            "negative_prompt": request.negative_prompt,
             "num_inference_steps": options.steps,
             "guidance_scale": options.guidance_scale,
             "brushnet_conditioning_scale": options.conditioning_scale,
             "num_images_per_prompt": options.samples,
-            "generator": torch.Generator(device).manual_seed(seed),
+            "generator": torch.Generator(device).manual_seed(request.seed),
             "blending": options.blending,
             "output_type": "pil",
         }
@@ -415,28 +402,8 @@ class BrushNetInpainter(Inpainter):
             kwargs["callback_on_step_end"] = _progress_callback(progress, options.steps)
         return kwargs
 
-    def _inpaint(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        *,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int,
-        negative_prompt: str,
-        progress: Progress | None,
-    ) -> list[Image.Image]:
-        kwargs = self.pipeline_kwargs(
-            image,
-            mask,
-            prompt,
-            category=category,
-            options=options,
-            seed=seed,
-            negative_prompt=negative_prompt,
-            progress=progress,
-        )
+    def _inpaint(self, request: InpaintRequest) -> list[Image.Image]:
+        kwargs = self.pipeline_kwargs(request)
         first_compiled = self.compiled and not self._warmed
         started = time.perf_counter()
         try:
@@ -450,7 +417,8 @@ class BrushNetInpainter(Inpainter):
             logger.info("first BrushNet edit with torch.compile took %.1f s, compilation included",
                         time.perf_counter() - started)
         images = list(output.images if hasattr(output, "images") else output[0])
-        return [im if im.size == image.size else im.resize(image.size) for im in images]
+        size = request.image.size
+        return [im if im.size == size else im.resize(size) for im in images]
 
 
 INPAINTERS: dict[str, type[Inpainter]] = {

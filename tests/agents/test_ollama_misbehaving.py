@@ -7,20 +7,14 @@ import time
 
 import pytest
 
-from agents.classify import Classification
 from agents.errors import (
     AgentError,
     VLMBadResponseError,
     VLMNoVisionError,
     VLMTimeoutError,
 )
+from tests.agents.helpers import GOOD, ask
 from tests.fakes.ollama_server import FakeOllama, Reply
-
-GOOD = {"category": "removal", "confidence": 0.8, "rationale": "asks to remove"}
-
-
-def ask(vlm, image=None):
-    return vlm.ask(system="SYS", user="USER", images=[image] if image else [], schema=Classification)
 
 
 def test_a_trickling_server_hits_the_total_deadline(fake_ollama):

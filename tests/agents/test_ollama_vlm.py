@@ -20,15 +20,10 @@ from agents.errors import (
     VLMUnavailableError,
 )
 from agents.vlm import OllamaVLM, VisionLanguageModel
+from tests.agents.helpers import GOOD, ask
 from tests.fakes.ollama_server import FakeOllama, Reply
 from tools.errors import BrushEditError
 from tools.types import EditCategory
-
-GOOD = {"category": "removal", "confidence": 0.8, "rationale": "asks to remove"}
-
-
-def ask(vlm, image=None):
-    return vlm.ask(system="SYS", user="USER", images=[image] if image else [], schema=Classification)
 
 
 def test_implements_the_protocol(fake_ollama):

@@ -10,15 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from graphs.cli import app
-from tests.graphs.helpers import object_mask, picture
-
-
-@pytest.fixture
-def files(tmp_path):
-    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
-    picture().save(image)
-    Image.fromarray(object_mask()).save(mask)
-    return image, mask
+from tests.graphs.helpers import picture
 
 
 def run(*args: str, input: str | None = None):

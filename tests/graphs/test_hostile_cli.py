@@ -24,14 +24,6 @@ EDIT = ("--inpainter", "opencv", "--planner", "rules")
 
 
 @pytest.fixture
-def files(tmp_path):
-    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
-    picture().save(image)
-    Image.fromarray(object_mask()).save(mask)
-    return image, mask
-
-
-@pytest.fixture
 def data_dir(tmp_path) -> Path:
     return Path(os.environ["BRUSHEDIT_DATA_DIR"])
 

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from .tiny_parts import (
+    SHARED,
+    char_tokenizer,
+    char_vocab,
+    load_golden,
+    models_from_golden,
+    tiny_models,
+    tiny_unipc,
+)
+
 torch.set_num_threads(2)
 
-GOLDEN_DIR = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "reference"
-    / "golden"
-    / "brushnet_tiny_seed7"
-)
-MANIFEST = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "reference"
-    / "brushnet_sd15_state_dict.json"
-)
+GOLDEN_DIR = SHARED / "golden" / "brushnet_tiny_seed7"
+MANIFEST = SHARED / "brushnet_sd15_state_dict.json"
 
 # The golden fixture's tiny configs, inlined so tests that only need "some tiny model" run without it.
 TINY_UNET = {
@@ -55,70 +51,25 @@ TINY_VAE = {
 @pytest.fixture(scope="session")
 def golden():
     """The golden fixture (configs, weights, inputs and reference outputs), or a skip when it is absent."""
-    if not (GOLDEN_DIR / "config.json").is_file():
-        pytest.skip(
-            f"golden fixture not found at {GOLDEN_DIR.resolve()} (the `shared` folder beside the repo)"
-        )
-    from safetensors.torch import load_file
-
-    config = json.loads((GOLDEN_DIR / "config.json").read_text())
-    return {
-        "config": config,
-        "tensors": load_file(GOLDEN_DIR / "tensors.safetensors"),
-        "unet": load_file(GOLDEN_DIR / "unet.safetensors"),
-        "brushnet": load_file(GOLDEN_DIR / "brushnet.safetensors"),
-        "vae": load_file(GOLDEN_DIR / "vae.safetensors"),
-    }
+    return load_golden(GOLDEN_DIR, "golden fixture")
 
 
 @pytest.fixture(scope="session")
 def golden_models(golden):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from brushedit_inpaint import BrushNetModel
-
-    cfg = golden["config"]
-    unet = UNet2DConditionModel(**cfg["unet"])
-    unet.load_state_dict(golden["unet"], strict=True)
-    brushnet = BrushNetModel(**cfg["brushnet"])
-    brushnet.load_state_dict(golden["brushnet"], strict=True)
-    vae = AutoencoderKL(**cfg["vae"])
-    vae.load_state_dict(golden["vae"], strict=True)
-    return {"unet": unet.eval(), "brushnet": brushnet.eval(), "vae": vae.eval()}
+    return models_from_golden(golden)
 
 
 def make_tiny_models(seed: int = 0):
-    """Tiny UNet, VAE and a BrushNet with non-zero taps (so injection is visible), deterministic."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from brushedit_inpaint import BrushNetModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_UNET)
-    vae = AutoencoderKL(**TINY_VAE)
-    brushnet = BrushNetModel.from_unet(unet)
-    with torch.no_grad():
-        for name, param in brushnet.named_parameters():
-            if name.startswith("brushnet_") or name.startswith("conv_in_condition"):
-                param.normal_(0.0, 0.1)
-    return unet.eval(), vae.eval(), brushnet.eval()
+    """Tiny SD1.5 UNet, VAE and a BrushNet with non-zero taps (so injection is visible), deterministic."""
+    return tiny_models(TINY_UNET, TINY_VAE, seed)
 
 
 def make_tiny_text(tmp_dir: Path):
     """A 1-layer CLIP text encoder and a character-level CLIP tokenizer written to `tmp_dir` (no downloads)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    vocab = letters + [c + "</w>" for c in letters] + ["<unk>", "<|startoftext|>", "<|endoftext|>"]
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    (tmp_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (tmp_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(
-        str(tmp_dir / "vocab.json"),
-        str(tmp_dir / "merges.txt"),
-        model_max_length=7,
-        pad_token="<|endoftext|>",
-    )
+    vocab = char_vocab(tmp_dir)
+    tokenizer = char_tokenizer(tmp_dir)
     torch.manual_seed(0)
     text_config = CLIPTextConfig(
         vocab_size=len(vocab),
@@ -132,3 +83,21 @@ def make_tiny_text(tmp_dir: Path):
         pad_token_id=len(vocab) - 1,
     )
     return CLIPTextModel(text_config).eval(), tokenizer
+
+
+def make_tiny_pipeline(tmp_dir: Path, scheduler=None, seed: int = 0):
+    """A complete tiny `StableDiffusionBrushNetPipeline` (text encoder, UniPC unless `scheduler`), progress bar off."""
+    from brushedit_inpaint import StableDiffusionBrushNetPipeline
+
+    unet, vae, brushnet = make_tiny_models(seed)
+    text_encoder, tokenizer = make_tiny_text(tmp_dir)
+    pipe = StableDiffusionBrushNetPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        brushnet=brushnet,
+        scheduler=scheduler or tiny_unipc(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -5,13 +5,20 @@ Plain functions rather than conftest fixtures, so tests in other folders (tools,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+from .tiny_parts import (
+    SHARED,
+    char_tokenizer,
+    char_vocab,
+    load_golden,
+    models_from_golden,
+    tiny_models,
+    tiny_unipc,
+)
+
 SDXL_GOLDEN_DIR = SHARED / "golden" / "brushnet_sdxl_tiny_seed7"
 SDXL_MANIFEST = SHARED / "brushnet_sdxl_state_dict.json"
 
@@ -51,73 +58,23 @@ TINY_SDXL_VAE = {
 
 def load_sdxl_golden() -> dict:
     """The SDXL golden fixture (configs, weights, inputs, reference outputs), or a skip when it is absent."""
-    if not (SDXL_GOLDEN_DIR / "config.json").is_file():
-        pytest.skip(f"SDXL golden fixture not found at {SDXL_GOLDEN_DIR.resolve()}")
-    from safetensors.torch import load_file
-
-    return {
-        "config": json.loads((SDXL_GOLDEN_DIR / "config.json").read_text()),
-        "tensors": load_file(SDXL_GOLDEN_DIR / "tensors.safetensors"),
-        "unet": load_file(SDXL_GOLDEN_DIR / "unet.safetensors"),
-        "brushnet": load_file(SDXL_GOLDEN_DIR / "brushnet.safetensors"),
-        "vae": load_file(SDXL_GOLDEN_DIR / "vae.safetensors"),
-    }
+    return load_golden(SDXL_GOLDEN_DIR, "SDXL golden fixture")
 
 
 def sdxl_golden_models(golden: dict) -> dict:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from brushedit_inpaint import BrushNetModel
-
-    cfg = golden["config"]
-    unet = UNet2DConditionModel(**cfg["unet"])
-    unet.load_state_dict(golden["unet"], strict=True)
-    brushnet = BrushNetModel(**cfg["brushnet"])
-    brushnet.load_state_dict(golden["brushnet"], strict=True)
-    vae = AutoencoderKL(**cfg["vae"])
-    vae.load_state_dict(golden["vae"], strict=True)
-    return {"unet": unet.eval(), "brushnet": brushnet.eval(), "vae": vae.eval()}
+    return models_from_golden(golden)
 
 
 def make_tiny_sdxl_models(seed: int = 0):
     """Tiny SDXL UNet, VAE and a BrushNet `from_unet` with non-zero taps (so injection is visible)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from brushedit_inpaint import BrushNetModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_SDXL_UNET)
-    vae = AutoencoderKL(**TINY_SDXL_VAE)
-    brushnet = BrushNetModel.from_unet(unet)
-    with torch.no_grad():
-        for name, param in brushnet.named_parameters():
-            if name.startswith("brushnet_") or name.startswith("conv_in_condition"):
-                param.normal_(0.0, 0.1)
-    return unet.eval(), vae.eval(), brushnet.eval()
+    return tiny_models(TINY_SDXL_UNET, TINY_SDXL_VAE, seed)
 
 
 def make_tiny_sdxl_text(tmp_dir: Path):
     """Two 1-layer CLIP encoders (16 wide; the second with a 24-wide projection) and character-level tokenizers."""
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    vocab = letters + [c + "</w>" for c in letters] + ["<unk>", "<|startoftext|>", "<|endoftext|>"]
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    (tmp_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (tmp_dir / "merges.txt").write_text("#version: 0.2\n")
-
-    def tokenizer():
-        return CLIPTokenizer(
-            str(tmp_dir / "vocab.json"),
-            str(tmp_dir / "merges.txt"),
-            model_max_length=7,
-            pad_token="<|endoftext|>",
-        )
+    vocab = char_vocab(tmp_dir)
 
     config = {
         "vocab_size": len(vocab),
@@ -133,13 +90,11 @@ def make_tiny_sdxl_text(tmp_dir: Path):
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(CLIPTextConfig(**config)).eval()
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**config, projection_dim=24)).eval()
-    return text_encoder, text_encoder_2, tokenizer(), tokenizer()
+    return text_encoder, text_encoder_2, char_tokenizer(tmp_dir), char_tokenizer(tmp_dir)
 
 
 def make_tiny_sdxl_pipeline(tmp_dir: Path, seed: int = 0):
     """A complete tiny `StableDiffusionXLBrushNetPipeline` (both encoders, UniPC), progress bar off."""
-    from diffusers import UniPCMultistepScheduler
-
     from brushedit_inpaint import StableDiffusionXLBrushNetPipeline
 
     unet, vae, brushnet = make_tiny_sdxl_models(seed)
@@ -152,9 +107,7 @@ def make_tiny_sdxl_pipeline(tmp_dir: Path, seed: int = 0):
         tokenizer_2=tokenizer_2,
         unet=unet,
         brushnet=brushnet,
-        scheduler=UniPCMultistepScheduler(
-            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
-        ),
+        scheduler=tiny_unipc(),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -6,25 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import UniPCMultistepScheduler
 
 from brushedit_inpaint import EncodeCache, StableDiffusionBrushNetPipeline
 
-from .conftest import make_tiny_models, make_tiny_text
+from .conftest import make_tiny_pipeline
 from .sdxl_helpers import make_tiny_sdxl_pipeline
 
 
 @pytest.fixture(scope="module")
 def sd15_pipe(tmp_path_factory):
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(tmp_path_factory.mktemp("tok"))
-    pipe = StableDiffusionBrushNetPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, brushnet=brushnet,
-        scheduler=UniPCMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
-                                          beta_end=0.012),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return make_tiny_pipeline(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture(scope="module")

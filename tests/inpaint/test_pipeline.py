@@ -10,7 +10,7 @@ from diffusers import UniPCMultistepScheduler
 
 from brushedit_inpaint import BrushNetModel, StableDiffusionBrushNetPipeline
 
-from .conftest import make_tiny_models, make_tiny_text
+from .conftest import make_tiny_pipeline
 
 
 def _golden_scheduler(golden):
@@ -126,20 +126,7 @@ def test_branch_skipped_outside_control_window(golden, golden_pipe):
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory):
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(tmp_path_factory.mktemp("tok"))
-    pipe = StableDiffusionBrushNetPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        brushnet=brushnet,
-        scheduler=UniPCMultistepScheduler(
-            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
-        ),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return make_tiny_pipeline(tmp_path_factory.mktemp("tok"))
 
 
 def _image_and_mask(h=48, w=80):

@@ -17,29 +17,17 @@ from diffusers import (
     EulerDiscreteScheduler,
     LCMScheduler,
     TCDScheduler,
-    UniPCMultistepScheduler,
 )
 
 from brushedit_inpaint import StableDiffusionBrushNetPipeline
 
-from .conftest import make_tiny_models, make_tiny_text
+from .conftest import make_tiny_models, make_tiny_pipeline
 
 _SCHEDULER_CONFIG = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 
 
 def _make_pipe(tmp_dir, scheduler=None):
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(tmp_dir)
-    pipe = StableDiffusionBrushNetPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        brushnet=brushnet,
-        scheduler=scheduler or UniPCMultistepScheduler(**_SCHEDULER_CONFIG),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return make_tiny_pipeline(tmp_dir, scheduler)
 
 
 @pytest.fixture(scope="module")

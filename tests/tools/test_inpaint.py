@@ -13,6 +13,7 @@ from tools.inpaint import (
     INPAINTERS,
     BrushNetInpainter,
     Inpainter,
+    InpaintRequest,
     OpenCVInpainter,
     get_inpainter,
 )
@@ -190,8 +191,10 @@ def test_brushnet_pipeline_kwargs_follow_the_options(tiny_brushnet):
     )
     mask = centre_mask()
     kwargs = tiny_brushnet.pipeline_kwargs(
-        striped_image(), mask, "a dog", category=EditCategory.REMOVAL, options=options, seed=3,
-        negative_prompt="blurry",
+        InpaintRequest(
+            striped_image(), mask, "a dog", EditCategory.REMOVAL, options, seed=3,
+            negative_prompt="blurry",
+        )
     )  # fmt: skip
     assert kwargs["num_inference_steps"] == 3 and kwargs["guidance_scale"] == 5.0
     assert kwargs["brushnet_conditioning_scale"] == 0.7 and kwargs["num_images_per_prompt"] == 2
@@ -218,9 +221,8 @@ def test_brushnet_edits_a_large_photo_through_a_crop_around_the_mask(tiny_brushn
     )
     options = EditOptions(steps=1, guidance_scale=1.0)
     kwargs = tiny_brushnet.pipeline_kwargs(
-        photo, big, "a cat", category=EditCategory.LOCAL, options=options, seed=1,
-        negative_prompt="",
-    )  # fmt: skip
+        InpaintRequest(photo, big, "a cat", EditCategory.LOCAL, options, seed=1, negative_prompt="")
+    )
     assert kwargs["padding_mask_crop"] == CROP_PADDING
     out = np.asarray(
         tiny_brushnet.inpaint(photo, big, "a cat", category=EditCategory.LOCAL, options=options)[0]

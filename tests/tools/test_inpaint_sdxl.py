@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.inpaint import BrushNetInpainter
+from tools.inpaint import BrushNetInpainter, InpaintRequest
 from tools.types import EditCategory, EditOptions
 
 
@@ -25,18 +25,16 @@ def _inputs(width=120, height=80):
     return image, mask
 
 
+def _local_request(image, mask) -> InpaintRequest:
+    return InpaintRequest(
+        image, mask, "a cat", EditCategory.LOCAL, EditOptions(), seed=1, negative_prompt=""
+    )
+
+
 def test_sdxl_works_at_its_native_size_and_returns_the_input_size(sdxl_inpainter):
     image, mask = _inputs()
     assert sdxl_inpainter.is_sdxl and sdxl_inpainter.sdxl_working_side == 1024
-    kwargs = sdxl_inpainter.pipeline_kwargs(
-        image,
-        mask,
-        "a cat",
-        category=EditCategory.LOCAL,
-        options=EditOptions(),
-        seed=1,
-        negative_prompt="",
-    )
+    kwargs = sdxl_inpainter.pipeline_kwargs(_local_request(image, mask))
     h, w = kwargs["height"], kwargs["width"]
     assert h % 8 == 0 and w % 8 == 0
     assert abs(h * w / 1024**2 - 1) < 0.02 and abs(w / h - 1.5) < 0.01  # ~1024**2 pixels, 3:2 kept
@@ -60,15 +58,7 @@ def test_sd15_pipelines_keep_the_image_size():
 
     inpainter = BrushNetInpainter(Sd15Like())
     image, mask = _inputs()
-    kwargs = inpainter.pipeline_kwargs(
-        image,
-        mask,
-        "a cat",
-        category=EditCategory.LOCAL,
-        options=EditOptions(),
-        seed=1,
-        negative_prompt="",
-    )
+    kwargs = inpainter.pipeline_kwargs(_local_request(image, mask))
     assert not inpainter.is_sdxl and "height" not in kwargs and "width" not in kwargs
 
 
