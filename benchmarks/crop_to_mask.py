@@ -45,8 +45,6 @@ def build(tiny: bool):
     scheduler = UniPCMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     pipe = StableDiffusionBrushNetPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet,
                                            brushnet=brushnet, scheduler=scheduler)
-    for model in (unet, brushnet, vae):
-        model.to(memory_format=torch.channels_last)
     pipe.set_progress_bar_config(disable=True)
     return pipe, dim
 

@@ -43,9 +43,9 @@ class Variant:
 REFERENCE = Variant("reference (doubled batch)", "doubled", False)
 VARIANTS = [
     REFERENCE,
-    Variant("shared branch", "shared", False),
+    Variant("shared branch (our default on a CPU)", "shared", False),
     Variant("channels_last (reference batching)", "doubled", True),
-    Variant("shared branch + channels_last (our default)", "shared", True),
+    Variant("shared branch + channels_last (default on CUDA)", "shared", True),
 ]
 
 

@@ -1,8 +1,9 @@
 # Copyright 2025 The BrushEdit-Agents authors. Apache-2.0.
 """Inference settings that change speed, never results: memory format and `torch.compile`.
 
-`channels_last` (NHWC) lets the convolution kernels of the UNet, the branch and the VAE skip layout
-conversions; on 2 CPU cores it cut the SD1.5 UNet's step by about 18% (`benchmarks/inpaint_step.py`).
+`channels_last` (NHWC) suits the GPUs' convolution kernels (cuDNN's fp16/bf16 paths); on this project's 2-core CPU
+it made the whole SD1.5 denoising step slower (`benchmarks/inpaint_step.py`: 30.3 vs 20.3 s per step at 512 px),
+so `memory_format="auto"` picks it on CUDA only.
 `torch.compile` pays a long warm-up (minutes on a CPU) for faster later calls: an opt-in for
 long-lived processes. The UNet is compiled block by block, because `unet_forward_with_brushnet`
 walks its submodules rather than calling `unet.forward`.
@@ -21,24 +22,27 @@ MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.cont
 
 
 def optimize_for_inference(
-    pipe: Any, memory_format: str | None = "channels_last", compile: bool = False
+    pipe: Any, memory_format: str | None = "auto", compile: bool = False
 ) -> Any:
     r"""
     Put a BrushNet pipeline's UNet, branch and VAE in `memory_format`, and optionally compile them.
 
     Args:
         pipe: a [`StableDiffusionBrushNetPipeline`] or [`StableDiffusionXLBrushNetPipeline`].
-        memory_format (`str`, *optional*, defaults to `"channels_last"`): `"channels_last"`, `"contiguous"`, or
-            None to leave the modules as they are.
+        memory_format (`str`, *optional*, defaults to `"auto"`): `"channels_last"`, `"contiguous"`, `"auto"`
+            (channels_last when the UNet is on a CUDA device, else left as it is), or None to leave the modules.
         compile (`bool`, defaults to `False`): `torch.compile` the branch and the UNet's blocks in place.
 
     Returns:
         The same pipeline.
     """
+    if memory_format == "auto":
+        device = getattr(getattr(pipe, "unet", None), "device", None)
+        memory_format = "channels_last" if getattr(device, "type", None) == "cuda" else None
     if memory_format is not None:
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(
-                f"`memory_format` must be one of {', '.join(MEMORY_FORMATS)} or None, got {memory_format!r}"
+                f"`memory_format` must be one of {', '.join(MEMORY_FORMATS)}, auto or None, got {memory_format!r}"
             )
         for name in ("unet", "brushnet", "vae"):
             module = getattr(pipe, name, None)

@@ -314,7 +314,7 @@ class BrushNetInpainter(Inpainter):
     ) -> BrushNetInpainter:
         """Load an SD1.5 or SDXL base and a BrushNet of the same family (Hub ids, folders, files).
 
-        The UNet, branch and VAE run in `channels_last`; `compile` adds `torch.compile` (the first
+        The UNet, branch and VAE run in `channels_last` on CUDA; `compile` adds `torch.compile` (the first
         edit then compiles, minutes on a CPU: for long-lived processes). Raises `ModelLoadError`
         saying what was tried and how to get the weights.
         """
