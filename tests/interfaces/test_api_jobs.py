@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from graphs.jobs import JobStore
+from tests.graphs.conftest import POSTGRES_URL  # read before the tests clear it
 from tests.graphs.helpers import nodes_of, object_mask, picture
 
 httpx = pytest.importorskip("httpx")
@@ -164,11 +165,11 @@ def test_jobs_live_in_the_checkpointers_database(tmp_path):
 
 
 @pytest.mark.skipif(
-    not (os.environ.get("BRUSHEDIT_DATABASE_URL") or "").startswith("postgres"),
+    not POSTGRES_URL.startswith("postgres"),
     reason="set BRUSHEDIT_DATABASE_URL=postgresql://... to run against PostgreSQL",
 )
 def test_jobs_in_postgres(tmp_path):
-    store = JobStore.open(os.environ["BRUSHEDIT_DATABASE_URL"], tmp_path / "unused.sqlite",
+    store = JobStore.open(POSTGRES_URL, tmp_path / "unused.sqlite",
                           max_jobs=2, stale_s=0.05)
     session = f"pg{time.time_ns()}"
     for n in range(3):
@@ -185,7 +186,7 @@ def test_jobs_in_postgres(tmp_path):
 
 
 @pytest.mark.skipif(
-    not (os.environ.get("BRUSHEDIT_DATABASE_URL") or "").startswith("postgres"),
+    not POSTGRES_URL.startswith("postgres"),
     reason="set BRUSHEDIT_DATABASE_URL=postgresql://... to run against PostgreSQL",
 )
 def test_api_jobs_share_the_postgres_session_database(tmp_path):
@@ -195,7 +196,7 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
     from graphs.interfaces.api import create_app
 
     settings = Settings(data_dir=tmp_path / "data", _env_file=None,
-                        database_url=os.environ["BRUSHEDIT_DATABASE_URL"])
+                        database_url=POSTGRES_URL)
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
     with TestClient(create_app(lambda: components)) as client:
