@@ -48,6 +48,38 @@ def zero_module(module: nn.Module) -> nn.Module:
     return module
 
 
+def _zero_taps(channels: int, count: int) -> list[nn.Conv2d]:
+    """`count` zero-initialised 1x1 convolutions: the taps of one block, so the untrained branch adds nothing."""
+    return [zero_module(nn.Conv2d(channels, channels, 1)) for _ in range(count)]
+
+
+# The `UNet2DConditionModel` config entries `BrushNetModel.from_unet` copies as they are; the block types become their
+# attention-free counterparts, the rest are the branch's own.
+_UNET_CONFIG_COPIED = (
+    "in_channels",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "only_cross_attention",
+    "block_out_channels",
+    "layers_per_block",
+    "downsample_padding",
+    "mid_block_scale_factor",
+    "act_fn",
+    "norm_num_groups",
+    "norm_eps",
+    "cross_attention_dim",
+    "attention_head_dim",
+    "num_attention_heads",
+    "use_linear_projection",
+    "upcast_attention",
+    "resnet_time_scale_shift",
+    "class_embed_type",
+    "num_class_embeds",
+    "addition_embed_type",
+    "projection_class_embeddings_input_dim",
+)
+
+
 class MidBlock2D(nn.Module):
     """
     A resnet-only mid block (`num_layers + 1` resnets, no attention), as in the reference BrushNet.
@@ -260,11 +292,30 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             self.add_time_proj = None
             self.add_embedding = None
 
+        # Every resnet of the branch (down, mid and up) is built with the UNet's time embedding and norm settings.
+        resnet_kwargs = {
+            "temb_channels": time_embed_dim,
+            "resnet_eps": norm_eps,
+            "resnet_act_fn": act_fn,
+            "resnet_groups": norm_num_groups,
+            "resnet_time_scale_shift": resnet_time_scale_shift,
+        }
+
+        def block_kwargs(num_layers: int, in_channels: int, out_channels: int) -> dict:
+            """What `get_down_block` and `get_up_block` both take: the block's size plus the resnet settings."""
+            return {
+                "num_layers": num_layers,
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                # Unused (the blocks have no attention); given so `get_*_block` does not warn.
+                "attention_head_dim": out_channels,
+                **resnet_kwargs,
+            }
+
         # 3. Down blocks; one zero conv after conv_in, each resnet and each downsampler.
         self.down_blocks = nn.ModuleList([])
-        self.brushnet_down_blocks = nn.ModuleList([])
         output_channel = block_out_channels[0]
-        self.brushnet_down_blocks.append(zero_module(nn.Conv2d(output_channel, output_channel, 1)))
+        self.brushnet_down_blocks = nn.ModuleList(_zero_taps(output_channel, 1))
         for i, down_block_type in enumerate(down_block_types):
             input_channel = output_channel
             output_channel = block_out_channels[i]
@@ -272,23 +323,14 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             self.down_blocks.append(
                 get_down_block(
                     down_block_type,
-                    num_layers=layers_per_block,
-                    in_channels=input_channel,
-                    out_channels=output_channel,
-                    temb_channels=time_embed_dim,
                     add_downsample=not is_final_block,
-                    resnet_eps=norm_eps,
-                    resnet_act_fn=act_fn,
-                    resnet_groups=norm_num_groups,
                     downsample_padding=downsample_padding,
-                    resnet_time_scale_shift=resnet_time_scale_shift,
-                    attention_head_dim=output_channel,
+                    **block_kwargs(layers_per_block, input_channel, output_channel),
                 )
             )
-            for _ in range(layers_per_block + (0 if is_final_block else 1)):
-                self.brushnet_down_blocks.append(
-                    zero_module(nn.Conv2d(output_channel, output_channel, 1))
-                )
+            self.brushnet_down_blocks.extend(
+                _zero_taps(output_channel, layers_per_block + (0 if is_final_block else 1))
+            )
 
         # 4. Mid block (two resnets) and its zero conv.
         mid_block_channel = block_out_channels[-1]
@@ -296,12 +338,8 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         self.mid_block = (
             MidBlock2D(
                 in_channels=mid_block_channel,
-                temb_channels=time_embed_dim,
-                resnet_eps=norm_eps,
-                resnet_act_fn=act_fn,
                 output_scale_factor=mid_block_scale_factor,
-                resnet_time_scale_shift=resnet_time_scale_shift,
-                resnet_groups=norm_num_groups,
+                **resnet_kwargs,
             )
             if mid_block_type is not None
             else None
@@ -323,24 +361,15 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             self.up_blocks.append(
                 get_up_block(
                     up_block_type,
-                    num_layers=layers_per_block + 1,
-                    in_channels=input_channel,
-                    out_channels=output_channel,
                     prev_output_channel=prev_output_channel,
-                    temb_channels=time_embed_dim,
                     add_upsample=not is_final_block,
-                    resnet_eps=norm_eps,
-                    resnet_act_fn=act_fn,
                     resolution_idx=i,
-                    resnet_groups=norm_num_groups,
-                    resnet_time_scale_shift=resnet_time_scale_shift,
-                    attention_head_dim=output_channel,
+                    **block_kwargs(layers_per_block + 1, input_channel, output_channel),
                 )
             )
-            for _ in range(layers_per_block + 1 + (0 if is_final_block else 1)):
-                self.brushnet_up_blocks.append(
-                    zero_module(nn.Conv2d(output_channel, output_channel, 1))
-                )
+            self.brushnet_up_blocks.extend(
+                _zero_taps(output_channel, layers_per_block + 1 + (0 if is_final_block else 1))
+            )
 
         self.gradient_checkpointing = False
 
@@ -364,33 +393,13 @@ class BrushNetModel(ModelMixin, ConfigMixin):
         """
         config = unet.config
         brushnet = cls(
-            in_channels=config.in_channels,
+            **{key: config[key] for key in _UNET_CONFIG_COPIED},
             conditioning_channels=conditioning_channels,
-            flip_sin_to_cos=config.flip_sin_to_cos,
-            freq_shift=config.freq_shift,
             down_block_types=["DownBlock2D"] * len(config.down_block_types),
             mid_block_type="MidBlock2D",
             up_block_types=["UpBlock2D"] * len(config.down_block_types),
-            only_cross_attention=config.only_cross_attention,
-            block_out_channels=config.block_out_channels,
-            layers_per_block=config.layers_per_block,
-            downsample_padding=config.downsample_padding,
-            mid_block_scale_factor=config.mid_block_scale_factor,
-            act_fn=config.act_fn,
-            norm_num_groups=config.norm_num_groups,
-            norm_eps=config.norm_eps,
-            cross_attention_dim=config.cross_attention_dim,
             transformer_layers_per_block=config.get("transformer_layers_per_block", 1),
-            attention_head_dim=config.attention_head_dim,
-            num_attention_heads=config.num_attention_heads,
-            use_linear_projection=config.use_linear_projection,
-            upcast_attention=config.upcast_attention,
-            resnet_time_scale_shift=config.resnet_time_scale_shift,
-            class_embed_type=config.class_embed_type,
-            num_class_embeds=config.num_class_embeds,
-            addition_embed_type=config.addition_embed_type,
             addition_time_embed_dim=config.get("addition_time_embed_dim"),
-            projection_class_embeddings_input_dim=config.projection_class_embeddings_input_dim,
             brushnet_conditioning_channel_order=brushnet_conditioning_channel_order,
             conditioning_embedding_out_channels=conditioning_embedding_out_channels,
         )
@@ -526,32 +535,19 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             conv(s) for s, conv in zip(up_block_res_samples, self.brushnet_up_blocks, strict=True)
         ]
 
-        # 6. scaling
+        # 6. scaling, over all taps in order: down, mid, up
+        samples = [*brushnet_down_samples, brushnet_mid_sample, *brushnet_up_samples]
         if guess_mode and not self.config.global_pool_conditions:
-            n_down, n_up = len(brushnet_down_samples), len(brushnet_up_samples)
-            scales = (
-                torch.logspace(-1, 0, n_down + 1 + n_up, device=sample.device) * conditioning_scale
-            )
-            brushnet_down_samples = [
-                s * w for s, w in zip(brushnet_down_samples, scales[:n_down], strict=True)
-            ]
-            brushnet_mid_sample = brushnet_mid_sample * scales[n_down]
-            brushnet_up_samples = [
-                s * w for s, w in zip(brushnet_up_samples, scales[n_down + 1 :], strict=True)
-            ]
+            scales = torch.logspace(-1, 0, len(samples), device=sample.device) * conditioning_scale
+            samples = [s * w for s, w in zip(samples, scales, strict=True)]
         else:
-            brushnet_down_samples = [s * conditioning_scale for s in brushnet_down_samples]
-            brushnet_mid_sample = brushnet_mid_sample * conditioning_scale
-            brushnet_up_samples = [s * conditioning_scale for s in brushnet_up_samples]
-
+            samples = [s * conditioning_scale for s in samples]
         if self.config.global_pool_conditions:
-            brushnet_down_samples = [
-                torch.mean(s, dim=(2, 3), keepdim=True) for s in brushnet_down_samples
-            ]
-            brushnet_mid_sample = torch.mean(brushnet_mid_sample, dim=(2, 3), keepdim=True)
-            brushnet_up_samples = [
-                torch.mean(s, dim=(2, 3), keepdim=True) for s in brushnet_up_samples
-            ]
+            samples = [torch.mean(s, dim=(2, 3), keepdim=True) for s in samples]
+        n_down = len(brushnet_down_samples)
+        brushnet_down_samples = samples[:n_down]
+        brushnet_mid_sample = samples[n_down]
+        brushnet_up_samples = samples[n_down + 1 :]
 
         if not return_dict:
             return (tuple(brushnet_down_samples), brushnet_mid_sample, tuple(brushnet_up_samples))
