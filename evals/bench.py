@@ -20,17 +20,22 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-import traceback
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from evals.benchmarks import BenchItem, Benchmark, load_brushbench, load_pie_bench
-from evals.runner import RESULTS, ResultLog, check_or_store_config, read_results, vlm_problem
+from evals.parallel import in_processes, ray_session
+from evals.runner import (
+    RESULTS,
+    ResultLog,
+    check_or_store_config,
+    read_results,
+    record_edit,
+    vlm_problem,
+)
 from evals.scorers import ScorerSettings
 from tools.errors import BrushEditError, ConfigError
 from tools.types import SEED_MAX, EditCategory, InpainterName
@@ -157,24 +162,8 @@ class BenchWorker:
             "ok": False,
             "pid": os.getpid(),
         }
-        started = time.perf_counter()
-        try:
-            if self.config.mode == "agent":
-                row.update(self._agent(item))
-            else:
-                row.update(self._mask(item))
-            row["ok"] = True
-        except Exception as exc:  # a failed edit is a measurement, recorded as such
-            if isinstance(exc, _Failed):
-                row.update(exc.fields or {})
-                exc = exc.__cause__ or exc
-            row["error_type"] = type(exc).__name__
-            row["error"] = " ".join(str(exc).split())[:500] or type(exc).__name__
-            if not isinstance(exc, BrushEditError):
-                row["traceback"] = "".join(traceback.format_exception(exc, limit=6))[-2000:]
-        row["latency_s"] = round(time.perf_counter() - started, 4)
-        row["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        return row
+        run = self._agent if self.config.mode == "agent" else self._mask
+        return record_edit(row, lambda: run(item))
 
     __call__ = edit
 
@@ -219,7 +208,7 @@ class BenchWorker:
 
     def _agent(self, item: BenchItem) -> dict[str, Any]:
         """The whole system from the instruction, through the session facade."""
-        from evals.runner import _partial_plan, _plan_fields
+        from evals.runner import EditFailed, _partial_plan, _plan_fields
         from graphs import EditSession
 
         if not item.instruction:
@@ -229,9 +218,7 @@ class BenchWorker:
         try:
             result = session.edit(source_image(item), item.instruction, options=self._options())
         except Exception as exc:
-            failed = _Failed(str(exc))
-            failed.fields = _partial_plan(components, session)
-            raise failed from exc
+            raise EditFailed(exc, _partial_plan(components, session)) from exc
         store = components.store
         final = store.get_image(result.image)
         first = _first_attempt(components, session, result.image)
@@ -252,12 +239,6 @@ class BenchWorker:
                 else self._save(store.get_image(first), item.key, ".first")
             )
         return fields
-
-
-class _Failed(Exception):
-    """An agent edit that failed after planning; `fields` keeps the plan it had reached."""
-
-    fields: dict[str, Any] | None = None
 
 
 def _first_attempt(components: Any, session: Any, fallback: str) -> str | None:
@@ -295,23 +276,13 @@ def _execute(
     if options.ray:
         yield from _execute_ray(todo, config, options)
     elif options.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=options.workers,
-            mp_context=context,
+        yield from in_processes(
+            _edit_in_process,
+            [(item,) for item in todo],
+            options.workers,
             initializer=_init_process,
             initargs=(config,),
-        ) as pool:
-            futures = [pool.submit(_edit_in_process, item) for item in todo]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
+        )
     else:
         worker = BenchWorker(config)
         try:
@@ -325,28 +296,12 @@ def _execute_ray(
     todo: list[BenchItem], config: BenchConfig, options: BenchOptions
 ) -> Iterator[dict[str, Any]]:
     """One Ray actor per worker, each holding its own loaded models."""
-    try:
-        import ray
+    with ray_session(options.ray, options.workers) as ray:
         from ray.util import ActorPool
-    except ImportError as exc:
-        raise ConfigError(
-            "--ray needs Ray, which is not installed; run `pip install 'brushedit-agents[ray]'` "
-            "(or `pip install ray`), or use --workers N for local processes"
-        ) from exc
-    started_here = False
-    if not ray.is_initialized():
-        if options.ray == "local":
-            ray.init(num_cpus=options.workers, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=options.ray, log_to_driver=False)
-        started_here = True
-    try:
+
         actor = ray.remote(num_cpus=1)(BenchWorker)
         pool = ActorPool([actor.remote(config) for _ in range(options.workers)])
         yield from pool.map_unordered(lambda a, item: a.edit.remote(item), todo)
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # -- the run ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ reason under `missing`. `report.html` puts our numbers beside the paper's, in th
 from __future__ import annotations
 
 import html
-import json
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -18,8 +17,8 @@ from typing import Any
 
 from evals.benchmarks import PIE_TYPES
 from evals.paper import TABLES, PaperTable
-from evals.report import _CSS, _atomic, _img
-from evals.runner import CONFIG, RESULTS, read_results
+from evals.report import _CSS, _img, run_config, write_outputs
+from evals.runner import RESULTS, read_results
 from evals.scorers import QUALITY_METRICS
 from tools.errors import BrushEditError
 from tools.metrics import PSNR_CAP
@@ -182,13 +181,7 @@ def build_items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_bench_run(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     out = Path(out)
-    if not (out / CONFIG).is_file():
-        raise BenchReportError(
-            f"{out} is not a benchmark run folder (no {CONFIG}); run `brushedit eval bench`"
-        )
-    from evals.runner import load_json_object
-
-    config = load_json_object(out / CONFIG)
+    config = run_config(out, "a benchmark", "eval bench", BenchReportError)
     if "benchmark" not in config:
         raise BenchReportError(f"{out} holds an `eval run`, not a benchmark run")
     rows = sorted(read_results(out / RESULTS), key=lambda r: str(r["key"]))
@@ -200,16 +193,7 @@ def write_bench_report(out: str | Path) -> dict[str, Path]:
     out = Path(out)
     config, rows = load_bench_run(out)
     summary = build_summary(config, rows)
-    paths = {
-        "summary": out / "summary.json",
-        "items": out / "items.jsonl",
-        "html": out / "report.html",
-    }
-    _atomic(paths["summary"], json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    items = build_items(rows)
-    _atomic(paths["items"], "".join(json.dumps(i, sort_keys=True) + "\n" for i in items))
-    _atomic(paths["html"], render_html(summary, rows, out))
-    return paths
+    return write_outputs(out, summary, build_items(rows), render_html(summary, rows, out))
 
 
 # -- html --------------------------------------------------------------------------------------

@@ -6,6 +6,12 @@ this module stays cheap (no torch, no LangGraph): the work is imported inside th
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,91 +26,141 @@ _MAX_VARIANTS = 100
 _MAX_WORKERS = 256
 """`RunOptions.workers`' and `BenchOptions.workers`' maximum."""
 
-app = typer.Typer(
+_GROUP: dict[str, Any] = dict(
     cls=BrushEditGroup,
-    name="eval",
-    help="Measure how robust editing is to rephrased instructions, and how well it keeps the "
-    "background.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+)
+"""What the eval groups share with the root `brushedit` group: one-line errors, help when bare."""
+
+app = typer.Typer(
+    name="eval",
+    help="Measure how robust editing is to rephrased instructions, and how well it keeps the "
+    "background.",
+    **_GROUP,
 )
 
 PlannerChoice = Literal["rules", "vlm", "both"]
 InpainterChoice = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 MaskChoice = Literal["expected", "segment"]
 
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")]
+InpainterOption = Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
+]
+LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force-new", help="Set an earlier run in --out aside and restart.")
+]
 
-@app.command()
-def run(
-    suite: Annotated[Path, typer.Argument(help="Suite file (JSONL).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")],
-    perturb: Annotated[
-        str, typer.Option(help="Comma list of perturbation families, or `all`.")
-    ] = "all",
-    variants: Annotated[int, typer.Option(min=0, max=_MAX_VARIANTS, help="Variants per family and item.")] = 3,
+
+def _option_groups(command: Callable[..., None]) -> Callable[..., None]:
+    """Let each dataclass-typed parameter of `command` stand for its fields as CLI options.
+
+    Typer reads one option per parameter. Options that commands share, or that one command
+    hands on together, are declared once as a dataclass whose fields carry the `typer.Option`s;
+    the fields take the parameter's place in the signature (so in `--help`), and `command`
+    receives them as one instance.
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    groups = {name: hint for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
+    params: list[inspect.Parameter] = []
+    for name, param in inspect.signature(command).parameters.items():
+        if name not in groups:
+            params.append(param.replace(kind=param.KEYWORD_ONLY, annotation=hints[name]))
+            continue
+        fields = typing.get_type_hints(groups[name], include_extras=True)
+        params += [
+            inspect.Parameter(
+                field.name,
+                param.KEYWORD_ONLY,
+                annotation=fields[field.name],
+                default=param.empty if field.default is dataclasses.MISSING else field.default,
+            )
+            for field in dataclasses.fields(groups[name])
+        ]
+
+    @functools.wraps(command)
+    def grouped(**values: Any) -> None:
+        for name, group in groups.items():
+            names = [field.name for field in dataclasses.fields(group)]
+            values[name] = group(**{field: values.pop(field) for field in names})
+        command(**values)
+
+    grouped.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    grouped.__annotations__ = {param.name: param.annotation for param in params}
+    return grouped
+
+
+@dataclass(frozen=True)
+class _RunMeasures:
+    """What `eval run` measures: `make_config`'s values, the run's identity."""
+
+    variants: Annotated[
+        int, typer.Option(min=0, max=_MAX_VARIANTS, help="Variants per family and item.")
+    ] = 3
     seed: Annotated[
-        int, edit_option("--seed", "seed", "Seed of the perturbations and the edit.")] = 0,
+        int, edit_option("--seed", "seed", "Seed of the perturbations and the edit.")] = 0
     planner: Annotated[
         PlannerChoice, typer.Option(help="Who plans: the rule parser, the VLM, or both.")
-    ] = "rules",
-    inpainter: Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")] = WEIGHTLESS_INPAINTER,
+    ] = "rules"
+    inpainter: InpainterOption = WEIGHTLESS_INPAINTER
     mask_source: Annotated[
         MaskChoice,
         typer.Option(
             help="expected: give the suite's mask to the system; segment: let it find one."
         ),
-    ] = "expected",
+    ] = "expected"
     max_attempts: Annotated[
-        int, edit_option("--max-attempts", "max_attempts", "Verifier attempts.")] = 1,
-    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (brushnet).")] = 20,
-    workers: Annotated[
-        int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
-    ] = 1,
+        int, edit_option("--max-attempts", "max_attempts", "Verifier attempts.")] = 1
+    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (brushnet).")] = 20
+
+
+@dataclass(frozen=True)
+class _RunExecution:
+    """How `eval run` executes: `RunOptions` besides `out`, free to change on a resume."""
+
+    workers: WorkersOption = 1
     ray: Annotated[
         str | None,
         typer.Option(
             help="Run on a Ray cluster at this address (`auto`, `ray://...`; `local` "
             "starts one with --workers CPUs)."
         ),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
-    force_new: Annotated[
-        bool, typer.Option("--force-new", help="Set an earlier run in --out aside and restart.")
-    ] = False,
+    ] = None
+    limit: LimitOption = None
+    force_new: ForceOption = False
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo rows that ended in an error.")
-    ] = False,
+    ] = False
+
+
+@app.command()
+@_option_groups
+def run(
+    suite: Annotated[Path, typer.Argument(help="Suite file (JSONL).", show_default=False)],
+    out: OutOption,
+    perturb: Annotated[
+        str, typer.Option(help="Comma list of perturbation families, or `all`.")
+    ] = "all",
+    *,
+    measures: _RunMeasures,
+    execution: _RunExecution,
     report: Annotated[bool, typer.Option(help="Write the report when done.")] = True,
 ) -> None:
     """Run (or resume) an eval: every item x variant x planner is one edit session."""
     from evals.perturb import resolve_families
-    from evals.runner import RunOptions, make_config
+    from evals.runner import RunOptions, make_config, run_eval
 
     try:
         families = resolve_families(perturb)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--perturb") from None
-    config = make_config(
-        suite,
-        families=families,
-        variants=variants,
-        seed=seed,
-        planner=planner,
-        inpainter=inpainter,
-        mask_source=mask_source,
-        max_attempts=max_attempts,
-        steps=steps,
-    )
-    options = RunOptions(
-        out=str(out),
-        workers=workers,
-        ray=ray,
-        limit=limit,
-        force_new=force_new,
-        retry_errors=retry_errors,
-    )
-    counts = _with_progress(config, options)
+    config = make_config(suite, families=families, **asdict(measures))
+    options = RunOptions(out=str(out), **asdict(execution))
+    counts = _with_progress("evaluating", run_eval, config, options)
     typer.echo(
         f"{counts['ran']} rows written, {counts['skipped']} already done, "
         f"{counts['tasks']} in the run -> {counts['out']}"
@@ -142,75 +198,98 @@ def _report(out: Path) -> None:
     typer.echo(f"report: {paths['html']}")
 
 
-def _with_progress(config: Any, options: Any) -> dict[str, Any]:
+def _with_progress(description: str, run: Callable[..., dict], config: Any, options: Any) -> dict:
+    """`run(config, options)` (`run_eval` or `run_bench`) under a progress bar; its counts."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from evals.runner import run_eval
 
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress("{task.description}", *columns, transient=True) as progress:
-        bar = progress.add_task("evaluating", total=None)
-
-        def on_start(total: int, skipped: int) -> None:
-            progress.update(bar, total=total, completed=skipped)
-
-        def on_row(row: dict[str, Any]) -> None:
-            progress.advance(bar)
-
-        return run_eval(config, options, on_row=on_row, on_start=on_start)
+        bar = progress.add_task(description, total=None)
+        return run(
+            config,
+            options,
+            on_row=lambda row: progress.advance(bar),
+            on_start=lambda total, skipped: progress.update(bar, total=total, completed=skipped),
+        )
 
 
 # -- benchmarks ---------------------------------------------------------------------------------
 
 bench_app = typer.Typer(
-    cls=BrushEditGroup,
     name="bench",
     help="Reproduce the paper's tables: PIE-Bench and BrushBench with the paper's metrics.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+    **_GROUP,
 )
 app.add_typer(bench_app, name="bench")
 
 ModeChoice = Literal["agent", "mask"]
 BenchPlanner = Literal["rules", "vlm", "auto"]
 
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; resumable).")]
-InpainterOption = Annotated[InpainterChoice, typer.Option(help="Inpainting backend.")]
-LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
-WorkersOption = Annotated[
-    int, typer.Option(min=1, max=_MAX_WORKERS, help="Local worker processes.")
-]
-RayOption = Annotated[
-    str | None,
-    typer.Option(help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."),
-]
-SeedOption = Annotated[int, edit_option("--seed", "seed", "Seed of every edit (the paper: 1234).")]
-StepsOption = Annotated[int, edit_option("--steps", "steps", "Diffusion steps (paper: 50).")]
-GuidanceOption = Annotated[
-    float, edit_option("--guidance-scale", "guidance_scale", "Guidance scale (paper: 7.5).")]
-ClipOption = Annotated[
-    str, typer.Option(help="CLIP model for text alignment: Hub id (cached) or local folder.")
-]
-AestheticOption = Annotated[
-    Path | None,
-    typer.Option(help="LAION aesthetic head (sa_0_4_vit_l_14_linear.pth) for the aesthetic score."),
-]
-DownloadOption = Annotated[
-    bool, typer.Option("--allow-download", help="Let scorers download missing weights.")
-]
-DeviceOption = Annotated[
-    str | None, typer.Option(help="Device of the scorers (default: cuda when present).")
-]
-ForceOption = Annotated[
-    bool, typer.Option("--force-new", help="Set an earlier run in --out aside and restart.")
-]
-RetryOption = Annotated[
-    bool, typer.Option("--retry-errors", help="Redo items that ended in an error.")
-]
+
+@dataclass(frozen=True)
+class _BenchEdit:
+    """The edit values every benchmark takes (the paper's by default); part of its config."""
+
+    seed: Annotated[
+        int, edit_option("--seed", "seed", "Seed of every edit (the paper: 1234).")] = 1234
+    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (paper: 50).")] = 50
+    guidance_scale: Annotated[
+        float, edit_option("--guidance-scale", "guidance_scale", "Guidance scale (paper: 7.5).")
+    ] = 7.5
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """Which models measure a benchmark run: its `ScorerSettings`."""
+
+    clip_model: Annotated[
+        str, typer.Option(help="CLIP model for text alignment: Hub id (cached) or local folder.")
+    ] = "openai/clip-vit-large-patch14"
+    aesthetic_head: Annotated[
+        Path | None,
+        typer.Option(
+            help="LAION aesthetic head (sa_0_4_vit_l_14_linear.pth) for the aesthetic score."
+        ),
+    ] = None
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", help="Let scorers download missing weights.")
+    ] = False
+
+    def settings(self) -> Any:
+        """The `ScorerSettings`, a local CLIP folder and the head as absolute paths."""
+        from evals.scorers import ScorerSettings
+
+        clip = Path(self.clip_model)
+        return ScorerSettings(
+            clip_model=str(clip.resolve()) if clip.is_dir() else self.clip_model,
+            aesthetic_head=str(self.aesthetic_head.resolve()) if self.aesthetic_head else None,
+            allow_download=self.allow_download,
+        )
+
+
+@dataclass(frozen=True)
+class _BenchExecution:
+    """How a benchmark run executes: `BenchOptions` besides `out`, free to change on a resume."""
+
+    limit: LimitOption = None
+    workers: WorkersOption = 1
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."
+        ),
+    ] = None
+    device: Annotated[
+        str | None, typer.Option(help="Device of the scorers (default: cuda when present).")
+    ] = None
+    force_new: ForceOption = False
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Redo items that ended in an error.")
+    ] = False
 
 
 @bench_app.command("pie-bench")
+@_option_groups
 def bench_pie(
     folder: Annotated[
         Path, typer.Argument(help="PIE-Bench folder (mapping_file.json, annotation_images/).")
@@ -231,31 +310,21 @@ def bench_pie(
     max_attempts: Annotated[
         int, edit_option("--max-attempts", "max_attempts", "Agent mode: verifier attempts.")
     ] = 3,
-    seed: SeedOption = 1234,
-    steps: StepsOption = 50,
-    guidance_scale: GuidanceOption = 7.5,
-    clip_model: ClipOption = "openai/clip-vit-large-patch14",
-    aesthetic_head: AestheticOption = None,
-    allow_download: DownloadOption = False,
-    limit: LimitOption = None,
-    workers: WorkersOption = 1,
-    ray: RayOption = None,
-    device: DeviceOption = None,
-    force_new: ForceOption = False,
-    retry_errors: RetryOption = False,
+    *,
+    edit: _BenchEdit,
+    scoring: _Scoring,
+    execution: _BenchExecution,
 ) -> None:
     """Run PIE-Bench (700 images, 10 editing types) and write the paper's metrics."""
     type_ids = [t.strip() for t in types.split(",") if t.strip()] if types else None
     _bench(
-        "pie-bench", folder, out, limit=limit, workers=workers, ray=ray, device=device,
-        force_new=force_new, retry_errors=retry_errors, mode=mode, types=type_ids,
-        inpainter=inpainter, planner=planner, max_attempts=max_attempts, seed=seed,
-        steps=steps, guidance_scale=guidance_scale,
-        scorers=_scorers(clip_model, aesthetic_head, allow_download),
+        "pie-bench", folder, out, edit, scoring, execution, mode=mode, types=type_ids,
+        inpainter=inpainter, planner=planner, max_attempts=max_attempts,
     )  # fmt: skip
 
 
 @bench_app.command("brushbench")
+@_option_groups
 def bench_brushbench(
     folder: Annotated[Path, typer.Argument(help="BrushBench folder (mapping_file.json, images).")],
     out: OutOption,
@@ -263,28 +332,18 @@ def bench_brushbench(
         str, typer.Option(help="Which masks: inside, outside or both (comma list).")
     ] = "inside,outside",
     inpainter: InpainterOption = DEFAULT_INPAINTER,
-    seed: SeedOption = 1234,
-    steps: StepsOption = 50,
-    guidance_scale: GuidanceOption = 7.5,
-    clip_model: ClipOption = "openai/clip-vit-large-patch14",
-    aesthetic_head: AestheticOption = None,
-    allow_download: DownloadOption = False,
-    limit: LimitOption = None,
-    workers: WorkersOption = 1,
-    ray: RayOption = None,
-    device: DeviceOption = None,
-    force_new: ForceOption = False,
-    retry_errors: RetryOption = False,
+    *,
+    edit: _BenchEdit,
+    scoring: _Scoring,
+    execution: _BenchExecution,
 ) -> None:
     """Run BrushBench (inside and outside inpainting with a caption) with the paper's metrics."""
     kinds = [k.strip() for k in masks.split(",") if k.strip()]
     if not kinds or any(k not in ("inside", "outside") for k in kinds):
         raise typer.BadParameter("use inside, outside or inside,outside", param_hint="--masks")
     _bench(
-        "brushbench", folder, out, limit=limit, workers=workers, ray=ray, device=device,
-        force_new=force_new, retry_errors=retry_errors, mode="mask", masks=kinds,
-        inpainter=inpainter, seed=seed, steps=steps, guidance_scale=guidance_scale,
-        scorers=_scorers(clip_model, aesthetic_head, allow_download),
+        "brushbench", folder, out, edit, scoring, execution, mode="mask", masks=kinds,
+        inpainter=inpainter,
     )  # fmt: skip
 
 
@@ -296,47 +355,23 @@ def bench_report(
     _bench_report(out)
 
 
-def _scorers(clip_model: str, aesthetic_head: Path | None, allow_download: bool) -> Any:
-    from evals.scorers import ScorerSettings
-
-    return ScorerSettings(
-        clip_model=str(Path(clip_model).resolve()) if Path(clip_model).is_dir() else clip_model,
-        aesthetic_head=str(aesthetic_head.resolve()) if aesthetic_head else None,
-        allow_download=allow_download,
-    )
-
-
 def _bench(
     benchmark: str,
     folder: Path,
     out: Path,
-    *,
-    limit: int | None,
-    workers: int,
-    ray: str | None,
-    device: str | None,
-    force_new: bool,
-    retry_errors: bool,
+    edit: _BenchEdit,
+    scoring: _Scoring,
+    execution: _BenchExecution,
     **values: Any,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+    """Run one benchmark into `out` with its own `values`, then write its report."""
     from evals.bench import BenchOptions, make_bench_config, run_bench
 
-    config = make_bench_config(benchmark, folder, **values)  # type: ignore[arg-type]
-    options = BenchOptions(
-        out=str(out), workers=workers, ray=ray, limit=limit, force_new=force_new,
-        retry_errors=retry_errors, device=device,
-    )  # fmt: skip
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress("{task.description}", *columns, transient=True) as progress:
-        bar = progress.add_task(f"{benchmark} ({config.mode})", total=None)
-        counts = run_bench(
-            config,
-            options,
-            on_row=lambda row: progress.advance(bar),
-            on_start=lambda total, skipped: progress.update(bar, total=total, completed=skipped),
-        )
+    config = make_bench_config(
+        benchmark, folder, **asdict(edit), scorers=scoring.settings(), **values  # type: ignore[arg-type]
+    )
+    options = BenchOptions(out=str(out), **asdict(execution))
+    counts = _with_progress(f"{benchmark} ({config.mode})", run_bench, config, options)
     typer.echo(
         f"{counts['ran']} items edited, {counts['skipped']} already done, "
         f"{counts['tasks']} in the run -> {counts['out']}"

@@ -36,17 +36,22 @@ class ReportError(BrushEditError):
 def load_run(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The stored config and the compared result rows of a run folder."""
     out = Path(out)
-    if not (out / CONFIG).is_file():
-        raise ReportError(
-            f"{out} is not an eval run folder (no {CONFIG}); run `brushedit eval run`"
-        )
-    from evals.runner import load_json_object
-
-    config = load_json_object(out / CONFIG)
+    config = run_config(out, "an eval", "eval run")
     rows = read_results(out / RESULTS)
     store = _store(out)
     rows = compare_to_canonical(sorted(rows, key=_order), load_mask=store.get_mask)
     return config, rows
+
+
+def run_config(
+    out: Path, what: str, command: str, error: type[BrushEditError] = ReportError
+) -> dict[str, Any]:
+    """The config a run folder stores; `error` naming the `command` that writes one if none."""
+    if not (out / CONFIG).is_file():
+        raise error(f"{out} is not {what} run folder (no {CONFIG}); run `brushedit {command}`")
+    from evals.runner import load_json_object
+
+    return load_json_object(out / CONFIG)
 
 
 def _store(out: Path) -> Any:
@@ -208,6 +213,13 @@ def write_report(out: str | Path) -> dict[str, Path]:
     config, rows = load_run(out)
     summary = build_summary(config, rows)
     items = build_items(rows)
+    return write_outputs(out, summary, items, render_html(summary, items, rows, out))
+
+
+def write_outputs(
+    out: Path, summary: dict[str, Any], items: list[dict[str, Any]], page: str
+) -> dict[str, Path]:
+    """Write summary.json, items.jsonl and report.html (`page`) into `out`; their paths."""
     paths = {
         "summary": out / "summary.json",
         "items": out / "items.jsonl",
@@ -215,7 +227,7 @@ def write_report(out: str | Path) -> dict[str, Path]:
     }
     _atomic(paths["summary"], json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     _atomic(paths["items"], "".join(json.dumps(i, sort_keys=True) + "\n" for i in items))
-    _atomic(paths["html"], render_html(summary, items, rows, out))
+    _atomic(paths["html"], page)
     return paths
 
 

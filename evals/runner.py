@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from evals.parallel import in_processes, ray_session
 from evals.perturb import CANONICAL, Variant, make_variants, resolve_families
 from evals.suite import SuiteItem, load_suite
 from tools.errors import BrushEditError, ConfigError
@@ -119,14 +120,21 @@ def evaluate_variant(
         "ok": False,
         "pid": os.getpid(),
     }
+    return record_edit(row, lambda: _edit(item, variant, planner, config))
+
+
+def record_edit(row: dict[str, Any], edit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`row` with the fields `edit()` returns and `ok: true`, or `ok: false` and the error.
+
+    Never raises: a failed edit is a measurement, and an `EditFailed` still gives the row the
+    plan it had reached. Latency and finish time are added either way.
+    """
     started = time.perf_counter()
     try:
-        if not config.out:
-            raise ConfigError("`config.out` is empty: set the run folder before evaluating")
-        row.update(_edit(item, variant, planner, config, Path(config.out)))
+        row.update(edit())
         row["ok"] = True
     except Exception as exc:  # a failed edit is a measurement, recorded as such
-        if isinstance(exc, _EditFailed):
+        if isinstance(exc, EditFailed):
             row.update(exc.fields)
             exc = exc.cause
         row["error_type"] = type(exc).__name__
@@ -139,7 +147,7 @@ def evaluate_variant(
 
 
 def _edit(
-    item: SuiteItem, variant: Variant, planner: PlannerName, config: EvalConfig, out: Path
+    item: SuiteItem, variant: Variant, planner: PlannerName, config: EvalConfig
 ) -> dict[str, Any]:
     """The edit itself, through the graphs session facade (what users run)."""
     import numpy as np
@@ -149,7 +157,9 @@ def _edit(
     from tools.images import load_image, load_mask
     from tools.types import EditOptions
 
-    settings = Settings(data_dir=out / DATA)
+    if not config.out:
+        raise ConfigError("`config.out` is empty: set the run folder before evaluating")
+    settings = Settings(data_dir=Path(config.out) / DATA)
     components = build_components(
         settings,
         inpainter=config.inpainter,
@@ -170,7 +180,7 @@ def _edit(
         try:
             result = session.edit(item.image, variant.text, mask=user_mask, options=options)
         except Exception as exc:
-            raise _EditFailed(exc, _partial_plan(components, session)) from exc
+            raise EditFailed(exc, _partial_plan(components, session)) from exc
         store = components.store
         result_image = store.get_image(result.image)
         system_mask = store.get_mask(result.mask) if result.mask else None
@@ -205,7 +215,7 @@ def _edit(
     }
 
 
-class _EditFailed(Exception):
+class EditFailed(Exception):
     """An edit that failed after planning: carries the plan fields so the row keeps them."""
 
     def __init__(self, cause: BaseException, fields: dict[str, Any]) -> None:
@@ -525,51 +535,22 @@ def _execute(
 def _execute_processes(
     todo: list[Task], config: EvalConfig, out: Path, workers: int
 ) -> Iterator[dict[str, Any]]:
-    """Local worker processes (spawned: no inherited threads or open SQLite handles)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(evaluate_variant, t.item, t.variant, t.planner, config) for t in todo
-        ]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    """Local worker processes, one fresh session per task."""
+    calls = [(t.item, t.variant, t.planner, config) for t in todo]
+    yield from in_processes(evaluate_variant, calls, workers)
 
 
 def _execute_ray(
     todo: list[Task], config: EvalConfig, out: Path, options: RunOptions
 ) -> Iterator[dict[str, Any]]:
     """Ray tasks on an existing cluster (`--ray ADDRESS`) or a local one (`--ray local`)."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(
-            "--ray needs Ray, which is not installed; run `pip install 'brushedit-agents[ray]'` "
-            "(or `pip install ray`), or use --workers N for local processes"
-        ) from exc
-    started_here = False
-    if not ray.is_initialized():
-        if options.ray == "local":
-            ray.init(num_cpus=options.workers, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=options.ray, log_to_driver=False)
-        started_here = True
-    try:
+    with ray_session(options.ray, options.workers) as ray:
         remote = ray.remote(num_cpus=1, max_retries=1)(evaluate_variant)
         pending = [remote.remote(t.item, t.variant, t.planner, config) for t in todo]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 yield ray.get(ref)
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def make_config(

@@ -13,6 +13,7 @@ package's SqueezeNet variant on images in [-1, 1] (what torchmetrics wraps in bo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -103,19 +104,17 @@ class Scorers:
                 "`pip install 'brushedit-agents[lpips]'` (it brings torchvision)"
             )
             return
-        try:
-            if not self.settings.allow_download and not _torch_hub_cached(self.settings.lpips_net):
+        net = self.settings.lpips_net
+
+        def load() -> Any:
+            if not self.settings.allow_download and not _torch_hub_cached(net):
                 raise FileNotFoundError(
-                    f"the {self.settings.lpips_net} backbone weights are not in the torch hub "
-                    "cache and downloads are not allowed (--allow-download)"
+                    f"the {net} backbone weights are not in the torch hub cache and downloads "
+                    "are not allowed (--allow-download)"
                 )
-            model = lpips.LPIPS(net=self.settings.lpips_net, verbose=False)
-            self._lpips = model.to(self.device).eval()
-        except Exception as exc:
-            self.missing["lpips_unedited"] = (
-                f"LPIPS ({self.settings.lpips_net}) could not be loaded "
-                f"({type(exc).__name__}: {_short(exc)})"
-            )
+            return lpips.LPIPS(net=net, verbose=False).to(self.device).eval()
+
+        self._lpips = self._try_load("lpips_unedited", f"LPIPS ({net})", load)
 
     def _load_aesthetic(self) -> None:
         path = self.settings.aesthetic_head
@@ -130,17 +129,14 @@ class Scorers:
             return
         import torch
 
-        try:
+        def load() -> Any:
             state = torch.load(path, map_location="cpu", weights_only=True)
             weight = state["weight"]
             head = torch.nn.Linear(weight.shape[1], weight.shape[0])
             head.load_state_dict(state)
-            self._aesthetic = head.to(self.device).eval()
-        except Exception as exc:
-            self.missing["aesthetic"] = (
-                f"the aesthetic head {path} could not be loaded ({type(exc).__name__}: "
-                f"{_short(exc)})"
-            )
+            return head.to(self.device).eval()
+
+        self._aesthetic = self._try_load("aesthetic", f"the aesthetic head {path}", load)
 
     def _load_image_reward(self) -> None:
         try:
@@ -150,12 +146,11 @@ class Scorers:
                 "the `image-reward` package is not installed (pip install image-reward)"
             )
             return
-        try:
-            self._image_reward = ImageReward.load("ImageReward-v1.0", device=self.device)
-        except Exception as exc:
-            self.missing["image_reward"] = (
-                f"ImageReward-v1.0 could not be loaded ({type(exc).__name__}: {_short(exc)})"
-            )
+        self._image_reward = self._try_load(
+            "image_reward",
+            "ImageReward-v1.0",
+            lambda: ImageReward.load("ImageReward-v1.0", device=self.device),
+        )
 
     def _load_hps(self) -> None:
         try:
@@ -164,6 +159,16 @@ class Scorers:
             self.missing["hps_v21"] = "the `hpsv2` package is not installed (pip install hpsv2)"
             return
         self._hps = hpsv2
+
+    def _try_load(self, metric: str, what: str, load: Callable[[], Any]) -> Any:
+        """`load()`'s model, or None with `missing[metric]` saying that `what` failed and why."""
+        try:
+            return load()
+        except Exception as exc:  # any failure leaves the metric out, with its reason
+            self.missing[metric] = (
+                f"{what} could not be loaded ({type(exc).__name__}: {_short(exc)})"
+            )
+            return None
 
     # -- scoring -------------------------------------------------------------------------------
 

@@ -10,8 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from tools.errors import BrushEditError
 from tools.types import MAX_INSTRUCTION_CHARS, EditCategory
@@ -19,6 +27,11 @@ from tools.types import MAX_INSTRUCTION_CHARS, EditCategory
 
 class SuiteError(BrushEditError, ValueError):
     """A suite file cannot be read or one of its lines is invalid."""
+
+
+def _category(value: object) -> object:
+    """A category as written in a suite: the reference's spelling (`remove`), any casing."""
+    return EditCategory.parse(value) if isinstance(value, str) else value
 
 
 class SuiteItem(BaseModel):
@@ -29,15 +42,12 @@ class SuiteItem(BaseModel):
     id: str = Field(default="", description="Stable id; defaults to `line<N>`.")
     image: str = Field(min_length=1, description="Image path, relative to the suite file.")
     instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS)
-    category: EditCategory | None = Field(default=None, description="Expected edit category.")
+    category: Annotated[EditCategory | None, BeforeValidator(_category)] = Field(
+        default=None, description="Expected edit category."
+    )
     object: str | None = Field(default=None, description="Expected object noun.")
     mask: str | None = Field(default=None, description="Expected mask path (white = edit).")
     target_caption: str | None = None
-
-    @field_validator("category", mode="before")
-    @classmethod
-    def _category(cls, value: object) -> object:
-        return EditCategory.parse(value) if isinstance(value, str) else value
 
     @field_validator("id")
     @classmethod

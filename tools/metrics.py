@@ -310,34 +310,18 @@ def removal_checks(
     else:
         why = ""
     checks = [
-        Check(
-            name="fill_texture",
-            passed=not textured or texture >= bars.min_fill_texture,
-            value=texture if textured else 1.0,
-            threshold=bars.min_fill_texture,
-            stage="inpaint",
-            message=why or (
-                f"the filled area has {texture:.2f}x the texture of its surroundings "
-                f"(gradient energy {smear.ratio('gradient'):.2f}x, sharpness "
-                f"{smear.ratio('sharpness'):.2f}x; needs >= {bars.min_fill_texture:.2f}x)"
-                + ("" if texture >= bars.min_fill_texture else
-                   ": the fill looks smeared; another method or seed may fill it better")
-            ),
+        _fill_check(
+            "fill_texture", texture, bars.min_fill_texture, why,
+            what="texture",
+            detail=f"gradient energy {smear.ratio('gradient'):.2f}x, sharpness "
+            f"{smear.ratio('sharpness'):.2f}x; ",
+            flaw="the fill looks smeared",
         ),
-        Check(
-            name="fill_colour",
-            passed=not textured or colour >= bars.min_fill_colour,
-            value=colour if textured else 1.0,
-            threshold=bars.min_fill_colour,
-            stage="inpaint",
-            message=why or (
-                f"the filled area has {colour:.2f}x the colour spread of its surroundings "
-                f"(needs >= {bars.min_fill_colour:.2f}x)"
-                + ("" if colour >= bars.min_fill_colour else
-                   ": the fill is flat; another method or seed may fill it better")
-            ),
+        _fill_check(
+            "fill_colour", colour, bars.min_fill_colour, why,
+            what="colour spread", flaw="the fill is flat",
         ),
-    ]
+    ]  # fmt: skip
     leftover = leftover_measure(source, result, mask)
     evidence = leftover.evidence
     checks.append(
@@ -359,6 +343,28 @@ def removal_checks(
         )
     )
     return checks
+
+
+def _fill_check(
+    name: str, ratio: float, bar: float, why: str, *, what: str, flaw: str, detail: str = ""
+) -> Check:
+    """The hole against its ring on one measure (`ratio` x the ring's); needs `ratio >= bar`.
+
+    `why` says why the fill cannot be judged (too small, or plain surroundings where a smooth
+    fill is right): then it passes with the value 1.0 and `why` as its message.
+    """
+    return Check(
+        name=name,
+        passed=bool(why) or ratio >= bar,
+        value=1.0 if why else ratio,
+        threshold=bar,
+        stage="inpaint",
+        message=why or (
+            f"the filled area has {ratio:.2f}x the {what} of its surroundings "
+            f"({detail}needs >= {bar:.2f}x)"
+            + ("" if ratio >= bar else f": {flaw}; another method or seed may fill it better")
+        ),
+    )
 
 
 def _at_least(name: str, value: float, threshold: float, stage: CheckStage, message: str) -> Check:
