@@ -42,9 +42,7 @@ PlannerOption = Annotated[
 ]
 
 
-def _server_command(
-    default_port: int, start: Callable[..., None], doc: str
-) -> Callable[..., None]:
+def _server_command(default_port: int, start: Callable[..., None], doc: str) -> Callable[..., None]:
     """A command that loads the settings and starts one server (`ui` or `serve`) on HOST:PORT."""
 
     def command(
@@ -76,7 +74,9 @@ def _start_api(settings: Any, **server: Any) -> None:
     run_api(settings, **server)
 
 
-ui = _server_command(7860, _start_ui, "Open the web editor (Gradio) in your browser at http://HOST:PORT.")
+ui = _server_command(
+    7860, _start_ui, "Open the web editor (Gradio) in your browser at http://HOST:PORT."
+)
 serve = _server_command(
     8000, _start_api,
     "Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback.",
