@@ -28,31 +28,11 @@ class VLMAnswer(BaseModel, Generic[T]):
 
 @runtime_checkable
 class VisionLanguageModel(Protocol):
-    """Ask a question about images and get an instance of `schema` back, or an `AgentError`."""
+    """Ask a question about images and get an instance of `schema` back, or an `AgentError`.
 
-    model_id: str
-
-    def ask(
-        self,
-        *,
-        system: str,
-        user: str,
-        images: Sequence[Image.Image] = (),
-        schema: type[T],
-    ) -> VLMAnswer[T]: ...
-
-
-class VLMQuestion(NamedTuple, Generic[T]):
-    """One `ask`, as a value: the system prompt, the user text, the images, and the schema the answer must fit."""
-
-    system: str
-    user: str
-    images: Sequence[Image.Image]
-    schema: type[T]
-
-
-class AskByQuestion(ABC):
-    """Base of the concrete models: `ask` (the protocol's keyword call) hands one `VLMQuestion` to `answer`."""
+    Any object with a `model_id` and this `ask` is one. The concrete models subclass
+    `AskByQuestion` and inherit this `ask`, which hands one `VLMQuestion` to their `answer`.
+    """
 
     model_id: str
 
@@ -64,7 +44,20 @@ class AskByQuestion(ABC):
         images: Sequence[Image.Image] = (),
         schema: type[T],
     ) -> VLMAnswer[T]:
-        return self.answer(VLMQuestion(system, user, images, schema))
+        return self.answer(VLMQuestion(system, user, images, schema))  # type: ignore[attr-defined]
+
+
+class VLMQuestion(NamedTuple, Generic[T]):
+    """One `ask`, as a value: the system prompt, the user text, the images, and the schema the answer must fit."""
+
+    system: str
+    user: str
+    images: Sequence[Image.Image]
+    schema: type[T]
+
+
+class AskByQuestion(VisionLanguageModel, ABC):
+    """Base of the concrete models: `ask` (the protocol's keyword call) hands one `VLMQuestion` to `answer`."""
 
     @abstractmethod
     def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:

@@ -25,6 +25,17 @@ logger = logging.getLogger(__name__)
 MAX_CAPTION_WORDS = 30
 
 
+def _description(value: str, strip: str, empty: str) -> str:
+    """A model's description, single-spaced, without the `strip` characters round it and cut to
+    `MAX_CAPTION_WORDS`; empty text (`empty` says why) or a refusal fails, so the model re-asks."""
+    value = " ".join(value.split()).strip(strip)
+    if not value:
+        raise ValueError(empty)
+    if looks_like_refusal(value):
+        raise ValueError("this is an apology or refusal; describe the picture content instead")
+    return " ".join(value.split()[:MAX_CAPTION_WORDS])
+
+
 class TargetCaption(BaseModel):
     """A short visual description; apologies and refusals are rejected so the model re-asks."""
 
@@ -33,12 +44,7 @@ class TargetCaption(BaseModel):
     @field_validator("caption")
     @classmethod
     def _descriptive(cls, value: str) -> str:
-        value = " ".join(value.split()).strip(" \"'")
-        if not value:
-            raise ValueError("the caption is empty")
-        if looks_like_refusal(value):
-            raise ValueError("this is an apology or refusal; describe the picture content instead")
-        return " ".join(value.split()[:MAX_CAPTION_WORDS])
+        return _description(value, " \"'", "the caption is empty")
 
 
 def caption_target(
@@ -78,12 +84,7 @@ class RemovalPrompt(BaseModel):
     @field_validator("background", "removed")
     @classmethod
     def _descriptive(cls, value: str) -> str:
-        value = " ".join(value.split()).strip(" \"'.")
-        if not value:
-            raise ValueError("this field is empty")
-        if looks_like_refusal(value):
-            raise ValueError("this is an apology or refusal; describe the picture content instead")
-        return " ".join(value.split()[:MAX_CAPTION_WORDS])
+        return _description(value, " \"'.", "this field is empty")
 
     @model_validator(mode="after")
     def _background_without_the_object(self) -> RemovalPrompt:

@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agents.base import AskByQuestion, T, VLMAnswer, VLMQuestion
+from agents.base import T
 from agents.errors import VLMTimeoutError
-from agents.imaging import data_url, downscale
-from agents.ollama_vlm import ask_until_valid, parse_keeping_raw
+from agents.imaging import data_url
+from agents.ollama_vlm import ReAskingVLM, parse_keeping_raw
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_HINT = "\n\nAnswer with only one JSON object that validates against this JSON schema:\n{schema}"
 
 
-class LangChainVLM(AskByQuestion):
+class LangChainVLM(ReAskingVLM):
     """Structured questions to a LangChain chat model.
 
     Uses `with_structured_output(schema, include_raw=True)` where the model supports it; otherwise
@@ -32,6 +34,7 @@ class LangChainVLM(AskByQuestion):
 
     supports_images = True
     supports_schema = True
+    _log = logger
 
     def __init__(
         self,
@@ -53,33 +56,25 @@ class LangChainVLM(AskByQuestion):
     def __repr__(self) -> str:
         return f"LangChainVLM({self.model_id!r})"
 
-    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    def _start(
+        self, system: str, user: str, images: list[Image.Image], schema: type[T]
+    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
+        """Structured output where the model has it, else the schema in the system prompt."""
+        from langchain_core.messages import HumanMessage, SystemMessage
 
-        system, user, images, schema = question
-        prepared = [downscale(image, self.max_image_side) for image in images]
         runnable = self._structured_runnable(schema)
         if runnable is None:
             schema_text = json.dumps(schema.model_json_schema(), separators=(",", ":"))
             system = system + SCHEMA_HINT.format(schema=schema_text)
         content: list[dict[str, Any]] = [{"type": "text", "text": user}]
-        content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in prepared]
+        content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images]
         messages: list[Any] = [SystemMessage(content=system), HumanMessage(content=content)]
+        return messages, lambda history: self._invoke(runnable, history, schema)
 
-        def follow_up(raw: str, reask: str) -> list[Any]:
-            return [AIMessage(content=raw), HumanMessage(content=reask)]
+    def _follow_up(self, raw: str, reask: str) -> list[Any]:
+        from langchain_core.messages import AIMessage, HumanMessage
 
-        return ask_until_valid(
-            messages,
-            lambda history: self._invoke(runnable, history, schema),
-            follow_up,
-            schema=schema,
-            retries=self.invalid_answer_retries,
-            name=self.model_id,
-            model_id=self.model_id,
-            image_sizes=[image.size for image in prepared],
-            log=logger,
-        )
+        return [AIMessage(content=raw), HumanMessage(content=reask)]
 
     def _structured_runnable(self, schema: type[T]) -> Any | None:
         if self.structured is False:

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from agents.parsing import AnswerError, parse_answer, schema_name
 
 if TYPE_CHECKING:
     import ollama
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -57,43 +59,59 @@ def parse_keeping_raw(raw: str, schema: type[T]) -> T:
         raise
 
 
-def ask_until_valid(
-    messages: list[Any],
-    answer: Callable[[list[Any]], tuple[T, str]],
-    follow_up: Callable[[str, str], list[Any]],
-    *,
-    schema: type[T],
-    retries: int,
-    name: str,
-    model_id: str,
-    image_sizes: list[tuple[int, int]],
-    log: logging.Logger,
-) -> VLMAnswer[T]:
-    """Ask, and after each invalid answer re-ask (with the reason) up to `retries` more times.
+class ReAskingVLM(AskByQuestion):
+    """A chat model asked in messages: images downscaled to `max_image_side`, and an invalid
+    answer re-asked (with the reason) up to `invalid_answer_retries` times.
 
-    `answer(messages)` returns `(value, raw)` or raises `AnswerError` (with the rejected text as
-    `.raw` when it has one); `follow_up(raw, reask)` gives the messages appended before re-asking.
-    `name` labels the log line and the `VLMInvalidAnswerError` raised when every attempt failed.
+    A model says how a conversation starts (`_start`: the messages, and how to get
+    `(value, raw)` for them or an `AnswerError` carrying the rejected text as `.raw`) and goes
+    on after an invalid answer (`_follow_up`); `answer` is the same for all of them.
     """
-    attempts = retries + 1
-    error, raw = "", ""
-    for attempt in range(1, attempts + 1):
-        try:
-            value, raw = answer(messages)
-        except AnswerError as exc:
-            error = str(exc)
-            raw = getattr(exc, "raw", raw)
-            log.info("%s: invalid %s answer (%s)", name, schema.__name__, error)
-            messages = [*messages, *follow_up(raw, REASK.format(error=error))]
-            continue
-        return VLMAnswer[schema](  # type: ignore[valid-type]
-            value=value,
-            raw=raw,
-            model=model_id,
-            attempts=attempt,
-            image_sizes=image_sizes,
-        )
-    raise VLMInvalidAnswerError(name, schema_name(schema), attempts, error, raw)
+
+    max_image_side: int
+    invalid_answer_retries: int
+    _log: logging.Logger = logger
+
+    @property
+    def _log_name(self) -> str:
+        """How log lines and `VLMInvalidAnswerError` name the model."""
+        return self.model_id
+
+    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
+        """Ask; after each invalid answer re-ask with the reason, up to the retry bound."""
+        system, user, images, schema = question
+        prepared = [downscale(image, self.max_image_side) for image in images]
+        messages, reply = self._start(system, user, prepared, schema)
+        attempts = self.invalid_answer_retries + 1
+        error, raw = "", ""
+        for attempt in range(1, attempts + 1):
+            try:
+                value, raw = reply(messages)
+            except AnswerError as exc:
+                error = str(exc)
+                raw = getattr(exc, "raw", raw)
+                self._log.info("%s: invalid %s answer (%s)", self._log_name, schema.__name__,
+                               error)
+                messages = [*messages, *self._follow_up(raw, REASK.format(error=error))]
+                continue
+            return VLMAnswer[schema](  # type: ignore[valid-type]
+                value=value,
+                raw=raw,
+                model=self.model_id,
+                attempts=attempt,
+                image_sizes=[image.size for image in prepared],
+            )
+        raise VLMInvalidAnswerError(self._log_name, schema_name(schema), attempts, error, raw)
+
+    @abstractmethod
+    def _start(
+        self, system: str, user: str, images: list[Image.Image], schema: type[T]
+    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
+        """The first messages, and `reply(messages)`: `(value, raw)` or an `AnswerError`."""
+
+    @abstractmethod
+    def _follow_up(self, raw: str, reask: str) -> list[Any]:
+        """The messages appended after the invalid answer `raw`, ending with `reask`."""
 
 
 class OllamaStatus(BaseModel):
@@ -115,7 +133,7 @@ class OllamaStatus(BaseModel):
         return self.reachable and self.model_present and self.vision is not False
 
 
-class OllamaVLM(AskByQuestion):
+class OllamaVLM(ReAskingVLM):
     """Ask an Ollama vision model for schema-checked JSON, with bounded retries and clear errors.
 
     Args:
@@ -205,35 +223,28 @@ class OllamaVLM(AskByQuestion):
                 ) from None
         return self._client
 
-    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
-        """One structured question; re-asks on invalid answers, retries on transport failures."""
-        system, user, images, schema = question
+    @property
+    def _log_name(self) -> str:
+        return self.model
+
+    def _start(
+        self, system: str, user: str, images: list[Image.Image], schema: type[T]
+    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
+        """Checks once that the model can see, then asks with `format=<the schema>`."""
         self._ensure_vision()
-        prepared = [downscale(image, self.max_image_side) for image in images]
         user_message: dict[str, Any] = {"role": "user", "content": user}
-        if prepared:
-            user_message["images"] = [png_bytes(image) for image in prepared]
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system}, user_message]
+        if images:
+            user_message["images"] = [png_bytes(image) for image in images]
         json_schema = schema.model_json_schema()
 
-        def answer(history: list[dict[str, Any]]) -> tuple[T, str]:
+        def reply(history: list[dict[str, Any]]) -> tuple[T, str]:
             raw = self._chat(history, json_schema)
             return parse_keeping_raw(raw, schema), raw
 
-        def follow_up(raw: str, reask: str) -> list[dict[str, Any]]:
-            return [{"role": "assistant", "content": raw}, {"role": "user", "content": reask}]
+        return [{"role": "system", "content": system}, user_message], reply
 
-        return ask_until_valid(
-            messages,
-            answer,
-            follow_up,
-            schema=schema,
-            retries=self.invalid_answer_retries,
-            name=self.model,
-            model_id=self.model_id,
-            image_sizes=[image.size for image in prepared],
-            log=logger,
-        )
+    def _follow_up(self, raw: str, reask: str) -> list[dict[str, Any]]:
+        return [{"role": "assistant", "content": raw}, {"role": "user", "content": reask}]
 
     def _chat(self, messages: list[dict[str, Any]], json_schema: dict[str, Any]) -> str:
         import httpx

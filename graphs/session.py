@@ -152,35 +152,25 @@ class EditSession:
         image: ImageInput,
         instruction: str,
         *,
-        mask: Any = None,
-        options: EditOptions | None = None,
-        caption: str | None = None,
-        review_mask: bool = False,
         review: Callable[[MaskReview], dict[str, Any]] | None = None,
-        on_event: EventSink | None = None,
+        **turn: Any,
     ) -> EditResult:
-        """Run one turn to the end and return its result.
+        """Run one turn to the end and return its result: `submit`, answering each pause.
 
         Args:
-            image: a path, bytes, PIL image or artifact hash; None continues from the current
-                image (the last accepted result).
-            instruction: what to change, in words.
-            mask: optional user mask (path, bytes, array, PIL image or hash; white = edit).
-            options: seed, steps, samples, attempts, inpainter...; defaults from the components.
-            caption: the target caption (diffusion prompt) to use instead of the planner's.
-            review_mask: pause after the mask proposal; `review` is then called with a
-                `MaskReview` and returns `{"approve": True}` or `{"mask": <hash>}`.
-            on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
+            image, instruction, turn: as for `submit` (`mask`, `options`, `caption`,
+                `review_mask`, `on_event`).
+            review: with `review_mask`, called with each `MaskReview`; returns
+                `{"approve": True}` or `{"mask": <hash>}`.
         """
-        if review_mask and review is None:
+        if turn.get("review_mask") and review is None:
             raise InvalidRequestError(
                 "review_mask needs a `review` callback; use `submit` and `resume` to review later"
             )
-        outcome = self.submit(image, instruction, mask=mask, options=options, caption=caption,
-                              review_mask=review_mask, on_event=on_event)
+        outcome = self.submit(image, instruction, **turn)
         while isinstance(outcome, MaskReview):
             assert review is not None
-            outcome = self.resume(review(outcome), on_event=on_event)
+            outcome = self.resume(review(outcome), on_event=turn.get("on_event"))
         return outcome
 
     def submit(
@@ -194,7 +184,19 @@ class EditSession:
         review_mask: bool = False,
         on_event: EventSink | None = None,
     ) -> EditResult | MaskReview:
-        """Start a turn; returns its result, or a `MaskReview` when it paused for a person."""
+        """Start a turn; returns its result, or a `MaskReview` when it paused for a person.
+
+        Args:
+            image: a path, bytes, PIL image or artifact hash; None continues from the current
+                image (the last accepted result).
+            instruction: what to change, in words.
+            mask: optional user mask (path, bytes, array, PIL image or hash; white = edit).
+            options: seed, steps, samples, attempts, inpainter...; defaults from the components.
+            caption: the target caption (diffusion prompt) to use instead of the planner's.
+            review_mask: pause after the mask proposal with a `MaskReview` (answer it with
+                `resume`).
+            on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
+        """
         instruction = check_instruction(instruction)
         options = options or self.default_options()
         source, scale = self._import_image(image)

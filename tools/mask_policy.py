@@ -6,7 +6,9 @@ imports no model code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 
 MaskSource = Literal["user", "segmentation", "box", "full", "inverted_foreground"]
+Find = Callable[..., "Segmentation"]
+"""`find(phrase, union=None)`: the policy's segmentation of one phrase in the plan's image."""
 
 
 class MaskPolicy(BaseModel):
@@ -135,7 +139,6 @@ def propose_mask(
     plan: EditPlan,
     image: Image.Image,
     segmenter: Segmenter | None,
-    *,
     box: Box | None = None,
     user_mask: Any = None,
     policy: MaskPolicy | None = None,
@@ -163,21 +166,15 @@ def propose_mask(
         raise InvalidRequestError(
             f"a {category.value} edit needs a segmenter (or a user mask) to find its region"
         )
+    find = partial(policy.segment, segmenter, image)
     if category is EditCategory.BACKGROUND:
-        return _background_proposal(plan, image, segmenter, size, policy)
-    return _object_proposal(plan, image, segmenter, size, policy)
+        return _background_proposal(plan, find, size, policy)
+    return _object_proposal(plan, find, size, policy)
 
 
-def mask_for_plan(
-    plan: EditPlan,
-    image: Image.Image,
-    segmenter: Segmenter | None,
-    box: Box | None = None,
-    user_mask: Any = None,
-    policy: MaskPolicy | None = None,
-) -> Mask:
-    """`propose_mask(...).mask`, for callers that need only the mask."""
-    return propose_mask(plan, image, segmenter, box=box, user_mask=user_mask, policy=policy).mask
+def mask_for_plan(*args: Any, **kwargs: Any) -> Mask:
+    """`propose_mask(...).mask` (the same arguments), for callers that need only the mask."""
+    return propose_mask(*args, **kwargs).mask
 
 
 def _user_proposal(user_mask: Any, size: tuple[int, int], category: EditCategory) -> MaskProposal:
@@ -215,11 +212,7 @@ def _addition_proposal(
 
 
 def _object_proposal(
-    plan: EditPlan,
-    image: Image.Image,
-    segmenter: Segmenter,
-    size: tuple[int, int],
-    policy: MaskPolicy,
+    plan: EditPlan, find: Find, size: tuple[int, int], policy: MaskPolicy
 ) -> MaskProposal:
     category = plan.category
     phrase = (plan.object or "").strip()
@@ -231,7 +224,7 @@ def _object_proposal(
             category,
             notes=[f"the plan names no object to segment for a {category.value} edit"],
         )
-    seg = policy.segment(segmenter, image, phrase)
+    seg = find(phrase)
     if not seg.found:
         return MaskProposal(
             empty_mask(size),
@@ -251,11 +244,7 @@ def _object_proposal(
 
 
 def _background_proposal(
-    plan: EditPlan,
-    image: Image.Image,
-    segmenter: Segmenter,
-    size: tuple[int, int],
-    policy: MaskPolicy,
+    plan: EditPlan, find: Find, size: tuple[int, int], policy: MaskPolicy
 ) -> MaskProposal:
     category = EditCategory.BACKGROUND
     segmentations: list[Segmentation] = []
@@ -264,7 +253,7 @@ def _background_proposal(
     if not (plan.object or "").strip():
         notes.append("the plan names no subject to keep")
     for phrase in phrases:
-        seg = policy.segment(segmenter, image, phrase, union=True)
+        seg = find(phrase, union=True)
         segmentations.append(seg)
         if not seg.found:
             notes.append(f"no foreground found for {seg.phrase!r}")

@@ -252,36 +252,18 @@ class GroundedSegmenter(Segmenter):
         detector, sam = _expand_home(detector), _expand_home(sam)
         kwargs: dict[str, Any] = {"local_files_only": local_files_only}
         model_kwargs = dict(kwargs, **({"dtype": torch_dtype} if torch_dtype is not None else {}))
-        det_model = _load(
-            "GroundingDINO detector",
-            detector,
-            "BRUSHEDIT_DETECTOR",
-            lambda: GroundingDinoForObjectDetection.from_pretrained(detector, **model_kwargs),
-        )
-        det_processor = _load(
-            "GroundingDINO processor",
-            detector,
-            "BRUSHEDIT_DETECTOR",
-            lambda: AutoProcessor.from_pretrained(detector, **kwargs),
-        )
+        det_model = _load("GroundingDINO detector", detector, "BRUSHEDIT_DETECTOR",
+                          GroundingDinoForObjectDetection, **model_kwargs)
+        det_processor = _load("GroundingDINO processor", detector, "BRUSHEDIT_DETECTOR",
+                              AutoProcessor, **kwargs)
         if not hasattr(det_processor, "post_process_grounded_object_detection"):
             raise ModelLoadError(
                 f"{detector!r} holds a {type(det_processor).__name__}, not a GroundingDINO "
                 "processor; point BRUSHEDIT_DETECTOR at a GroundingDINO checkpoint such as "
                 f"{DEFAULT_DETECTOR}"
             )
-        sam_model = _load(
-            "SAM model",
-            sam,
-            "BRUSHEDIT_SAM",
-            lambda: SamModel.from_pretrained(sam, **model_kwargs),
-        )
-        sam_processor = _load(
-            "SAM processor",
-            sam,
-            "BRUSHEDIT_SAM",
-            lambda: SamProcessor.from_pretrained(sam, **kwargs),
-        )
+        sam_model = _load("SAM model", sam, "BRUSHEDIT_SAM", SamModel, **model_kwargs)
+        sam_processor = _load("SAM processor", sam, "BRUSHEDIT_SAM", SamProcessor, **kwargs)
         return cls(
             det_model,
             det_processor,
@@ -497,9 +479,10 @@ def _post_process_detections(
         return dict(results[0])
 
 
-def _load(what: str, source: str, setting: str, load: Any) -> Any:
+def _load(what: str, source: str, setting: str, loader: Any, **kwargs: Any) -> Any:
+    """`loader.from_pretrained(source, **kwargs)`; a failure says how to get the weights."""
     try:
-        return load()
+        return loader.from_pretrained(source, **kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:  # any failure to load is a missing or wrong checkpoint

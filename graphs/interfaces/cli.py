@@ -6,9 +6,10 @@ only when a command runs, so `brushedit --help` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +31,7 @@ class Transport(StrEnum):
 
 
 HostOption = Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")]
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535)]
 InpainterOption = Annotated[
     InpainterChoice,
     typer.Option("--inpainter", help="Default inpainter (opencv needs no model weights)."),
@@ -40,35 +42,45 @@ PlannerOption = Annotated[
 ]
 
 
-def ui(
-    host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
-    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
-    planner: PlannerOption = PlannerChoice.auto,
-) -> None:
-    """Open the web editor (Gradio) in your browser at http://HOST:PORT."""
+def _server_command(default_port: int, start: Callable[..., None], doc: str) -> Callable[..., None]:
+    """A command that loads the settings and starts one server (`ui` or `serve`) on HOST:PORT."""
+
+    def command(
+        host: HostOption = "127.0.0.1",
+        port: PortOption = default_port,
+        inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
+        planner: PlannerOption = PlannerChoice.auto,
+    ) -> None:
+        from graphs.settings import load_settings
+
+        start(load_settings(), host=host, port=port, inpainter=inpainter.value,
+              planner=planner.value)
+
+    command.__doc__ = doc
+    return command
+
+
+def _start_ui(settings: Any, *, host: str, port: int, inpainter: str, planner: str) -> None:
     from graphs.interfaces.common import settings_components_factory
     from graphs.interfaces.web import launch
-    from graphs.settings import load_settings
 
-    settings = load_settings()
-    factory = settings_components_factory(
-        settings, inpainter=inpainter.value, planner=planner.value
-    )
+    factory = settings_components_factory(settings, inpainter=inpainter, planner=planner)
     launch(factory, settings, host=host, port=port)
 
 
-def serve(
-    host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
-    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
-    planner: PlannerOption = PlannerChoice.auto,
-) -> None:
-    """Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback."""
+def _start_api(settings: Any, **server: Any) -> None:
     from graphs.interfaces.api import serve as run_api
-    from graphs.settings import load_settings
 
-    run_api(load_settings(), host=host, port=port, inpainter=inpainter.value, planner=planner.value)
+    run_api(settings, **server)
+
+
+ui = _server_command(
+    7860, _start_ui, "Open the web editor (Gradio) in your browser at http://HOST:PORT."
+)
+serve = _server_command(
+    8000, _start_api,
+    "Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback.",
+)
 
 
 def mcp(
@@ -76,7 +88,7 @@ def mcp(
         Transport, typer.Option("--transport", help="stdio (for desktop clients) or http.")
     ] = Transport.stdio,
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
+    port: PortOption = 8765,
     inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
     root: Annotated[

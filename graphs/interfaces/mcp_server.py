@@ -111,36 +111,34 @@ def _option_description(name: str, info: Any) -> str:
 OptionsPatch = options_patch_model(_option_description)
 """`EditOptions` with every field optional, described with its default (derived, never copied)."""
 
-ImageB64 = Annotated[
-    str | None,
-    Field(description="The image as base64 (or a data: URL): PNG, JPEG or WEBP. Give one of "
-          "`image`, `image_path` or `image_hash`."),
-]
-ImagePath = Annotated[
-    str | None,
-    Field(description="Path (or file:// URI) of an image file inside the MCP roots the client "
-          "shared or the server's configured root folders; a relative path is looked up in "
-          "each root."),
-]
-ImageHash = Annotated[
-    str | None,
-    Field(description="sha256 hash of a stored image (from an earlier result), or its "
-          "resource URI brushedit://artifacts/<hash>."),
-]
-MaskB64 = Annotated[
-    str | None,
-    Field(description="Optional mask as base64 PNG, white = area to edit, same size (or aspect "
-          "ratio) as the image. Give at most one of `mask`, `mask_path` or `mask_hash`."),
-]
-MaskPath = Annotated[
-    str | None,
-    Field(description="Optional mask file path (or file:// URI) inside the allowed roots."),
-]
-MaskHash = Annotated[
-    str | None,
-    Field(description="Optional mask by hash (e.g. `mask` of an earlier result) or by its "
-          "resource URI brushedit://artifacts/<hash>."),
-]
+def _optional_text(description: str) -> Any:
+    """An optional text parameter, described in the schema the client reads."""
+    return Annotated[str | None, Field(description=description)]
+
+
+ImageB64 = _optional_text(
+    "The image as base64 (or a data: URL): PNG, JPEG or WEBP. Give one of `image`, "
+    "`image_path` or `image_hash`."
+)
+ImagePath = _optional_text(
+    "Path (or file:// URI) of an image file inside the MCP roots the client shared or the "
+    "server's configured root folders; a relative path is looked up in each root."
+)
+ImageHash = _optional_text(
+    "sha256 hash of a stored image (from an earlier result), or its resource URI "
+    "brushedit://artifacts/<hash>."
+)
+MaskB64 = _optional_text(
+    "Optional mask as base64 PNG, white = area to edit, same size (or aspect ratio) as the "
+    "image. Give at most one of `mask`, `mask_path` or `mask_hash`."
+)
+MaskPath = _optional_text(
+    "Optional mask file path (or file:// URI) inside the allowed roots."
+)
+MaskHash = _optional_text(
+    "Optional mask by hash (e.g. `mask` of an earlier result) or by its resource URI "
+    "brushedit://artifacts/<hash>."
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -444,6 +442,14 @@ def _link(digest: str, name: str, description: str) -> Any:
                         description=description, mime_type="image/png")
 
 
+def _hints(title: str, *, read_only: bool) -> Any:
+    """A tool's MCP annotations: the reading tools are idempotent; none destroys or reaches out."""
+    from mcp_types import ToolAnnotations
+
+    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=False,
+                           idempotent_hint=read_only, open_world_hint=False)
+
+
 def _tool_error(exc: BaseException) -> Exception:
     from mcp.server.mcpserver.exceptions import ToolError
 
@@ -477,7 +483,7 @@ def _progress_reporter(ctx: Any) -> Callable[[dict[str, Any]], None]:
 def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
     import anyio.to_thread
     from mcp.server.mcpserver import Context
-    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+    from mcp_types import CallToolResult, TextContent
 
     ClientRoots = deps.roots_parameter()
 
@@ -487,10 +493,7 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
             "(brushedit://artifacts/<hash>) and a JSON summary (session_id, turn, hashes of "
             "image/mask/candidates, plan, planner path, accepted)."
         ),
-        annotations=ToolAnnotations(
-            title="Edit an image", read_only_hint=False, destructive_hint=False,
-            idempotent_hint=False, open_world_hint=False,
-        ),
+        annotations=_hints("Edit an image", read_only=False),
     )
     async def edit_image(
         instruction: Annotated[
@@ -565,7 +568,7 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
 
 def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
     import anyio.to_thread
-    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+    from mcp_types import CallToolResult, TextContent
 
     ClientRoots = deps.roots_parameter()
 
@@ -575,10 +578,7 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
             "proposed mask (returned as an image and a resource link, white = area that would "
             "change). Give your own mask to see the plan for it."
         ),
-        annotations=ToolAnnotations(
-            title="Plan an edit", read_only_hint=True, destructive_hint=False,
-            idempotent_hint=True, open_world_hint=False,
-        ),
+        annotations=_hints("Plan an edit", read_only=True),
     )
     async def plan_edit(
         instruction: Annotated[str, Field(description="What to change, in words.")],
@@ -627,17 +627,14 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
 
 def _add_get_trace(server: Any, deps: _ToolDeps) -> None:
     import anyio.to_thread
-    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+    from mcp_types import CallToolResult, TextContent
 
     @server.tool(
         description=(
             "Every agent step of a session: node, inputs, outputs, VLM prompts and raw answers, "
             "image hashes (each readable as brushedit://artifacts/<hash>). Returns JSON."
         ),
-        annotations=ToolAnnotations(
-            title="Read a session's trace", read_only_hint=True, destructive_hint=False,
-            idempotent_hint=True, open_world_hint=False,
-        ),
+        annotations=_hints("Read a session's trace", read_only=True),
     )
     async def get_trace(
         session_id: Annotated[

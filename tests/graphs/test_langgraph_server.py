@@ -103,6 +103,19 @@ async def _assistant(client):
     return assistants[0]["assistant_id"]
 
 
+def _on_a_new_thread(url, steps):
+    """`await steps(client, assistant, thread)` with the SDK client, on a thread of its own."""
+    from langgraph_sdk import get_client
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await _assistant(client)
+        thread = (await client.threads.create())["thread_id"]
+        return await steps(client, assistant, thread)
+
+    return _run(go())
+
+
 def test_schemas_describe_the_public_input_and_output(server):
     from langgraph_sdk import get_client
 
@@ -124,14 +137,9 @@ def test_schemas_describe_the_public_input_and_output(server):
 
 
 def test_a_run_context_sets_the_knobs_and_a_bad_one_says_why(server):
-    from langgraph_sdk import get_client
-
     url, tmp = server
 
-    async def go():
-        client = get_client(url=url)
-        assistant = await _assistant(client)
-        thread = (await client.threads.create())["thread_id"]
+    async def steps(client, assistant, thread):
         done = await client.runs.wait(thread, assistant, input={
             "image": str(_photo(tmp)), "instruction": "remove the dark square",
             "mask": _mask_uri()}, context={"settings": {"max_attempts": 1, "planner": "rules",
@@ -142,7 +150,7 @@ def test_a_run_context_sets_the_knobs_and_a_bad_one_says_why(server):
             context={"settings": {"planner": "magic"}}, raise_error=False)
         return done, state, bad
 
-    done, state, bad = _run(go())
+    done, state, bad = _on_a_new_thread(url, steps)
     assert done["result"]["accepted"] and done["result"]["inpainter"] == "opencv"
     assert state["values"]["max_attempts"] == 1 and state["values"]["planner"] == "rules"
     assert bad["__error__"]["error"] == "ConfigError"
@@ -150,16 +158,11 @@ def test_a_run_context_sets_the_knobs_and_a_bad_one_says_why(server):
 
 
 def test_two_turns_on_one_thread_and_the_result_is_served(server):
-    from langgraph_sdk import get_client
-
     url, tmp = server
     photo = _photo(tmp)
     options = {"inpainter": "opencv"}
 
-    async def go():
-        client = get_client(url=url)
-        assistant = await _assistant(client)
-        thread = (await client.threads.create())["thread_id"]
+    async def steps(client, assistant, thread):
         first = await client.runs.wait(thread, assistant, input={
             "image": str(photo), "instruction": "remove the dark square", "mask": _mask_uri(),
             "options": options})
@@ -174,7 +177,7 @@ def test_two_turns_on_one_thread_and_the_result_is_served(server):
             third_error = str(exc)
         return first, second, third_error
 
-    first, second, third_error = _run(go())
+    first, second, third_error = _on_a_new_thread(url, steps)
     one, two = first["result"], second["result"]
     assert one["accepted"] and one["turn"] == 1 and two["turn"] == 2
     assert two["source_image"] == one["image"]  # turn 2 continued from turn 1's result
@@ -191,33 +194,23 @@ def test_two_turns_on_one_thread_and_the_result_is_served(server):
 
 
 def test_default_options_fail_with_their_reason_not_an_internal_error(server):
-    from langgraph_sdk import get_client
-
     url, tmp = server
 
-    async def go():
-        client = get_client(url=url)
-        assistant = await _assistant(client)
-        thread = (await client.threads.create())["thread_id"]
+    async def steps(client, assistant, thread):
         return await client.runs.wait(thread, assistant, input={
             "image": str(_photo(tmp)), "instruction": "make the square red",
             "mask": _mask_uri()}, raise_error=False)
 
-    out = _run(go())
+    out = _on_a_new_thread(url, steps)
     error = out["__error__"]
     assert error["error"] == "ModelLoadError"
     assert "hf download" in error["message"] and "internal error" not in error["message"]
 
 
 def test_mask_review_interrupt_carries_urls_and_resumes(server):
-    from langgraph_sdk import get_client
-
     url, tmp = server
 
-    async def go():
-        client = get_client(url=url)
-        assistant = await _assistant(client)
-        thread = (await client.threads.create())["thread_id"]
+    async def steps(client, assistant, thread):
         paused = await client.runs.wait(thread, assistant, input={
             "image": str(_photo(tmp)), "instruction": "remove the dark square",
             "mask": _mask_uri(), "review_mask": True, "options": {"inpainter": "opencv"}})
@@ -225,7 +218,7 @@ def test_mask_review_interrupt_carries_urls_and_resumes(server):
         done = await client.runs.wait(thread, assistant, command={"resume": {"approve": True}})
         return paused, state, done
 
-    paused, state, done = _run(go())
+    paused, state, done = _on_a_new_thread(url, steps)
     interrupts = [i for task in state["tasks"] for i in task["interrupts"]]
     payload = interrupts[0]["value"]
     assert payload["kind"] == "mask_review" and payload["turn"] == 1

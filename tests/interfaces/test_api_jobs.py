@@ -33,6 +33,18 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
+def _send_edit(post, base: str = "", **params: str):
+    """Open a session and send it the test edit (the dark square, with its mask): (id, reply)."""
+    sid = post(f"{base}/sessions").json()["id"]
+    reply = post(
+        f"{base}/sessions/{sid}/edits", params=params,
+        data={"instruction": "remove the dark square"},
+        files={"image": ("in.png", _png(picture()), "image/png"),
+               "mask": ("m.png", _png(object_mask()), "image/png")},
+    )
+    return sid, reply
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,13 +80,7 @@ def test_killed_server_leaves_a_resumable_edit(tmp_path):
     base = f"http://127.0.0.1:{port}"
     proc = _start(root, port, marker)
     try:
-        sid = httpx.post(f"{base}/sessions").json()["id"]
-        started = httpx.post(
-            f"{base}/sessions/{sid}/edits", params={"wait": "false"},
-            data={"instruction": "remove the dark square"},
-            files={"image": ("in.png", _png(picture()), "image/png"),
-                   "mask": ("m.png", _png(object_mask()), "image/png")},
-        )
+        sid, started = _send_edit(httpx.post, base, wait="false")
         assert started.status_code == 202, started.text
         location = started.headers["location"]
         deadline = time.monotonic() + 60
@@ -200,12 +206,7 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
     with TestClient(create_app(lambda: components)) as client:
-        sid = client.post("/sessions").json()["id"]
-        created = client.post(
-            f"/sessions/{sid}/edits", data={"instruction": "remove the dark square"},
-            files={"image": ("in.png", _png(picture()), "image/png"),
-                   "mask": ("m.png", _png(object_mask()), "image/png")},
-        )
+        sid, created = _send_edit(client.post)
         assert created.status_code == 201, created.text
         edit_id = created.json()["edit_id"]
         with components.checkpointer.conn.cursor() as cursor:
@@ -236,13 +237,7 @@ def test_a_clean_shutdown_interrupts_running_edits_at_once(tmp_path):
     while not server.started:
         time.sleep(0.02)
     base = f"http://127.0.0.1:{port}"
-    sid = httpx.post(f"{base}/sessions").json()["id"]
-    started = httpx.post(
-        f"{base}/sessions/{sid}/edits", params={"wait": "false"},
-        data={"instruction": "remove the dark square"},
-        files={"image": ("in.png", _png(picture()), "image/png"),
-               "mask": ("m.png", _png(object_mask()), "image/png")},
-    )
+    _, started = _send_edit(httpx.post, base, wait="false")
     edit_id = started.json()["edit_id"]
     while not marker.exists():
         time.sleep(0.05)

@@ -7,6 +7,7 @@ fastapi-offline package, never a CDN, behind the same token as the rest.
 No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,25 +136,26 @@ def add_meta_routes(app: FastAPI, docs_auth: list[Any], errors: ErrorDocs) -> No
             )
         return static_dir
 
-    @app.get("/docs", include_in_schema=False, dependencies=docs_auth)
-    def swagger_ui() -> Response:
-        docs_assets()
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json", title=f"{app.title} - docs",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None},
-        )
+    def docs_page(path: str, render: Callable[[], Response]) -> None:
+        """An interactive docs page, refused in a sentence where its files are not installed."""
 
-    @app.get("/redoc", include_in_schema=False, dependencies=docs_auth)
-    def redoc() -> Response:
-        docs_assets()
-        return get_redoc_html(
-            openapi_url="/openapi.json", title=f"{app.title} - ReDoc",
-            redoc_js_url="/docs/static/redoc.standalone.js",
-            redoc_favicon_url="/docs/static/favicon.png", with_google_fonts=False,
-        )
+        @app.get(path, include_in_schema=False, dependencies=docs_auth)
+        def page() -> Response:
+            docs_assets()
+            return render()
+
+    docs_page("/docs", lambda: get_swagger_ui_html(
+        openapi_url="/openapi.json", title=f"{app.title} - docs",
+        swagger_js_url="/docs/static/swagger-ui-bundle.js",
+        swagger_css_url="/docs/static/swagger-ui.css",
+        swagger_favicon_url="/docs/static/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    ))
+    docs_page("/redoc", lambda: get_redoc_html(
+        openapi_url="/openapi.json", title=f"{app.title} - ReDoc",
+        redoc_js_url="/docs/static/redoc.standalone.js",
+        redoc_favicon_url="/docs/static/favicon.png", with_google_fonts=False,
+    ))
 
     @app.get("/docs/static/{name}", include_in_schema=False, dependencies=docs_auth)
     def docs_static(name: str) -> FileResponse:
