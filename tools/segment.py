@@ -104,7 +104,6 @@ class Segmenter(ABC):
 
     name: ClassVar[str]
 
-    @abstractmethod
     def segment(
         self,
         image: Image.Image,
@@ -114,7 +113,26 @@ class Segmenter(ABC):
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
         union: bool = False,
     ) -> Segmentation:
-        """Find `phrase` in `image`; return an all-zero mask with `found=False` if absent."""
+        """Find `phrase` in `image`; return an all-zero mask with `found=False` if absent.
+
+        The arguments are checked here, once for every backend: the image must be a PIL image
+        (converted to RGB), the phrase is normalized, thresholds lie in [0, 1].
+        """
+        thresholds = _check_thresholds(box_thresholds, text_threshold)
+        return self._segment(
+            _as_rgb(image), normalize_phrase(phrase), thresholds, float(text_threshold), union
+        )
+
+    @abstractmethod
+    def _segment(
+        self,
+        image: Image.Image,
+        prompt: str,
+        thresholds: list[float],
+        text_threshold: float,
+        union: bool,
+    ) -> Segmentation:
+        """What a backend does: `segment` with checked arguments and a normalized prompt."""
 
 
 def normalize_phrase(phrase: str) -> str:
@@ -274,19 +292,15 @@ class GroundedSegmenter(Segmenter):
             cache_size=cache_size,
         )
 
-    def segment(
+    def _segment(
         self,
         image: Image.Image,
-        phrase: str,
-        *,
-        box_thresholds: Sequence[float] = DEFAULT_BOX_THRESHOLDS,
-        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-        union: bool = False,
+        prompt: str,
+        thresholds: list[float],
+        text_threshold: float,
+        union: bool,
     ) -> Segmentation:
-        """Detect `phrase`, lowering the box threshold in turn, then mask the chosen box(es)."""
-        thresholds = _check_thresholds(box_thresholds, text_threshold)
-        prompt = normalize_phrase(phrase)
-        image = _as_rgb(image)
+        """Detect `prompt`, lowering the box threshold in turn, then mask the chosen box(es)."""
         width, height = image.size
         boxes, scores, labels = self.detect(image, prompt, min(thresholds), text_threshold)
         tried: list[float] = []

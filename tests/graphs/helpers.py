@@ -42,7 +42,7 @@ class DarkSegmenter(Segmenter):
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def segment(self, image, phrase, *, box_thresholds=(0.3,), text_threshold=0.25, union=False):
+    def _segment(self, image, phrase, box_thresholds, text_threshold, union):
         self.calls.append({"phrase": phrase, "thresholds": tuple(box_thresholds), "union": union})
         array = np.asarray(image.convert("L"))
         mask = np.where(array < 60, 255, 0).astype(np.uint8)

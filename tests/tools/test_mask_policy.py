@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -21,7 +22,13 @@ from tools.masks import (
     propose_mask,
     scaled_px,
 )
-from tools.segment import Segmentation, Segmenter, normalize_phrase
+from tools.segment import (
+    DEFAULT_BOX_THRESHOLDS,
+    DEFAULT_TEXT_THRESHOLD,
+    Segmentation,
+    Segmenter,
+    normalize_phrase,
+)
 from tools.types import Box, EditCategory, EditPlan
 
 SIZE = (64, 48)  # W, H
@@ -43,8 +50,7 @@ class KnownSegmenter(Segmenter):
         self.known = {normalize_phrase(k): v for k, v in known.items()}
         self.calls: list[dict] = []
 
-    def segment(self, image, phrase, *, box_thresholds=(0.3,), text_threshold=0.25, union=False):
-        prompt = normalize_phrase(phrase)
+    def _segment(self, image, prompt, box_thresholds, text_threshold, union):
         self.calls.append({"phrase": prompt, "thresholds": tuple(box_thresholds), "union": union})
         mask = self.known.get(prompt)
         if mask is None:
@@ -242,3 +248,35 @@ def test_real_tiny_grounded_segmenter_through_the_policy(tiny_segmenter, rgb_ima
         plan(EditCategory.BACKGROUND, "cat"), rgb_image, tiny_segmenter, policy=policy
     )
     assert background.segmentations[0].union
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"box_thresholds": ()}, "needs at least one threshold"),
+        ({"box_thresholds": (1.5,)}, "must lie in [0, 1]"),
+        ({"text_threshold": -0.1}, "`text_threshold` must lie in [0, 1]"),
+        ({"phrase": "  . "}, "must name something to find"),
+        ({"image": np.zeros((8, 8, 3), np.uint8)}, "must be a PIL image"),
+    ],
+)
+def test_every_segmenter_gets_its_arguments_checked_by_the_protocol(image, kwargs, message):
+    """A backend implements only `_segment`; `Segmenter.segment` refuses bad input for all."""
+    segmenter = KnownSegmenter({"cat": object_mask()})
+    call = {"image": image, "phrase": "cat", **kwargs}
+    with pytest.raises(InvalidRequestError, match=re.escape(message)):
+        segmenter.segment(call.pop("image"), call.pop("phrase"), **call)
+    assert segmenter.calls == []
+
+
+def test_a_backend_receives_a_normalized_prompt_and_an_rgb_image(image):
+    seen = []
+
+    class Recording(KnownSegmenter):
+        def _segment(self, image, prompt, box_thresholds, text_threshold, union):
+            seen.append((image.mode, prompt, box_thresholds, text_threshold))
+            return super()._segment(image, prompt, box_thresholds, text_threshold, union)
+
+    found = Recording({"cat": object_mask()}).segment(image.convert("L"), "  A  Cat. ")
+    assert seen == [("RGB", "a cat.", list(DEFAULT_BOX_THRESHOLDS), DEFAULT_TEXT_THRESHOLD)]
+    assert found.phrase == "a cat."
