@@ -65,6 +65,21 @@ def crop_padding(size: tuple[int, int], mask: Mask, working_side: int = WORKING_
     return CROP_PADDING if box <= max(size) / 2 else None
 
 
+def _check_arguments(image: Any, mask: Mask, prompt: Any, options: Any, seed: Any) -> None:
+    """Raise a clear error for anything no backend can use."""
+    if not (hasattr(image, "mode") and hasattr(image, "size")):
+        raise InvalidRequestError(f"`image` must be a PIL image, got {type(image).__name__}")
+    check_mask(mask, image.size)
+    if not mask.any():
+        raise InvalidRequestError("`mask` marks no pixels: there is nothing to inpaint")
+    if not isinstance(prompt, str):
+        raise InvalidRequestError(f"`prompt` must be a string, got {type(prompt).__name__}")
+    if not isinstance(options, EditOptions):
+        raise InvalidRequestError(f"`options` must be an EditOptions, got {type(options).__name__}")
+    if seed is not None and (isinstance(seed, bool) or int(seed) < 0):
+        raise InvalidRequestError(f"`seed` must be an integer >= 0, got {seed!r}")
+
+
 class Inpainter(ABC):
     """One inpainting backend: `name` in the registry and the edit categories it can do."""
 
@@ -93,7 +108,9 @@ class Inpainter(ABC):
         Raises `UnsupportedEditError` when the backend cannot do `category`.
         """
         category = _category(category)
-        self.check_inputs(image, mask, prompt, category, options, seed)
+        _check_arguments(image, mask, prompt, options, seed)
+        if not self.supports(category):
+            raise UnsupportedEditError(self.unsupported_message(category))
         return self._inpaint(
             InpaintRequest(
                 image=image.convert("RGB") if image.mode != "RGB" else image,
@@ -108,32 +125,6 @@ class Inpainter(ABC):
                 progress=progress,
             )
         )
-
-    def check_inputs(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int | None,
-    ) -> None:
-        """Raise a clear error for anything this backend cannot use."""
-        if not (hasattr(image, "mode") and hasattr(image, "size")):
-            raise InvalidRequestError(f"`image` must be a PIL image, got {type(image).__name__}")
-        check_mask(mask, image.size)
-        if not mask.any():
-            raise InvalidRequestError("`mask` marks no pixels: there is nothing to inpaint")
-        if not isinstance(prompt, str):
-            raise InvalidRequestError(f"`prompt` must be a string, got {type(prompt).__name__}")
-        if not isinstance(options, EditOptions):
-            raise InvalidRequestError(
-                f"`options` must be an EditOptions, got {type(options).__name__}"
-            )
-        if seed is not None and (isinstance(seed, bool) or int(seed) < 0):
-            raise InvalidRequestError(f"`seed` must be an integer >= 0, got {seed!r}")
-        if not self.supports(category):
-            raise UnsupportedEditError(self.unsupported_message(category))
 
     def unsupported_message(self, category: EditCategory) -> str:
         """Why this backend refuses `category`, and what to use instead."""
