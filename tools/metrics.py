@@ -9,7 +9,7 @@ scale. Masks follow the project convention (uint8, 255 = edited).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -144,55 +144,43 @@ class Check(BaseModel):
     message: str
 
 
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
 class CheckThresholds(BaseModel):
     """Bars for `objective_checks`; see docs/tools.md for why these values."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
-    min_psnr_outside: float = Field(
-        default=30.0, description="dB; blended BrushNet edits exceed it."
-    )
-    min_ssim_outside: float = Field(default=0.90, ge=0.0, le=1.0)
-    min_change_inside: float = Field(
-        default=0.01,
-        ge=0.0,
-        le=1.0,
-        description="Mean abs change (0..1) below which nothing was done.",
-    )
+    min_psnr_outside: float = 30.0
+    """dB; blended BrushNet edits exceed it."""
+    min_ssim_outside: Share = 0.90
+    """SSIM outside the mask; the background of a blended edit stays near 1."""
+    min_change_inside: Share = 0.01
+    """Mean abs change (0..1) below which nothing was done."""
     max_coverage: dict[EditCategory, float] = Field(
         default_factory=lambda: {
             EditCategory.REMOVAL: 0.60,
             EditCategory.LOCAL: 0.80,
             EditCategory.ADDITION: 0.60,
             EditCategory.BACKGROUND: 0.98,
-        },
-        description="Largest plausible mask share per category (global must be 1.0).",
+        }
     )
-    min_fill_texture: float = Field(
-        default=0.30,
-        ge=0.0,
-        description="Removals: texture inside the fill (geometric mean of its gradient energy "
-        "and sharpness) as a share of the ring's just outside; below it the fill is a smear.",
-    )
-    min_fill_colour: float = Field(
-        default=0.08,
-        ge=0.0,
-        description="Removals: colour spread inside the fill as a share of the ring's; below "
-        "it the fill is flat.",
-    )
-    min_ring_texture: float = Field(
-        default=0.008,
-        ge=0.0,
-        description="Mean gradient magnitude (0..1 per px) the ring needs before a smooth fill "
-        "counts against it: next to a plain wall or sky, smooth is right.",
-    )
-    max_border_crossings: int = Field(
-        default=1,
-        ge=0,
-        description="Removals: edges that cross the mask boundary and run on deep inside it "
-        "(an object cut by the mask), a long one counting twice; more than this and the mask "
-        "left part of the object outside.",
-    )
+    """Largest plausible mask share per category (global must be 1.0)."""
+    min_fill_texture: NonNegative = 0.30
+    """Removals: texture inside the fill (geometric mean of its gradient energy and sharpness)
+    as a share of the ring's just outside; below it the fill is a smear."""
+    min_fill_colour: NonNegative = 0.08
+    """Removals: colour spread inside the fill as a share of the ring's; below it the fill is
+    flat."""
+    min_ring_texture: NonNegative = 0.008
+    """Mean gradient magnitude (0..1 per px) the ring needs before a smooth fill counts against
+    it: next to a plain wall or sky, smooth is right."""
+    max_border_crossings: Annotated[int, Field(ge=0)] = 1
+    """Removals: edges that cross the mask boundary and run on deep inside it (an object cut by
+    the mask), a long one counting twice; more than this and the mask left part of the object
+    outside."""
 
 
 def objective_checks(
