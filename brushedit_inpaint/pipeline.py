@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
-from diffusers.image_processor import VaeImageProcessor
 from diffusers.loaders import (
     FromSingleFileMixin,
     IPAdapterMixin,
@@ -24,27 +22,17 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 
 from .brushnet import BrushNetModel
-from .caching import EncodeCache, encoder_state, masked_image_key, prompt_key
-from .pipeline_common import BrushNetPipelineMixin
-from .processing import (
-    ImageLike,
-    callback_updates,
-    check_call_arguments,
-    hole_to_known_mask,
-    resize_image,
-    resize_mask,
-)
-from .toolbox import (
-    BrushNetToolboxMixin,
-    check_toolbox_inputs,
-    crop_to_mask,
-    encode_clip_text,
-    guidance_embedding,
-    lora_text_scale,
-    region_working_size,
-    retrieve_timesteps,
-)
-from .unet_injection import unet_forward_with_brushnet
+from .caching import EncodeCache
+from .pipeline_common import BrushNetPipelineMixin, encode_masked_image, retrieve_latents
+from .processing import ImageLike
+from .toolbox import BrushNetToolboxMixin, encode_clip_text, lora_text_scale
+
+__all__ = [
+    "StableDiffusionBrushNetPipeline",
+    "StableDiffusionBrushNetPipelineOutput",
+    "encode_masked_image",  # moved to `pipeline_common`; kept importable from here
+    "retrieve_latents",
+]
 
 logger = logging.get_logger(__name__)
 
@@ -61,33 +49,6 @@ class StableDiffusionBrushNetPipelineOutput(BaseOutput):
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
-
-
-# Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img.retrieve_latents (diffusers 0.42.1)
-def retrieve_latents(
-    encoder_output: torch.Tensor,
-    generator: torch.Generator | None = None,
-    sample_mode: str = "sample",
-):
-    if hasattr(encoder_output, "latent_dist") and sample_mode == "sample":
-        return encoder_output.latent_dist.sample(generator)
-    elif hasattr(encoder_output, "latent_dist") and sample_mode == "argmax":
-        return encoder_output.latent_dist.mode()
-    elif hasattr(encoder_output, "latents"):
-        return encoder_output.latents
-    else:
-        raise AttributeError("Could not access latents of provided encoder_output")
-
-
-def encode_masked_image(
-    vae: Any, masked: torch.Tensor, generator: torch.Generator | None, encode_cache: EncodeCache | None
-) -> torch.Tensor:
-    """A latent sample of the masked image; with `encode_cache` the encoder runs once per distinct image."""
-    if encode_cache is None:
-        return retrieve_latents(vae.encode(masked), generator=generator)
-    key = (masked_image_key(masked), id(vae))
-    encoded = encode_cache.get("masked_image", key, lambda: vae.encode(masked))
-    return retrieve_latents(encoded, generator=generator)
 
 
 class StableDiffusionBrushNetPipeline(
@@ -128,6 +89,8 @@ class StableDiffusionBrushNetPipeline(
     model_cpu_offload_seq = "text_encoder->image_encoder->brushnet->unet->vae"
     _optional_components = ["text_encoder", "tokenizer", "image_encoder", "feature_extractor"]  # noqa: RUF012
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]  # noqa: RUF012
+    _prompt_arguments = ("prompt", "negative_prompt")
+    _embedding_arguments = ("prompt_embeds", "negative_prompt_embeds")
 
     def __init__(
         self,
@@ -151,12 +114,7 @@ class StableDiffusionBrushNetPipeline(
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
         )
-        self.vae_scale_factor = (
-            2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
-        )
-        self.image_processor = VaeImageProcessor(
-            vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
-        )
+        self._init_image_processing()
 
     # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_prompt
     # (diffusers 0.42.1); `clip_skip` applies to the negative prompt too.
@@ -228,39 +186,16 @@ class StableDiffusionBrushNetPipeline(
         negative_prompt_embeds,
     ) -> None:
         """Raise a `ValueError` naming the offending argument; never silently fix an input."""
-        if image is None:
-            raise ValueError("`image` is required: pass the original (unmasked) image.")
-        if mask_image is None:
-            raise ValueError("`mask_image` is required: white (255) where content is generated.")
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
-        if prompt is None and prompt_embeds is None:
-            raise ValueError("Provide either `prompt` or `prompt_embeds`; both are None.")
-        if prompt is not None and not isinstance(prompt, (str, list)):
-            raise ValueError(
-                f"`prompt` must be a str or a list of str, got {type(prompt).__name__}."
-            )
+        self._check_image_and_prompts(image, mask_image, {"prompt": prompt}, prompt_embeds)
         if prompt is not None and self.text_encoder is None:
             raise ValueError(
                 "`prompt` needs a `text_encoder` and `tokenizer`; this pipeline has none, pass `prompt_embeds`."
             )
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError("Pass either `negative_prompt` or `negative_prompt_embeds`, not both.")
-        if prompt is not None and isinstance(negative_prompt, list):
-            n_prompt = 1 if isinstance(prompt, str) else len(prompt)
-            if len(negative_prompt) != n_prompt:
-                raise ValueError(
-                    f"`negative_prompt` has {len(negative_prompt)} entries but `prompt` has {n_prompt}."
-                )
-        if (
-            prompt_embeds is not None
-            and negative_prompt_embeds is not None
-            and prompt_embeds.shape != negative_prompt_embeds.shape
-        ):
-            raise ValueError(
-                "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got "
-                f"{tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
-            )
+        self._check_negative_prompts(
+            prompt,
+            {"negative_prompt": negative_prompt},
+            {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds},
+        )
         if (
             prompt_embeds is not None
             and negative_prompt_embeds is None
@@ -272,35 +207,36 @@ class StableDiffusionBrushNetPipeline(
                 "`text_encoder` to encode the empty negative prompt."
             )
 
-    def prepare_conditioning(
+    def prepare_text_conditioning(
         self,
-        image: np.ndarray,
-        hole_mask: np.ndarray,
-        batch_size: int,
+        encoded: tuple[torch.Tensor, torch.Tensor | None],
+        height: int,
+        width: int,
         device: torch.device,
-        generator: torch.Generator | list[torch.Generator] | None,
-        encode_cache: EncodeCache | None = None,
-    ) -> torch.Tensor:
-        """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
+        batch_size: int,
+    ) -> dict[str, torch.Tensor]:
+        """The denoising loop's text tensors: the CLIP hidden states as the UNet takes them, both CFG halves.
 
-        `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
-        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
+        `callback_on_step_end` sees `prompt_embeds` / `negative_prompt_embeds` as `encode_prompt` gave them; the UNet
+        reads the batch made here once. SD1.5 has no micro-conditioning, so the working size, device and batch size
+        are not needed.
         """
-        known = hole_to_known_mask(hole_mask)
-        masked = image * known[:, :, None]
-        masked = torch.from_numpy(masked).permute(2, 0, 1)[None] * 2.0 - 1.0
-        masked = masked.to(device=device, dtype=self.vae.dtype)
-        if isinstance(generator, list):
-            generator = generator[0]
-        latent = encode_masked_image(self.vae, masked, generator, encode_cache)
-        latent = latent * self.vae.config.scaling_factor
-
-        known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
-            device=device, dtype=latent.dtype
+        prompt_embeds, negative_prompt_embeds = encoded
+        unet_prompt_embeds = (
+            torch.cat([negative_prompt_embeds, prompt_embeds])
+            if self.do_classifier_free_guidance
+            else prompt_embeds
         )
-        known_t = F.interpolate(known_t, size=latent.shape[-2:])  # nearest, as in the reference
-        conditioning = torch.cat([latent, known_t], dim=1).to(dtype=self.brushnet.dtype)
-        return conditioning.repeat(batch_size, 1, 1, 1)
+        return {
+            "prompt_embeds": prompt_embeds,
+            "negative_prompt_embeds": negative_prompt_embeds,
+            "unet_prompt_embeds": unet_prompt_embeds,
+        }
+
+    @staticmethod
+    def _text_inputs(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The UNet's `encoder_hidden_states` for a step, and no added text conditioning (that is SDXL's)."""
+        return tensors["unet_prompt_embeds"], {}
 
     @torch.no_grad()
     def __call__(
@@ -397,217 +333,6 @@ class StableDiffusionBrushNetPipeline(
         Returns:
             [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
-        # 1. Check inputs
-        check_call_arguments(
-            num_inference_steps=num_inference_steps,
-            max_steps=int(getattr(self.scheduler.config, "num_train_timesteps", None) or 1000),
-            guidance_scale=guidance_scale, brushnet_conditioning_scale=brushnet_conditioning_scale,
-            num_images_per_prompt=num_images_per_prompt, generator=generator, max_side=max_side,
-            eta=eta, cross_attention_kwargs=cross_attention_kwargs,
-            callback_on_step_end=callback_on_step_end, blending=blending, return_dict=return_dict,
-            prompts={"prompt": prompt, "negative_prompt": negative_prompt},
-        )
-        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
-        check_toolbox_inputs(
-            ip_adapter_image,
-            ip_adapter_image_embeds,
-            padding_mask_crop,
-            guidance_rescale,
-            clip_skip,
-            timesteps,
-            sigmas,
-        )
-        self.check_inputs(
-            prompt=prompt,
-            image=image,
-            mask_image=mask_image,
-            negative_prompt=negative_prompt,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-        )
-        self.check_run_options(
-            num_inference_steps=num_inference_steps,
-            brushnet_conditioning_scale=brushnet_conditioning_scale,
-            control_guidance_start=control_guidance_start,
-            control_guidance_end=control_guidance_end,
-            height=height,
-            width=width,
-            output_type=output_type,
-            branch_cfg_batching=branch_cfg_batching,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
-        original, hole = self._original_and_hole(image, mask_image)
-
-        # 2. Define call parameters
-        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
-        total_batch = batch_size * num_images_per_prompt
-        device = self._execution_device
-
-        # 3. Encode input prompt (once per prompt with an `encode_cache`)
-        lora_scale = (cross_attention_kwargs or {}).get("scale")
-
-        def encode() -> tuple[torch.Tensor, torch.Tensor]:
-            return self.encode_prompt(
-                prompt,
-                device,
-                num_images_per_prompt,
-                self.do_classifier_free_guidance,
-                negative_prompt,
-                prompt_embeds=prompt_embeds,
-                negative_prompt_embeds=negative_prompt_embeds,
-                lora_scale=lora_scale,
-                clip_skip=clip_skip,
-            )
-
-        if encode_cache is not None and prompt_embeds is None and negative_prompt_embeds is None:
-            key = prompt_key(prompt, negative_prompt, num_images_per_prompt, self.do_classifier_free_guidance,
-                             lora_scale, clip_skip, str(device), encoder_state(self))
-            prompt_embeds, negative_prompt_embeds = encode_cache.get("prompt", key, encode)
-        else:
-            prompt_embeds, negative_prompt_embeds = encode()
-        unet_prompt_embeds = (
-            torch.cat([negative_prompt_embeds, prompt_embeds])
-            if self.do_classifier_free_guidance
-            else prompt_embeds
-        )
-
-        added_cond_kwargs = None
-        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
-            image_embeds = self.prepare_ip_adapter_image_embeds(
-                ip_adapter_image,
-                ip_adapter_image_embeds,
-                device,
-                total_batch,
-                self.do_classifier_free_guidance,
-            )
-            added_cond_kwargs = {"image_embeds": image_embeds}
-
-        # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
-        full_image, full_hole = original, hole
-        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
-        orig_h, orig_w = original.shape[:2]
-        height, width = region_working_size(
-            self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
-        )
-        work_image = resize_image(original, height, width)
-        work_hole = resize_mask(hole, height, width)
-
-        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps)
-        timesteps, num_inference_steps = retrieve_timesteps(
-            self.scheduler, num_inference_steps, device, timesteps, sigmas
-        )
-        self._num_timesteps = len(timesteps)
-
-        # 6. Prepare latent variables, then the conditioning (masked image encoded once)
-        latents = self.prepare_latents(
-            total_batch,
-            self.unet.config.in_channels,
-            height,
-            width,
-            prompt_embeds.dtype,
-            device,
-            generator,
-            latents,
-        )
-        conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator, encode_cache
-        )
-
-        # 7. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        timestep_cond = guidance_embedding(self, guidance_scale, total_batch, device, latents.dtype)
-        keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
-        if branch_cfg_batching == "doubled" and self.do_classifier_free_guidance:
-            branch_cond = torch.cat([conditioning_latents] * 2)
-            branch_embeds = unet_prompt_embeds
-        else:
-            branch_cond = conditioning_latents
-            branch_embeds = prompt_embeds
-
-        # 8. Denoising loop
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
-
-                latent_model_input = (
-                    torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-                )
-                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-
-                # 8.1 BrushNet: skipped outside [start, end], where the reference adds zeros.
-                add_samples = {}
-                if keep[i] > 0:
-                    shared = branch_cfg_batching == "shared" and self.do_classifier_free_guidance
-                    # Both CFG halves hold the same latents and the branch ignores the text, so one pass serves both.
-                    branch_input = (
-                        latent_model_input[:total_batch] if shared else latent_model_input
-                    )
-                    down, mid, up = self.brushnet(
-                        branch_input,
-                        t,
-                        encoder_hidden_states=branch_embeds,
-                        brushnet_cond=branch_cond,
-                        conditioning_scale=brushnet_conditioning_scale * keep[i],
-                        return_dict=False,
-                    )
-                    # Shared: the samples cover one half and broadcast over both in the UNet walk.
-                    add_samples = {
-                        "down_block_add_samples": down,
-                        "mid_block_add_sample": mid,
-                        "up_block_add_samples": up,
-                    }
-
-                # 8.2 predict the noise residual with the branch injected
-                noise_pred = unet_forward_with_brushnet(
-                    self.unet,
-                    latent_model_input,
-                    t,
-                    encoder_hidden_states=unet_prompt_embeds,
-                    timestep_cond=timestep_cond,
-                    cross_attention_kwargs=self.cross_attention_kwargs,
-                    added_cond_kwargs=added_cond_kwargs,
-                    return_dict=False,
-                    **add_samples,
-                )[0]
-
-                # 8.3 perform guidance
-                noise_pred = self._guide(noise_pred)
-
-                # 8.4 compute the previous noisy sample x_t -> x_t-1
-                latents = self.scheduler.step(
-                    noise_pred, t, latents, **extra_step_kwargs, return_dict=False
-                )[0]
-
-                if callback_on_step_end is not None:
-                    callback_kwargs = {}
-                    for k in callback_on_step_end_tensor_inputs:
-                        callback_kwargs[k] = locals()[k]
-                    callback_outputs = callback_updates(
-                        callback_on_step_end(self, i, t, callback_kwargs)
-                    )
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.pop(
-                        "negative_prompt_embeds", negative_prompt_embeds
-                    )
-
-                if i == len(timesteps) - 1 or (
-                    (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
-                ):
-                    progress_bar.update()
-
-        # 9. Decode, resize back to the input size, blend
-        return self._finish(
-            latents,
-            generator,
-            output_type,
-            return_dict,
-            StableDiffusionBrushNetPipelineOutput,
-            size=(orig_h, orig_w),
-            crop_box=crop_box,
-            full_image=full_image,
-            full_hole=full_hole,
-            blending=blending,
-        )
+        # The steps are the SDXL pipeline's too: `BrushNetPipelineMixin._inpaint`.
+        arguments = {name: value for name, value in locals().items() if name != "self"}
+        return self._inpaint(StableDiffusionBrushNetPipelineOutput, **arguments)

@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
-from diffusers.image_processor import VaeImageProcessor
 from diffusers.loaders import (
     FromSingleFileMixin,
     IPAdapterMixin,
@@ -31,28 +29,10 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 
 from .brushnet import BrushNetModel
-from .caching import EncodeCache, encoder_state, prompt_key
-from .pipeline import encode_masked_image
+from .caching import EncodeCache
 from .pipeline_common import BrushNetPipelineMixin
-from .processing import (
-    ImageLike,
-    callback_updates,
-    check_call_arguments,
-    hole_to_known_mask,
-    resize_image,
-    resize_mask,
-)
-from .toolbox import (
-    BrushNetToolboxMixin,
-    check_toolbox_inputs,
-    crop_to_mask,
-    encode_clip_text,
-    guidance_embedding,
-    lora_text_scale,
-    region_working_size,
-    retrieve_timesteps,
-)
-from .unet_injection import unet_forward_with_brushnet
+from .processing import ImageLike
+from .toolbox import BrushNetToolboxMixin, encode_clip_text, lora_text_scale
 
 logger = logging.get_logger(__name__)
 
@@ -122,6 +102,13 @@ class StableDiffusionXLBrushNetPipeline(
         "feature_extractor",
     ]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "add_text_embeds", "add_time_ids"]  # noqa: RUF012
+    _prompt_arguments = ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2")
+    _embedding_arguments = (
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "pooled_prompt_embeds",
+        "negative_pooled_prompt_embeds",
+    )
 
     def __init__(
         self,
@@ -151,18 +138,7 @@ class StableDiffusionXLBrushNetPipeline(
             feature_extractor=feature_extractor,
         )
         self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
-        self.vae_scale_factor = (
-            2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
-        )
-        self.image_processor = VaeImageProcessor(
-            vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True
-        )
-        self._branch_shared = False
-
-    @property
-    def branch_shared(self) -> bool:
-        """Whether the last call ran the branch once for both CFG halves (True) or on the doubled batch (False)."""
-        return self._branch_shared
+        self._init_image_processing()
 
     # -- prompts --------------------------------------------------------------------------------------------------
 
@@ -292,6 +268,61 @@ class StableDiffusionXLBrushNetPipeline(
                 )
         return torch.tensor([add_time_ids], dtype=dtype)
 
+    def prepare_text_conditioning(
+        self,
+        encoded: tuple[torch.Tensor, ...],
+        height: int,
+        width: int,
+        device: torch.device,
+        batch_size: int,
+        *,
+        original_size: tuple[int, int] | None,
+        crops_coords_top_left: tuple[int, int],
+        target_size: tuple[int, int] | None,
+        negative_original_size: tuple[int, int] | None,
+        negative_crops_coords_top_left: tuple[int, int] | None,
+        negative_target_size: tuple[int, int] | None,
+    ) -> dict[str, torch.Tensor]:
+        """The denoising loop's text tensors, both CFG halves: hidden states, pooled embeddings and time ids.
+
+        The micro-conditioning sizes default to the working size (`height`, `width`), the negative ones to the
+        positive ones. All three tensors are what `callback_on_step_end` may read and replace.
+        """
+        prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = encoded
+        original_size = tuple(original_size or (height, width))
+        target_size = tuple(target_size or (height, width))
+        projection_dim = int(pooled_prompt_embeds.shape[-1])
+        add_time_ids = self._get_add_time_ids(
+            original_size,
+            tuple(crops_coords_top_left),
+            target_size,
+            prompt_embeds.dtype,
+            projection_dim,
+        )
+        negative_add_time_ids = self._get_add_time_ids(
+            tuple(negative_original_size or original_size),
+            tuple(negative_crops_coords_top_left or crops_coords_top_left),
+            tuple(negative_target_size or target_size),
+            prompt_embeds.dtype,
+            projection_dim,
+        )
+        add_time_ids = add_time_ids.to(device).repeat(batch_size, 1)
+        negative_add_time_ids = negative_add_time_ids.to(device).repeat(batch_size, 1)
+        add_text_embeds = pooled_prompt_embeds
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+            add_text_embeds = torch.cat([negative_pooled_prompt_embeds, add_text_embeds])
+            add_time_ids = torch.cat([negative_add_time_ids, add_time_ids])
+        return {"prompt_embeds": prompt_embeds, "add_text_embeds": add_text_embeds, "add_time_ids": add_time_ids}
+
+    @staticmethod
+    def _text_inputs(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The UNet's `encoder_hidden_states` and SDXL's added text conditioning (`text_time`) for a step."""
+        return tensors["prompt_embeds"], {
+            "text_embeds": tensors["add_text_embeds"],
+            "time_ids": tensors["add_time_ids"],
+        }
+
     # -- checks ---------------------------------------------------------------------------------------------------
 
     def check_inputs(
@@ -318,21 +349,9 @@ class StableDiffusionXLBrushNetPipeline(
                 "`unet` is not an SDXL UNet (no 'text_time' addition embedding); use "
                 "StableDiffusionBrushNetPipeline for Stable Diffusion 1.5 bases."
             )
-        if image is None:
-            raise ValueError("`image` is required: pass the original (unmasked) image.")
-        if mask_image is None:
-            raise ValueError("`mask_image` is required: white (255) where content is generated.")
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
-        if prompt_2 is not None and prompt_embeds is not None:
-            raise ValueError("Pass either `prompt_2` or `prompt_embeds`, not both.")
-        if prompt is None and prompt_embeds is None:
-            raise ValueError("Provide either `prompt` or `prompt_embeds`; both are None.")
-        for name, value in (("prompt", prompt), ("prompt_2", prompt_2)):
-            if value is not None and not isinstance(value, (str, list)):
-                raise ValueError(
-                    f"`{name}` must be a str or a list of str, got {type(value).__name__}."
-                )
+        self._check_image_and_prompts(
+            image, mask_image, {"prompt": prompt, "prompt_2": prompt_2}, prompt_embeds
+        )
         if prompt is not None and (self.text_encoder_2 is None or self.tokenizer_2 is None):
             raise ValueError(
                 "`prompt` needs `text_encoder_2` and `tokenizer_2`; this pipeline has none, pass `prompt_embeds` "
@@ -348,29 +367,16 @@ class StableDiffusionXLBrushNetPipeline(
                 "`negative_pooled_prompt_embeds` is required with `negative_prompt_embeds`: SDXL also conditions "
                 "on the pooled text embedding, so pass both from the same encoding."
             )
-        for name, value in (
-            ("negative_prompt", negative_prompt),
-            ("negative_prompt_2", negative_prompt_2),
-        ):
-            if value is not None and negative_prompt_embeds is not None:
-                raise ValueError(f"Pass either `{name}` or `negative_prompt_embeds`, not both.")
-        if prompt is not None and isinstance(negative_prompt, list):
-            n_prompt = 1 if isinstance(prompt, str) else len(prompt)
-            if len(negative_prompt) != n_prompt:
-                raise ValueError(
-                    f"`negative_prompt` has {len(negative_prompt)} entries but `prompt` has {n_prompt}."
-                )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got "
-                    f"{tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
-                )
-            if pooled_prompt_embeds.shape != negative_pooled_prompt_embeds.shape:
-                raise ValueError(
-                    "`pooled_prompt_embeds` and `negative_pooled_prompt_embeds` must have the same shape, got "
-                    f"{tuple(pooled_prompt_embeds.shape)} and {tuple(negative_pooled_prompt_embeds.shape)}."
-                )
+        self._check_negative_prompts(
+            prompt,
+            {"negative_prompt": negative_prompt, "negative_prompt_2": negative_prompt_2},
+            {
+                "prompt_embeds": prompt_embeds,
+                "negative_prompt_embeds": negative_prompt_embeds,
+                "pooled_prompt_embeds": pooled_prompt_embeds,
+                "negative_pooled_prompt_embeds": negative_pooled_prompt_embeds,
+            },
+        )
         if (
             self._guidance_scale > 1
             and negative_prompt_embeds is None
@@ -397,41 +403,10 @@ class StableDiffusionXLBrushNetPipeline(
             if upcast:
                 self.vae.to(dtype=dtype)
 
+    _vae_precision = _vae_in_float32
+
     def _decode(self, latents: torch.Tensor, generator) -> torch.Tensor:
-        with self._vae_in_float32():
-            decoded = super()._decode(latents, generator)
-        return decoded.float()
-
-    def prepare_conditioning(
-        self,
-        image: np.ndarray,
-        hole_mask: np.ndarray,
-        batch_size: int,
-        device: torch.device,
-        generator: torch.Generator | list[torch.Generator] | None,
-        encode_cache: EncodeCache | None = None,
-    ) -> torch.Tensor:
-        """Encode the masked image once and append the latent-size mask: BrushNet's 5 conditioning channels.
-
-        `image` is float `(h, w, 3)` in [0, 1] and `hole_mask` `(h, w)` with 1 = generate, both at working size.
-        With `encode_cache`, the VAE's latent distribution is reused; each call samples it with its own generator.
-        """
-        known = hole_to_known_mask(hole_mask)
-        masked = image * known[:, :, None]
-        masked = torch.from_numpy(masked).permute(2, 0, 1)[None] * 2.0 - 1.0
-        if isinstance(generator, list):
-            generator = generator[0]
-        with self._vae_in_float32():
-            masked = masked.to(device=device, dtype=self.vae.dtype)
-            latent = encode_masked_image(self.vae, masked, generator, encode_cache)
-        latent = latent * self.vae.config.scaling_factor
-
-        known_t = torch.from_numpy(np.ascontiguousarray(known))[None, None].to(
-            device=device, dtype=latent.dtype
-        )
-        known_t = F.interpolate(known_t, size=latent.shape[-2:])  # nearest, as in the reference
-        conditioning = torch.cat([latent, known_t], dim=1).to(dtype=self.brushnet.dtype)
-        return conditioning.repeat(batch_size, 1, 1, 1)
+        return super()._decode(latents, generator).float()
 
     # -- call -----------------------------------------------------------------------------------------------------
 
@@ -541,262 +516,9 @@ class StableDiffusionXLBrushNetPipeline(
         Returns:
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
         """
-        # 1. Check inputs
-        check_call_arguments(
-            num_inference_steps=num_inference_steps,
-            max_steps=int(getattr(self.scheduler.config, "num_train_timesteps", None) or 1000),
-            guidance_scale=guidance_scale, brushnet_conditioning_scale=brushnet_conditioning_scale,
-            num_images_per_prompt=num_images_per_prompt, generator=generator, max_side=max_side,
-            eta=eta, cross_attention_kwargs=cross_attention_kwargs,
-            callback_on_step_end=callback_on_step_end, blending=blending, return_dict=return_dict,
-            prompts={"prompt": prompt, "prompt_2": prompt_2, "negative_prompt": negative_prompt,
-                     "negative_prompt_2": negative_prompt_2},
-        )
-        self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
-        self._branch_shared = False
-        check_toolbox_inputs(
-            ip_adapter_image,
-            ip_adapter_image_embeds,
-            padding_mask_crop,
-            guidance_rescale,
-            clip_skip,
-            timesteps,
-            sigmas,
-        )
-        self.check_inputs(
-            prompt=prompt,
-            prompt_2=prompt_2,
-            image=image,
-            mask_image=mask_image,
-            negative_prompt=negative_prompt,
-            negative_prompt_2=negative_prompt_2,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            pooled_prompt_embeds=pooled_prompt_embeds,
-            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-        )
-        self.check_run_options(
-            num_inference_steps=num_inference_steps,
-            brushnet_conditioning_scale=brushnet_conditioning_scale,
-            control_guidance_start=control_guidance_start,
-            control_guidance_end=control_guidance_end,
-            height=height,
-            width=width,
-            output_type=output_type,
-            branch_cfg_batching=branch_cfg_batching,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
-        original, hole = self._original_and_hole(image, mask_image)
-
-        # 2. Define call parameters
-        batch_size = self._prompt_batch_size(prompt, prompt_embeds)
-        total_batch = batch_size * num_images_per_prompt
-        device = self._execution_device
-        do_cfg = self.do_classifier_free_guidance
-
-        # 3. Encode input prompt (once per prompt with an `encode_cache`)
-        lora_scale = (cross_attention_kwargs or {}).get("scale")
-        given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds)
-
-        def encode() -> tuple[torch.Tensor, ...]:
-            return self.encode_prompt(
-                prompt,
-                prompt_2,
-                device,
-                num_images_per_prompt,
-                do_cfg,
-                negative_prompt,
-                negative_prompt_2,
-                prompt_embeds=prompt_embeds,
-                negative_prompt_embeds=negative_prompt_embeds,
-                pooled_prompt_embeds=pooled_prompt_embeds,
-                negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-                lora_scale=lora_scale,
-                clip_skip=clip_skip,
-            )
-
-        if encode_cache is not None and all(t is None for t in given):
-            key = prompt_key(prompt, prompt_2, negative_prompt, negative_prompt_2, num_images_per_prompt, do_cfg,
-                             lora_scale, clip_skip, str(device), encoder_state(self))
-            encoded = encode_cache.get("prompt", key, encode)
-        else:
-            encoded = encode()
-        prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = encoded
-        image_embeds = None
-        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
-            image_embeds = self.prepare_ip_adapter_image_embeds(
-                ip_adapter_image, ip_adapter_image_embeds, device, total_batch, do_cfg
-            )
-
-        # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
-        full_image, full_hole = original, hole
-        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
-        orig_h, orig_w = original.shape[:2]
-        height, width = region_working_size(
-            self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
-        )
-        work_image = resize_image(original, height, width)
-        work_hole = resize_mask(hole, height, width)
-
-        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps)
-        timesteps, num_inference_steps = retrieve_timesteps(
-            self.scheduler, num_inference_steps, device, timesteps, sigmas
-        )
-        self._num_timesteps = len(timesteps)
-
-        # 6. Prepare latent variables, then the conditioning (masked image encoded once)
-        latents = self.prepare_latents(
-            total_batch,
-            self.unet.config.in_channels,
-            height,
-            width,
-            prompt_embeds.dtype,
-            device,
-            generator,
-            latents,
-        )
-        conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator, encode_cache
-        )
-
-        # 7. Micro-conditioning (SDXL's size and crop ids) and the CFG batch
-        original_size = tuple(original_size or (height, width))
-        target_size = tuple(target_size or (height, width))
-        projection_dim = int(pooled_prompt_embeds.shape[-1])
-        add_time_ids = self._get_add_time_ids(
-            original_size,
-            tuple(crops_coords_top_left),
-            target_size,
-            prompt_embeds.dtype,
-            projection_dim,
-        )
-        negative_add_time_ids = self._get_add_time_ids(
-            tuple(negative_original_size or original_size),
-            tuple(negative_crops_coords_top_left or crops_coords_top_left),
-            tuple(negative_target_size or target_size),
-            prompt_embeds.dtype,
-            projection_dim,
-        )
-        add_time_ids = add_time_ids.to(device).repeat(total_batch, 1)
-        negative_add_time_ids = negative_add_time_ids.to(device).repeat(total_batch, 1)
-        add_text_embeds = pooled_prompt_embeds
-        # The branch sees the text only through `text_time`: one pass serves both halves iff those inputs agree.
-        shared = (
-            do_cfg
-            and branch_cfg_batching == "shared"
-            and torch.equal(negative_pooled_prompt_embeds, pooled_prompt_embeds)
-            and torch.equal(negative_add_time_ids, add_time_ids)
-        )
-        self._branch_shared = bool(shared)
-        if do_cfg:
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-            add_text_embeds = torch.cat([negative_pooled_prompt_embeds, add_text_embeds])
-            add_time_ids = torch.cat([negative_add_time_ids, add_time_ids])
-        branch_cond = (
-            torch.cat([conditioning_latents] * 2) if do_cfg and not shared else conditioning_latents
-        )
-
-        # 8. Prepare extra step kwargs, the LCM guidance embedding and the per-step branch switch
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        timestep_cond = guidance_embedding(self, guidance_scale, total_batch, device, latents.dtype)
-        keep = self.brushnet_keep(len(timesteps), control_guidance_start, control_guidance_end)
-
-        # 9. Denoising loop
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
-
-                latent_model_input = torch.cat([latents] * 2) if do_cfg else latents
-                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                added_cond_kwargs = {"text_embeds": add_text_embeds, "time_ids": add_time_ids}
-                unet_added = (
-                    added_cond_kwargs
-                    if image_embeds is None
-                    else {**added_cond_kwargs, "image_embeds": image_embeds}
-                )
-
-                # 9.1 BrushNet: skipped outside [start, end], where the reference adds zeros.
-                add_samples = {}
-                if keep[i] > 0:
-                    if shared:
-                        branch_input = latent_model_input[total_batch:]
-                        branch_embeds = prompt_embeds[total_batch:]
-                        branch_added = {
-                            "text_embeds": add_text_embeds[total_batch:],
-                            "time_ids": add_time_ids[total_batch:],
-                        }
-                    else:
-                        branch_input, branch_embeds = latent_model_input, prompt_embeds
-                        branch_added = added_cond_kwargs
-                    down, mid, up = self.brushnet(
-                        branch_input,
-                        t,
-                        encoder_hidden_states=branch_embeds,
-                        brushnet_cond=branch_cond,
-                        conditioning_scale=brushnet_conditioning_scale * keep[i],
-                        added_cond_kwargs=branch_added,
-                        return_dict=False,
-                    )
-                    # Shared: the samples cover one half and broadcast over both in the UNet walk.
-                    add_samples = {
-                        "down_block_add_samples": down,
-                        "mid_block_add_sample": mid,
-                        "up_block_add_samples": up,
-                    }
-
-                # 9.2 predict the noise residual with the branch injected
-                noise_pred = unet_forward_with_brushnet(
-                    self.unet,
-                    latent_model_input,
-                    t,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep_cond=timestep_cond,
-                    cross_attention_kwargs=self.cross_attention_kwargs,
-                    added_cond_kwargs=unet_added,
-                    return_dict=False,
-                    **add_samples,
-                )[0]
-
-                # 9.3 perform guidance
-                noise_pred = self._guide(noise_pred)
-
-                # 9.4 compute the previous noisy sample x_t -> x_t-1
-                latents = self.scheduler.step(
-                    noise_pred, t, latents, **extra_step_kwargs, return_dict=False
-                )[0]
-
-                if callback_on_step_end is not None:
-                    callback_kwargs = {}
-                    for k in callback_on_step_end_tensor_inputs:
-                        callback_kwargs[k] = locals()[k]
-                    callback_outputs = callback_updates(
-                        callback_on_step_end(self, i, t, callback_kwargs)
-                    )
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    add_text_embeds = callback_outputs.pop("add_text_embeds", add_text_embeds)
-                    add_time_ids = callback_outputs.pop("add_time_ids", add_time_ids)
-
-                if i == len(timesteps) - 1 or (
-                    (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
-                ):
-                    progress_bar.update()
-
-        # 10. Decode, resize back to the input size, blend
-        return self._finish(
-            latents,
-            generator,
-            output_type,
-            return_dict,
-            StableDiffusionXLBrushNetPipelineOutput,
-            size=(orig_h, orig_w),
-            crop_box=crop_box,
-            full_image=full_image,
-            full_hole=full_hole,
-            blending=blending,
-        )
+        # The steps are the SD1.5 pipeline's too: `BrushNetPipelineMixin._inpaint`.
+        arguments = {name: value for name, value in locals().items() if name != "self"}
+        return self._inpaint(StableDiffusionXLBrushNetPipelineOutput, **arguments)
 
 
 def _repeat(embeds: torch.Tensor, times: int) -> torch.Tensor:
