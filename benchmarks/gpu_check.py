@@ -9,7 +9,7 @@ and exits 124.
     python benchmarks/gpu_check.py --no-compile --sizes 512
 
 Goldens: the tiny reference fixtures re-run in float16 and bfloat16 on the GPU and compared with the
-reference's float32 image. Tolerances (image in [0, 1]): 2e-2 for float16 (10-bit mantissa) and 5e-2
+reference's float32 image, through the CPU tests' own builders (tests/inpaint/tiny_parts.py). Tolerances (image in [0, 1]): 2e-2 for float16 (10-bit mantissa) and 5e-2
 for bfloat16 (7-bit mantissa); float32 on the GPU must stay within the CPU tests' 1e-3.
 
 Speed: random weights at the real SD1.5 and SDXL configs (no downloads), float16, channels_last,
@@ -21,7 +21,6 @@ and the branch and report their warm-up (compilation) time separately.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -49,87 +48,41 @@ def _on_timeout(signum, frame):  # pragma: no cover - only on a GPU machine
 # -- goldens -----------------------------------------------------------------------------------
 
 
-def _load_golden(folder: Path) -> dict:
-    from safetensors.torch import load_file
+def _golden_builders():
+    """The CPU tests' golden loader and builders (tests/inpaint/tiny_parts.py), so both run the same pipelines."""
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)  # run as `python benchmarks/gpu_check.py`: the folder above holds `tests`
+    from tests.inpaint import tiny_parts
 
-    return {
-        "config": json.loads((folder / "config.json").read_text()),
-        **{name: load_file(folder / f"{name}.safetensors")
-           for name in ("tensors", "unet", "brushnet", "vae")},
-    }
-
-
-def _golden_pipe(golden: dict, sdxl: bool, dtype: torch.dtype):
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UniPCMultistepScheduler
-
-    from brushedit_inpaint import (
-        BrushNetModel,
-        StableDiffusionBrushNetPipeline,
-        StableDiffusionXLBrushNetPipeline,
-    )
-
-    cfg = golden["config"]
-    unet = UNet2DConditionModel(**cfg["unet"])
-    unet.load_state_dict(golden["unet"], strict=True)
-    brushnet = BrushNetModel(**cfg["brushnet"])
-    brushnet.load_state_dict(golden["brushnet"], strict=True)
-    vae = AutoencoderKL(**cfg["vae"])
-    vae.load_state_dict(golden["vae"], strict=True)
-    sched_cfg = {k: v for k, v in cfg["scheduler"].items() if not k.startswith("_")}
-    if sdxl:
-        scheduler = UniPCMultistepScheduler(**sched_cfg, final_sigmas_type="sigma_min")
-        pipe = StableDiffusionXLBrushNetPipeline(
-            vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
-            unet=unet, brushnet=brushnet, scheduler=scheduler,
-        )
-    else:
-        scheduler = UniPCMultistepScheduler(**sched_cfg)
-        pipe = StableDiffusionBrushNetPipeline(
-            vae=vae, text_encoder=None, tokenizer=None, unet=unet, brushnet=brushnet,
-            scheduler=scheduler,
-        )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(DEVICE, dtype)
+    return tiny_parts
 
 
-def _golden_kwargs(golden: dict, sdxl: bool, dtype: torch.dtype) -> dict:
-    t = golden["tensors"]
-    cast = {k: t[k].to(DEVICE, dtype) for k in t if k.endswith("embeds") or k == "pipe.latents"}
-    kwargs = {
-        "image": t["pipe.image"].numpy(),
-        "mask_image": (t["pipe.hole_mask"].numpy() * 255).astype(np.uint8),
-        "prompt_embeds": cast["pipe.prompt_embeds"],
-        "negative_prompt_embeds": cast["pipe.negative_prompt_embeds"],
-        "latents": cast["pipe.latents"],
-        "num_inference_steps": 6,
-        "guidance_scale": 5.0 if sdxl else 7.5,
-        "brushnet_conditioning_scale": 1.0,
-        "blending": False,
-        "output_type": "np",
-    }
-    if sdxl:
-        kwargs["pooled_prompt_embeds"] = cast["pipe.pooled_prompt_embeds"]
-        kwargs["negative_pooled_prompt_embeds"] = cast["pipe.negative_pooled_prompt_embeds"]
+def _on_device(kwargs: dict, dtype: torch.dtype) -> dict:
+    """A golden call with its embeddings and latents on the device in `dtype`, the mask as uint8."""
+    kwargs = {k: v.to(DEVICE, dtype) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    kwargs["mask_image"] = kwargs["mask_image"].astype(np.uint8)
     return kwargs
 
 
 def check_goldens(shared: Path, dtypes: list[torch.dtype]) -> None:
     limits = {torch.float32: 1e-3, torch.float16: 2e-2, torch.bfloat16: 5e-2}
     tolerance = {dtype: limits[dtype] for dtype in dtypes}
-    for name, sdxl in (("brushnet_tiny_seed7", False), ("brushnet_sdxl_tiny_seed7", True)):
-        folder = shared / "reference" / "golden" / name
+    parts = _golden_builders()
+    for family, label in ((parts.SD15, "SD1.5"), (parts.SDXL, "SDXL")):
+        folder = shared / "reference" / "golden" / family.golden_dir.name
         if not (folder / "config.json").is_file():
-            emit(f"golden {name}: fixture not found at {folder} (pass --shared)")
+            emit(f"golden {folder.name}: fixture not found at {folder} (pass --shared)")
             continue
-        golden = _load_golden(folder)
+        golden = parts.load_golden(folder, folder.name)
         expected = golden["tensors"]["pipe.out_image"].numpy()
         for dtype, limit in tolerance.items():
-            pipe = _golden_pipe(golden, sdxl, dtype)
+            pipe = parts.golden_pipeline(family, golden).to(DEVICE, dtype)
             with torch.no_grad():
-                out = pipe(**_golden_kwargs(golden, sdxl, dtype)).images[0]
+                out = pipe(**_on_device(parts.golden_kwargs(golden), dtype)).images[0]
             diff = float(np.abs(out.astype(np.float32) - expected).max())
             verdict = "ok" if diff <= limit else "OVER"
-            emit(f"golden {'SDXL' if sdxl else 'SD1.5'} {str(dtype)[6:]:9s} max|diff| {diff:.2e}"
+            emit(f"golden {label} {str(dtype)[6:]:9s} max|diff| {diff:.2e}"
                  f" (tolerance {limit:.0e}): {verdict}")
 
 

@@ -13,23 +13,17 @@ import os
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import UniPCMultistepScheduler
 
 from brushedit_inpaint import BrushNetLoadError, StableDiffusionBrushNetPipeline, load_pipeline
 
-from .conftest import make_tiny_models, make_tiny_text
+from .conftest import make_tiny_pipeline
 
 
 @pytest.fixture(scope="module")
-def tiny_pipe(tmp_path_factory):
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(tmp_path_factory.mktemp("tok"))
-    pipe = StableDiffusionBrushNetPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, brushnet=brushnet,
-        scheduler=UniPCMultistepScheduler(),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def sd15_pipe(tmp_path_factory):
+    """The tiny SD1.5 pipeline under UniPC's own defaults (not the tiny pipelines' SD betas)."""
+    return make_tiny_pipeline(tmp_path_factory.mktemp("tok"), UniPCMultistepScheduler())
 
 
 def _kwargs(**overrides):
@@ -69,37 +63,19 @@ BAD_CALLS = [
 
 
 @pytest.mark.parametrize(("overrides", "words"), BAD_CALLS, ids=[w for _, w in BAD_CALLS])
-def test_a_bad_call_argument_is_one_sentence_naming_it(tiny_pipe, overrides, words):
+def test_a_bad_call_argument_is_one_sentence_naming_it(sd15_pipe, overrides, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
-        tiny_pipe(**_kwargs(**overrides))
+        sd15_pipe(**_kwargs(**overrides))
 
 
-def test_the_sdxl_pipeline_checks_the_same_arguments(tmp_path):
-    from .sdxl_helpers import make_tiny_sdxl_pipeline
-
-    pipe = make_tiny_sdxl_pipeline(tmp_path / "tok")
+@pytest.mark.families("sdxl")
+def test_the_sdxl_pipeline_checks_the_same_arguments(tiny_pipe):
     for overrides, words in (({"num_inference_steps": 10**9}, "`num_inference_steps`"),
                              ({"guidance_scale": float("nan")}, "`guidance_scale`"),
                              ({"prompt_2": 3}, "`prompt_2`"),
                              ({"num_images_per_prompt": 0}, "`num_images_per_prompt`")):
         with pytest.raises(ValueError, match=words):
-            pipe(**_kwargs(**overrides))
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    from diffusers import DDIMScheduler
-
-    root = tmp_path_factory.mktemp("models")
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(root / "tok")
-    StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    ).save_pretrained(root / "base")
-    brushnet.save_pretrained(root / "brushnet")
-    return root
+            tiny_pipe(**_kwargs(**overrides))
 
 
 def test_bad_load_arguments_are_refused_before_loading(saved, tmp_path):

@@ -1,4 +1,7 @@
-"""BrushNetModel and the dense injection into a stock UNet, against the golden reference outputs."""
+"""BrushNetModel and the dense injection into a stock UNet, against the golden reference outputs.
+
+The golden checks run once per family (SD1.5 and SDXL); the rest are SD1.5's (SDXL's own are in test_sdxl.py).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +13,16 @@ import torch
 from brushedit_inpaint import BrushNetModel, unet_forward_with_brushnet
 from brushedit_inpaint.configs import SD15_UNET_CONFIG
 
-from .conftest import MANIFEST, TINY_UNET, make_tiny_models
+from .conftest import make_tiny_models
+from .tiny_parts import SD15, TINY_UNET, golden_added_cond, golden_branch
+
+pytestmark = pytest.mark.families("sd15")
 
 
-def _branch_call(brushnet, t):
-    with torch.no_grad():
-        return brushnet(
-            t["in.sample"],
-            t["in.timestep"],
-            encoder_hidden_states=t["in.encoder_hidden_states"],
-            conditioning=t["in.brushnet_cond"],
-            conditioning_scale=0.8,
-        )
-
-
+@pytest.mark.families("sd15", "sdxl")
 def test_golden_branch_samples_and_noise_prediction(golden, golden_models):
     t = golden["tensors"]
-    out = _branch_call(golden_models["brushnet"], t)
+    out = golden_branch(golden_models["brushnet"], t)
     assert len(out.down_block_res_samples) == 9 and len(out.up_block_res_samples) == 11
     errors = {}
     for i, sample in enumerate(out.down_block_res_samples):
@@ -43,19 +39,20 @@ def test_golden_branch_samples_and_noise_prediction(golden, golden_models):
             out.down_block_res_samples,
             out.mid_block_res_sample,
             out.up_block_res_samples,
+            added_cond_kwargs=golden_added_cond(t),
         ).sample
     errors["noise_pred"] = (noise - t["out.noise_pred"]).abs().max().item()
     assert max(errors.values()) < 1e-4, errors
 
 
+@pytest.mark.families("sd15", "sdxl")
 def test_no_brushnet_path_equals_stock_unet(golden, golden_models):
     t = golden["tensors"]
-    unet = golden_models["unet"]
+    unet, added = golden_models["unet"], golden_added_cond(t)
+    inputs = (t["in.sample"], t["in.timestep"], t["in.encoder_hidden_states"])
     with torch.no_grad():
-        ours = unet_forward_with_brushnet(
-            unet, t["in.sample"], t["in.timestep"], t["in.encoder_hidden_states"]
-        )
-        stock = unet(t["in.sample"], t["in.timestep"], t["in.encoder_hidden_states"])
+        ours = unet_forward_with_brushnet(unet, *inputs, added_cond_kwargs=added)
+        stock = unet(*inputs, added_cond_kwargs=added)
     assert torch.equal(ours.sample, stock.sample)
     assert (ours.sample - t["out.noise_pred_without_brushnet"]).abs().max().item() < 1e-4
     # and the injection really changes the prediction
@@ -64,7 +61,7 @@ def test_no_brushnet_path_equals_stock_unet(golden, golden_models):
 
 def test_partial_samples_rejected(golden, golden_models):
     t = golden["tensors"]
-    out = _branch_call(golden_models["brushnet"], t)
+    out = golden_branch(golden_models["brushnet"], t)
     with pytest.raises(ValueError, match="together"):
         unet_forward_with_brushnet(
             golden_models["unet"],
@@ -98,12 +95,12 @@ def test_conditioning_keyword_aliases(golden, golden_models):
 
 
 def test_sd15_from_unet_matches_reference_manifest():
-    if not MANIFEST.is_file():
-        pytest.skip(f"state-dict manifest not found at {MANIFEST.resolve()}")
+    if not SD15.manifest.is_file():
+        pytest.skip(f"state-dict manifest not found at {SD15.manifest.resolve()}")
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = json.loads(SD15.manifest.read_text())
     with init_empty_weights():
         brushnet = BrushNetModel.from_unet(UNet2DConditionModel(**SD15_UNET_CONFIG))
     shapes = {name: list(p.shape) for name, p in brushnet.state_dict().items()}

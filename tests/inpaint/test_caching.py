@@ -9,19 +9,6 @@ import torch
 
 from brushedit_inpaint import EncodeCache, StableDiffusionBrushNetPipeline
 
-from .conftest import make_tiny_pipeline
-from .sdxl_helpers import make_tiny_sdxl_pipeline
-
-
-@pytest.fixture(scope="module")
-def sd15_pipe(tmp_path_factory):
-    return make_tiny_pipeline(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
-def sdxl_pipe(tmp_path_factory):
-    return make_tiny_sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
-
 
 def _inputs(mask_shift: int = 0):
     rng = np.random.default_rng(4)
@@ -55,11 +42,10 @@ def _run(pipe, seed, cache=None, prompt="a red dog", mask_shift=0, guidance=7.5)
                 output_type="np", blending=False, encode_cache=cache).images
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
-def test_a_retry_reuses_the_encoders_and_changes_nothing(family, sd15_pipe, sdxl_pipe):
-    pipe = sd15_pipe if family == "sd15" else sdxl_pipe
+def test_a_retry_reuses_the_encoders_and_changes_nothing(family, tiny_pipe):
+    pipe = tiny_pipe
     encoders = {"text": pipe.text_encoder, "vae_encoder": pipe.vae.encoder}
-    if family == "sdxl":
+    if family.name == "sdxl":
         encoders["text_2"] = pipe.text_encoder_2
     uncached_1, uncached_2 = _run(pipe, 1), _run(pipe, 2, guidance=9.0)
 
@@ -88,19 +74,20 @@ def test_a_retry_reuses_the_encoders_and_changes_nothing(family, sd15_pipe, sdxl
     assert cache.hits == {"prompt": 2, "masked_image": 2} or cache.hits["prompt"] >= 2
 
 
-def test_adapter_changes_make_cached_prompts_stale(sd15_pipe):
+@pytest.mark.families("sd15")
+def test_adapter_changes_make_cached_prompts_stale(tiny_pipe):
     """A LoRA or textual-inversion change bumps the encoder generation, so the prompt is encoded anew."""
     cache = EncodeCache()
-    counter = Counter(text=sd15_pipe.text_encoder)
+    counter = Counter(text=tiny_pipe.text_encoder)
     try:
-        _run(sd15_pipe, 1, cache)
+        _run(tiny_pipe, 1, cache)
         before = counter.calls["text"]
-        _run(sd15_pipe, 2, cache)
+        _run(tiny_pipe, 2, cache)
         assert counter.calls["text"] == before
-        generation = getattr(sd15_pipe, "_encoder_generation", 0)
-        sd15_pipe._bump_encoder_generation()  # what set_adapters / fuse_lora / load_textual_inversion do
-        assert sd15_pipe._encoder_generation == generation + 1
-        _run(sd15_pipe, 2, cache)
+        generation = getattr(tiny_pipe, "_encoder_generation", 0)
+        tiny_pipe._bump_encoder_generation()  # what set_adapters / fuse_lora / load_textual_inversion do
+        assert tiny_pipe._encoder_generation == generation + 1
+        _run(tiny_pipe, 2, cache)
         assert counter.calls["text"] > before
     finally:
         counter.close()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import UniPCMultistepScheduler
 
 from brushedit_inpaint import (
     BrushNetLoadError,
@@ -15,30 +15,7 @@ from brushedit_inpaint import (
     load_pipeline,
 )
 
-from .conftest import TINY_UNET, make_tiny_models, make_tiny_text
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A tiny SD base folder (as StableDiffusionPipeline saves it) and a tiny BrushNet folder."""
-    root = tmp_path_factory.mktemp("models")
-    unet, vae, brushnet = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(root / "tok")
-    from diffusers import DDIMScheduler
-
-    base = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    base.save_pretrained(root / "base")
-    brushnet.save_pretrained(root / "brushnet")
-    return root
+from .tiny_parts import TINY_UNET
 
 
 def test_load_local_folders_and_run(saved, monkeypatch):

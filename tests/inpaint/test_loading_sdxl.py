@@ -16,8 +16,7 @@ from brushedit_inpaint import (
     load_pipeline,
 )
 
-from .conftest import make_tiny_models, make_tiny_text
-from .sdxl_helpers import save_tiny_sdxl_base
+from .tiny_parts import SD15, SDXL, TINY_SDXL_VAE, save_tiny_base
 
 RELEASED = ("random_mask_brushnet_ckpt_sdxl_v0", "segmentation_mask_brushnet_ckpt_sdxl_v1")
 
@@ -34,19 +33,11 @@ def saved(tmp_path_factory, monkeypatch_module):
     """A tiny SDXL base, a `data/ckpt`-style folder of the two SDXL BrushNets, and a tiny SD1.5 base + BrushNet."""
     monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
     root = tmp_path_factory.mktemp("sdxl_models")
-    sdxl_branch = save_tiny_sdxl_base(root / "sdxl_base")
+    sdxl_branch = save_tiny_base(SDXL, root / "sdxl_base")
     for name in RELEASED:
         sdxl_branch.save_pretrained(root / "ckpt" / name)
         _as_released(root / "ckpt" / name)
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    unet, vae, sd15_branch = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(root / "tok")
-    StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    ).save_pretrained(root / "sd15_base")  # fmt: skip
+    sd15_branch = save_tiny_base(SD15, root / "sd15_base")
     sd15_branch.save_pretrained(root / "sd15_brushnet")
     return root
 
@@ -159,8 +150,6 @@ def test_family_detection_from_configs_and_single_file_keys(saved, tmp_path):
 
 def test_replacement_vae(saved, tmp_path):
     from diffusers import AutoencoderKL
-
-    from .sdxl_helpers import TINY_SDXL_VAE
 
     torch.manual_seed(3)
     AutoencoderKL(**{**TINY_SDXL_VAE, "force_upcast": False}).save_pretrained(tmp_path / "vae_fix")

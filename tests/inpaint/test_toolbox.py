@@ -1,8 +1,9 @@
-"""The diffusers toolbox on StableDiffusionBrushNetPipeline, on tiny random-weight models.
+"""The diffusers toolbox on the BrushNet pipelines, on tiny random-weight models.
 
 Few-step schedulers with the branch on every step, LoRA (made with peft) in and out, the refusal of another family's
 LoRA, textual inversion, IP-Adapter, clip_skip, guidance_rescale, custom timesteps / sigmas, crop-to-mask, and the
-`DiffusionPipeline.from_pretrained` round trip.
+`DiffusionPipeline.from_pretrained` and `from_single_file` round trips. The tests marked for both families run once
+on SD1.5 and once on SDXL; SDXL's own (two text encoders) are in test_toolbox_sdxl.py.
 """
 
 from __future__ import annotations
@@ -19,50 +20,30 @@ from diffusers import (
     TCDScheduler,
 )
 
-from brushedit_inpaint import StableDiffusionBrushNetPipeline
+from .tiny_parts import SD15, family_models, image_and_mask, tiny_call
 
-from .conftest import make_tiny_models, make_tiny_pipeline
+# `tiny_pipe` is shared by the tests that leave its models as they are, `fresh_pipe` is for those that load adapters.
+pytestmark = pytest.mark.families("sd15")
+both_families = pytest.mark.families("sd15", "sdxl")
 
 _SCHEDULER_CONFIG = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 
 
-def _make_pipe(tmp_dir, scheduler=None):
-    return make_tiny_pipeline(tmp_dir, scheduler)
-
-
-@pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    """Shared by tests that do not change the pipeline's models."""
-    return _make_pipe(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture
-def fresh_pipe(tmp_path):
-    """For tests that load adapters into the models."""
-    return _make_pipe(tmp_path / "tok")
-
-
-def _inputs(h=16, w=16):
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), dtype=np.uint8)
-    mask[h // 4 : h // 2, w // 4 : w // 2] = 255
-    return image, mask
+def _with_scheduler(pipe, scheduler):
+    """The same models under another scheduler."""
+    other = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+    other.set_progress_bar_config(disable=True)
+    return other
 
 
 def _run(pipe, **overrides):
-    image, mask = _inputs()
-    kwargs = {
-        "prompt": "a cat",
-        "image": image,
-        "mask_image": mask,
-        "num_inference_steps": 1,
-        "output_type": "np",
-        "blending": False,
-        "generator": torch.Generator().manual_seed(0),
-    }
-    kwargs.update(overrides)
-    return pipe(**kwargs).images
+    """One seeded 1-step call on a 16x16 image, blending off: the toolbox tests compare such outputs.
+
+    With a negative prompt: SDXL zeroes an empty one, which would leave CFG little to do.
+    """
+    generator = torch.Generator().manual_seed(0)
+    kwargs = tiny_call(16, 16, seed=3, negative_prompt="ugly", blending=False, generator=generator)
+    return pipe(**{**kwargs, **overrides}).images
 
 
 class _Counter:
@@ -95,12 +76,10 @@ _HYPER = (DDIMScheduler, {"timestep_spacing": "trailing"}, {"guidance_scale": 1.
     [(_LCM, 1), (_LCM, 4), (_TCD, 1), (_TCD, 4), (_HYPER, 3)],
     ids=["lcm-1", "lcm-4", "tcd-1", "tcd-4", "hyper-sd-ddim-trailing-3"],
 )
-def test_few_step_schedulers_run_the_branch_on_every_step(pipe, scheduler, steps):
+@both_families
+def test_few_step_schedulers_run_the_branch_on_every_step(tiny_pipe, scheduler, steps):
     scheduler_cls, scheduler_kwargs, call_kwargs = scheduler
-    few = StableDiffusionBrushNetPipeline(
-        **{**pipe.components, "scheduler": scheduler_cls(**_SCHEDULER_CONFIG, **scheduler_kwargs)}
-    )
-    few.set_progress_bar_config(disable=True)
+    few = _with_scheduler(tiny_pipe, scheduler_cls(**_SCHEDULER_CONFIG, **scheduler_kwargs))
     seen = []
     with _Counter(few.brushnet) as branch, _Counter(few.unet.conv_in) as unet:
         out = _run(
@@ -110,7 +89,7 @@ def test_few_step_schedulers_run_the_branch_on_every_step(pipe, scheduler, steps
             callback_on_step_end=lambda p, i, t, kw: seen.append(int(t)) or kw,
             **call_kwargs,
         )
-    assert branch.calls == steps and unet.calls == steps
+    assert branch.calls == steps and unet.calls == steps and few.num_timesteps == steps
     assert len(seen) == steps and len(set(seen)) == steps
     if steps == 4:
         # on the last step too: dropping the branch there alone changes the result
@@ -124,21 +103,16 @@ def test_few_step_schedulers_run_the_branch_on_every_step(pipe, scheduler, steps
         assert (out - early).abs().max().item() > 1e-5
 
 
-def test_control_window_counts_on_few_steps(pipe):
-    lcm = StableDiffusionBrushNetPipeline(
-        **{**pipe.components, "scheduler": LCMScheduler(**_SCHEDULER_CONFIG)}
-    )
-    lcm.set_progress_bar_config(disable=True)
+def test_control_window_counts_on_few_steps(tiny_pipe):
+    lcm = _with_scheduler(tiny_pipe, LCMScheduler(**_SCHEDULER_CONFIG))
     with _Counter(lcm.brushnet) as branch:
         _run(lcm, num_inference_steps=4, guidance_scale=1.0, control_guidance_end=0.5)
     assert branch.calls == 2
 
 
-def test_custom_timesteps_and_sigmas(pipe):
-    tcd = StableDiffusionBrushNetPipeline(
-        **{**pipe.components, "scheduler": TCDScheduler(**_SCHEDULER_CONFIG)}
-    )
-    tcd.set_progress_bar_config(disable=True)
+@both_families
+def test_custom_timesteps(tiny_pipe):
+    tcd = _with_scheduler(tiny_pipe, TCDScheduler(**_SCHEDULER_CONFIG))
     seen = []
     with _Counter(tcd.brushnet) as branch:
         _run(
@@ -149,16 +123,15 @@ def test_custom_timesteps_and_sigmas(pipe):
         )
     assert seen == [999, 759, 499] and branch.calls == 3
 
-    euler = StableDiffusionBrushNetPipeline(
-        **{**pipe.components, "scheduler": EulerDiscreteScheduler(**_SCHEDULER_CONFIG)}
-    )
-    euler.set_progress_bar_config(disable=True)
+
+def test_custom_sigmas_and_the_errors(tiny_pipe):
+    euler = _with_scheduler(tiny_pipe, EulerDiscreteScheduler(**_SCHEDULER_CONFIG))
     with _Counter(euler.brushnet) as branch:
         _run(euler, sigmas=[14.6, 1.0, 0.0])  # the last sigma is the end point: two steps
     assert branch.calls == 2 and euler.num_timesteps == 2
 
     with pytest.raises(ValueError, match="does not support custom"):
-        _run(pipe, timesteps=[999, 499])  # UniPC takes no custom timesteps
+        _run(tiny_pipe, timesteps=[999, 499])  # UniPC takes no custom timesteps
     with pytest.raises(ValueError, match="`timesteps` or `sigmas`"):
         _run(euler, timesteps=[999], sigmas=[1.0])
 
@@ -166,14 +139,12 @@ def test_custom_timesteps_and_sigmas(pipe):
 # -- LoRA -------------------------------------------------------------------------------------------------------------
 
 
-def _tiny_lora(tmp_path):
-    """A LoRA for the tiny UNet and text encoder, made with peft and saved in diffusers' format."""
+def _tiny_lora(tmp_path, family=SD15):
+    """A LoRA for the family's tiny UNet, made with peft and saved in diffusers' format."""
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from brushedit_inpaint.pipeline import StableDiffusionBrushNetPipeline as Pipe
-
-    unet, _, _ = make_tiny_models()
+    unet, _, _ = family_models(family)
     torch.manual_seed(11)
     unet.add_adapter(
         LoraConfig(
@@ -184,7 +155,7 @@ def _tiny_lora(tmp_path):
         )
     )
     folder = tmp_path / "lora"
-    Pipe.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    family.pipeline_class().save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
     return folder
 
 
@@ -199,12 +170,13 @@ def _text_encoder_lora():
     return tensors
 
 
-def test_lora_changes_the_output_and_unloads_cleanly(fresh_pipe, tmp_path):
+@both_families
+def test_lora_changes_the_output_and_unloads_cleanly(family, fresh_pipe, tmp_path):
     pipe = fresh_pipe
     branch_before = {k: v.clone() for k, v in pipe.brushnet.state_dict().items()}
     base = _run(pipe)
 
-    pipe.load_lora_weights(_tiny_lora(tmp_path), adapter_name="tiny")
+    pipe.load_lora_weights(_tiny_lora(tmp_path, family), adapter_name="tiny")
     with_lora = _run(pipe)
     assert np.abs(with_lora - base).max() > 1e-3
     assert not any("lora" in name for name, _ in pipe.brushnet.named_modules())
@@ -296,8 +268,8 @@ def test_textual_inversion(fresh_pipe):
     assert np.abs(_run(pipe, prompt="a <sks>") - _run(pipe, prompt="a")).max() > 1e-4
 
 
-def test_clip_skip(pipe):
-    encoder, tokenizer = pipe.text_encoder, pipe.tokenizer
+def test_clip_skip(tiny_pipe):
+    encoder, tokenizer = tiny_pipe.text_encoder, tiny_pipe.tokenizer
     ids = tokenizer(
         "a cat", padding="max_length", max_length=7, truncation=True, return_tensors="pt"
     )
@@ -305,20 +277,21 @@ def test_clip_skip(pipe):
         out = encoder(ids.input_ids, output_hidden_states=True)
         norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
         expected = norm(out.hidden_states[-2])
-    skipped = pipe.encode_prompt("a cat", "cpu", 1, False, clip_skip=1)[0]
+    skipped = tiny_pipe.encode_prompt("a cat", "cpu", 1, False, clip_skip=1)[0]
     assert (skipped - expected).abs().max() < 1e-6
     assert (
-        pipe.encode_prompt("a cat", "cpu", 1, False, clip_skip=0)[0] - out[0]
+        tiny_pipe.encode_prompt("a cat", "cpu", 1, False, clip_skip=0)[0] - out[0]
     ).abs().max() < 1e-6
-    assert np.abs(_run(pipe, clip_skip=1) - _run(pipe)).max() > 1e-4
+    assert np.abs(_run(tiny_pipe, clip_skip=1) - _run(tiny_pipe)).max() > 1e-4
 
 
-def test_guidance_rescale(pipe):
-    base = _run(pipe, guidance_scale=7.5)
-    assert np.array_equal(_run(pipe, guidance_scale=7.5, guidance_rescale=0.0), base)
-    assert np.abs(_run(pipe, guidance_scale=7.5, guidance_rescale=0.7) - base).max() > 1e-4
+@both_families
+def test_guidance_rescale(tiny_pipe):
+    base = _run(tiny_pipe, guidance_scale=7.5)
+    assert np.array_equal(_run(tiny_pipe, guidance_scale=7.5, guidance_rescale=0.0), base)
+    assert np.abs(_run(tiny_pipe, guidance_scale=7.5, guidance_rescale=0.7) - base).max() > 1e-4
     with pytest.raises(ValueError, match="`guidance_rescale`"):
-        _run(pipe, guidance_rescale=1.5)
+        _run(tiny_pipe, guidance_rescale=1.5)
 
 
 # -- IP-Adapter ---------------------------------------------------------------------------------------------------------
@@ -360,6 +333,7 @@ def _tiny_ip_adapter(unet, folder):
     save_file(tensors, folder / "ip-adapter.safetensors")
 
 
+@both_families
 def test_ip_adapter_image_and_embeds(fresh_pipe, tmp_path):
     pipe = fresh_pipe
     base = _run(pipe)
@@ -382,7 +356,8 @@ def test_ip_adapter_image_and_embeds(fresh_pipe, tmp_path):
 # -- crop-to-mask -------------------------------------------------------------------------------------------------------
 
 
-def test_padding_mask_crop_edits_a_crop_at_native_size_and_pastes_it_back(pipe):
+@both_families
+def test_padding_mask_crop_edits_a_crop_at_native_size_and_pastes_it_back(tiny_pipe):
     h, w = 120, 200  # a "large" photo for a 32 px native tiny model
     rng = np.random.default_rng(6)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -390,7 +365,7 @@ def test_padding_mask_crop_edits_a_crop_at_native_size_and_pastes_it_back(pipe):
     mask[50:62, 140:160] = 255
     shapes = []
     for blending in (False, True):
-        out = pipe(
+        out = tiny_pipe(
             prompt="a cat",
             image=image,
             mask_image=mask,
@@ -414,7 +389,7 @@ def test_padding_mask_crop_edits_a_crop_at_native_size_and_pastes_it_back(pipe):
     assert shapes == [(1, 4, 8, 16), (1, 4, 8, 16)]
 
 
-def test_padding_mask_crop_box_and_errors(pipe):
+def test_padding_mask_crop_box_and_errors(tiny_pipe):
     from brushedit_inpaint.toolbox import crop_working_size, mask_crop_box
 
     hole = np.zeros((120, 200), dtype=np.float32)
@@ -424,51 +399,53 @@ def test_padding_mask_crop_box_and_errors(pipe):
     assert abs((x2 - x1) / (y2 - y1) - 200 / 120) < 0.1
     assert crop_working_size(300, 400, 512) == (384, 512)
     assert crop_working_size(30, 40, 512) == (384, 512)  # small crops are scaled up
-    image, _ = _inputs()
+    image, _ = image_and_mask(16, 16, seed=3)
     with pytest.raises(ValueError, match="at least one white pixel"):
-        pipe(prompt="a", image=image, mask_image=np.zeros((16, 16), np.uint8), padding_mask_crop=4)
+        tiny_pipe(prompt="a", image=image, mask_image=np.zeros((16, 16), np.uint8), padding_mask_crop=4)
     with pytest.raises(ValueError, match="`padding_mask_crop`"):
-        _run(pipe, padding_mask_crop=-1)
+        _run(tiny_pipe, padding_mask_crop=-1)
 
 
 # -- saving and reloading -----------------------------------------------------------------------------------------------
 
 
-def test_diffusion_pipeline_from_pretrained_reloads_a_saved_folder(pipe, tmp_path):
+@both_families
+def test_diffusion_pipeline_from_pretrained_reloads_a_saved_folder(family, tiny_pipe, tmp_path):
+    pipeline_class = family.pipeline_class()
     folder = tmp_path / "saved"
-    pipe.save_pretrained(folder)
-    assert (folder / "pipeline_brushnet_pipeline.py").is_file()
+    tiny_pipe.save_pretrained(folder)
+    # the one-import file model_index.json names: pipeline_brushnet_pipeline.py for SD1.5
+    assert (folder / f"{pipeline_class.__module__.rsplit('.', 1)[-1]}_brushnet_pipeline.py").is_file()
     with pytest.raises(ValueError, match="trust_remote_code"):
         DiffusionPipeline.from_pretrained(folder)
     generic = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
-    assert type(generic) is StableDiffusionBrushNetPipeline
-    direct = StableDiffusionBrushNetPipeline.from_pretrained(
-        folder
-    )  # our class never runs the file
-    assert type(direct) is StableDiffusionBrushNetPipeline
+    assert type(generic) is pipeline_class
+    direct = pipeline_class.from_pretrained(folder)  # our class never runs the file
+    assert type(direct) is pipeline_class
     generic.set_progress_bar_config(disable=True)
-    assert np.abs(_run(generic) - _run(pipe)).max() < 1e-6
+    assert np.abs(_run(generic) - _run(tiny_pipe)).max() < 1e-6
 
 
-def test_from_single_file_on_the_pipeline_class(pipe, tmp_path):
+@both_families
+def test_from_single_file_on_the_pipeline_class(family, tiny_pipe, tmp_path):
     from safetensors.torch import save_file
 
     from .ldm_checkpoint import unet_to_ldm, vae_to_ldm
 
     config = tmp_path / "config"
-    pipe.save_pretrained(config)  # the diffusers-format layout `config=` points at (seed-0 weights)
-    unet, vae, _ = make_tiny_models(seed=1)  # the single file holds different weights
+    tiny_pipe.save_pretrained(config)  # the diffusers-format layout `config=` points at (seed-0 weights)
+    unet, vae, _ = family_models(family, seed=1)  # the single file holds different weights
     checkpoint = {**unet_to_ldm(unet), **vae_to_ldm(vae)}
     save_file({k: v.contiguous() for k, v in checkpoint.items()}, tmp_path / "tiny.safetensors")
-    loaded = StableDiffusionBrushNetPipeline.from_single_file(
+    pipeline_class = family.pipeline_class()
+    loaded = pipeline_class.from_single_file(
         str(tmp_path / "tiny.safetensors"),
         config=str(config),
-        brushnet=pipe.brushnet,
-        text_encoder=pipe.text_encoder,
-        tokenizer=pipe.tokenizer,
+        brushnet=tiny_pipe.brushnet,
+        **{name: getattr(tiny_pipe, name) for name in family.text_parts},
         local_files_only=True,
     )
-    assert type(loaded) is StableDiffusionBrushNetPipeline and loaded.brushnet is pipe.brushnet
+    assert type(loaded) is pipeline_class and loaded.brushnet is tiny_pipe.brushnet
     for name, source in (("unet", unet), ("vae", vae)):
         expected, got = source.state_dict(), getattr(loaded, name).state_dict()
         assert expected.keys() == got.keys()

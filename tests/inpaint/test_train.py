@@ -13,7 +13,7 @@ from diffusers import DDPMScheduler
 from brushedit_inpaint import BrushNetModel
 from brushedit_inpaint.train import TrainConfig, latest_checkpoint, parse_args, train
 
-from .conftest import make_tiny_models, make_tiny_text
+from .tiny_parts import SD15, tiny_components
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +31,9 @@ def data_dir(tmp_path_factory):
 
 
 def _components(tmp_path):
-    unet, vae, _ = make_tiny_models()
-    text_encoder, tokenizer = make_tiny_text(tmp_path / "tok")
-    return {
-        "vae": vae,
-        "unet": unet,
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "noise_scheduler": DDPMScheduler(num_train_timesteps=1000),
-    }
+    parts = tiny_components(SD15, tmp_path / "tok")
+    del parts["brushnet"]  # without one, `train` starts from `BrushNetModel.from_unet` (zero taps)
+    return {**parts, "noise_scheduler": DDPMScheduler(num_train_timesteps=1000)}
 
 
 def _config(data_dir, out, **overrides):
