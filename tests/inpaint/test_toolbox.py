@@ -422,8 +422,15 @@ def test_diffusion_pipeline_from_pretrained_reloads_a_saved_folder(family, tiny_
     assert type(generic) is pipeline_class
     direct = pipeline_class.from_pretrained(folder)  # our class never runs the file
     assert type(direct) is pipeline_class
+    for name, module in tiny_pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            reloaded = getattr(generic, name).state_dict()
+            for key, tensor in module.state_dict().items():
+                assert torch.equal(reloaded[key], tensor), f"{name}.{key} changed on reload"
     generic.set_progress_bar_config(disable=True)
-    assert np.abs(_run(generic) - _run(tiny_pipe)).max() < 1e-6
+    # Same weights, but memory-mapped ones sit at other alignments, so CPU kernels may take another
+    # code path: the outputs then differ in the last float32 bits (1.5e-6 measured), never more.
+    assert np.abs(_run(generic) - _run(tiny_pipe)).max() < 1e-5
 
 
 @both_families
