@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tools.option_specs import SEED_MAX
 from tools.types import EditOptions
 
 STAGES = ("mask", "caption", "inpaint")
@@ -104,7 +105,12 @@ def attempt_options(options: EditOptions, retry: dict[str, Any]) -> tuple[EditOp
     changes = {k: retry[k] for k in ("guidance_scale", "conditioning_scale") if k in retry}
     if changes:
         options = options.model_copy(update=changes)
-    return options, options.seed + int(retry.get("seed_offset", 0))
+    return options, retry_seed(options.seed, int(retry.get("seed_offset", 0)))
+
+
+def retry_seed(seed: int, offset: int) -> int:
+    """`seed + offset`, wrapping past `SEED_MAX` to 0 so a retry never leaves the seed range."""
+    return (seed + offset) % (SEED_MAX + 1)
 
 
 def next_retry(
@@ -138,7 +144,7 @@ def next_retry(
         min(current.guidance_scale + steps.guidance_step, MAX_GUIDANCE_SCALE), 3)
     retry["conditioning_scale"] = round(
         min(current.conditioning_scale + steps.conditioning_step, MAX_CONDITIONING_SCALE), 3)
-    return retry, {"seed": current.seed + retry["seed_offset"],
+    return retry, {"seed": retry_seed(options.seed, retry["seed_offset"]),
                    "guidance_scale": retry["guidance_scale"],
                    "conditioning_scale": retry["conditioning_scale"]}
 

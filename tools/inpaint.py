@@ -9,6 +9,7 @@ are imported only when a backend is built or run.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import numpy as np
 
 from tools.errors import InvalidRequestError, ModelLoadError, UnsupportedEditError
 from tools.mask_ops import Mask, check_mask
+from tools.option_specs import SEED_MAX
 from tools.types import EditCategory, EditOptions, resolve_dtype
 
 if TYPE_CHECKING:
@@ -76,8 +78,18 @@ def _check_arguments(image: Any, mask: Mask, prompt: Any, options: Any, seed: An
         raise InvalidRequestError(f"`prompt` must be a string, got {type(prompt).__name__}")
     if not isinstance(options, EditOptions):
         raise InvalidRequestError(f"`options` must be an EditOptions, got {type(options).__name__}")
-    if seed is not None and (isinstance(seed, bool) or int(seed) < 0):
-        raise InvalidRequestError(f"`seed` must be an integer >= 0, got {seed!r}")
+    if seed is not None and not _is_seed(seed):
+        raise InvalidRequestError(f"`seed` must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+
+
+def _is_seed(value: Any) -> bool:
+    """A whole number a generator takes (numpy integers too; not bools, floats or strings)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return 0 <= operator.index(value) <= SEED_MAX
+    except TypeError:
+        return False
 
 
 class Inpainter(ABC):
@@ -118,7 +130,7 @@ class Inpainter(ABC):
                 prompt=prompt,
                 category=category,
                 options=options,
-                seed=options.seed if seed is None else int(seed),
+                seed=options.seed if seed is None else operator.index(seed),
                 negative_prompt=(
                     options.negative_prompt if negative_prompt is None else negative_prompt
                 ),
@@ -451,4 +463,12 @@ def _accepts(pipeline: Any, argument: str) -> bool:
 
 
 def _category(category: EditCategory | str) -> EditCategory:
-    return category if isinstance(category, EditCategory) else EditCategory.parse(category)
+    if isinstance(category, EditCategory):
+        return category
+    try:
+        return EditCategory.parse(category)
+    except ValueError:
+        choices = ", ".join(c.value for c in EditCategory)
+        raise InvalidRequestError(
+            f"`category` must be one of {choices}, got {category!r}"
+        ) from None

@@ -190,6 +190,17 @@ _STOP_WORDS = frozenset({"a", "an", "the", "of", "and", "sep", "cls", "pad"})
 
 
 def _check_thresholds(box_thresholds: Sequence[float], text_threshold: float) -> list[float]:
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(box_thresholds, (str, bytes)) or not isinstance(
+        box_thresholds, (Sequence, np.ndarray)
+    ):
+        raise InvalidRequestError(
+            f"`box_thresholds` must be a list of numbers, got {type(box_thresholds).__name__}"
+        )
+    if any(isinstance(t, bool) or not isinstance(t, numbers) for t in box_thresholds):
+        raise InvalidRequestError(f"`box_thresholds` must be numbers, got {list(box_thresholds)!r}")
+    if isinstance(text_threshold, bool) or not isinstance(text_threshold, numbers):
+        raise InvalidRequestError(f"`text_threshold` must be a number, got {text_threshold!r}")
     thresholds = [float(t) for t in box_thresholds]
     if not thresholds:
         raise InvalidRequestError("`box_thresholds` needs at least one threshold")

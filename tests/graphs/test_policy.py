@@ -7,6 +7,7 @@ import pytest
 from graphs import policy
 from graphs.policy import Decision, RetrySteps
 from tools.masks import MaskPolicy
+from tools.option_specs import SEED_MAX
 from tools.types import EditOptions
 
 
@@ -70,6 +71,15 @@ def test_an_inpaint_retry_moves_seed_guidance_and_conditioning_up_to_their_caps(
     attempt, seed = policy.attempt_options(options, again)
     assert (attempt.guidance_scale, attempt.conditioning_scale, seed) == (30.0, 1.4, 9)
     assert retry == {"seed_offset": 1, "guidance_scale": 30.0, "conditioning_scale": 1.2}
+
+
+def test_a_retry_from_the_largest_seed_wraps_to_zero_instead_of_leaving_the_range():
+    options = EditOptions(seed=SEED_MAX)
+    decision = Decision("retry", "inpaint", "blurry")
+    retry, changed = policy.next_retry({}, decision, options, MaskPolicy(), RetrySteps())
+    assert changed["seed"] == 0 and policy.attempt_options(options, retry)[1] == 0
+    retry, changed = policy.next_retry(retry, decision, options, MaskPolicy(), RetrySteps())
+    assert changed["seed"] == 1 and policy.attempt_options(options, retry)[1] == 1
 
 
 def test_a_mask_retry_relaxes_the_policy_once_more_and_dilates_user_masks():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -94,6 +95,37 @@ def test_inputs_are_checked():
         )
     with pytest.raises(ValueError, match="`radius`"):
         OpenCVInpainter(radius=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"image": "photo.png"}, "`image` must be a PIL image, got str"),
+        ({"prompt": 3}, "`prompt` must be a string, got int"),
+        ({"options": {}}, "`options` must be an EditOptions, got dict"),
+        ({"category": "nonsense"}, "`category` must be one of addition, removal"),
+        ({"category": None}, "`category` must be one of"),
+        ({"seed": -1}, "`seed` must be an integer from 0 to 4294967295, got -1"),
+        ({"seed": 2**32}, "got 4294967296"),
+        ({"seed": True}, "got True"),
+        ({"seed": 1.5}, "got 1.5"),
+        ({"seed": "7"}, "got '7'"),
+    ],
+)
+def test_bad_arguments_are_one_sentence(overrides, message):
+    """Every backend refuses what it cannot use with `InvalidRequestError`, never a bare error."""
+    call = {"image": striped_image(), "mask": centre_mask(), "prompt": "", "category": "removal",
+            "options": EditOptions(), **overrides}
+    with pytest.raises(InvalidRequestError, match=re.escape(message)):
+        OpenCVInpainter().inpaint(call.pop("image"), call.pop("mask"), call.pop("prompt"), **call)
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    out = OpenCVInpainter().inpaint(
+        striped_image(), centre_mask(), "", category="removal", options=EditOptions(),
+        seed=np.int64(5),
+    )
+    assert out[0].size == striped_image().size
 
 
 # --- BrushNet on tiny random components ------------------------------------------------------

@@ -256,7 +256,12 @@ def test_real_tiny_grounded_segmenter_through_the_policy(tiny_segmenter, rgb_ima
         ({"box_thresholds": ()}, "needs at least one threshold"),
         ({"box_thresholds": (1.5,)}, "must lie in [0, 1]"),
         ({"text_threshold": -0.1}, "`text_threshold` must lie in [0, 1]"),
+        ({"box_thresholds": "0.3"}, "`box_thresholds` must be a list of numbers, got str"),
+        ({"box_thresholds": (0.3, "x")}, "`box_thresholds` must be numbers"),
+        ({"box_thresholds": (float("nan"),)}, "must lie in [0, 1]"),
+        ({"text_threshold": None}, "`text_threshold` must be a number, got None"),
         ({"phrase": "  . "}, "must name something to find"),
+        ({"phrase": None}, "`phrase` must be a string"),
         ({"image": np.zeros((8, 8, 3), np.uint8)}, "must be a PIL image"),
     ],
 )
