@@ -9,13 +9,17 @@ every stored image is readable as the resource `brushedit://artifacts/<hash>`.
 Built by `create_mcp_server(components_factory, settings)`; stdio by default, streamable HTTP
 on loopback at `/mcp` with `--transport http`. Every refusal is one sentence that names MCP
 parameters (never CLI flags), including the arguments the SDK validates against the schema.
+Arguments are checked as strict JSON (no `true` for a number, no `0` for a boolean), free text
+carries no control characters, and a second edit on a session that is editing is refused
+(`ConflictError`, as the HTTP API does) rather than interleaving the two.
 """
 
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
@@ -24,6 +28,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from graphs.interfaces.common import (
     ComponentsFactory,
+    ConflictError,
     LazyComponents,
     NotFoundError,
     SessionOpener,
@@ -83,6 +88,22 @@ def artifact_ref(value: str, what: str) -> str:
     if text.startswith(ARTIFACT_SCHEME):
         text = text.removeprefix(ARTIFACT_SCHEME)
     return check_hash(text, what)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters (tab, newline and carriage return are fine): never part of an instruction,
+yet they reach prompts, captions and the trace verbatim (NUL, ANSI escapes, bells)."""
+
+
+def check_plain_text(value: str | None, name: str) -> str | None:
+    """Refuse a text parameter carrying control characters, naming the first one."""
+    found = _CONTROL.search(value) if isinstance(value, str) else None
+    if found:
+        raise InvalidRequestError(
+            f"`{name}` contains the control character {found.group()!r} at position "
+            f"{found.start()}; send plain text"
+        )
+    return value
 
 
 def _bounds(info: Any) -> str:
@@ -254,6 +275,8 @@ def validation_sentences(exc: ValidationError) -> str:
                      "less_than_equal": "at most", "less_than": "less than"}[kind]
             bound = next(iter(ctx.values())) if ctx else "?"
             text = f"`{name}` must be {words} {bound}{got}"
+        elif kind == "finite_number":
+            text = f"`{name}` must be a finite number{got}"
         elif kind.startswith("int_"):
             text = f"`{name}` must be a whole number{got}"
         elif kind.startswith("float_"):
@@ -281,11 +304,8 @@ def _error_text(exc: BaseException) -> str:
                 "`mask`, `mask_path` or `mask_hash`, white = edit)")
     if isinstance(exc, BrushEditError):
         return f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))}"
-    detail = " ".join(str(exc).split())[:200]
-    return (
-        f"internal error ({type(exc).__name__}{': ' + detail if detail else ''}); the server's "
-        "log has the details"
-    )
+    # Its text may hold a pydantic dump or a server path: only the class name leaves the server.
+    return f"internal error ({type(exc).__name__}); the server's log has the details"
 
 
 # --------------------------------------------------------------------------- the server
@@ -326,6 +346,7 @@ def create_mcp_server(
     _add_plan_edit(server, deps)
     _add_get_trace(server, deps)
     _add_artifact_resource(server, deps)
+    _strict_arguments(server)
     return server
 
 
@@ -339,6 +360,26 @@ class _ToolDeps:
     max_pixels: int
     configured: list[Any]
     client_roots: bool
+    busy: set[str] = field(default_factory=set)
+    """Sessions with an edit running here: a second edit on one session is refused (two at once
+    would interleave their turns). Claimed and released on the event loop, so no lock."""
+
+    @contextmanager
+    def claim(self, session_id: str | None) -> Iterator[None]:
+        """Hold `session_id` for one edit, or refuse with `ConflictError` (as the HTTP API)."""
+        if session_id is None:
+            yield
+            return
+        if session_id in self.busy:
+            raise ConflictError(
+                f"an edit is already running in session {session_id!r}; wait for its result, "
+                "then call `edit_image` again"
+            )
+        self.busy.add(session_id)
+        try:
+            yield
+        finally:
+            self.busy.discard(session_id)
 
     def roots_parameter(self) -> Any:
         """The `listed_roots` parameter type: the client's MCP roots, asked for only when a
@@ -362,12 +403,13 @@ class _ToolDeps:
         return Annotated[ListRootsResult | None, Resolve(shared_roots)]
 
     def allowed_roots(self, listed: Any) -> FileRoots:
-        folders: list[Any] = list(self.configured)
+        shared: list[Path] = []
         for item in listed.roots if listed is not None else ():
             path = path_from_uri(str(item.uri))
             if path is not None:
-                folders.append(path)
-        return FileRoots(folders)
+                shared.append(path)
+        return _ClientFacingRoots(self.configured, shared)
+
 
     async def read_input(
         self, listed: Any, what: str, data: str | None, path: str | None, ref: str | None,
@@ -392,6 +434,22 @@ class _ToolDeps:
         return None
 
 
+class _ClientFacingRoots(FileRoots):
+    """The allowed roots; a refusal names the ones the client shared, never the server's own
+    folders (they are the server's business, not the client's)."""
+
+    def __init__(self, configured: list[Any], shared: list[Path]) -> None:
+        super().__init__([*configured, *shared])
+        self._named = [str(path) for path in shared]
+        self._unnamed = bool(FileRoots(configured))
+
+    def _shown(self) -> str:
+        names = self._named[:3] + [f"{len(self._named) - 3} more"] * (len(self._named) > 3)
+        if self._unnamed:
+            names.append("the server's root folders")
+        return ", ".join(names)
+
+
 @cache
 def _server_class() -> type:
     """`MCPServer` answering the arguments its schema refuses in sentences (imported lazily)."""
@@ -404,6 +462,12 @@ def _server_class() -> type:
         async def call_tool(self, name: str, arguments: dict[str, Any],
                             context: Any = None) -> Any:
             tool = self._tool_manager.get_tool(name)
+            try:
+                json.dumps(arguments or {})
+            except (TypeError, ValueError):  # only in process: over a transport it is JSON
+                raise ToolError(f"Error executing tool {name}: InvalidRequestError: the "
+                                "arguments must be JSON values (text, numbers, true/false, "
+                                "objects).") from None
             known = list((tool.parameters.get("properties") or {}) if tool else ())
             unknown = sorted(set(arguments or {}) - set(known))
             if tool is not None and unknown:  # a typo must not silently run the defaults
@@ -425,6 +489,55 @@ def _server_class() -> type:
                 raise
 
     return BrushEditMCPServer
+
+
+def _strict_arguments(server: Any) -> None:
+    """Validate every tool's arguments as JSON, strictly: `true` is not a step count, `0` or
+    `"no"` not a boolean, and text stays text (the SDK would read `"null"` as no session)."""
+    from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+
+    class StrictArguments(FuncMetadata):
+        def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+            """Only a parameter that takes no text may come as JSON text (`options` as
+            '{"seed": 3}', `include_image` as 'true'): clients send objects so."""
+            parsed = dict(data)
+            for name, value in data.items():
+                info = self.arg_model.model_fields.get(name)
+                if info is None or not isinstance(value, str) or str in _types(info.annotation):
+                    continue
+                try:
+                    decoded = json.loads(value)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(decoded, dict | bool):
+                    parsed[name] = decoded
+            return parsed
+
+        def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+            text = json.dumps(self.pre_parse_json(arguments))  # JSON already: `call_tool` checks
+            return self.arg_model.model_validate_json(text, strict=True).model_dump_one_level()
+
+    for tool in server._tool_manager.list_tools():
+        old = tool.fn_metadata
+        tool.fn_metadata = StrictArguments(
+            arg_model=old.arg_model, output_schema=old.output_schema,
+            output_model=old.output_model, wrap_output=old.wrap_output,
+        )
+
+
+def _types(annotation: Any) -> set[Any]:
+    """The types a parameter's annotation admits (`str | None` -> {str, NoneType})."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Annotated:
+        return _types(args[0])
+    return set().union(*map(_types, args)) if args else {annotation}
+
+
+def _check_texts(options: Any = None, **texts: str | None) -> None:
+    """The free-text parameters (and `options.negative_prompt`) carry no control characters."""
+    for name, value in texts.items():
+        check_plain_text(value, name)
+    check_plain_text(getattr(options, "negative_prompt", None), "options.negative_prompt")
 
 
 def _image_content(data: bytes) -> Any:
@@ -462,18 +575,26 @@ def _progress_reporter(ctx: Any) -> Callable[[dict[str, Any]], None]:
     """An `on_event` callback (run in a worker thread) reporting steps as MCP progress."""
     import anyio.from_thread
 
-    steps = {"n": 0}
+    steps = {"n": 0, "last": 0.0}
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("type") == "node" and event.get("status") == "start":
             steps["n"] += 1
-            message = f"{event.get('node')}"
+            value, message = float(steps["n"]), f"{event.get('node')}"
         elif event.get("type") == "progress":
-            message = f"step {event.get('step')}/{event.get('total')}"
+            step, total = event.get("step"), event.get("total")
+            if not isinstance(step, int) or not isinstance(total, int) or total < 1:
+                return
+            # Within the node: n + step/(total+1) stays below the next node's n + 1.
+            value = steps["n"] + min(max(step, 0), total) / (total + 1)
+            message = f"step {step}/{total}"
         else:
             return
+        if value <= steps["last"]:  # MCP: progress must increase with every notification
+            return
+        steps["last"] = value
         try:
-            anyio.from_thread.run(ctx.report_progress, steps["n"], None, message)
+            anyio.from_thread.run(ctx.report_progress, value, None, message)
         except Exception:
             logger.debug("progress report failed", exc_info=True)
 
@@ -527,6 +648,7 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, EditOut]:
         try:
+            _check_texts(instruction=instruction, caption=caption, options=options)
             source = await deps.read_input(listed_roots, "image", image, image_path, image_hash)
             if source is None and session_id is None:
                 raise InvalidRequestError(
@@ -536,17 +658,18 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
             user_mask = await deps.read_input(listed_roots, "mask", mask, mask_path, mask_hash)
             patch = options.model_dump(exclude_none=True) if options is not None else None
             components = await anyio.to_thread.run_sync(deps.lazy.get)
-            prepared = await anyio.to_thread.run_sync(
-                lambda: prepare_edit(
-                    components, deps.opener, instruction=instruction, image=source, mask=user_mask,
-                    options=patch, session_id=session_id, settings=deps.settings,
-                    max_pixels=deps.max_pixels, caption=caption,
+            with deps.claim(session_id):
+                prepared = await anyio.to_thread.run_sync(
+                    lambda: prepare_edit(
+                        components, deps.opener, instruction=instruction, image=source,
+                        mask=user_mask, options=patch, session_id=session_id,
+                        settings=deps.settings, max_pixels=deps.max_pixels, caption=caption,
+                    )
                 )
-            )
-            on_event = _progress_reporter(ctx)
-            result = await anyio.to_thread.run_sync(
-                lambda: run_prepared(components, deps.opener, prepared, on_event)
-            )
+                on_event = _progress_reporter(ctx)
+                result = await anyio.to_thread.run_sync(
+                    lambda: run_prepared(components, deps.opener, prepared, on_event)
+                )
             data = None
             if include_image:
                 data = await anyio.to_thread.run_sync(
@@ -591,6 +714,7 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, PlanEditOut]:
         try:
+            _check_texts(instruction=instruction)
             text = check_instruction(instruction)
             if image is None and image_path is None and image_hash is None:
                 raise InvalidRequestError("send the image as `image`, `image_path` or `image_hash`")
@@ -677,9 +801,20 @@ def _add_artifact_resource(server: Any, deps: _ToolDeps) -> None:
 
             try:
                 check_hash(digest, "hash")
+            except InvalidRequestError:
+                raise ResourceNotFoundError(
+                    f"{artifact_uri(digest[:80])!r} names no artifact: the part after "
+                    f"{ARTIFACT_SCHEME} is a sha256 hash, 64 lowercase hex characters"
+                ) from None
+            try:
                 stored = load_artifact(deps.lazy.get(), digest)
-            except (BrushEditError, OSError) as exc:
-                raise ResourceNotFoundError(f"no artifact {digest[:80]!r}: {exc}") from None
+            except BrushEditError as exc:  # unknown, or damaged (set aside)
+                raise ResourceNotFoundError(mcp_words(" ".join(str(exc).split()))) from None
+            except OSError:  # its text would name the server's folder
+                logger.exception("artifact %s cannot be read", digest)
+                raise ResourceNotFoundError(
+                    f"artifact {digest} cannot be read on the server; the server's log has why"
+                ) from None
             if content_hash(stored) != digest:
                 raise ResourceNotFoundError(
                     f"artifact {digest} is damaged on disk (its pixels no longer match its hash)"
