@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from graphs.artifacts import is_hash
 from graphs.inputs import import_image, import_mask
 from tools.errors import BrushEditError, InvalidRequestError
+from tools.text import check_plain_text
 from tools.types import MAX_INSTRUCTION_CHARS, EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def check_session_name(session_id: str) -> str:
 
 def check_instruction(instruction: object) -> str:
     """The instruction without surrounding space; empty or too long is refused, never cut."""
+    check_plain_text(instruction, "instruction")
     text = instruction.strip() if isinstance(instruction, str) else ""
     if not text:
         raise InvalidRequestError(
@@ -198,7 +200,9 @@ class EditSession:
             on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
         """
         instruction = check_instruction(instruction)
+        check_plain_text(caption, "caption")
         options = options or self.default_options()
+        check_plain_text(options.negative_prompt, "options.negative_prompt")
         source, scale = self._import_image(image)
         user_mask = self._import_mask(mask, source, scale) if mask is not None else None
         for row in self.components.traces.turns(self.id):

@@ -40,6 +40,7 @@ from tools.errors import (
 )
 from tools.images import DEFAULT_MAX_PIXELS, read_image
 from tools.registry import INPAINTER_NAMES
+from tools.text import check_plain_text
 from tools.types import EditOptions, EditPlan, EditResult, options_patch_model
 
 if TYPE_CHECKING:
@@ -413,6 +414,7 @@ def prepare_edit(
     if isinstance(options, BaseModel):
         options = options.model_dump(exclude_none=True)
     opts = parse_options(options, defaults=default_options(components))
+    check_plain_text(opts.negative_prompt, "options.negative_prompt")
     if session_id is not None:
         check_session_id(session_id)
         if not session_exists(components, session_id):
@@ -428,7 +430,7 @@ def prepare_edit(
 
 
 def _check_caption(caption: str | None) -> str | None:
-    text = " ".join(caption.split()) if caption else None
+    text = " ".join(check_plain_text(caption, "caption").split()) if caption else None
     if text and len(text) > MAX_CAPTION_CHARS:
         raise InvalidRequestError(
             f"the caption is {len(text)} characters; at most {MAX_CAPTION_CHARS} are accepted"

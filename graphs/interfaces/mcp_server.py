@@ -90,22 +90,6 @@ def artifact_ref(value: str, what: str) -> str:
     return check_hash(text, what)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-"""Control characters (tab, newline and carriage return are fine): never part of an instruction,
-yet they reach prompts, captions and the trace verbatim (NUL, ANSI escapes, bells)."""
-
-
-def check_plain_text(value: str | None, name: str) -> str | None:
-    """Refuse a text parameter carrying control characters, naming the first one."""
-    found = _CONTROL.search(value) if isinstance(value, str) else None
-    if found:
-        raise InvalidRequestError(
-            f"`{name}` contains the control character {found.group()!r} at position "
-            f"{found.start()}; send plain text"
-        )
-    return value
-
-
 def _bounds(info: Any) -> str:
     limits = field_bounds(info)
     low = limits.get("ge", limits.get("gt"))
@@ -533,13 +517,6 @@ def _types(annotation: Any) -> set[Any]:
     return set().union(*map(_types, args)) if args else {annotation}
 
 
-def _check_texts(options: Any = None, **texts: str | None) -> None:
-    """The free-text parameters (and `options.negative_prompt`) carry no control characters."""
-    for name, value in texts.items():
-        check_plain_text(value, name)
-    check_plain_text(getattr(options, "negative_prompt", None), "options.negative_prompt")
-
-
 def _image_content(data: bytes) -> Any:
     import base64
 
@@ -648,7 +625,6 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, EditOut]:
         try:
-            _check_texts(instruction=instruction, caption=caption, options=options)
             source = await deps.read_input(listed_roots, "image", image, image_path, image_hash)
             if source is None and session_id is None:
                 raise InvalidRequestError(
@@ -714,7 +690,6 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, PlanEditOut]:
         try:
-            _check_texts(instruction=instruction)
             text = check_instruction(instruction)
             if image is None and image_path is None and image_hash is None:
                 raise InvalidRequestError("send the image as `image`, `image_path` or `image_hash`")

@@ -379,28 +379,44 @@ def test_a_mask_for_a_downscaled_image_is_resized_when_the_shape_agrees(tmp_path
 # -- text that reaches the terminal ----------------------------------------------------------------
 
 HOSTILE = "remove the dark square \x1b]0;pwned\x07\x1b[2J [bold red]LOUD[/] \u202eevil"
+MARKUP = "remove the dark square [bold red]LOUD[/] \u202eevil"  # plain text, accepted
 
 
-def test_trace_list_and_show_escape_control_characters_and_markup(files, tmp_path):
+def test_control_characters_in_the_instruction_are_refused_in_one_escaped_sentence(files, tmp_path):
     image, mask = files
-    assert run("edit", image, HOSTILE, "-o", tmp_path / "o.png", "--mask", mask, "--session",
+    res = run("edit", image, HOSTILE, "-o", tmp_path / "o.png", "--mask", mask, *EDIT)
+    refused(res, "`instruction` contains the control character '\\x1b' at position 23")
+    assert "\x1b" not in res.output and "\x07" not in res.output
+    assert not (tmp_path / "o.png").exists() and run("trace", "list").output.count("remove") == 0
+
+
+def test_trace_list_and_show_escape_control_characters_and_markup(files, tmp_path, data_dir):
+    image, mask = files
+    assert run("edit", image, MARKUP, "-o", tmp_path / "o.png", "--mask", mask, "--session",
                "esc", *EDIT).exit_code == 0
-    for res in (run("trace", "list"), run("trace", "show", "esc")):
+    # A turn written before control characters were refused (or by another writer) still
+    # reaches the terminal escaped.
+    from graphs.traces import TraceStore
+
+    store = TraceStore(data_dir / "traces.sqlite")
+    store.start_turn("old", 1, HOSTILE, "0" * 64)
+    store.close()
+    for res in (run("trace", "list"), run("trace", "show", "esc"), run("trace", "show", "old")):
         assert res.exit_code == 0, res.output
         assert "\x1b" not in res.output and "\x07" not in res.output and "\u202e" not in \
             res.output
-    show = run("trace", "show", "esc").output
-    assert "\\x1b" in show or "\\x1b" in run("trace", "list").output
     listing = run("trace", "list").output
+    assert "\\x1b" in listing  # the stored control character, shown escaped
     assert "[bold" in listing  # markup printed as typed, not interpreted
 
 
 def test_chat_escapes_user_text(files):
     image, mask = files
-    lines = f"{HOSTILE}\nhistory\nundo \x1b[31m\nquit\n"
+    lines = f"{HOSTILE}\n{MARKUP}\nhistory\nundo \x1b[31m\nquit\n"
     res = run("chat", image, "--mask", mask, *EDIT, input=lines)
     assert res.exit_code == 0, res.output
     assert "\x1b" not in res.output and "\u202e" not in res.output
+    assert "contains the control character '\\x1b'" in res.output  # refused, then goes on
     assert "[bold red]LOUD[/]" in res.output  # shown literally
     assert "cannot read" in res.output
 

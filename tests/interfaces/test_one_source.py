@@ -7,6 +7,7 @@ evals commands are all read back here and compared with `tools.registry` and `Ed
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
 from typing import Any, Literal, get_args, get_origin
 
@@ -14,7 +15,7 @@ import pytest
 import typer
 
 from tools.registry import INPAINTER_NAMES, SEGMENTER_NAMES
-from tools.types import EditOptions, field_bounds
+from tools.types import MAX_INSTRUCTION_CHARS, EditOptions, field_bounds
 
 NUMERIC = {name for name, info in EditOptions.model_fields.items()
            if info.annotation in (int, float)}
@@ -136,10 +137,22 @@ def test_the_edit_commands_refuse_an_unknown_inpainter_naming_the_registry(tmp_p
 LONG = "remove the cat " * 200  # 3,000 characters
 
 
-def test_the_facade_refuses_a_long_instruction_and_every_surface_says_the_same(
-    offline_factory, image_png, tmp_path
+@pytest.mark.parametrize(
+    ("instruction", "words"),
+    [
+        (LONG, f"the limit is {MAX_INSTRUCTION_CHARS:,}"),
+        ("remove the \x1b[2Jcat", "`instruction` contains the control character '\\x1b' at "
+         "position 11"),
+    ],
+    ids=["too-long", "control-character"],
+)
+def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
+    offline_factory, image_png, tmp_path, instruction, words
 ):
-    """Too long is an error naming the limit, from the API, MCP and the CLI alike; never a cut."""
+    """Too long (never cut) or carrying control characters: the facade's one sentence, from the
+    API, MCP and the CLI alike."""
+    import base64
+
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
@@ -147,17 +160,15 @@ def test_the_facade_refuses_a_long_instruction_and_every_surface_says_the_same(
     from graphs.interfaces.api import create_app
     from graphs.session import check_instruction
     from tools.errors import InvalidRequestError
-    from tools.types import MAX_INSTRUCTION_CHARS
 
-    limit = f"the limit is {MAX_INSTRUCTION_CHARS:,}"
-    with pytest.raises(InvalidRequestError, match=limit):
-        check_instruction(LONG)
+    with pytest.raises(InvalidRequestError, match=re.escape(words)):
+        check_instruction(instruction)
     assert check_instruction("x" * MAX_INSTRUCTION_CHARS) == "x" * MAX_INSTRUCTION_CHARS
     with TestClient(create_app(offline_factory)) as client:
         session = client.post("/sessions").json()["id"]
-        answer = client.post(f"/sessions/{session}/edits", data={"instruction": LONG},
+        answer = client.post(f"/sessions/{session}/edits", data={"instruction": instruction},
                              files={"image": ("in.png", image_png, "image/png")})
-    assert answer.status_code == 422 and limit in answer.json()["error"]["message"]
+    assert answer.status_code == 422 and words in answer.json()["error"]["message"]
 
     mcp = pytest.importorskip("mcp")
     import anyio
@@ -166,15 +177,16 @@ def test_the_facade_refuses_a_long_instruction_and_every_surface_says_the_same(
 
     async def call() -> Any:
         async with mcp.Client(create_mcp_server(offline_factory)) as client:
-            return await client.call_tool("edit_image", {"instruction": LONG, "image": "AAAA"})
+            return await client.call_tool("edit_image", {
+                "instruction": instruction, "image": base64.b64encode(image_png).decode()})
 
     result = anyio.run(call)
-    assert result.is_error and limit in result.content[0].text
+    assert result.is_error and words in result.content[0].text
 
     image = tmp_path / "in.png"
     image.write_bytes(image_png)
-    res = CliRunner().invoke(app, ["edit", str(image), LONG, "-o", str(tmp_path / "o.png")])
-    assert res.exit_code == 2 and limit in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["edit", str(image), instruction, "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 2 and words in " ".join(res.output.split())
 
 
 def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_path):
