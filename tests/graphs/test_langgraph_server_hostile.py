@@ -181,7 +181,8 @@ def test_failures_keep_the_thread_and_its_turns(server, web):  # noqa: F811
                   await turn({"mask": _mask_uri()}),  # the last turn's instruction is not reused
                   await turn({"instruction": "remove it", "mask": other_size,
                               "review_mask": True, "options": {"seed": 3}})]
-        # Neither the failed turn's review_mask nor its options carry over: this one finishes.
+        await client.threads.update_state(thread, values={"turn": "x"})  # a stale, bad turn
+        # Neither the failed turn's review_mask, options nor turn carry over: this one finishes.
         again = await turn({"image": first["result"]["image"].upper(),  # a hash as a log shows it
                             "instruction": "remove the dark square", "mask": _mask_uri()})
         last = await turn({"instruction": "remove the dark square", "mask": _mask_uri()})
