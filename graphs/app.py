@@ -12,12 +12,62 @@ graph is compiled WITHOUT a checkpointer, because the server brings its own pers
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
 
 from graphs.context import DEFAULT
 from graphs.graph import build_graph
+from graphs.inputs import check_run_input
+from graphs.state import RUN_INPUT_DEFAULTS
 
-graph = build_graph(checkpointer=None)
+
+class ServerGraph(CompiledStateGraph):
+    """The compiled graph, refusing in a sentence the run inputs LangGraph itself trips on.
+
+    A server client can send any JSON as `input` and resume any thread; LangGraph answers a list
+    or text input with a node-return error and a resume of a thread with nothing paused with a
+    bare `TypeError` (or silently nothing). Those are checked here, before the run starts; the
+    fields of a proper input are checked by the `start` node. What a turn's input omits is set
+    to none (`RUN_INPUT_DEFAULTS`): the thread's channels keep the last run's values, and a run
+    that failed left them uncleared. The server copies the graph with `copy()`, which keeps
+    this class.
+    """
+
+    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        paused = None
+        if _is_resume(input) and self.checkpointer is not None and _thread_of(config):
+            paused = bool((await self.aget_state(config)).interrupts)
+        check_run_input(input, paused)
+        async for chunk in super().astream(_whole_turn(input), config, **kwargs):
+            yield chunk
+
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
+        paused = None
+        if _is_resume(input) and self.checkpointer is not None and _thread_of(config):
+            paused = bool(self.get_state(config).interrupts)
+        check_run_input(input, paused)
+        yield from super().stream(_whole_turn(input), config, **kwargs)
+
+
+def _whole_turn(value: Any) -> Any:
+    """A turn's input with what it omits set to none (`RUN_INPUT_DEFAULTS`), else unchanged."""
+    return {**RUN_INPUT_DEFAULTS, **value} if isinstance(value, dict) else value
+
+
+def _is_resume(value: Any) -> bool:
+    from langgraph.types import Command
+
+    return isinstance(value, Command) and value.resume is not None
+
+
+def _thread_of(config: Any) -> Any:
+    return ((config or {}).get("configurable") or {}).get("thread_id")
+
+
+graph = ServerGraph(**{k: v for k, v in build_graph(checkpointer=None).__dict__.items()
+                       if k != "__orig_class__"})
 """The `editor` graph. Server runs bring no Python context: nodes use `DEFAULT`'s bundle."""
 
 
@@ -25,8 +75,9 @@ def _artifact(request: Any) -> Any:
     from starlette.responses import FileResponse, JSONResponse
 
     from graphs.artifacts import is_hash
+    from graphs.inputs import as_hash
 
-    digest = request.path_params["digest"]
+    digest = as_hash(request.path_params["digest"])
     if not is_hash(digest):
         return JSONResponse(
             {"error": "InvalidRequestError",

@@ -59,14 +59,23 @@ class GraphSettings:
     )
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_attempts <= 10:
-            raise ConfigError(f"`max_attempts` must be between 1 and 10, got {self.max_attempts}")
+        from tools.registry import INPAINTER_NAMES
+
+        for name, (low, high) in _KNOB_RANGES.items():
+            _check_number(name, getattr(self, name), low, high,
+                          whole=isinstance(GraphSettings.__dataclass_fields__[name].default, int))
         if self.planner not in ("auto", "vlm", "rules"):
-            raise ConfigError(f"`planner` must be auto, vlm or rules, got {self.planner!r}")
+            raise ConfigError(f"`planner` must be auto, vlm or rules, got {_shown(self.planner)}")
+        if self.inpainter not in INPAINTER_NAMES:
+            raise ConfigError(f"`inpainter` must be {' or '.join(INPAINTER_NAMES)}, "
+                              f"got {_shown(self.inpainter)}")
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> GraphSettings:
         """Knobs a server client sent as JSON, or a `ConfigError` naming the unknown ones."""
+        if not isinstance(value, dict):
+            raise ConfigError(f"the context's `settings` must be an object of knobs (planner, "
+                              f"max_attempts, ...), got {_shown(value)}")
         known = {f.name for f in fields(cls)} - {"mask_policy"}
         unknown = sorted(set(value) - known)
         if unknown:
@@ -74,6 +83,31 @@ class GraphSettings:
                 f"unknown context settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**value)
+
+
+_KNOB_RANGES: dict[str, tuple[float, float]] = {
+    "max_attempts": (1, 10), "max_image_side": (64, 4096), "dilation_step_px": (0, 256),
+    "guidance_step": (0.0, 20.0), "conditioning_step": (0.0, 2.0),
+}
+"""The numeric knobs' bounds (`max_image_side` as `Settings` has it: smaller breaks the checks)."""
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, whole: bool) -> None:
+    """Refuse a knob of the wrong type or out of range in one sentence (`ConfigError`)."""
+    kind = "a whole number" if whole else "a number"
+    ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not low <= value <= high:  # NaN fails too
+        raise ConfigError(f"`{name}` must be {kind} from {low:g} to {high:g}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A wrong knob as a message shows it: short, and its type when it is not text."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    if isinstance(value, (bool, int, float)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:20] + "…"
+    return {dict: "an object", list: "a list"}.get(type(value), f"a {type(value).__name__}")
 
 
 Handle = SkipJsonSchema[Any]
@@ -112,7 +146,7 @@ class Context:
     _probe: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.settings, dict):  # a server client's JSON context
+        if not isinstance(self.settings, GraphSettings):  # a server client's JSON context
             self.settings = GraphSettings.from_json(self.settings)
 
     @property

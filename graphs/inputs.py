@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,8 @@ MAX_TEXT_CHARS = 2000
 """Longest instruction or caption a turn accepts (the session facade's limit too)."""
 MAX_TURN = 2**31 - 1
 _INPUT_FIELDS = ("image", "instruction", "mask", "options", "caption", "review_mask", "turn")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_ANY_CASE_HASH = re.compile(r"\s*[0-9A-Fa-f]{64}\s*")
 
 
 def check_turn_input(state: Mapping[str, Any]) -> None:
@@ -82,6 +85,23 @@ def check_turn_input(state: Mapping[str, Any]) -> None:
             f"`options.{'.'.join(map(str, err['loc']))}`: {err['msg']}" for err in exc.errors()[:3]
         )
         raise InvalidRequestError(f"invalid edit option ({problems})") from None
+
+
+def check_run_input(value: Any, paused: bool | None) -> None:
+    """Refuse an input that is neither a turn's object, a command nor none (`InvalidRequestError`),
+    and a resume of a thread whose state holds no paused mask review (`paused` is False)."""
+    from langgraph.types import Command
+
+    if value is not None and not isinstance(value, (dict, Command)):
+        raise InvalidRequestError(
+            f"a run's input must be an object of the turn's fields (image, instruction, mask, "
+            f"options, ...), got {_kind(value)}"
+        )
+    if paused is False:
+        raise InvalidRequestError(
+            "nothing on this thread waits for an answer (no mask review is paused): start a turn "
+            "with an `input` instead of a resume command"
+        )
 
 
 def check_reference(value: Any, what: str = "image") -> None:
@@ -151,11 +171,29 @@ def reference_bytes(ref: str, what: str = "image") -> bytes | Path:
         return _data_uri_bytes(text, what)
     if text[:7].lower() == "http://" or text[:8].lower() == "https://":
         return _fetch(text, what)
+    scheme = _SCHEME.match(text)
+    if scheme:  # ftp://, file://...: not a path either (Path would eat a slash and say so)
+        raise InvalidImageError(
+            f"the {what} reference uses the {scheme.group()[:-3][:20].lower()}:// scheme, which "
+            "is not read: give an http(s) URL, a data: URI, a path or a stored image's hash"
+        )
     return Path(text).expanduser()
+
+
+def as_hash(value: Any) -> Any:
+    """A content hash as the store names it (lower case, no spaces); anything else unchanged.
+
+    Clients copy hashes from logs and UIs that upper-case or pad them; without this such a hash
+    would be read as a file name and fail as a missing file.
+    """
+    if isinstance(value, str) and _ANY_CASE_HASH.fullmatch(value):
+        return value.strip().lower()
+    return value
 
 
 def import_image(store: ArtifactStore, image: Any, max_side: int) -> tuple[str, float]:
     """Store an image (downscaled to `max_side`) and return (hash, scale applied)."""
+    image = as_hash(image)
     if isinstance(image, str) and is_hash(image):
         if store.has(image):
             return image, 1.0
@@ -191,6 +229,7 @@ def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> s
     from tools.mask_ops import fit_user_mask
 
     check_reference(mask, "mask")
+    mask = as_hash(mask)
     size = store.get_image(source).size
     if isinstance(mask, str) and is_hash(mask):
         if not store.has(mask):

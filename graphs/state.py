@@ -154,3 +154,9 @@ PER_TURN_RESET: dict[str, Any] = {
 PER_TURN_INPUTS: dict[str, Any] = {"image": None, "mask": None, "caption": None,
                                    "review_mask": False}
 """Public inputs `start` consumes and clears: a later run that omits them must not see them."""
+
+RUN_INPUT_DEFAULTS: dict[str, Any] = {**PER_TURN_INPUTS, "instruction": None, "options": None,
+                                      "turn": None}
+"""What a server run's input leaves out is none of these: a run that failed before `start`
+cleared them (or whose `instruction`, `options` and `turn` the thread still holds) must not lend
+them to the next run, which would repeat its error or silently reuse its mask and options."""
