@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from graphs.artifacts import ArtifactStore
+from graphs.claims import SessionClaims
 from graphs.traces import TraceStore
 from tools.errors import ConfigError, InvalidRequestError
 
@@ -144,6 +145,8 @@ class Context:
     _built: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _lock: Handle = field(default_factory=threading.Lock, init=False, repr=False)
     _probe: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    claims: Handle = field(default_factory=SessionClaims, init=False, repr=False)
+    """The sessions with a turn running in this process (`graphs.claims`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, GraphSettings):  # a server client's JSON context

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphs.artifacts import is_hash
 from tools.errors import InvalidImageError, InvalidRequestError
+from tools.text import check_plain_text
 
 if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
@@ -51,6 +52,7 @@ def check_turn_input(state: Mapping[str, Any]) -> None:
             continue
         if not isinstance(value, str):
             raise InvalidRequestError(f"`{name}` must be text, got {_kind(value)}")
+        check_plain_text(value, name)
         if len(value.strip()) > MAX_TEXT_CHARS:
             raise InvalidRequestError(
                 f"`{name}` has {len(value.strip()):,} characters; the limit is {MAX_TEXT_CHARS:,}"
@@ -85,6 +87,7 @@ def check_turn_input(state: Mapping[str, Any]) -> None:
             f"`options.{'.'.join(map(str, err['loc']))}`: {err['msg']}" for err in exc.errors()[:3]
         )
         raise InvalidRequestError(f"invalid edit option ({problems})") from None
+    check_plain_text(options.get("negative_prompt"), "options.negative_prompt")
 
 
 def check_run_input(value: Any, paused: bool | None) -> None:

@@ -205,20 +205,22 @@ class EditSession:
         check_plain_text(options.negative_prompt, "options.negative_prompt")
         source, scale = self._import_image(image)
         user_mask = self._import_mask(mask, source, scale) if mask is not None else None
-        for row in self.components.traces.turns(self.id):
-            if row["status"] in ("running", "review"):
-                self.components.traces.set_turn_status(self.id, row["turn"], "abandoned")
-        turn = self._next_turn()
-        self.components.traces.start_turn(self.id, turn, instruction.strip(), source)
-        payload = {
-            "image": source, "instruction": instruction.strip(), "mask": user_mask,
-            "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
-            "caption": caption.strip() if caption and caption.strip() else None,
-            "turn": turn,
-        }
-        _emit(on_event, {"type": "turn", "status": "start", "turn": turn, "session_id": self.id,
-                         "instruction": instruction.strip(), "source": source})
-        return self._run(payload, turn, on_event)
+        with self.components.claims.hold(self.id):
+            for row in self.components.traces.turns(self.id):
+                if row["status"] in ("running", "review"):  # left by a crash, or not answered
+                    self.components.traces.set_turn_status(self.id, row["turn"], "abandoned")
+            turn = self._next_turn()
+            self.components.traces.start_turn(self.id, turn, instruction.strip(), source)
+            payload = {
+                "image": source, "instruction": instruction.strip(), "mask": user_mask,
+                "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
+                "caption": caption.strip() if caption and caption.strip() else None,
+                "turn": turn,
+            }
+            _emit(on_event, {"type": "turn", "status": "start", "turn": turn,
+                             "session_id": self.id, "instruction": instruction.strip(),
+                             "source": source})
+            return self._run(payload, turn, on_event)
 
     def resume(
         self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None
@@ -229,6 +231,11 @@ class EditSession:
         `{"mask": <hash or path or array>}`); after a crash, call it with no decision to run on
         from the last completed node.
         """
+        with self.components.claims.hold(self.id):
+            return self._resume(decision, on_event)
+
+    def _resume(self, decision: dict[str, Any] | None, on_event: EventSink | None
+                ) -> EditResult | MaskReview:
         from langgraph.types import Command
 
         state = self._graph().get_state(self.config)

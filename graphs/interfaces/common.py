@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from graphs.claims import ConflictError
 from graphs.session import (
     EditSession,
     Turn,
@@ -119,10 +120,6 @@ class ErrorBody(BaseModel):
 
 class NotFoundError(BrushEditError, LookupError):
     """A session, edit or artifact id that does not exist."""
-
-
-class ConflictError(BrushEditError):
-    """The resource is busy (e.g. an edit is already running in this session)."""
 
 
 def http_status_for(exc: BaseException) -> int:

@@ -124,6 +124,12 @@ def _bad_runs(web_url, root, photo):
          "`options.seed`"),
         ("unknown option", {**good, "options": {"frobnicate": 1}}, RULES, "InvalidRequestError",
          "unknown option(s) frobnicate"),
+        ("escape in instruction", {**good, "instruction": "remove \x1b[2Jit"}, RULES,
+         "InvalidRequestError", "`instruction` contains the control character"),
+        ("nul in caption", {**good, "caption": "grass\x00"}, RULES, "InvalidRequestError",
+         "`caption` contains the control character"),
+        ("bell in negative prompt", {**good, "options": {"negative_prompt": "dog\x07"}}, RULES,
+         "InvalidRequestError", "`options.negative_prompt` contains the control character"),
     ]
     bad_context = [
         ("unknown setting", {"settings": {**settings, "bogus": 1}}, "unknown context settings"),

@@ -167,3 +167,41 @@ def test_two_writers_on_one_database_keep_every_turn(tmp_path, database_url):
         values = reopened.graph().get_state(session.config).values
         assert values["instruction"] == "remove the left strip"
     assert results["left"][0].image != results["right"][0].image
+
+
+def test_a_second_turn_on_a_busy_session_is_refused_and_nothing_is_lost(tmp_path):
+    """Two turns at once on one session would share its thread and abandon each other's turn;
+    the facade refuses the second (`ConflictError`) and the first finishes untouched."""
+    from graphs.claims import ConflictError
+    from tests.graphs.helpers import SleepyInpainter
+
+    started = tmp_path / "started"
+    components = make_components(
+        tmp_path / "d", planner="rules",
+        inpainters={"opencv": SleepyInpainter(started, seconds=1.0)},
+    )
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        session = EditSession.open(components, "busy")
+        outcome["first"] = session.edit(picture(), "remove the dark square", mask=object_mask())
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = EditSession.open(components, "busy")
+    with pytest.raises(ConflictError, match="already running in session 'busy'"):
+        second.edit(picture(), "remove the dark square", mask=object_mask())
+    with pytest.raises(ConflictError):
+        second.resume()
+    other = EditSession.open(components, "other")  # other sessions are not held up
+    assert other.edit(picture(), "remove the dark square", mask=object_mask()).image
+    thread.join(timeout=60)
+    session = EditSession.open(components, "busy")
+    assert [(t.turn, t.status) for t in session.turns()] == [(1, "done")]
+    assert session.current_image == outcome["first"].image
+    # once the turn is over, the session takes the next one
+    assert session.edit(None, "remove the left strip", mask=_mask(2, 10)).source_image == \
+        outcome["first"].image
