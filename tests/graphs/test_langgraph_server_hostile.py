@@ -20,15 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.graphs.test_langgraph_server import (  # noqa: F401 - `server` is a fixture
-    REPO,
-    _assistant,
-    _mask_uri,
-    _photo,
-    _run,
-    pytestmark,
-    server,
-)
+from tests.graphs import test_langgraph_server as base
+from tests.graphs.test_langgraph_server import pytestmark, server  # noqa: F401 - a fixture
 
 RULES = {"settings": {"planner": "rules", "inpainter": "opencv", "max_attempts": 1}}
 """No VLM, no weights: the rule planner and the OpenCV fill (CPU, milliseconds)."""
@@ -45,7 +38,7 @@ def web(server):  # noqa: F811
     """A local http.server with the photo, a 404 and a URL that hangs; yields (base URL, files)."""
     root = Path(server[1]) / "www"
     root.mkdir(exist_ok=True)
-    photo = _photo(root)
+    photo = base._photo(root)
     data = photo.read_bytes()
     (root / "cut.png").write_bytes(data[: len(data) // 2])
     (root / "notes.png").write_text("not an image\n")
@@ -76,27 +69,27 @@ def _client_session(url, steps):
 
     async def go():
         client = get_client(url=url)
-        return await steps(client, await _assistant(client))
+        return await steps(client, await base._assistant(client))
 
-    return _run(go())
+    return base._run(go())
 
 
 def _one_sentence(error, tmp) -> None:
     message = error["message"]
     assert "internal error" not in message.lower() and "Traceback" not in message, error
     assert "\n" not in message, error  # one sentence, no doc links or pydantic listings
-    assert str(REPO) not in message and str(tmp / "data") not in message, error
+    assert str(base.REPO) not in message and str(tmp / "data") not in message, error
 
 
 def _bad_runs(web_url, root, photo):
     """(case, input, context, error type, message fragment): what a careless client sends."""
-    good = {"image": photo, "instruction": "remove the dark square", "mask": _mask_uri()}
+    good = {"image": photo, "instruction": "remove the dark square", "mask": base._mask_uri()}
     settings = RULES["settings"]
     bad_input = [
         ("list input", [1, 2], RULES, "InvalidRequestError", "input must be an object"),
         ("text input", "remove it", RULES, "InvalidRequestError", "input must be an object"),
         ("number image", {**good, "image": 5}, RULES, "InvalidRequestError", "`image` must be"),
-        ("no instruction", {"image": photo, "mask": _mask_uri()}, RULES, "InvalidRequestError",
+        ("no instruction", {"image": photo, "mask": base._mask_uri()}, RULES, "InvalidRequestError",
          "instruction is empty"),
         ("huge instruction", {**good, "instruction": "x" * 50_000}, RULES,
          "InvalidRequestError", "the limit is"),
@@ -179,19 +172,19 @@ def test_failures_keep_the_thread_and_its_turns(server, web):  # noqa: F811
                                           raise_error=False, **kw)
 
         first = await turn({"image": f"{web[0]}/photo.png", "instruction": "remove the dark "
-                            "square", "mask": _mask_uri()})
+                            "square", "mask": base._mask_uri()})
         other_size = _uri(np.full((90, 40), 255, np.uint8))
         failed = [await turn({"image": 5, "instruction": "x"}),
                   await turn(command={"resume": {"approve": True}}),  # nothing is paused
                   await turn({"instruction": "remove the dark square"}),  # no mask, no segmenter
-                  await turn({"mask": _mask_uri()}),  # the last turn's instruction is not reused
+                  await turn({"mask": base._mask_uri()}),  # the last turn's instruction is not reused
                   await turn({"instruction": "remove it", "mask": other_size,
                               "review_mask": True, "options": {"seed": 3}})]
         await client.threads.update_state(thread, values={"turn": "x"})  # a stale, bad turn
         # Neither the failed turn's review_mask, options nor turn carry over: this one finishes.
         again = await turn({"image": first["result"]["image"].upper(),  # a hash as a log shows it
-                            "instruction": "remove the dark square", "mask": _mask_uri()})
-        last = await turn({"instruction": "remove the dark square", "mask": _mask_uri()})
+                            "instruction": "remove the dark square", "mask": base._mask_uri()})
+        last = await turn({"instruction": "remove the dark square", "mask": base._mask_uri()})
         fresh = (await client.threads.create())["thread_id"]
         stray = await client.runs.wait(fresh, assistant, command={"resume": {"approve": True}},
                                        context=RULES, raise_error=False)
@@ -216,7 +209,7 @@ def test_failures_keep_the_thread_and_its_turns(server, web):  # noqa: F811
 def test_review_answers_cancel_and_streams(server, web):  # noqa: F811
     url, tmp = server
     photo = str(web[1] / "photo.png")
-    good = {"image": photo, "instruction": "remove the dark square", "mask": _mask_uri()}
+    good = {"image": photo, "instruction": "remove the dark square", "mask": base._mask_uri()}
 
     async def steps(client, assistant):
         thread = (await client.threads.create())["thread_id"]
@@ -227,7 +220,7 @@ def test_review_answers_cancel_and_streams(server, web):  # noqa: F811
             await client.runs.wait(thread, assistant, command={"resume": answer}, context=RULES)
             state = await client.threads.get_state(thread)
             asked.append([i["value"].get("error") for t in state["tasks"] for i in t["interrupts"]])
-        done = await client.runs.wait(thread, assistant, command={"resume": {"mask": _mask_uri()}},
+        done = await client.runs.wait(thread, assistant, command={"resume": {"mask": base._mask_uri()}},
                                       context=RULES)
         slow = (await client.threads.create())["thread_id"]
         run = await client.runs.create(slow, assistant, input={**good, "image": f"{web[0]}/hang"},
@@ -264,8 +257,8 @@ def test_artifacts_serve_only_the_store(server):  # noqa: F811
     async def steps(client, assistant):
         thread = (await client.threads.create())["thread_id"]
         return await client.runs.wait(thread, assistant, context=RULES, input={
-            "image": str(_photo(tmp)), "instruction": "remove the dark square",
-            "mask": _mask_uri()})
+            "image": str(base._photo(tmp)), "instruction": "remove the dark square",
+            "mask": base._mask_uri()})
 
     digest = _client_session(url, steps)["result"]["image"]
     get = lambda path: httpx.get(url + path, timeout=10)  # noqa: E731
