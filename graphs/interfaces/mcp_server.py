@@ -11,15 +11,14 @@ on loopback at `/mcp` with `--transport http`. Every refusal is one sentence tha
 parameters (never CLI flags), including the arguments the SDK validates against the schema.
 Arguments are checked as strict JSON (no `true` for a number, no `0` for a boolean), free text
 carries no control characters, and a second edit on a session that is editing is refused
-(`ConflictError`, as the HTTP API does) rather than interleaving the two.
+(the session facade's `ConflictError`, as the HTTP API does) rather than interleaving the two.
 """
 
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
@@ -28,7 +27,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from graphs.interfaces.common import (
     ComponentsFactory,
-    ConflictError,
     LazyComponents,
     NotFoundError,
     SessionOpener,
@@ -344,26 +342,6 @@ class _ToolDeps:
     max_pixels: int
     configured: list[Any]
     client_roots: bool
-    busy: set[str] = field(default_factory=set)
-    """Sessions with an edit running here: a second edit on one session is refused (two at once
-    would interleave their turns). Claimed and released on the event loop, so no lock."""
-
-    @contextmanager
-    def claim(self, session_id: str | None) -> Iterator[None]:
-        """Hold `session_id` for one edit, or refuse with `ConflictError` (as the HTTP API)."""
-        if session_id is None:
-            yield
-            return
-        if session_id in self.busy:
-            raise ConflictError(
-                f"an edit is already running in session {session_id!r}; wait for its result, "
-                "then call `edit_image` again"
-            )
-        self.busy.add(session_id)
-        try:
-            yield
-        finally:
-            self.busy.discard(session_id)
 
     def roots_parameter(self) -> Any:
         """The `listed_roots` parameter type: the client's MCP roots, asked for only when a
@@ -634,18 +612,18 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
             user_mask = await deps.read_input(listed_roots, "mask", mask, mask_path, mask_hash)
             patch = options.model_dump(exclude_none=True) if options is not None else None
             components = await anyio.to_thread.run_sync(deps.lazy.get)
-            with deps.claim(session_id):
-                prepared = await anyio.to_thread.run_sync(
-                    lambda: prepare_edit(
-                        components, deps.opener, instruction=instruction, image=source,
-                        mask=user_mask, options=patch, session_id=session_id,
-                        settings=deps.settings, max_pixels=deps.max_pixels, caption=caption,
-                    )
+            prepared = await anyio.to_thread.run_sync(
+                lambda: prepare_edit(
+                    components, deps.opener, instruction=instruction, image=source,
+                    mask=user_mask, options=patch, session_id=session_id,
+                    settings=deps.settings, max_pixels=deps.max_pixels, caption=caption,
                 )
-                on_event = _progress_reporter(ctx)
-                result = await anyio.to_thread.run_sync(
-                    lambda: run_prepared(components, deps.opener, prepared, on_event)
-                )
+            )
+            on_event = _progress_reporter(ctx)
+            # a second edit on a busy session: the facade's `ConflictError`, as a tool error
+            result = await anyio.to_thread.run_sync(
+                lambda: run_prepared(components, deps.opener, prepared, on_event)
+            )
             data = None
             if include_image:
                 data = await anyio.to_thread.run_sync(
