@@ -370,7 +370,7 @@ class _ToolDeps:
             path = path_from_uri(str(item.uri))
             if path is not None:
                 shared.append(path)
-        return _ClientFacingRoots(self.configured, shared)
+        return FileRoots(shared, hidden=self.configured)
 
 
     async def read_input(
@@ -394,22 +394,6 @@ class _ToolDeps:
         if ref is not None:
             return artifact_ref(ref, f"{what}_hash")
         return None
-
-
-class _ClientFacingRoots(FileRoots):
-    """The allowed roots; a refusal names the ones the client shared, never the server's own
-    folders (they are the server's business, not the client's)."""
-
-    def __init__(self, configured: list[Any], shared: list[Path]) -> None:
-        super().__init__([*configured, *shared])
-        self._named = [str(path) for path in shared]
-        self._unnamed = bool(FileRoots(configured))
-
-    def _shown(self) -> str:
-        names = self._named[:3] + [f"{len(self._named) - 3} more"] * (len(self._named) > 3)
-        if self._unnamed:
-            names.append("the server's root folders")
-        return ", ".join(names)
 
 
 @cache

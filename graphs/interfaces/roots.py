@@ -49,21 +49,32 @@ def _describe(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
+def _existing(folders: Iterable[str | Path]) -> list[Path]:
+    """The real paths of the folders that exist (nothing could be read from the others)."""
+    resolved: list[Path] = []
+    for folder in folders:
+        path = Path(os.path.realpath(Path(folder).expanduser()))
+        if path.is_dir() and path not in resolved:
+            resolved.append(path)
+    return resolved
+
+
 class FileRoots:
     """The folders file inputs may come from; `read` returns a file's bytes or refuses it.
 
     Args:
         folders: allowed folders; ones that do not exist are dropped (nothing could be read).
         max_bytes: the largest file accepted.
+        hidden: allowed folders a refusal does not name (a server's own folders, which are none
+            of a client's business): it says "the server's root folders" instead.
     """
 
-    def __init__(self, folders: Iterable[str | Path], *, max_bytes: int = MAX_FILE_BYTES) -> None:
-        resolved: list[Path] = []
-        for folder in folders:
-            path = Path(os.path.realpath(Path(folder).expanduser()))
-            if path.is_dir() and path not in resolved:
-                resolved.append(path)
-        self.folders = tuple(resolved)
+    def __init__(self, folders: Iterable[str | Path], *, max_bytes: int = MAX_FILE_BYTES,
+                 hidden: Iterable[str | Path] = ()) -> None:
+        shown, unnamed = _existing(folders), _existing(hidden)
+        self.folders = tuple(dict.fromkeys([*unnamed, *shown]))  # the server's own first, as looked up
+        self._named = [folder for folder in shown if folder not in unnamed]
+        self._unnamed = bool(unnamed)
         self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
@@ -76,9 +87,12 @@ class FileRoots:
         return any(path == root or path.is_relative_to(root) for root in self.folders)
 
     def _shown(self) -> str:
-        names = [str(f) for f in self.folders[:3]]
-        more = f" and {len(self.folders) - 3} more" if len(self.folders) > 3 else ""
-        return ", ".join(names) + more
+        names = ", ".join(str(f) for f in self._named[:3])
+        if len(self._named) > 3:
+            names += f" and {len(self._named) - 3} more"
+        if self._unnamed:
+            names += (", " if names else "") + "the server's root folders"
+        return names
 
     def resolve(self, value: str, what: str = "image_path") -> Path:
         """The real path of an allowed regular file named by `value` (a path or file:// URI).
