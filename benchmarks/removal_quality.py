@@ -39,7 +39,7 @@ from tools.types import EditCategory
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "evals" / "suites" / "basic"
-EXAMPLES = ROOT / "graphs" / "examples"
+EXAMPLES = ROOT / "interfaces" / "examples"
 
 
 def photos() -> dict[str, np.ndarray]:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from graphs.cli import BrushEditGroup
-from graphs.commands import edit_option
+from interfaces.cli_errors import BrushEditGroup
+from interfaces.commands import edit_option
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER
 
 _MAX_VARIANTS = 100

@@ -118,7 +118,7 @@ def _require_local_weights(settings: Settings, checks: Callable[[Settings], list
     """Fail in a sentence, before any Hub retry, when a model is missing and downloads are off."""
     if settings.allow_downloads:
         return
-    from graphs.doctor import missing_weights_error
+    from graphs.weights import missing_weights_error
 
     error = missing_weights_error(checks(settings), what)
     if error is not None:
@@ -144,7 +144,7 @@ def check_data_dir(data_dir: str | Path) -> Path:
 
 
 def _load_segmenter(settings: Settings) -> Any:
-    from graphs.doctor import segmenter_weight_checks
+    from graphs.weights import segmenter_weight_checks
     from tools.segment import GroundedSegmenter
 
     _require_local_weights(settings, segmenter_weight_checks, "segmenter (GroundingDINO + SAM)")
@@ -157,7 +157,7 @@ def _load_segmenter(settings: Settings) -> Any:
 
 
 def _load_brushnet(settings: Settings) -> Any:
-    from graphs.doctor import inpainter_weight_checks
+    from graphs.weights import inpainter_weight_checks
     from tools.inpaint import BrushNetInpainter
 
     _require_local_weights(settings, inpainter_weight_checks, "BrushNet inpainter")

@@ -105,7 +105,7 @@ def test_check_survives_a_proxy_page_and_a_trickle(fake_ollama):
 
 
 def test_doctor_refuses_a_blind_model_with_the_pull_fix():
-    from graphs.doctor import check_ollama
+    from interfaces.doctor import check_ollama
 
     with FakeOllama(models=["llama3.2:3b"], capabilities=["completion"]) as server:
         server_check, model_check = check_ollama(server.url, "llama3.2:3b")

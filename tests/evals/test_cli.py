@@ -60,7 +60,7 @@ def test_changed_config_is_refused_with_a_hint(tiny_suite, tmp_path):
 def test_python_dash_m_evals_and_the_brushedit_plugin():
     for command in (
         [sys.executable, "-m", "evals", "--help"],
-        [sys.executable, "-m", "graphs.cli", "eval", "--help"],
+        [sys.executable, "-m", "interfaces.cli", "eval", "--help"],
     ):
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from graphs.cli import app
+from interfaces.cli import app
 from tests.fakes.ollama_server import FakeOllama
 
 
@@ -36,9 +36,9 @@ HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "langgraph",
 def test_light_imports_and_help_never_load_heavy_libraries() -> None:
     """`import graphs` and `brushedit --help` (plugins included) stay a fraction of a second."""
     code = (
-        "import sys, agents, tools, tools.errors, graphs, graphs.cli, evals\n"
-        "graphs.cli._load_plugins(graphs.cli.app)\n"
-        "try:\n    graphs.cli.app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import sys, agents, tools, tools.errors, graphs, interfaces.cli, evals\n"
+        "interfaces.cli._load_plugins(interfaces.cli.app)\n"
+        "try:\n    interfaces.cli.app(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -115,7 +115,7 @@ def test_brushedit_errors_are_one_line_exit_2(tmp_path) -> None:
 def test_expected_errors_become_one_line_and_exit_2() -> None:
     import typer
 
-    from graphs.cli import BrushEditGroup
+    from interfaces.cli_errors import BrushEditGroup
     from tools import InvalidImageError
 
     probe = typer.Typer(cls=BrushEditGroup)

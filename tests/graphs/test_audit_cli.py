@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from graphs.cli import app
+from interfaces.cli import app
 from tests.graphs.helpers import object_mask, picture
 
 

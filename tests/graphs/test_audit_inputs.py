@@ -137,7 +137,7 @@ def test_a_review_gives_up_after_many_unusable_answers(graph_and_photo, monkeypa
 
 
 def test_the_core_names_no_cli_flag_and_the_cli_adds_it(graph_and_photo):
-    from graphs.cli import cli_message
+    from interfaces.cli_errors import cli_message
 
     graph, photo = graph_and_photo
     request = {"image": photo, "instruction": "make the square red",

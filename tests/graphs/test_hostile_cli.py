@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from graphs.cli import app
+from interfaces.cli import app
 from tests.graphs.helpers import object_mask, picture
 
 EDIT = ("--inpainter", "opencv", "--planner", "rules")
@@ -344,7 +344,7 @@ def test_a_mask_of_another_aspect_ratio_is_refused_not_stretched(files, tmp_path
 
 
 def test_the_api_path_refuses_it_with_the_same_sentence_and_type(files, tmp_path):
-    from graphs.interfaces.common import decode_mask
+    from interfaces.common import decode_mask
     from tools.errors import InvalidMaskError
     from tools.images import load_mask
 
@@ -621,7 +621,7 @@ def test_a_hard_link_to_the_input_is_refused_as_output(files, tmp_path):
 
 
 def test_the_servers_treat_a_damaged_artifact_as_missing(tmp_path):
-    from graphs.interfaces.common import NotFoundError, artifact_path
+    from interfaces.common import NotFoundError, artifact_path
     from tests.graphs.helpers import make_components
 
     components = make_components(tmp_path / "d")

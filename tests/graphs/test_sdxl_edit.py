@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from graphs.cli import app
+from interfaces.cli import app
 from tests.graphs.helpers import object_mask, picture
 
 

@@ -99,7 +99,7 @@ def test_build_components_loads_no_weights(tmp_path):
 
 
 def test_import_graphs_is_light_and_langgraph_json_points_at_app():
-    code = ("import sys, graphs, graphs.cli; "
+    code = ("import sys, graphs, interfaces.cli; "
             "print(sorted(m for m in ('torch', 'langgraph', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)

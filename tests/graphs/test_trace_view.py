@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from graphs.artifacts import ArtifactStore
-from graphs.trace_view import render_panel, render_report, render_terminal, timeline
+from interfaces.trace_view import render_panel, render_report, render_terminal, timeline
 
 HOSTILE = "<script>x</script> [bold red]LOUD[/] \x1b[2J"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from graphs.interfaces.api import create_app
+from interfaces.api import create_app
 from tests.graphs.helpers import SleepyInpainter, make_components
 
 

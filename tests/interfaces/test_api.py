@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from graphs.interfaces.api import check_bind, create_app
+from interfaces.api import check_bind, create_app
 from tests.interfaces.conftest import make_image, png
 
 fastapi = pytest.importorskip("fastapi")

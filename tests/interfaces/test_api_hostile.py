@@ -19,7 +19,7 @@ from tests.interfaces.conftest import make_image, make_mask, png
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from graphs.interfaces.api import check_bind, create_app  # noqa: E402
+from interfaces.api import check_bind, create_app  # noqa: E402
 
 INSTRUCTION = "remove the dark square"
 CLI_FLAG = re.compile(r"--[a-z]")

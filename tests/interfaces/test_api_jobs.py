@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.jobs import JobStore
+from interfaces.api.job_store import JobStore
 from tests.graphs.conftest import POSTGRES_URL  # read before the tests clear it
 from tests.graphs.helpers import nodes_of, object_mask, picture
 
@@ -199,7 +199,7 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
     from fastapi.testclient import TestClient
 
     from graphs import Settings, build_components
-    from graphs.interfaces.api import create_app
+    from interfaces.api import create_app
 
     settings = Settings(data_dir=tmp_path / "data", _env_file=None,
                         database_url=POSTGRES_URL)
@@ -223,7 +223,7 @@ def test_a_clean_shutdown_interrupts_running_edits_at_once(tmp_path):
 
     import uvicorn
 
-    from graphs.interfaces.api import create_app
+    from interfaces.api import create_app
     from tests.graphs.helpers import SleepyInpainter, make_components
 
     marker = tmp_path / "started"

@@ -21,7 +21,7 @@ def _bomb() -> bytes:
 
 
 def test_a_bomb_mask_is_refused_and_the_server_stays_up(offline_factory):
-    from graphs.interfaces.api import create_app
+    from interfaces.api import create_app
     from tests.interfaces.test_api_hostile import Server
 
     image = png(make_image(64, 48))
@@ -39,7 +39,7 @@ def test_a_bomb_mask_is_refused_and_the_server_stays_up(offline_factory):
 
 
 def test_a_bomb_mask_is_an_mcp_sentence(offline_factory):
-    from graphs.interfaces.mcp_server import create_mcp_server
+    from interfaces.mcp_server import create_mcp_server
     from tests.interfaces.test_mcp import b64, error_text, mcp, run
 
     server = create_mcp_server(offline_factory)

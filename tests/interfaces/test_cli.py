@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from graphs.cli import BrushEditGroup
-from graphs.interfaces.cli import register
+from interfaces.cli_errors import BrushEditGroup
+from interfaces.server_commands import register
 
 
 def make_app() -> typer.Typer:

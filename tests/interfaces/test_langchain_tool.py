@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.interfaces.langchain_tool import EditImageArgs, make_edit_tool
+from interfaces.langchain_tool import EditImageArgs, make_edit_tool
 
 pytest.importorskip("langchain_core")
 

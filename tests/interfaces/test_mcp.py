@@ -13,7 +13,7 @@ import textwrap
 import anyio
 import pytest
 
-from graphs.interfaces.mcp_server import create_mcp_server, mcp_words, model_missing_message
+from interfaces.mcp_server import create_mcp_server, mcp_words, model_missing_message
 from tests.interfaces.conftest import make_image, make_mask, png
 from tools.types import EditOptions
 
@@ -320,7 +320,7 @@ def test_paths_outside_the_roots_and_special_files_are_refused(offline_factory, 
 
 
 def test_file_size_is_capped_while_reading(root):
-    from graphs.interfaces.roots import FileRoots
+    from interfaces.roots import FileRoots
     from tools.errors import InvalidImageError
 
     roots = FileRoots([root], max_bytes=100)
@@ -425,7 +425,7 @@ def test_core_messages_speak_mcp(offline_factory, image_png):
 
 def test_missing_models_give_the_fix_in_mcp_words(tmp_path, image_png):
     from graphs import Settings, build_components
-    from graphs.doctor import Check, missing_weights_error
+    from graphs.weights import Check, missing_weights_error
 
     settings = Settings(data_dir=tmp_path / "data", base_model=str(tmp_path / "no-sd15"),
                         brushnet=str(tmp_path / "no-brushnet"), _env_file=None)
@@ -459,7 +459,7 @@ def test_stdio_round_trip(tmp_path, image_png, mask_png):
     script = textwrap.dedent(
         """
         import typer
-        from graphs.interfaces.cli import register
+        from interfaces.server_commands import register
         app = typer.Typer()
         register(app)
         app()

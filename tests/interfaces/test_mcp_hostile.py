@@ -11,7 +11,7 @@ import itertools
 import anyio
 import pytest
 
-from graphs.interfaces.mcp_server import create_mcp_server
+from interfaces.mcp_server import create_mcp_server
 from tests.interfaces.conftest import make_image, make_mask, png
 from tests.interfaces.test_mcp import CLI_FLAG, PYDANTIC_DUMP, b64, error_text, mcp, run, text_json
 

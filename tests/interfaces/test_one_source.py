@@ -57,7 +57,7 @@ def check_document(document: Any) -> tuple[int, int]:
 def test_the_http_api_document_matches_the_registry_and_options(offline_factory):
     from fastapi.testclient import TestClient
 
-    from graphs.interfaces.api import create_app
+    from interfaces.api import create_app
 
     with TestClient(create_app(offline_factory)) as client:
         spec = client.get("/openapi.json").json()
@@ -69,7 +69,7 @@ def test_the_mcp_tool_schemas_match_the_registry_and_options(offline_factory):
     mcp = pytest.importorskip("mcp")
     import anyio
 
-    from graphs.interfaces.mcp_server import create_mcp_server
+    from interfaces.mcp_server import create_mcp_server
 
     async def tools() -> list[Any]:
         async with mcp.Client(create_mcp_server(offline_factory)) as client:
@@ -96,7 +96,7 @@ def choice_values(annotation: Any) -> tuple[str, ...]:
 
 
 def test_every_cli_flag_takes_the_registry_names_and_the_option_bounds():
-    from graphs.cli import _load_plugins, app
+    from interfaces.cli import _load_plugins, app
 
     _load_plugins(app)
     root = typer.main.get_command(app)
@@ -124,7 +124,7 @@ def test_every_cli_flag_takes_the_registry_names_and_the_option_bounds():
 def test_the_edit_commands_refuse_an_unknown_inpainter_naming_the_registry(tmp_path):
     from typer.testing import CliRunner
 
-    from graphs.cli import app
+    from interfaces.cli import app
 
     image = tmp_path / "a.png"
     image.write_bytes(b"")
@@ -156,9 +156,9 @@ def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from graphs.cli import app
-    from graphs.interfaces.api import create_app
     from graphs.session import check_instruction
+    from interfaces.api import create_app
+    from interfaces.cli import app
     from tools.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match=re.escape(words)):
@@ -173,7 +173,7 @@ def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
     mcp = pytest.importorskip("mcp")
     import anyio
 
-    from graphs.interfaces.mcp_server import create_mcp_server
+    from interfaces.mcp_server import create_mcp_server
 
     async def call() -> Any:
         async with mcp.Client(create_mcp_server(offline_factory)) as client:
@@ -194,8 +194,8 @@ def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_
     import numpy as np
 
     from graphs.artifacts import is_hash
-    from graphs.interfaces.common import decode_mask
     from graphs.session import check_hash, check_mask
+    from interfaces.common import decode_mask
     from tests.interfaces.conftest import png
     from tools.errors import InvalidMaskError, InvalidRequestError
     from tools.images import load_mask

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphs.interfaces.web import (
+from interfaces.trace_view import render_panel
+from interfaces.web import (
     MaskChoice,
     ProgressFeed,
     _Actions,
@@ -21,7 +22,6 @@ from graphs.interfaces.web import (
     overlay,
     web_words,
 )
-from graphs.trace_view import render_panel
 from tests.interfaces.conftest import make_image, make_mask
 from tools.registry import INPAINTER_NAMES
 from tools.types import EditOptions, option_bounds
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def actions(offline_factory):
-    from graphs.interfaces.common import LazyComponents, default_session_opener
+    from interfaces.common import LazyComponents, default_session_opener
 
     return _Actions(LazyComponents(offline_factory), default_session_opener, None, 10_000_000)
 
@@ -159,7 +159,7 @@ def test_expected_errors_log_one_line_and_bugs_a_traceback(actions, caplog):
     caplog.set_level(logging.DEBUG)
     run_once(actions, editor_value(), "make it winter")  # refused by the inpainter mid-run
     run_once(actions, None, "x")  # refused before it starts
-    mine = [r for r in caplog.records if r.name == "graphs.interfaces.web"]
+    mine = [r for r in caplog.records if r.name == "interfaces.web"]
     assert len(mine) == 2 and all(r.levelno == logging.INFO for r in mine)
     assert not [r for r in caplog.records if r.exc_info]  # no traceback anywhere
     assert all("\n" not in r.getMessage() for r in mine)

@@ -26,7 +26,7 @@ def test_inpainter_names_come_from_the_registry():
 
     from evals.bench import BenchConfig
     from evals.cli import InpainterChoice
-    from graphs.interfaces.cli import InpainterChoice as ServeChoice
+    from interfaces.server_commands import InpainterChoice as ServeChoice
     from tools.registry import INPAINTER_NAMES, INPAINTERS
     from tools.types import EditOptions, InpainterName
 

@@ -7,7 +7,7 @@ jobs' threads.
 import re
 from typing import Any
 
-from graphs.interfaces.common import ErrorBody, ErrorDetail, error_detail, http_status_for
+from interfaces.common import ErrorBody, ErrorDetail, error_detail, http_status_for
 from tools.errors import MaskNeededError, ModelLoadError
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphs.interfaces.common import ErrorDetail, TurnOut
+from interfaces.common import ErrorDetail, TurnOut
 from tools.types import EditResult
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

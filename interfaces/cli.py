@@ -1,51 +1,25 @@
-"""The `brushedit` command line.
+"""The `brushedit` command line: the root app, `doctor`, and where every command comes from.
 
-Expected failures (`BrushEditError`) print one line and exit 2, never a traceback. Other
-packages add sub-commands through the `brushedit.commands` entry-point group (evals adds
-`eval`), so nothing here imports upward. `brushedit --help` never imports torch.
+`edit`, `resume`, `chat` and `demo` are in `interfaces.commands`, the `trace` group in
+`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`. Expected
+failures (`BrushEditError`) print one line and exit 2, never a traceback
+(`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
+entry-point group (evals adds `eval`), so nothing here imports upward. `brushedit --help` never imports torch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
-from tools.errors import BrushEditError, MaskNeededError
+from interfaces import commands, server_commands, trace_cli
+from interfaces.cli_errors import BrushEditGroup
 
 ENTRY_POINT_GROUP = "brushedit.commands"
-
-
-USER_ERROR_EXIT = 2
-_CLI_INPAINTER = re.compile(r"\(the `([a-z]+)` inpainter\)")
-"""How a core message names an inpainter, said as the CLI flag that picks it."""
-
-
-class BrushEditGroup(TyperGroup):
-    """Root group that prints expected errors on one line and exits 2, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except BrushEditError as exc:
-            typer.echo(f"Error: {cli_message(exc)}", err=True)
-            raise typer.Exit(USER_ERROR_EXIT) from None
-
-
-def cli_message(exc: BrushEditError) -> str:
-    """An expected error on one terminal-safe line, with the CLI flag that fixes it."""
-    from graphs.terminal import one_line
-
-    message = one_line(exc)
-    if isinstance(exc, MaskNeededError):
-        message += " (pass one with `--mask MASK.png`, white = edit)"
-    return _CLI_INPAINTER.sub(r"(`--inpainter \1`)", message)
-
 
 app = typer.Typer(
     cls=BrushEditGroup,
@@ -77,8 +51,8 @@ def doctor(
     ] = False,
 ) -> None:
     """Check torch, the Ollama server and model weights, without downloading anything."""
-    from graphs.doctor import print_report, run_checks
     from graphs.settings import load_settings
+    from interfaces.doctor import print_report, run_checks
 
     checks = run_checks(load_settings())
     print_report(checks)
@@ -86,11 +60,9 @@ def doctor(
         raise typer.Exit(1)
 
 
-from graphs.commands import register as _register_commands  # noqa: E402 - after `app` exists
-from graphs.interfaces.cli import register as _register_interfaces  # noqa: E402
-
-_register_commands(app)
-_register_interfaces(app)
+commands.register(app)
+server_commands.register(app)
+app.add_typer(trace_cli.app, name="trace")
 
 
 def _load_plugins(root: typer.Typer) -> None:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from graphs.interfaces.api_routes.models import INT64_MAX, INT64_MIN
+from interfaces.api.models import INT64_MAX, INT64_MIN
 from tools.errors import InvalidRequestError
 from tools.types import EditOptions, field_bounds
 

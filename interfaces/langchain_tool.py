@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from graphs.interfaces.common import (
+from interfaces.common import (
     HASH_PATTERN,
     EditOptionsPatch,
     SessionOpener,

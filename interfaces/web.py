@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import ValidationError
 
-from graphs.interfaces.common import (
+from interfaces.common import (
     ComponentsFactory,
     LazyComponents,
     SessionOpener,
@@ -277,7 +277,7 @@ def build_ui(
     """
     import gradio as gr
 
-    from graphs.interfaces.common import settings_components_factory
+    from interfaces.common import settings_components_factory
 
     if callable(source):
         factory = source
@@ -647,13 +647,13 @@ class _Actions:
         return uri
 
     def _trace(self, session: Any) -> tuple[str, list[tuple[str, str]]]:
-        from graphs.trace_view import render_panel
+        from interfaces.trace_view import render_panel
 
         events = jsonable(session.trace())
         return render_panel(events, thumb=self._thumb), self._trace_images(events)
 
     def _trace_images(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        from graphs.trace_view import images
+        from interfaces.trace_view import images
 
         items: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -706,7 +706,7 @@ class _Actions:
         """Options the chosen inpainter does not read are shown, greyed, with why."""
         import gradio as gr
 
-        from graphs.trace_view import unused_options
+        from interfaces.trace_view import unused_options
 
         not_read = unused_options(inpainter)
         out = []

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Response
 
-from graphs.interfaces.api_routes.docs import ErrorDocs
-from graphs.interfaces.api_routes.jobs import ApiState
-from graphs.interfaces.api_routes.models import (
+from interfaces.api.docs import ErrorDocs
+from interfaces.api.jobs import ApiState
+from interfaces.api.models import (
     INT64_MAX,
     PAGE_LIMIT,
     SessionOut,
@@ -18,8 +18,8 @@ from graphs.interfaces.api_routes.models import (
     TraceOut,
     UndoIn,
 )
-from graphs.interfaces.api_routes.params import SessionId
-from graphs.interfaces.common import ConflictError, jsonable, new_session, turn_out
+from interfaces.api.params import SessionId
+from interfaces.common import ConflictError, jsonable, new_session, turn_out
 from tools.errors import InvalidRequestError
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError
 
-from graphs.interfaces.common import (
+from interfaces.common import (
     ComponentsFactory,
     LazyComponents,
     NotFoundError,
@@ -44,7 +44,7 @@ from graphs.interfaces.common import (
     session_exists,
     summary,
 )
-from graphs.interfaces.roots import FileRoots, parse_root_list, path_from_uri
+from interfaces.roots import FileRoots, parse_root_list, path_from_uri
 from tools.errors import (
     BrushEditError,
     ConfigError,
@@ -772,8 +772,8 @@ def run_mcp(
     roots: Iterable[str | Path] | None = None,
 ) -> None:
     """Serve over stdio or streamable HTTP (loopback only: this transport has no auth)."""
-    from graphs.interfaces.api import LOOPBACK_HOSTS
-    from graphs.interfaces.common import settings_components_factory
+    from interfaces.api import LOOPBACK_HOSTS
+    from interfaces.common import settings_components_factory
 
     folders = [*parse_root_list(getattr(settings, "mcp_roots", None)), *(roots or ())]
     for folder in folders:

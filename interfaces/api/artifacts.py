@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
-from graphs.interfaces.api_routes.docs import ErrorDocs
-from graphs.interfaces.api_routes.jobs import ApiState
-from graphs.interfaces.api_routes.params import Digest
-from graphs.interfaces.common import artifact_path
+from interfaces.api.docs import ErrorDocs
+from interfaces.api.jobs import ApiState
+from interfaces.api.params import Digest
+from interfaces.common import artifact_path
 
 
 def add_artifact_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs) -> None:

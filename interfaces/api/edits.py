@@ -15,17 +15,17 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from sse_starlette import EventSourceResponse
 
-from graphs.interfaces.api_routes.docs import ErrorDocs
-from graphs.interfaces.api_routes.jobs import ApiState, EditJob, abandon_interrupted
-from graphs.interfaces.api_routes.models import INT64_MAX, EditList, EditOut
-from graphs.interfaces.api_routes.options import (
+from interfaces.api.docs import ErrorDocs
+from interfaces.api.jobs import ApiState, EditJob, abandon_interrupted
+from interfaces.api.models import INT64_MAX, EditList, EditOut
+from interfaces.api.options import (
     check_form_fields,
     check_option_ranges,
     option_form_dependency,
 )
-from graphs.interfaces.api_routes.params import EditId, SessionId
-from graphs.interfaces.api_routes.streaming import answer, sse_stream
-from graphs.interfaces.common import (
+from interfaces.api.params import EditId, SessionId
+from interfaces.api.streaming import answer, sse_stream
+from interfaces.common import (
     ConflictError,
     NotFoundError,
     check_session_id,

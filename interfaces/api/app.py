@@ -1,35 +1,35 @@
-"""The HTTP API (`brushedit serve`): sessions, edits with server-sent progress, artifacts, traces.
+"""The HTTP API app: sessions, edits with server-sent progress, artifacts, traces.
 
 Built by `create_app(components_factory, settings)` so tests inject offline components and no
 state lives at module level. Everything a client sends is checked before a session or turn is
 touched: a refused request leaves nothing behind. Images travel as multipart uploads in and as
 content-addressed PNGs (`GET /artifacts/{hash}`) out; clients never name file-system paths.
 
-Edits run as jobs stored in the session database (`graphs.jobs`), so a job outlives the server
-that ran it: after a crash it reads as `interrupted` and `POST .../resume` continues the turn
+Edits run as jobs stored in the session database (`interfaces.api.job_store`), so a job
+outlives the server that ran it: after a crash it reads as `interrupted` and `POST .../resume` continues the turn
 from its last completed node, through the session facade. Progress is server-sent events
 (sse-starlette) numbered per job, so a reader that reconnects with `Last-Event-ID` gets only
 what it missed. The interactive docs are served from files of an installed package
 (fastapi-offline), never a CDN, and sit behind the same token as the rest.
 
-The routes live in `graphs.interfaces.api_routes` (one module per resource, each registering
-its routes over the app's one `ApiState`); FastAPI is imported inside `create_app`, so importing
-this module stays light.
+The routes live beside this module in `interfaces.api` (one module per resource, each
+registering its routes over the app's one `ApiState`); FastAPI is imported inside `create_app`,
+so importing this module stays light.
 """
 
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from graphs.interfaces.api_routes.errors import (
+from interfaces.api.errors import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_HEADER_BYTES,
     BodyLimit,
     api_error,
     api_words,
 )
-from graphs.interfaces.api_routes.jobs import ApiState, EditJob
-from graphs.interfaces.common import (
+from interfaces.api.jobs import ApiState, EditJob
+from interfaces.common import (
     ComponentsFactory,
     LazyComponents,
     SessionOpener,
@@ -41,7 +41,7 @@ from tools.images import DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from graphs.jobs import JobStore
+    from interfaces.api.job_store import JobStore
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -101,14 +101,14 @@ def create_app(
     """
     from fastapi import FastAPI
 
-    from graphs.interfaces.api_routes.artifacts import add_artifact_routes
-    from graphs.interfaces.api_routes.auth import auth_dependencies
-    from graphs.interfaces.api_routes.docs import ErrorDocs, add_meta_routes
-    from graphs.interfaces.api_routes.edits import add_edit_routes, add_resume_routes
-    from graphs.interfaces.api_routes.handlers import install_error_handlers
-    from graphs.interfaces.api_routes.models import package_version
-    from graphs.interfaces.api_routes.sessions import add_session_routes
-    from graphs.jobs import JobStore
+    from interfaces.api.artifacts import add_artifact_routes
+    from interfaces.api.auth import auth_dependencies
+    from interfaces.api.docs import ErrorDocs, add_meta_routes
+    from interfaces.api.edits import add_edit_routes, add_resume_routes
+    from interfaces.api.handlers import install_error_handlers
+    from interfaces.api.job_store import JobStore
+    from interfaces.api.models import package_version
+    from interfaces.api.sessions import add_session_routes
 
     token = clean_token(token if token is not None else getattr(settings, "api_token", None))
     stale_s = 3 * heartbeat_s
@@ -172,7 +172,7 @@ def serve(
     """Run the API with uvicorn (blocking); refuses open binds without a token."""
     import uvicorn
 
-    from graphs.interfaces.common import settings_components_factory
+    from interfaces.common import settings_components_factory
 
     check_bind(host, settings.api_token)
     app = create_app(

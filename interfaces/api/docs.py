@@ -17,8 +17,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 
-from graphs.interfaces.api_routes.models import FIELD_DOCS, Health, package_version
-from graphs.interfaces.common import ErrorBody, NotFoundError
+from interfaces.api.models import FIELD_DOCS, Health, package_version
+from interfaces.common import ErrorBody, NotFoundError
 from tools.errors import ConfigError
 
 

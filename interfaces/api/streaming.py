@@ -12,8 +12,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from graphs.interfaces.api_routes.handlers import error_response
-from graphs.interfaces.api_routes.jobs import ApiState, EditJob
+from interfaces.api.handlers import error_response
+from interfaces.api.jobs import ApiState, EditJob
 
 
 def _json(value: Any) -> str:

@@ -1,7 +1,7 @@
 """A session's trace as people read it: one timeline, three renderings (terminal, panel, report).
 
 `timeline(events)` turns stored trace events into rows (step, status, timing, a one-line brief,
-model calls, images, the JSON sections); the Jinja2 templates in `graphs/templates/` lay those
+model calls, images, the JSON sections); the Jinja2 templates in `interfaces/templates/` lay those
 rows out for `brushedit trace show` (Rich markup), the web editor's trace panel (an HTML
 fragment) and the self-contained HTML report (`brushedit trace report`, the demo). Adding a
 field to the trace means changing `timeline` once, not three renderers.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphs.artifacts import is_hash
-from graphs.terminal import markup, one_line
+from interfaces.terminal import markup, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -236,7 +236,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("graphs", "templates"),
+        loader=jinja2.PackageLoader("interfaces", "templates"),
         autoescape=autoescape, trim_blocks=True, lstrip_blocks=True,
         finalize=lambda value: "" if value is None else value,
     )

@@ -1,4 +1,4 @@
-"""`brushedit edit`, `resume`, `chat`, `demo` and the `trace` group (registered by `graphs.cli`).
+"""`brushedit edit`, `resume`, `chat` and `demo` (registered by `interfaces.cli`).
 
 Only typer is imported at module level; sessions, LangGraph and models load when a command runs.
 """
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from graphs.terminal import markup, one_line, plain
+from interfaces.cli_errors import cli_message
+from interfaces.terminal import markup, one_line, plain
 from tools.errors import InvalidRequestError
 from tools.option_specs import OPTION_SPECS, option_bounds
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
 
 INPAINTERS = INPAINTER_NAMES
 PLANNERS = ("auto", "vlm", "rules")
-
-trace_app = typer.Typer(help="Inspect the audit trail: sessions, steps, prompts and images.",
-                        no_args_is_help=True)
 
 InpainterOpt = Annotated[
     str, typer.Option("--inpainter", help=inpainter_help() + ".")
@@ -50,9 +48,6 @@ def edit_option(flag: str, name: str, help: str | None = None) -> Any:
     return typer.Option(flag, min=low, max=high, help=help or OPTION_SPECS[name].description)
 
 
-_edit_option = edit_option
-
-
 def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
     """`defaults` with the flags a user gave, validated by `EditOptions` (NaN, inf, range)."""
     from pydantic import ValidationError
@@ -68,13 +63,6 @@ def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptio
             f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidRequestError(f"invalid edit option ({problems})") from None
-
-
-def cli_message(exc: Exception) -> str:
-    """An expected error as the root command prints it (`graphs.cli.cli_message`)."""
-    from graphs.cli import cli_message as message
-
-    return message(exc)
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -154,10 +142,6 @@ class EventView:
                                "planning with the rule parser[/]")
 
 
-def _data_dir() -> Path:
-    return Path(_settings().data_dir).expanduser()
-
-
 def _check_output(out: Path, *inputs: Path | str | None) -> Path:
     """Refuse, before any work, an output that would overwrite an input or the store, or
     cannot be written (`graphs.artifacts.check_output_path`)."""
@@ -229,13 +213,13 @@ def edit(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask PNG, white = edit.")] = None,
     session_id: SessionOpt = None,
-    seed: Annotated[int | None, _edit_option("--seed", "seed")] = None,
-    steps: Annotated[int | None, _edit_option("--steps", "steps")] = None,
-    samples: Annotated[int | None, _edit_option("--samples", "samples")] = None,
-    guidance: Annotated[float | None, _edit_option("--guidance", "guidance_scale")] = None,
+    seed: Annotated[int | None, edit_option("--seed", "seed")] = None,
+    steps: Annotated[int | None, edit_option("--steps", "steps")] = None,
+    samples: Annotated[int | None, edit_option("--samples", "samples")] = None,
+    guidance: Annotated[float | None, edit_option("--guidance", "guidance_scale")] = None,
     conditioning: Annotated[
-        float | None, _edit_option("--conditioning", "conditioning_scale")] = None,
-    max_attempts: Annotated[int | None, _edit_option("--max-attempts", "max_attempts")] = None,
+        float | None, edit_option("--conditioning", "conditioning_scale")] = None,
+    max_attempts: Annotated[int | None, edit_option("--max-attempts", "max_attempts")] = None,
     inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     review_mask: Annotated[bool, typer.Option("--review-mask",
@@ -409,9 +393,10 @@ def demo(
     """Edit the bundled examples offline with whatever is installed, and write a report."""
     from graphs.artifacts import check_output_folder
     from graphs.components import build_components
-    from graphs.doctor import check_ollama, check_weights
     from graphs.session import EditSession
-    from graphs.trace_view import write_report
+    from graphs.weights import check_weights
+    from interfaces.doctor import check_ollama
+    from interfaces.trace_view import write_report
     from tools.errors import BrushEditError
 
     settings = _settings()
@@ -467,136 +452,9 @@ def demo(
         components.close()
 
 
-# -- trace -----------------------------------------------------------------------------------------
-
-
-def _traces() -> Any:
-    from graphs.components import check_data_dir
-    from graphs.traces import TraceStore
-
-    return TraceStore(check_data_dir(_settings().data_dir) / "traces.sqlite")
-
-
-def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:
-    if not store.has_session(session_id):
-        known = [s["id"] for s in store.sessions()[:5]]
-        raise InvalidRequestError(
-            f"no session {session_id[:80]!r} in the trace log"
-            + (f"; recent: {', '.join(known)}" if known else "; run `brushedit edit` first")
-        )
-    return store.events(session_id)
-
-
-@trace_app.command("list")
-def trace_list(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
-) -> None:
-    """Sessions, newest first."""
-    from rich.table import Table
-
-    store = _traces()
-    try:
-        rows = store.sessions()[:limit]
-    finally:
-        store.close()
-    if not rows:
-        typer.echo("no sessions yet")
-        return
-    table = Table("session", "updated", "turns", "steps", "first instruction")
-    for row in rows:
-        table.add_row(markup(row["id"]), markup(row["updated"][:19]), str(row["turns"]),
-                      str(row["events"]), markup(one_line(row["title"] or "", 80)))
-    _console(stderr=False).print(table)
-
-
-@trace_app.command("show")
-def trace_show(session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
-    """A readable timeline of one session: steps, decisions, prompts in brief."""
-    from graphs.trace_view import render_terminal
-
-    store = _traces()
-    try:
-        events = _session_events(store, session_id)
-    finally:
-        store.close()
-    _console(stderr=False).print(render_terminal(session_id, events))
-
-
-@trace_app.command("export")
-def trace_export(
-    session_id: Annotated[str, typer.Argument(help="Session id.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (one event per line).")] = "jsonl",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (stdout if omitted).")]
-    = None,
-) -> None:
-    """Every event of a session as JSON lines, with prompts, raw answers and image hashes."""
-    if fmt != "jsonl":
-        raise typer.BadParameter("only jsonl is supported", param_hint="--format")
-    from graphs.traces import dumps
-
-    if output is not None:
-        from graphs.artifacts import check_output_path
-
-        _refuse_image_name(output, "the export (JSON lines)", ".jsonl")
-        output = check_output_path(output, data_dir=_data_dir(), image=False,
-                                   what="the export")
-    store = _traces()
-    try:
-        lines = [dumps(event) for event in _session_events(store, session_id)]
-    finally:
-        store.close()
-    text = "\n".join(lines) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        from graphs.artifacts import write_text_atomic
-
-        write_text_atomic(output, text)
-        typer.echo(f"wrote {len(lines)} events to {plain(output)}", err=True)
-
-
-@trace_app.command("report")
-def trace_report(
-    session_id: Annotated[str, typer.Argument(help="Session id.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path(
-        "report.html"),
-) -> None:
-    """A self-contained HTML page: each step with its images, prompts and verdicts."""
-    from graphs.artifacts import ArtifactStore, check_output_path
-    from graphs.trace_view import write_report
-
-    settings = _settings()
-    _refuse_image_name(output, "the report (HTML)", ".html")
-    output = check_output_path(output, data_dir=Path(settings.data_dir).expanduser(),
-                               image=False, what="the report")
-    store = _traces()
-    try:
-        events = _session_events(store, session_id)
-        turns = store.turns(session_id)
-    finally:
-        store.close()
-    artifacts = ArtifactStore(Path(settings.data_dir).expanduser() / "artifacts")
-    path = write_report(output, session_id, events, turns, artifacts)
-    typer.echo(f"wrote {plain(path)}")
-
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm",
-                   ".tga")
-
-
-def _refuse_image_name(output: Path, what: str, suffix: str) -> None:
-    """A text output named like an image would replace a picture (often the edit's input)."""
-    if output.suffix.lower() in _IMAGE_SUFFIXES:
-        raise InvalidRequestError(
-            f"{plain(output)} is named like an image, and writing {what} there would replace it; "
-            f"give a {suffix} file name"
-        )
-
-
 def register(app: typer.Typer) -> None:
-    """Add the editing commands and the `trace` group to the root app."""
+    """Add the editing commands to the root app."""
     app.command()(edit)
     app.command()(resume)
     app.command()(chat)
     app.command()(demo)
-    app.add_typer(trace_app, name="trace")

@@ -1,6 +1,6 @@
 """Regenerate the bundled demo images and their hand-drawn masks (run once; outputs committed).
 
-    python graphs/examples/make_examples.py
+    python interfaces/examples/make_examples.py
 
 Photos come from scikit-image's public-domain sample data; each mask is drawn here from a few
 shapes (white = the object to remove), then slightly dilated so removals leave no outline.

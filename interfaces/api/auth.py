@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from graphs.interfaces.api_routes.errors import Unauthorized
+from interfaces.api.errors import Unauthorized
 
 
 def token_ok(request: Request, token: str, *, basic: bool = False) -> bool:

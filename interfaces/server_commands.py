@@ -61,15 +61,15 @@ def _server_command(default_port: int, start: Callable[..., None], doc: str) -> 
 
 
 def _start_ui(settings: Any, *, host: str, port: int, inpainter: str, planner: str) -> None:
-    from graphs.interfaces.common import settings_components_factory
-    from graphs.interfaces.web import launch
+    from interfaces.common import settings_components_factory
+    from interfaces.web import launch
 
     factory = settings_components_factory(settings, inpainter=inpainter, planner=planner)
     launch(factory, settings, host=host, port=port)
 
 
 def _start_api(settings: Any, **server: Any) -> None:
-    from graphs.interfaces.api import serve as run_api
+    from interfaces.api import serve as run_api
 
     run_api(settings, **server)
 
@@ -101,8 +101,8 @@ def mcp(
     ] = None,
 ) -> None:
     """Serve the MCP tools edit_image, plan_edit and get_trace (HTTP: http://HOST:PORT/mcp)."""
-    from graphs.interfaces.mcp_server import run_mcp
     from graphs.settings import load_settings
+    from interfaces.mcp_server import run_mcp
 
     run_mcp(
         load_settings(), transport=transport.value, host=host, port=port,

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from graphs.interfaces.api_routes.errors import api_error
-from graphs.interfaces.api_routes.models import EditLinks, EditOut, SessionOut
-from graphs.interfaces.common import (
+from interfaces.api.errors import api_error
+from interfaces.api.models import EditLinks, EditOut, SessionOut
+from interfaces.common import (
     ConflictError,
     ErrorDetail,
     LazyComponents,
@@ -31,9 +31,9 @@ from tools.errors import BrushEditError
 from tools.types import EditResult
 
 if TYPE_CHECKING:
-    from graphs.jobs import JobRecord, JobStore
+    from interfaces.api.job_store import JobRecord, JobStore
 
-logger = logging.getLogger("graphs.interfaces.api")  # one logger for the whole API
+logger = logging.getLogger("interfaces.api")  # one logger for the whole API
 
 
 @dataclass

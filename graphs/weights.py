@@ -1,18 +1,17 @@
-"""`brushedit doctor`: what is installed, reachable and cached, and how to fix what is not.
+"""Are a model's weights on this machine? The checks loading runs before it tries, and doctor shows.
 
-Nothing here downloads: Hub ids are looked up in the local Hugging Face cache only.
+Nothing here downloads: Hub ids are looked up in the local Hugging Face cache only. A model
+that is not on disk fails at once with the fix (`missing_weights_error`), instead of spending
+half a minute retrying the Hub.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from graphs.settings import Settings
 from tools.errors import ModelLoadError
-
-TORCH_SPEC = "torch==2.13.0"
 
 
 @dataclass
@@ -23,15 +22,6 @@ class Check:
     ok: bool
     detail: str
     fix: str | None = None
-
-
-def run_checks(settings: Settings) -> list[Check]:
-    return [
-        check_torch(settings),
-        *check_ollama(settings.ollama_host, settings.ollama_model),
-        *inpainter_weight_checks(settings, family=True),
-        *segmenter_weight_checks(settings),
-    ]
 
 
 def inpainter_weight_checks(settings: Settings, family: bool = False) -> list[Check]:
@@ -71,33 +61,6 @@ def missing_weights_error(checks: list[Check], what: str) -> ModelLoadError | No
         "`brushedit doctor` lists everything; set BRUSHEDIT_ALLOW_DOWNLOADS=1 to let models "
         "download on first use."
     )
-
-
-def check_torch(settings: Settings) -> Check:
-    if importlib.util.find_spec("torch") is None:
-        return Check("torch", False, "not installed", f"pip install '{TORCH_SPEC}'")
-    import torch
-
-    device = settings.resolved_device()
-    dtype = settings.resolved_dtype(device)
-    build = "CUDA " + str(torch.version.cuda) if torch.version.cuda else "CPU"
-    return Check("torch", True, f"{torch.__version__} ({build} build); device {device}, {dtype}")
-
-
-def check_ollama(host: str, model: str) -> list[Check]:
-    """The server and the model, through the agents' own probe (`OllamaVLM.check`)."""
-    from agents.vlm import OllamaVLM
-
-    status = OllamaVLM(model=model, host=host, timeout=3.0).check()
-    server = Check("Ollama server", status.reachable, status.error or f"answers at {host}")
-    label = f"Ollama model {model}"
-    if not status.reachable:
-        server.detail, server.fix = status.error or "no answer", status.fix
-        return [server, Check(label, False, "unknown: server not reachable", f"ollama pull {model}")]
-    if status.ok:
-        caps = f"; capabilities: {', '.join(status.capabilities)}" if status.capabilities else ""
-        return [server, Check(label, True, f"pulled{caps}")]
-    return [server, Check(label, False, status.error or "not usable", status.fix)]
 
 
 def check_weights(
@@ -179,28 +142,3 @@ def _brushnet_config(source: str, subfolder: str | None) -> dict:
     if not isinstance(cached, str):
         raise OSError(f"{source} is not in the local cache")
     return json.loads(Path(cached).read_text())
-
-
-def print_report(checks: list[Check]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="brushedit doctor", show_lines=False)
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("detail")
-    from graphs.terminal import markup, plain
-
-    for check in checks:  # details may quote a server's answer: printed as text, never markup
-        table.add_row(markup(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
-                      markup(check.detail))
-    console = Console(width=120)
-    console.print(table)
-    fixes = [c for c in checks if not c.ok and c.fix]
-    if fixes:
-        console.print("To fix:")
-        for check in fixes:
-            console.print(f"  {plain(check.name)}: {plain(check.fix)}", markup=False,
-                          highlight=False)
-    else:
-        console.print("Everything is in place.")

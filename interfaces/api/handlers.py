@@ -11,12 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graphs.interfaces.api_routes.errors import Unauthorized, api_error, content_kind
-from graphs.interfaces.api_routes.options import OPTION_NAMES
-from graphs.interfaces.common import ErrorBody, ErrorDetail
+from interfaces.api.errors import Unauthorized, api_error, content_kind
+from interfaces.api.options import OPTION_NAMES
+from interfaces.common import ErrorBody, ErrorDetail
 from tools.errors import BrushEditError
 
-logger = logging.getLogger("graphs.interfaces.api")  # one logger for the whole API
+logger = logging.getLogger("interfaces.api")  # one logger for the whole API
 
 
 def error_response(status: int, detail: ErrorDetail, headers: dict | None = None) -> JSONResponse:

@@ -1,0 +1,39 @@
+"""How the command line shows an expected failure: one line on stderr, exit 2, no traceback.
+
+The root group and every sub-command group (`eval` included) use `BrushEditGroup`; commands
+that keep running after an error (`chat`, the mask review on stdin) print `cli_message`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from typer.core import TyperGroup
+
+from tools.errors import BrushEditError, MaskNeededError
+
+USER_ERROR_EXIT = 2
+_CLI_INPAINTER = re.compile(r"\(the `([a-z]+)` inpainter\)")
+"""How a core message names an inpainter, said as the CLI flag that picks it."""
+
+
+class BrushEditGroup(TyperGroup):
+    """A group that prints expected errors on one line and exits 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrushEditError as exc:
+            typer.echo(f"Error: {cli_message(exc)}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT) from None
+
+
+def cli_message(exc: BrushEditError) -> str:
+    """An expected error on one terminal-safe line, with the CLI flag that fixes it."""
+    from interfaces.terminal import one_line
+
+    message = one_line(exc)
+    if isinstance(exc, MaskNeededError):
+        message += " (pass one with `--mask MASK.png`, white = edit)"
+    return _CLI_INPAINTER.sub(r"(`--inpainter \1`)", message)
