@@ -192,7 +192,9 @@ class BenchWorker:
         """The paper's inpainting-based editing: benchmark mask + target caption -> inpainter."""
         source = source_image(item)
         mask = item.mask()
-        inpainter = self.components().inpainter(self.config.inpainter)
+        from graphs.handles import load_inpainter
+
+        inpainter = load_inpainter(self.components().inpainters, self.config.inpainter)
         category, fill = item.category, False
         if not inpainter.supports(category) and inpainter.supports(EditCategory.REMOVAL):
             # A fill-only backend (OpenCV) is run as what it is: a caption-blind fill baseline.
@@ -218,10 +220,10 @@ class BenchWorker:
         try:
             result = session.edit(source_image(item), item.instruction, options=self._options())
         except Exception as exc:
-            raise EditFailed(exc, _partial_plan(components, session)) from exc
+            raise EditFailed(exc, _partial_plan(session)) from exc
         store = components.store
         final = store.get_image(result.image)
-        first = _first_attempt(components, session, result.image)
+        first = _first_attempt(session, result.image)
         fields = {
             **_plan_fields(result.plan),
             "system_planner": result.planner,
@@ -241,10 +243,10 @@ class BenchWorker:
         return fields
 
 
-def _first_attempt(components: Any, session: Any, fallback: str) -> str | None:
+def _first_attempt(session: Any, fallback: str) -> str | None:
     """The best candidate of attempt 1 (what a system without the verifier loop returns)."""
     try:
-        values = components.graph().get_state(session.config).values
+        values = session.values()
     except Exception:
         return fallback
     first = [c for c in values.get("candidates") or [] if c.get("attempt") == 1]

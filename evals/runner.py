@@ -180,7 +180,7 @@ def _edit(
         try:
             result = session.edit(item.image, variant.text, mask=user_mask, options=options)
         except Exception as exc:
-            raise EditFailed(exc, _partial_plan(components, session)) from exc
+            raise EditFailed(exc, _partial_plan(session)) from exc
         store = components.store
         result_image = store.get_image(result.image)
         system_mask = store.get_mask(result.mask) if result.mask else None
@@ -224,7 +224,7 @@ class EditFailed(Exception):
         self.fields = fields
 
 
-def _partial_plan(components: Any, session: Any) -> dict[str, Any]:
+def _partial_plan(session: Any) -> dict[str, Any]:
     """The plan (and mask) a failed turn had reached, read from its checkpointed graph state.
 
     The OpenCV inpainter refuses local edits after the plan is made; robustness of the plan is
@@ -233,7 +233,7 @@ def _partial_plan(components: Any, session: Any) -> dict[str, Any]:
     from tools.types import EditPlan
 
     try:
-        values = components.graph().get_state(session.config).values
+        values = session.values()
         plan = EditPlan.model_validate(values["plan"]) if values.get("plan") else None
     except Exception:  # no state at all (it failed before planning): nothing to keep
         return {}

@@ -1,7 +1,8 @@
-"""Orchestration: the LangGraph editing state machine, sessions, traces and the CLI.
+"""The engine: the LangGraph editing state machine, its run context, sessions, stores and traces.
 
 Names are imported on first use so `import graphs` (and `brushedit --help`) stays fast and never
-loads torch or LangGraph.
+loads torch or LangGraph. The faces people use (CLI, HTTP API, MCP, web, LangChain tool) are in
+the `interfaces` package above this one.
 """
 
 from __future__ import annotations
@@ -12,22 +13,22 @@ from tools.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
-    from graphs.components import Components, GraphSettings, build_components
-    from graphs.context import Context
+    from graphs.components import build_components
+    from graphs.context import Context, GraphSettings
     from graphs.graph import build_graph
-    from graphs.session import EditSession, MaskReview, Turn
+    from graphs.session import EditSession, MaskReview, PreparedTurn, Turn
     from graphs.settings import Settings
     from graphs.traces import TraceStore
 
 _EXPORTS = {
     "ArtifactStore": "graphs.artifacts",
-    "Components": "graphs.components",
     "Context": "graphs.context",
     "GraphSettings": "graphs.context",
     "build_components": "graphs.components",
     "build_graph": "graphs.graph",
     "EditSession": "graphs.session",
     "MaskReview": "graphs.session",
+    "PreparedTurn": "graphs.session",
     "Turn": "graphs.session",
     "Settings": "graphs.settings",
     "TraceStore": "graphs.traces",
@@ -35,11 +36,11 @@ _EXPORTS = {
 
 __all__ = [
     "ArtifactStore",
-    "Components",
     "Context",
     "EditSession",
     "GraphSettings",
     "MaskReview",
+    "PreparedTurn",
     "Settings",
     "TraceStore",
     "Turn",

@@ -2,7 +2,8 @@
 
 Importing this module builds no model and opens no database: the run context
 (`graphs.context.Context`) is assembled from `Settings` on first use, inside the first run (or the
-first artifact request), and shared by every run of the process (`graphs.context.DEFAULT`). A
+first artifact request), and shared by every run of the process
+(`graphs.components.SERVER_CONTEXT`). A
 client may send knobs as the run's context (`context={"settings": {"planner": "rules"}}`). The
 graph is compiled WITHOUT a checkpointer, because the server brings its own persistence.
 
@@ -17,9 +18,9 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.context import DEFAULT
+from graphs.components import SERVER_CONTEXT
 from graphs.graph import build_graph
-from graphs.inputs import check_run_input
+from graphs.requests import check_run_input
 from graphs.state import RUN_INPUT_DEFAULTS
 
 
@@ -68,7 +69,7 @@ def _thread_of(config: Any) -> Any:
 
 graph = ServerGraph(**{k: v for k, v in build_graph(checkpointer=None).__dict__.items()
                        if k != "__orig_class__"})
-"""The `editor` graph. Server runs bring no Python context: nodes use `DEFAULT`'s bundle."""
+"""The `editor` graph. Server runs bring no Python context: nodes use `SERVER_CONTEXT`'s."""
 
 
 def _artifact(request: Any) -> Any:
@@ -84,7 +85,7 @@ def _artifact(request: Any) -> Any:
              "message": f"`{digest[:80]}` is not an artifact hash (64 hex digits)"},
             status_code=422,
         )
-    store = DEFAULT.get().store
+    store = SERVER_CONTEXT.get().store
     if not store.has(digest):
         return JSONResponse(
             {"error": "NotFound", "message": f"no artifact {digest[:12]}… on this server"},

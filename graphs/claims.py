@@ -2,8 +2,8 @@
 
 Two turns running at once on one session would share its checkpoint thread and its trace rows:
 each abandons the other's turn, and the loser's result is lost. The session facade claims a
-session for the length of a turn, so every surface (Python, CLI, web, HTTP, MCP, LangChain)
-gets the same `ConflictError` instead.
+session for the length of a turn (in its trace log's `claims`), so every surface (Python, CLI,
+web, HTTP, MCP, LangChain) gets the same `ConflictError` instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class ConflictError(BrushEditError):
 
 
 class SessionClaims:
-    """The sessions with a turn running in this process (shared through the `Context`)."""
+    """The sessions with a turn running in this process (one set per trace log)."""
 
     def __init__(self) -> None:
         self._busy: set[str] = set()

@@ -1,15 +1,17 @@
-"""Assembling what a graph runs with from `Settings`: models, stores, checkpointers.
+"""Assembling a run `Context` from `Settings`: models, stores, checkpointers.
 
-`Components` is `graphs.context.Context` (the graph's run context) under the name the
-interfaces use; tests, the CLI, the servers and the evals each assemble their own (a scripted
-VLM, a toy segmenter, an in-memory checkpointer). `build_components` is the app-layer factory
-that reads `Settings`; it loads nothing heavy: the segmenter and BrushNet are built on first
-use, so offline runs and `--inpainter opencv` never touch model weights.
+Tests, the CLI, the servers and the evals each assemble their own context (a scripted VLM, a toy
+segmenter, an in-memory checkpointer). `build_components` is the app-layer factory that reads
+`Settings`; it loads nothing heavy: the segmenter and BrushNet are `LazyModel`s built on first
+use, so offline runs and the opencv inpainter never touch model weights. The LangGraph server's
+runs bring no Python context: `run_context` lends them `ServerContext`'s bundle, built from
+`Settings` on the first run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphs.artifacts import ArtifactStore
 from graphs.context import Context, GraphSettings, PlannerMode
+from graphs.handles import LazyModel
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
 from tools.registry import INPAINTER_NAMES
@@ -26,39 +29,8 @@ from tools.registry import INPAINTER_NAMES
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
-Components = Context
-"""The name the interfaces, evals and tests use for the run context (the same class)."""
-
-__all__ = ["Components", "Context", "GraphSettings", "LazySegmenter", "PlannerMode",
-           "build_components", "check_data_dir", "checkpointer_target", "open_checkpointer"]
-
-
-class LazySegmenter:
-    """A segmenter built on the first `segment` call (GroundingDINO + SAM are gigabytes)."""
-
-    def __init__(self, loader: Callable[[], Any], name: str = "grounded-sam") -> None:
-        self._loader = loader
-        self._inner: Any = None
-        self._lock = threading.Lock()
-        self.name = name
-
-    @property
-    def loaded(self) -> bool:
-        return self._inner is not None
-
-    def load(self) -> Any:
-        with self._lock:
-            if self._inner is None:
-                self._inner = self._loader()
-        return self._inner
-
-    def segment(self, *args: Any, **kwargs: Any) -> Any:
-        return self.load().segment(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.load(), name)
+__all__ = ["ServerContext", "build_components", "check_data_dir", "checkpointer_target",
+           "open_checkpointer", "run_context"]
 
 
 def build_components(
@@ -69,8 +41,8 @@ def build_components(
     segmenter: bool = True,
     persist: bool = True,
     max_attempts: int | None = None,
-) -> Components:
-    """Assemble `Components` from `Settings` (the app layer's job; nothing heavy loads here).
+) -> Context:
+    """Assemble a `Context` from `Settings` (the app layer's job; nothing heavy loads here).
 
     Args:
         settings: where models, data and the database are.
@@ -79,7 +51,8 @@ def build_components(
             the VLM does; `rules` never calls it.
         segmenter: build a (lazy) GroundingDINO + SAM segmenter; False for user masks only.
         persist: open the session checkpointer (SQLite in `data_dir`, or Postgres when
-            `database_url` says so); False keeps sessions in memory (the LangGraph server).
+            `database_url` says so); False opens none: each session object keeps its
+            checkpoints in memory (evals, the LangGraph server's bundle).
         max_attempts: overrides `settings.max_attempts`.
     """
     if inpainter not in INPAINTER_NAMES:
@@ -94,15 +67,15 @@ def build_components(
         vlm = OllamaVLM(
             model=settings.ollama_model, host=settings.ollama_host, timeout=settings.ollama_timeout
         )
-    seg = LazySegmenter(lambda: _load_segmenter(settings)) if segmenter else None
-    return Components(
+    seg = LazyModel(lambda: _load_segmenter(settings), "segmenter") if segmenter else None
+    return Context(
         store=ArtifactStore(data_dir / "artifacts"),
         traces=TraceStore(data_dir / "traces.sqlite"),
         vlm=vlm,
         segmenter=seg,
         inpainters={
-            "brushnet": lambda: _load_brushnet(settings),
-            "opencv": _load_opencv,
+            "brushnet": LazyModel(lambda: _load_brushnet(settings), "inpainter:brushnet"),
+            "opencv": LazyModel(_load_opencv, "inpainter:opencv"),
         },
         settings=GraphSettings(
             max_attempts=max_attempts or settings.max_attempts,
@@ -114,13 +87,60 @@ def build_components(
     )
 
 
-def _require_local_weights(settings: Settings, checks: Callable[[Settings], list], what: str) -> None:
+class ServerContext:
+    """The context of runs that bring none (the LangGraph server's), built on the first run.
+
+    One per server process: importing `graphs.app` builds nothing, the first run or artifact
+    request does. Sessions are the server's own, so no session database opens.
+    """
+
+    def __init__(self, build: Callable[[], Context] | None = None) -> None:
+        self._build = build or self._from_settings
+        self._built: Context | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _from_settings() -> Context:
+        from graphs.settings import Settings
+
+        return build_components(Settings(), persist=False)
+
+    def get(self) -> Context:
+        with self._lock:
+            if self._built is None:
+                self._built = self._build()
+            return self._built
+
+
+SERVER_CONTEXT = ServerContext()
+"""The LangGraph server's lazily built context (see `run_context`)."""
+
+
+def run_context(context: Context | dict[str, Any] | None) -> Context:
+    """The context a node runs with: the caller's own, or the server's bundle with its knobs.
+
+    A caller's context has its stores; a server run's is built from JSON (only knobs) or absent.
+    Knobs that are all `GraphSettings`' defaults (or none) leave the server bundle's own, those
+    `Settings` gave it (`BRUSHEDIT_MAX_ATTEMPTS`, ...).
+    """
+    if isinstance(context, dict):
+        context = Context(**context)
+    if context is not None and context.store is not None:
+        return context
+    server = SERVER_CONTEXT.get()
+    if context is None or context.settings == GraphSettings():
+        return server
+    return dataclasses.replace(server, settings=context.settings)
+
+
+def _require_local_weights(settings: Settings, checks: Callable[[Settings], list], what: str,
+                           **whose: Any) -> None:
     """Fail in a sentence, before any Hub retry, when a model is missing and downloads are off."""
     if settings.allow_downloads:
         return
     from graphs.weights import missing_weights_error
 
-    error = missing_weights_error(checks(settings), what)
+    error = missing_weights_error(checks(settings), what, **whose)
     if error is not None:
         raise error
 
@@ -147,7 +167,8 @@ def _load_segmenter(settings: Settings) -> Any:
     from graphs.weights import segmenter_weight_checks
     from tools.segment import GroundedSegmenter
 
-    _require_local_weights(settings, segmenter_weight_checks, "segmenter (GroundingDINO + SAM)")
+    _require_local_weights(settings, segmenter_weight_checks, "segmenter (GroundingDINO + SAM)",
+                           segmenter=True)
 
     device = settings.resolved_device()
     return GroundedSegmenter.from_pretrained(
@@ -160,7 +181,8 @@ def _load_brushnet(settings: Settings) -> Any:
     from graphs.weights import inpainter_weight_checks
     from tools.inpaint import BrushNetInpainter
 
-    _require_local_weights(settings, inpainter_weight_checks, "BrushNet inpainter")
+    _require_local_weights(settings, inpainter_weight_checks, "BrushNet inpainter",
+                           inpainter="brushnet")
 
     device = settings.resolved_device()
     return BrushNetInpainter.from_pretrained(

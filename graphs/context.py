@@ -1,104 +1,97 @@
-"""What a graph run uses besides its state: models, stores and knobs (LangGraph's run context).
+"""What a graph run reads besides its state: the loop's knobs and the handles of its models and
+stores (LangGraph's run context). Plain data: nothing here builds, caches or compiles.
 
 The graph is compiled with `context_schema=Context`; every node receives it as
-`runtime.context`. Embedded callers (the session facade, hence the CLI, HTTP API, MCP server,
-web UI, LangChain tool and evals) pass their own bundle: `graph.stream(..., context=components)`.
+`runtime.context`. Embedded callers (the session facade, hence every interface, and the evals)
+pass their own: `graph.stream(..., context=context)`, built by `graphs.components`.
 
 Schema choice: LangGraph's server turns `context_schema` into JSON (the assistant's `schemas`
 endpoint) and builds the run's context as `Context(**request_context)` from the keys that schema
 lists. Model and store handles cannot be JSON, so they are typed `SkipJsonSchema[...]` and stay
-out of it: the JSON-visible part is only the knobs (`settings`: planner, max_attempts,
-inpainter, ...). A server run therefore arrives with no handles, and `resolve_context` lends it
-the process's default bundle (built lazily from `Settings` on first use), with the run's knobs.
+out of it: the JSON-visible part is only the knobs (`settings`). A server run therefore arrives
+with no handles, and `graphs.components.run_context` lends it the process's server bundle.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from graphs.artifacts import ArtifactStore
-from graphs.claims import SessionClaims
-from graphs.traces import TraceStore
-from tools.errors import ConfigError, InvalidRequestError
+from graphs.handles import VLMProbe
+from tools.errors import ConfigError
+from tools.types import InpainterName, field_bounds
 
 PlannerMode = Literal["auto", "vlm", "rules"]
-EventSink = Callable[[dict[str, Any]], None]
 
 
-@dataclass(kw_only=True)
-class GraphSettings:
-    """Knobs of the edit loop itself (not of any model); the defaults of a turn's options."""
+class GraphSettings(BaseModel):
+    """Knobs of the edit loop itself (not of any model); the defaults of a turn's options.
 
-    max_attempts: int = field(default=3, metadata={"description": "Verifier attempts per edit."})
-    planner: PlannerMode = field(
-        default="auto",
-        metadata={"description": "auto: VLM, falling back to rules when it fails; vlm; rules."},
+    Built from a server client's JSON too, so the types are strict (no `"3"` for 3, no `true`
+    for 1) and a bad knob is a `ConfigError` sentence naming it, its kind and its bounds.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False,
+                              arbitrary_types_allowed=True)
+
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts per edit.")
+    planner: PlannerMode = Field(
+        default="auto", description="auto: VLM, falling back to rules when it fails; vlm; rules."
     )
-    inpainter: str = field(default="brushnet", metadata={"description": "Default inpainter."})
-    mask_policy: SkipJsonSchema[Any] = field(
-        default=None, metadata={"description": "tools.masks.MaskPolicy; None = its defaults."}
+    inpainter: InpainterName = Field(default="brushnet", description="Default inpainter.")
+    mask_policy: SkipJsonSchema[Any] = Field(
+        default=None, description="tools.masks.MaskPolicy; None = its defaults."
     )
-    max_image_side: int = field(
-        default=1024, metadata={"description": "Sources above this are downscaled on import."}
+    max_image_side: int = Field(
+        default=1024, ge=64, le=4096,
+        description="Sources above this are downscaled on import (smaller breaks the checks).",
     )
-    dilation_step_px: int = field(
-        default=12, metadata={"description": "Extra mask dilation per mask retry."}
+    dilation_step_px: int = Field(
+        default=12, ge=0, le=256, description="Extra mask dilation per mask retry."
     )
-    guidance_step: float = field(
-        default=1.5, metadata={"description": "Guidance scale added per inpaint retry."}
+    guidance_step: float = Field(
+        default=1.5, ge=0.0, le=20.0, description="Guidance scale added per inpaint retry."
     )
-    conditioning_step: float = field(
-        default=0.2, metadata={"description": "BrushNet conditioning scale added per retry."}
+    conditioning_step: float = Field(
+        default=0.2, ge=0.0, le=2.0, description="BrushNet conditioning scale added per retry."
     )
 
-    def __post_init__(self) -> None:
-        from tools.registry import INPAINTER_NAMES
-
-        for name, (low, high) in _KNOB_RANGES.items():
-            _check_number(name, getattr(self, name), low, high,
-                          whole=isinstance(GraphSettings.__dataclass_fields__[name].default, int))
-        if self.planner not in ("auto", "vlm", "rules"):
-            raise ConfigError(f"`planner` must be auto, vlm or rules, got {_shown(self.planner)}")
-        if self.inpainter not in INPAINTER_NAMES:
-            raise ConfigError(f"`inpainter` must be {' or '.join(INPAINTER_NAMES)}, "
-                              f"got {_shown(self.inpainter)}")
+    def __init__(self, **knobs: Any) -> None:
+        try:
+            super().__init__(**knobs)
+        except ValidationError as exc:
+            raise ConfigError(_knob_sentence(exc)) from None
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> GraphSettings:
-        """Knobs a server client sent as JSON, or a `ConfigError` naming the unknown ones."""
+    def from_json(cls, value: Any) -> GraphSettings:
+        """Knobs a server client sent as JSON, or a `ConfigError` saying what is wrong."""
         if not isinstance(value, dict):
             raise ConfigError(f"the context's `settings` must be an object of knobs (planner, "
                               f"max_attempts, ...), got {_shown(value)}")
-        known = {f.name for f in fields(cls)} - {"mask_policy"}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown context settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
         return cls(**value)
 
 
-_KNOB_RANGES: dict[str, tuple[float, float]] = {
-    "max_attempts": (1, 10), "max_image_side": (64, 4096), "dilation_step_px": (0, 256),
-    "guidance_step": (0.0, 20.0), "conditioning_step": (0.0, 2.0),
-}
-"""The numeric knobs' bounds (`max_image_side` as `Settings` has it: smaller breaks the checks)."""
-
-
-def _check_number(name: str, value: Any, low: float, high: float, *, whole: bool) -> None:
-    """Refuse a knob of the wrong type or out of range in one sentence (`ConfigError`)."""
-    kind = "a whole number" if whole else "a number"
-    ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or not low <= value <= high:  # NaN fails too
-        raise ConfigError(f"`{name}` must be {kind} from {low:g} to {high:g}, got {_shown(value)}")
+def _knob_sentence(exc: ValidationError) -> str:
+    """The first problem of a knob, in one sentence, from the field's own type and bounds."""
+    fields = GraphSettings.model_fields
+    unknown = sorted(str(e["loc"][0])[:40] for e in exc.errors() if e["type"] == "extra_forbidden")
+    if unknown:
+        known = sorted(set(fields) - {"mask_policy"})
+        return f"unknown context settings {', '.join(unknown)}; known: {', '.join(known)}"
+    error = exc.errors()[0]
+    name = str(error["loc"][0])
+    info = fields[name]
+    got = _shown(error.get("input"))
+    choices = getattr(info.annotation, "__args__", ())
+    if choices and all(isinstance(c, str) for c in choices):
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        return f"`{name}` must be {listed}, got {got}"
+    bounds = field_bounds(info)
+    kind = "a whole number" if info.annotation is int else "a number"
+    return f"`{name}` must be {kind} from {bounds['ge']:g} to {bounds['le']:g}, got {got}"
 
 
 def _shown(value: Any) -> str:
@@ -117,151 +110,42 @@ Handle = SkipJsonSchema[Any]
 
 @dataclass(kw_only=True)
 class Context:
-    """Everything the nodes use: models, stores and knobs, injected per run.
+    """Everything the nodes read besides the state: handles and knobs, given per run.
 
     Attributes:
-        store: content-addressed images and masks (`ArtifactStore`).
-        traces: the audit log, also holding the session turn table (`TraceStore`).
+        store: content-addressed images and masks (`graphs.artifacts.ArtifactStore`).
+        traces: the audit log, also holding the session turn table (`graphs.traces.TraceStore`).
         vlm: an `agents.vlm.VisionLanguageModel`, or None to plan with the rule parser.
-        segmenter: a `tools.segment.Segmenter` (or `LazySegmenter`), or None when no weights.
-        inpainters: name -> an `Inpainter`, or a zero-argument factory called on first use.
+        vlm_probe: remembers the VLM server's last `check()` for a while (`graphs.handles`).
+        segmenter: a `tools.segment.Segmenter` (or a `graphs.handles.LazyModel` of one), or None
+            when there are no weights.
+        inpainters: name -> an `Inpainter`, or a `LazyModel` that builds one on first use.
         settings: the loop's knobs (the only part a LangGraph-server client can send).
-        checkpointer: a LangGraph saver for `graph()`; None keeps sessions in memory only.
+        checkpointer: a LangGraph saver for the session's graph; None keeps each session's
+            checkpoints in memory.
     """
 
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
 
-    store: SkipJsonSchema[ArtifactStore | None] = None
-    traces: SkipJsonSchema[TraceStore | None] = None
+    store: Handle = None
+    traces: Handle = None
     vlm: Handle = None
+    vlm_probe: Handle = field(default_factory=VLMProbe)
     segmenter: Handle = None
     inpainters: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict)
     settings: Annotated[
         GraphSettings, Field(description="The edit loop's knobs (planner, max_attempts, ...).")
     ] = field(default_factory=GraphSettings)
     checkpointer: Handle = None
-    vlm_probe_ttl_s: SkipJsonSchema[float] = 30.0
-    # Caches shared by `with_settings` copies (the same models, the same probe, one graph).
-    _built: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
-    _lock: Handle = field(default_factory=threading.Lock, init=False, repr=False)
-    _probe: SkipJsonSchema[dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
-    claims: Handle = field(default_factory=SessionClaims, init=False, repr=False)
-    """The sessions with a turn running in this process (`graphs.claims`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, GraphSettings):  # a server client's JSON context
             self.settings = GraphSettings.from_json(self.settings)
 
-    @property
-    def ready(self) -> bool:
-        """True when the bundle has its stores (a server run's JSON context has none)."""
-        return self.store is not None and self.traces is not None
-
-    def with_settings(self, settings: GraphSettings) -> Context:
-        """The same models, stores and caches with other knobs (one server run's context)."""
-        other = copy.copy(self)
-        other.settings = settings
-        return other
-
-    def vlm_status(self) -> Any:
-        """The VLM server's `check()`, cached for `vlm_probe_ttl_s` (None when it has none).
-
-        With planner `auto`, a server that is down or lacks the model is skipped at once on
-        every run inside the window, instead of each run paying the client's retries.
-        """
-        check = getattr(self.vlm, "check", None)
-        if check is None:
-            return None
-        now = time.monotonic()
-        probe = self._probe.get("last")
-        if probe is not None and now - probe[0] < self.vlm_probe_ttl_s:
-            return probe[1]
-        status = check()
-        self._probe["last"] = (now, status)
-        return status
-
-    def inpainter(self, name: str, on_event: EventSink | None = None) -> Any:
-        """The inpainter called `name`, constructing it on first use (and saying so)."""
-        if name not in self.inpainters:
-            known = ", ".join(sorted(self.inpainters)) or "none"
-            raise InvalidRequestError(f"unknown inpainter `{name}`; available: {known}")
-        with self._lock:
-            if name in self._built:
-                return self._built[name]
-            entry = self.inpainters[name]
-            if not callable(entry) or hasattr(entry, "inpaint"):
-                self._built[name] = entry
-                return entry
-            if on_event:
-                on_event({"type": "load", "component": f"inpainter:{name}", "status": "start"})
-            built = entry()
-            if on_event:
-                on_event({"type": "load", "component": f"inpainter:{name}", "status": "end"})
-            self._built[name] = built
-            return built
-
-    def graph(self) -> Any:
-        """The editing graph compiled with this bundle's checkpointer (built once).
-
-        Run it with `context=` this bundle: `graph.stream(payload, config, context=self)`.
-        """
-        with self._lock:
-            if "graph" not in self._built:
-                from graphs.graph import build_graph
-
-                saver = self.checkpointer
-                if saver is None:
-                    from langgraph.checkpoint.memory import InMemorySaver
-
-                    saver = self.checkpointer = InMemorySaver()
-                self._built["graph"] = build_graph(checkpointer=saver)
-            return self._built["graph"]
-
     def close(self) -> None:
-        """Close the trace store and a SQLite checkpointer's connection."""
+        """Close the trace store and a SQLite or Postgres checkpointer's connection."""
         if self.traces is not None:
             self.traces.close()
         conn = getattr(self.checkpointer, "conn", None)
         if conn is not None and hasattr(conn, "close"):
             conn.close()
-
-
-class DefaultContext:
-    """The bundle a run without a Python context uses, built from `Settings` on first use.
-
-    One per process (the LangGraph server's): importing `graphs.app` builds nothing, the first
-    run or artifact request does. Sessions are the server's own, so no checkpointer opens.
-    """
-
-    def __init__(self) -> None:
-        self._built: Context | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Context:
-        with self._lock:
-            if self._built is None:
-                from graphs.components import build_components
-                from graphs.settings import Settings
-
-                self._built = build_components(Settings(), persist=False)
-            return self._built
-
-
-DEFAULT = DefaultContext()
-"""The server's lazily built bundle (see `resolve_context`)."""
-
-
-def resolve_context(context: Context | dict[str, Any] | None) -> Context:
-    """The context a node runs with: the caller's bundle, or the default one with its knobs.
-
-    A JSON context whose knobs are all `GraphSettings`' defaults (or none) leaves the default
-    bundle's own knobs, those `Settings` gave it (`BRUSHEDIT_MAX_ATTEMPTS`, ...).
-    """
-    if isinstance(context, dict):
-        context = Context(**context)
-    if context is not None and context.ready:
-        return context
-    default = DEFAULT.get()
-    if context is None or context.settings == GraphSettings():
-        return default
-    return default.with_settings(context.settings)

@@ -5,8 +5,8 @@ The graph is built the LangGraph way: typed state with public input/output schem
 `context_schema` (`graphs.context.Context`: models, stores and knobs, given per run), nodes that
 are plain functions of `(state, runtime)` returning partial updates, conditional edges after
 the mask and the review, and a verifier that routes itself with `Command(goto=...)`.
-Embedded callers (sessions, evals) compile with a checkpointer; the LangGraph server export in
-`graphs.app` compiles without one.
+The session facade compiles it with its context's checkpointer; the LangGraph server export in
+`graphs.app` compiles it without one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     if isinstance(checkpointer, Context):
         raise TypeError(
             "build_graph no longer takes the components: compile with a checkpointer and run "
-            "with `graph.stream(..., context=components)` (or use `components.graph()`)"
+            "with `graph.stream(..., context=components)` (or use `graphs.EditSession`)"
         )
     builder = StateGraph(State, input_schema=InputState, output_schema=OutputState,
                          context_schema=Context)

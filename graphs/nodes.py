@@ -14,20 +14,22 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import graphs.policy as policy
 from graphs.artifacts import artifact_url
+from graphs.handles import load_inpainter
 from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
 from graphs.traces import to_jsonable
 from graphs.tracing import NodeRun, traced, turn_of
-from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
+from tools.errors import (
+    BrushEditError,
+    InvalidRequestError,
+    MaskNeededError,
+    ModelLoadError,
+)
 from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_prompts
 
 if TYPE_CHECKING:
     from langgraph.types import Command
 
 NEEDS_SEGMENTATION = {EditCategory.REMOVAL, EditCategory.LOCAL, EditCategory.BACKGROUND}
-NO_SEGMENTER = (
-    "no segmentation model is available to find {what}: give a mask of the area to edit, or "
-    "install the GroundingDINO and SAM weights (`brushedit doctor` says how)"
-)
 VerifyRoute = Literal["finish", "mask", "caption", "inpaint"]
 VERIFY_DESTINATIONS: tuple[str, ...] = get_args(VerifyRoute)
 """Where the verifier's `Command` may go (given to `add_node`, the node being wrapped)."""
@@ -46,40 +48,50 @@ def _options(state: State) -> EditOptions:
 
 @traced("start")
 def start(state: State, run: NodeRun) -> dict[str, Any]:
-    """Check the request, resolve its image references, and clear what the previous turn left
-    in the thread's state. The knobs give the defaults of options the caller left out."""
-    from graphs.inputs import check_turn_input, import_image, import_mask
+    """Take the turn's request, and clear what the previous turn left in the thread's state.
 
-    check_turn_input(state)
-    context, knobs = run.context, run.context.settings
-    instruction = (state.get("instruction") or "").strip()
-    if not instruction:
-        raise InvalidRequestError("the instruction is empty; say what to change")
-    given = state.get("options") or {}
-    if isinstance(given, dict):
-        given = {"max_attempts": knobs.max_attempts, "inpainter": knobs.inpainter, **given}
-    options = EditOptions.model_validate(given)
-    if state.get("image"):
-        source, scale = import_image(context.store, state["image"], knobs.max_image_side)
-    elif state.get("current_image"):
-        source, scale = state["current_image"], 1.0
+    The session facade's turns arrive checked, their image and mask stored
+    (`EditSession.prepare`); what the LangGraph server hands over raw is checked here and its
+    image references resolved (`_receive`). The knobs give the defaults of omitted options.
+    """
+    if run.raw_input:
+        instruction, options, source, user_mask, caption = _receive(state, run)
     else:
-        raise InvalidRequestError(
-            "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
-            "image's hash); later turns on the same thread may omit it"
-        )
-    user_mask = (import_mask(context.store, state["mask"], source, scale)
-                 if state.get("mask") else None)
-    caption = (state.get("caption") or "").strip() or None
+        instruction, caption = state["instruction"], state.get("caption")
+        options = EditOptions.model_validate(state["options"])
+        source, user_mask = state["image"], state.get("mask")
     turn = turn_of(state, "start")
     run.inputs = {"instruction": instruction, "options": options}
     run.images = {"source": source, "user_mask": user_mask}
-    run.params = {"planner_mode": knobs.planner, "max_attempts": options.max_attempts}
+    run.params = {"planner_mode": run.context.settings.planner,
+                  "max_attempts": options.max_attempts}
     return {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
             "options": options.model_dump(mode="json"), "max_attempts": options.max_attempts,
             "source_image": source, "current_image": source, "user_mask": user_mask,
             "user_caption": caption, "mask_review": bool(state.get("review_mask")),
             "turn": turn, "last_turn": turn, "history": [], "planner": _planner_path(run)}
+
+
+def _receive(state: State, run: NodeRun) -> tuple[str, EditOptions, str, str | None, str | None]:
+    """A raw request checked (`check_turn_input`) and its image and mask stored: (instruction,
+    options, source hash, user mask hash, caption)."""
+    from graphs.inputs import import_image, import_mask
+    from graphs.requests import check_turn_input
+
+    store, knobs = run.context.store, run.context.settings
+    checked = check_turn_input(state, EditOptions(max_attempts=knobs.max_attempts,
+                                                  inpainter=knobs.inpainter))
+    if state.get("image"):
+        source, scale = import_image(store, state["image"], knobs.max_image_side)
+    elif state.get("current_image"):
+        source, scale = state["current_image"], 1.0
+    else:
+        raise InvalidRequestError(
+            "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
+            "image's hash); later turns on the same thread may omit it", field="image"
+        )
+    user_mask = import_mask(store, state["mask"], source, scale) if state.get("mask") else None
+    return checked["instruction"], checked["options"], source, user_mask, checked["caption"]
 
 
 def _planner_path(run: NodeRun) -> str:
@@ -89,7 +101,7 @@ def _planner_path(run: NodeRun) -> str:
     if context.vlm is None or mode == "rules":
         return "rules"
     if mode == "auto":
-        status = context.vlm_status()
+        status = context.vlm_probe.status(context.vlm)
         if status is not None and not status.ok:
             reason = status.error or "the VLM server is not usable"
             fix = f" (fix: {status.fix})" if status.fix else ""
@@ -180,7 +192,7 @@ def mask(state: State, run: NodeRun) -> dict[str, Any]:
     run.params = {"policy": rules, "mask_relax": retry.get("mask_relax", 0),
                   "user_mask_extra_dilation_px": retry.get("extra_dilation_px", 0)}
     if user_mask is None and plan.category in NEEDS_SEGMENTATION and segmenter is None:
-        raise MaskNeededError(NO_SEGMENTER.format(what=_what(plan)))
+        raise MaskNeededError.no_segmenter(_what(plan))
     if user_mask is None and plan.category == EditCategory.ADDITION and plan.box is None:
         plan = _addition_box(run, plan, image)
     proposal = _propose(run, plan, image, user_mask, rules)
@@ -225,9 +237,7 @@ def _propose(run: NodeRun, plan: EditPlan, image: Any, user_mask: Any, rules: An
                                 policy=rules)
     except (ModelLoadError, ImportError, OSError) as exc:
         if user_mask is None and plan.category in NEEDS_SEGMENTATION:
-            raise MaskNeededError(
-                NO_SEGMENTER.format(what=_what(plan)) + f" (loading failed: {exc})"
-            ) from exc
+            raise MaskNeededError.no_segmenter(_what(plan), load_error=str(exc)) from exc
         raise
     if not proposal.found and user_mask is None and proposal.source != "full":
         # Nothing found: one more look with lower thresholds and united boxes before giving up.
@@ -240,7 +250,8 @@ def _propose(run: NodeRun, plan: EditPlan, image: Any, user_mask: Any, rules: An
     if not proposal.found and user_mask is None and proposal.source != "full":
         why = "; ".join(proposal.notes) or "no detection"
         raise MaskNeededError(
-            f"could not find {_what(plan)} in the image ({why}); give a mask of the area to edit"
+            f"could not find {_what(plan)} in the image ({why}); give a mask of the area to edit",
+            looked_for=_what(plan),
         )
     return proposal
 
@@ -254,7 +265,8 @@ def review(state: State, run: NodeRun) -> dict[str, Any]:
     """
     from langgraph.types import interrupt
 
-    from graphs.inputs import MAX_REVIEW_ANSWERS, read_review_answer
+    from graphs.inputs import read_review_answer
+    from graphs.requests import MAX_REVIEW_ANSWERS
 
     proposed = state["edit_mask"]
     payload = {
@@ -356,7 +368,7 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     retry = state.get("retry") or {}
     options, seed = policy.attempt_options(_options(state), retry)
     name = options.inpainter
-    inpainter = run.context.inpainter(name, on_event=run.emit)
+    inpainter = load_inpainter(run.context.inpainters, name, on_event=run.emit)
     inpainter = inpainter.variant(int(retry.get("seed_offset", 0)))  # deterministic: new method
     attempt = state.get("attempt", 1)
     negative = join_prompts(plan.negative_prompt, options.negative_prompt)
@@ -468,7 +480,7 @@ def _retry(state: State, run: NodeRun, decision: policy.Decision) -> dict[str, A
     stage = policy.blamed_stage(decision.stage)
     if stage == "inpaint":
         options = _options(state)
-        method = getattr(run.context.inpainter(options.inpainter).variant(
+        method = getattr(load_inpainter(run.context.inpainters, options.inpainter).variant(
             retry["seed_offset"]), "method", None)
         if method:  # a deterministic fill changes method instead of seed
             changed = {"method": method}

@@ -1,85 +1,49 @@
-"""The session facade: what the CLI, the servers and the evals call.
+"""The session facade: what every interface and the evals call.
 
 A session is one LangGraph thread (thread_id = session id) plus a turn table in the trace store.
 Each turn runs the graph once; an accepted result becomes the next turn's source, `undo` moves
-back to any earlier turn, and a run that died half-way resumes from its last checkpoint.
+back to any earlier turn, and a run that died half-way resumes from its last checkpoint. A turn's
+request is checked here, once (`prepare`, with `graphs.requests`' rules), before anything is
+recorded; the graph then trusts it.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from graphs.artifacts import is_hash
 from graphs.inputs import import_image, import_mask
+from graphs.requests import check_caption, check_instruction, check_options, check_session_name
 from tools.errors import BrushEditError, InvalidRequestError
-from tools.text import check_plain_text
-from tools.types import MAX_INSTRUCTION_CHARS, EditOptions, EditPlan, EditResult
+from tools.types import EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
-    from graphs.components import Components
+    from graphs.context import Context
 
 EventSink = Callable[[dict[str, Any]], None]
-MAX_SESSION_ID_CHARS = 64
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-"""The HTTP API's session-id pattern, so an id made anywhere can be used everywhere."""
-
-
-# -- validation: every surface checks its inputs through these, so all refuse alike -----------
-
-
-def check_session_name(session_id: str) -> str:
-    """A session id a person can type and a terminal shows as is: letters, digits, `_`, `-`."""
-    if not isinstance(session_id, str) or not session_id.strip():
-        raise InvalidRequestError("a session id cannot be empty")
-    if len(session_id) > MAX_SESSION_ID_CHARS or not _SESSION_ID.fullmatch(session_id):
-        raise InvalidRequestError(
-            f"session id {session_id[:MAX_SESSION_ID_CHARS]!r} is not valid: use at most "
-            f"{MAX_SESSION_ID_CHARS} letters, digits, '_' or '-'"
-        )
-    return session_id
-
-
-def check_instruction(instruction: object) -> str:
-    """The instruction without surrounding space; empty or too long is refused, never cut."""
-    check_plain_text(instruction, "instruction")
-    text = instruction.strip() if isinstance(instruction, str) else ""
-    if not text:
-        raise InvalidRequestError(
-            "the instruction is empty; say what to change, e.g. 'remove the cat'"
-        )
-    if len(text) > MAX_INSTRUCTION_CHARS:
-        raise InvalidRequestError(
-            f"the instruction has {len(text):,} characters; the limit is "
-            f"{MAX_INSTRUCTION_CHARS:,} (shorten it: it is never cut)"
-        )
-    return text
-
-
-def check_hash(value: object, what: str = "artifact") -> str:
-    """An artifact id: a lowercase sha256 hex digest, never a path or a URL."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not is_hash(text):
-        raise InvalidRequestError(
-            f"the {what} must be a 64-character lowercase hex sha256 hash, got "
-            f"{str(value)[:80]!r}"
-        )
-    return text
-
-
-def check_mask(mask: Any, size: tuple[int, int], *, resize: bool = False) -> Any:
-    """A user mask for an image of (W, H) `size`: the one mask rule (`fit_user_mask`)."""
-    from tools.mask_ops import fit_user_mask
-
-    return fit_user_mask(mask, size, resize=resize)
-
 
 ImageInput = "str | Path | bytes | Image.Image | None"
+
+
+class PreparedTurn(BaseModel):
+    """A turn's request after the facade's checks, its image and mask stored: ready to run.
+
+    Only `EditSession.prepare` makes one; `EditSession.run` trusts it and checks nothing again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    instruction: str
+    source: str = Field(description="Hash of the stored image the turn edits.")
+    mask: str | None = Field(default=None, description="Hash of the stored, fitted user mask.")
+    options: EditOptions
+    caption: str | None = None
+    review_mask: bool = False
 
 
 class Turn(BaseModel):
@@ -126,15 +90,20 @@ class PlannedEdit(BaseModel):
 
 
 class EditSession:
-    """A persistent, multi-turn editing conversation over one `Components` bundle."""
+    """A persistent, multi-turn editing conversation over one run `Context`.
 
-    def __init__(self, components: Components, session_id: str) -> None:
+    The session owns its compiled graph: `build_graph` with the context's checkpointer (an
+    in-memory one when the context has none), compiled on first use.
+    """
+
+    def __init__(self, components: Context, session_id: str) -> None:
         self.components = components
         self.id = session_id
         self.config = {"configurable": {"thread_id": session_id}}
+        self._compiled: Any = None
 
     @classmethod
-    def open(cls, components: Components, session_id: str | None = None) -> EditSession:
+    def open(cls, components: Context, session_id: str | None = None) -> EditSession:
         """Continue session `session_id`, or start a new one (new id) when it is None.
 
         Nothing is recorded until a turn starts, so an edit refused for its input (a missing
@@ -175,52 +144,70 @@ class EditSession:
             outcome = self.resume(review(outcome), on_event=turn.get("on_event"))
         return outcome
 
-    def submit(
+    def submit(self, image: ImageInput, instruction: str, *,
+               on_event: EventSink | None = None, **request: Any) -> EditResult | MaskReview:
+        """Start a turn; returns its result, or a `MaskReview` when it paused for a person.
+
+        `prepare(image, instruction, **request)` (`mask`, `options`, `caption`, `review_mask`),
+        then `run`; `on_event` receives progress dicts (`node`, `progress`, `retry`, `load`...).
+        """
+        return self.run(self.prepare(image, instruction, **request), on_event=on_event)
+
+    def prepare(
         self,
         image: ImageInput,
         instruction: str,
         *,
         mask: Any = None,
-        options: EditOptions | None = None,
+        options: EditOptions | dict[str, Any] | None = None,
         caption: str | None = None,
         review_mask: bool = False,
-        on_event: EventSink | None = None,
-    ) -> EditResult | MaskReview:
-        """Start a turn; returns its result, or a `MaskReview` when it paused for a person.
+        max_pixels: int | None = None,
+    ) -> PreparedTurn:
+        """Check a turn's request and store its image and mask; nothing is recorded yet.
+
+        The one door every surface's request goes through (`graphs.requests`' checks, the
+        image downscaled to `max_image_side`, the mask fitted to it once).
 
         Args:
             image: a path, bytes, PIL image or artifact hash; None continues from the current
                 image (the last accepted result).
             instruction: what to change, in words.
             mask: optional user mask (path, bytes, array, PIL image or hash; white = edit).
-            options: seed, steps, samples, attempts, inpainter...; defaults from the components.
+            options: `EditOptions`, or the fields to change from the session's defaults.
             caption: the target caption (diffusion prompt) to use instead of the planner's.
             review_mask: pause after the mask proposal with a `MaskReview` (answer it with
                 `resume`).
-            on_event: receives progress dicts (`node`, `progress`, `retry`, `load`, ...).
+            max_pixels: the largest image file accepted (`tools.images`' default when None).
         """
-        instruction = check_instruction(instruction)
-        check_plain_text(caption, "caption")
-        options = options or self.default_options()
-        check_plain_text(options.negative_prompt, "options.negative_prompt")
-        source, scale = self._import_image(image)
-        user_mask = self._import_mask(mask, source, scale) if mask is not None else None
-        with self.components.claims.hold(self.id):
-            for row in self.components.traces.turns(self.id):
+        text = check_instruction(instruction)
+        caption = check_caption(caption)
+        checked = check_options(options, defaults=self.default_options())
+        source, scale = self._import_image(image, max_pixels)
+        user_mask = (import_mask(self.components.store, mask, source, scale)
+                     if mask is not None else None)
+        return PreparedTurn(instruction=text, source=source, mask=user_mask, options=checked,
+                            caption=caption, review_mask=bool(review_mask))
+
+    def run(self, turn: PreparedTurn, *, on_event: EventSink | None = None
+            ) -> EditResult | MaskReview:
+        """Run a prepared turn: claim the session, file the turn, run the graph."""
+        traces = self.components.traces
+        with traces.claims.hold(self.id):
+            for row in traces.turns(self.id):
                 if row["status"] in ("running", "review"):  # left by a crash, or not answered
-                    self.components.traces.set_turn_status(self.id, row["turn"], "abandoned")
-            turn = self._next_turn()
-            self.components.traces.start_turn(self.id, turn, instruction.strip(), source)
+                    traces.set_turn_status(self.id, row["turn"], "abandoned")
+            number = self._next_turn()
+            traces.start_turn(self.id, number, turn.instruction, turn.source)
             payload = {
-                "image": source, "instruction": instruction.strip(), "mask": user_mask,
-                "options": options.model_dump(mode="json"), "review_mask": bool(review_mask),
-                "caption": caption.strip() if caption and caption.strip() else None,
-                "turn": turn,
+                "image": turn.source, "instruction": turn.instruction, "mask": turn.mask,
+                "options": turn.options.model_dump(mode="json"), "review_mask": turn.review_mask,
+                "caption": turn.caption, "turn": number,
             }
-            _emit(on_event, {"type": "turn", "status": "start", "turn": turn,
-                             "session_id": self.id, "instruction": instruction.strip(),
-                             "source": source})
-            return self._run(payload, turn, on_event)
+            _emit(on_event, {"type": "turn", "status": "start", "turn": number,
+                             "session_id": self.id, "instruction": turn.instruction,
+                             "source": turn.source})
+            return self._run(payload, number, on_event)
 
     def resume(
         self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None
@@ -231,7 +218,7 @@ class EditSession:
         `{"mask": <hash or path or array>}`); after a crash, call it with no decision to run on
         from the last completed node.
         """
-        with self.components.claims.hold(self.id):
+        with self.components.traces.claims.hold(self.id):
             return self._resume(decision, on_event)
 
     def _resume(self, decision: dict[str, Any] | None, on_event: EventSink | None
@@ -250,15 +237,16 @@ class EditSession:
                     "{'mask': ...}"
                 )
             if decision.get("mask") is not None and not is_hash(decision["mask"]):
-                decision = {**decision, "mask": self._import_mask(
-                    decision["mask"], state.values["source_image"], 1.0)}
+                decision = {**decision, "mask": import_mask(
+                    self.components.store, decision["mask"], state.values["source_image"], 1.0)}
             self._set_status(turn, "running")
             return self._run(Command(resume=decision), turn, on_event)
         self._set_status(turn, "running")
         return self._run(None, turn, on_event)
 
     def plan(
-        self, image: ImageInput, instruction: str, *, mask: Any = None
+        self, image: ImageInput, instruction: str, *, mask: Any = None,
+        max_pixels: int | None = None,
     ) -> PlannedEdit:
         """Plan an edit and propose its mask without inpainting.
 
@@ -266,7 +254,8 @@ class EditSession:
         where the turn stops and is filed as `planned`; the trace keeps every step. The plan's
         target caption is the planner's, or the rule caption when the planner gave none.
         """
-        outcome = self.submit(image, instruction, mask=mask, review_mask=True)
+        outcome = self.submit(image, instruction, mask=mask, review_mask=True,
+                              max_pixels=max_pixels)
         if not isinstance(outcome, MaskReview):  # pragma: no cover - the graph always pauses
             raise InvalidRequestError("planning did not stop at the mask review")
         values = self._graph().get_state(self.config).values
@@ -379,8 +368,22 @@ class EditSession:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def values(self) -> dict[str, Any]:
+        """The graph state of this session's thread (plan, candidates, verdicts...)."""
+        return dict(self._graph().get_state(self.config).values)
+
     def _graph(self) -> Any:
-        return self.components.graph()
+        """This session's graph, compiled on first use with the context's checkpointer."""
+        if self._compiled is None:
+            from graphs.graph import build_graph
+
+            saver = self.components.checkpointer
+            if saver is None:
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                saver = InMemorySaver()
+            self._compiled = build_graph(checkpointer=saver)
+        return self._compiled
 
     def _run(self, payload: Any, turn: int, on_event: EventSink | None) -> EditResult | MaskReview:
         graph = self._graph()
@@ -420,7 +423,7 @@ class EditSession:
         rows = self.components.traces.turns(self.id)
         return (max(r["turn"] for r in rows) + 1) if rows else 1
 
-    def _import_image(self, image: Any) -> tuple[str, float]:
+    def _import_image(self, image: Any, max_pixels: int | None = None) -> tuple[str, float]:
         """Store the source image (downscaled to `max_image_side`); returns (hash, scale)."""
         if image is None:
             current = self.current_image
@@ -429,10 +432,8 @@ class EditSession:
                     "no image given and this session has no previous result to continue from"
                 )
             return current, 1.0
-        return import_image(self.components.store, image, self.components.settings.max_image_side)
-
-    def _import_mask(self, mask: Any, source: str, scale: float) -> str:
-        return import_mask(self.components.store, mask, source, scale)
+        return import_image(self.components.store, image,
+                            self.components.settings.max_image_side, max_pixels=max_pixels)
 
 
 def _emit(sink: EventSink | None, event: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Application settings: the only place environment variables and `.env` are read.
 
-Components never read settings themselves; the app layer (CLI, servers) builds them from a
+Models and stores never read settings themselves; the app layer (CLI, servers) builds them from a
 `Settings` instance and passes explicit arguments down.
 """
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from graphs.claims import SessionClaims
+
 MAX_FIELD_CHARS = 64_000
 """What one trace field (a prompt, a raw answer, an error, one JSON column) may hold; the rest
 is cut with a note saying how much, so a runaway answer cannot bloat the log."""
@@ -222,11 +224,16 @@ class TraceStore:
 
     Args:
         path (`str` or `Path`): the SQLite file; `":memory:"` for a throwaway log.
+
+    Attributes:
+        claims: the sessions of this log with a turn running in this process
+            (`graphs.claims.SessionClaims`): the session facade holds one per turn.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self._lock = threading.Lock()
+        self.claims = SessionClaims()
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graphs.context import Context, resolve_context
+from graphs.components import run_context
+from graphs.context import Context
 from graphs.traces import Stopwatch, to_jsonable
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ class NodeRun:
     emit: Callable[[dict[str, Any]], None]
     vlm: Any = None
     """The context's VLM wrapped in a `RecordingVLM`, or None without one."""
+    raw_input: bool = False
+    """The run came without a Python context (a LangGraph-server client's run): its input is
+    whatever JSON arrived, unchecked; the session facade's runs bring their context and checked
+    input."""
     inputs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -134,7 +139,8 @@ def traced(name: str) -> Callable[[Body], Callable[..., Any]]:
 
 
 def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
-    context = resolve_context(runtime.context)
+    context = run_context(runtime.context)
+    raw = context is not runtime.context
     info = runtime.execution_info
     session_id = str((info.thread_id if info is not None else None) or "default")
     recorder = None
@@ -142,7 +148,8 @@ def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
         from agents.vlm import RecordingVLM
 
         recorder = RecordingVLM(context.vlm)
-    return NodeRun(context, state, session_id, _safe_writer(runtime.stream_writer), vlm=recorder)
+    return NodeRun(context, state, session_id, _safe_writer(runtime.stream_writer), vlm=recorder,
+                   raw_input=raw)
 
 
 def _merged(side: dict[str, Any], result: Any) -> Any:

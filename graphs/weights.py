@@ -46,20 +46,23 @@ def segmenter_weight_checks(settings: Settings) -> list[Check]:
     ]
 
 
-def missing_weights_error(checks: list[Check], what: str) -> ModelLoadError | None:
+def missing_weights_error(checks: list[Check], what: str, *, inpainter: str | None = None,
+                          segmenter: bool = False) -> ModelLoadError | None:
     """One sentence naming every missing piece and its fix, or None when all are in place.
 
     Loading a model that is not on disk would otherwise spend half a minute retrying the Hub
-    before failing; this check answers at once, from the local cache only.
+    before failing; this check answers at once, from the local cache only. `inpainter` and
+    `segmenter` say whose weights are missing (the error's typed fields).
     """
     missing = [check for check in checks if not check.ok]
     if not missing:
         return None
+    summary = f"the {what} cannot load, its weights are not on this machine"
     parts = "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in missing)
     return ModelLoadError(
-        f"the {what} cannot load, its weights are not on this machine. {parts}. "
-        "`brushedit doctor` lists everything; set BRUSHEDIT_ALLOW_DOWNLOADS=1 to let models "
-        "download on first use."
+        f"{summary}. {parts}. `brushedit doctor` lists everything; set "
+        "BRUSHEDIT_ALLOW_DOWNLOADS=1 to let models download on first use.",
+        inpainter=inpainter, segmenter=segmenter, summary=summary,
     )
 
 

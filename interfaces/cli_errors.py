@@ -6,16 +6,16 @@ that keep running after an error (`chat`, the mask review on stdin) print `cli_m
 
 from __future__ import annotations
 
-import re
-
 import typer
 from typer.core import TyperGroup
 
-from tools.errors import BrushEditError, MaskNeededError
+from interfaces.wording import Wording, say
+from tools.errors import BrushEditError
 
 USER_ERROR_EXIT = 2
-_CLI_INPAINTER = re.compile(r"\(the `([a-z]+)` inpainter\)")
-"""How a core message names an inpainter, said as the CLI flag that picks it."""
+CLI_WORDING = Wording(inpainter="`--inpainter {name}`", mask="pass a mask with `--mask MASK.png`",
+                      installer="install")
+"""The CLI's flags, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
 class BrushEditGroup(TyperGroup):
@@ -33,7 +33,4 @@ def cli_message(exc: BrushEditError) -> str:
     """An expected error on one terminal-safe line, with the CLI flag that fixes it."""
     from interfaces.terminal import one_line
 
-    message = one_line(exc)
-    if isinstance(exc, MaskNeededError):
-        message += " (pass one with `--mask MASK.png`, white = edit)"
-    return _CLI_INPAINTER.sub(r"(`--inpainter \1`)", message)
+    return one_line(say(exc, CLI_WORDING))

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from graphs.components import Components
     from graphs.session import EditSession
     from graphs.settings import Settings
-    from tools.types import EditOptions
 
 INPAINTERS = INPAINTER_NAMES
 PLANNERS = ("auto", "vlm", "rules")
@@ -46,23 +45,6 @@ def edit_option(flag: str, name: str, help: str | None = None) -> Any:
     """
     low, high = option_bounds(name)
     return typer.Option(flag, min=low, max=high, help=help or OPTION_SPECS[name].description)
-
-
-def _options(defaults: EditOptions | None = None, **overrides: Any) -> EditOptions:
-    """`defaults` with the flags a user gave, validated by `EditOptions` (NaN, inf, range)."""
-    from pydantic import ValidationError
-
-    from tools.types import EditOptions
-
-    data = (defaults or EditOptions()).model_dump()
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return EditOptions.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidRequestError(f"invalid edit option ({problems})") from None
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -228,18 +210,18 @@ def edit(
     """Edit IMAGE as INSTRUCTION says and write the result to OUT."""
     _choice(inpainter, INPAINTERS, "--inpainter")
     _choice(planner, PLANNERS, "--planner")
+    from graphs.requests import check_options, check_session_name
     from graphs.session import EditSession
 
     source = None if str(image) == "-" else image
     if source is None and session_id is None:
         raise InvalidRequestError("IMAGE '-' continues a session: pass --session ID")
     if session_id is not None:
-        from graphs.session import check_session_name
-
         check_session_name(session_id)
-    flags = {"seed": seed, "steps": steps, "samples": samples, "guidance_scale": guidance,
+    given = {"seed": seed, "steps": steps, "samples": samples, "guidance_scale": guidance,
              "conditioning_scale": conditioning, "max_attempts": max_attempts}
-    _options(**flags)  # out-of-range or non-finite values stop here, before anything runs
+    flags = {name: value for name, value in given.items() if value is not None}
+    check_options(flags)  # the facade's rule, before anything runs: NaN or inf stop here
     out = _check_output(out, source, mask)
     _check_inputs(source, mask)
     components = _components(inpainter, planner, max_attempts)
@@ -248,12 +230,11 @@ def edit(
             raise InvalidRequestError(f"no session {session_id!r} to continue from; "
                                       "`brushedit trace list` shows the recent ones")
         session = EditSession.open(components, session_id)
-        options = _options(session.default_options(), **flags)
         console = _console()
         with EventView(console) as view:
             result = session.edit(
                 str(source) if source is not None else None, instruction, mask=mask,
-                options=options, review_mask=review_mask,
+                options=flags, review_mask=review_mask,
                 review=_stdin_review(console) if review_mask else None, on_event=view,
             )
         _save(components, result.image, out)
@@ -277,7 +258,8 @@ def resume(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
 ) -> None:
     """Finish an edit that was interrupted (crash, kill) from its last completed step."""
-    from graphs.session import EditSession, check_session_name
+    from graphs.requests import check_session_name
+    from graphs.session import EditSession
 
     check_session_name(session_id)
     out = _check_output(out)
@@ -311,7 +293,8 @@ def chat(
     """Edit IMAGE over several turns, reading instructions from stdin (one per line)."""
     _choice(inpainter, INPAINTERS, "--inpainter")
     _choice(planner, PLANNERS, "--planner")
-    from graphs.session import EditSession, check_session_name
+    from graphs.requests import check_session_name
+    from graphs.session import EditSession
     from tools.errors import BrushEditError
 
     if session_id is not None:

@@ -1,10 +1,11 @@
 """What every interface shares: the session seam, error bodies, option parsing, one edit's inputs.
 
 The web UI, the HTTP API, the MCP server and the LangChain tool all drive `graphs.EditSession`;
-input rules (instruction, hash, mask, session id) are the facade's own (`graphs.session`), so a
-request refused by one surface is refused by all with the same sentence. What stays here is the
-part that is about interfaces: errors as HTTP statuses and bodies, uploads decoded from bytes and
-base64, options merged over a server's defaults. Nothing here imports gradio, fastapi or mcp.
+every rule a request must pass (instruction, caption, options, hash, mask, session id) is the
+facade's own (`graphs.requests`, applied once by `EditSession.prepare`), so a request refused by
+one surface is refused by all with the same sentence. What stays here is the part that is about
+interfaces: errors as HTTP statuses and bodies, uploads decoded from bytes and base64, options
+read from JSON text. Nothing here imports gradio, fastapi or mcp.
 """
 
 from __future__ import annotations
@@ -20,35 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from graphs.claims import ConflictError
-from graphs.session import (
-    EditSession,
-    Turn,
-    check_hash,
-    check_instruction,
-    check_mask,
-    check_session_name,
-)
+from graphs.requests import check_hash, check_options, check_session_name
+from graphs.session import EditSession, PreparedTurn, Turn
 from graphs.traces import to_jsonable as jsonable  # noqa: F401 - the interfaces import it here
 from tools.errors import (
     BrushEditError,
     ConfigError,
     InvalidImageError,
     InvalidRequestError,
+    MaskNeededError,
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS, read_image
 from tools.registry import INPAINTER_NAMES
-from tools.text import check_plain_text
 from tools.types import EditOptions, EditPlan, EditResult, options_patch_model
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from graphs.components import Components
+    from graphs.context import Context
     from graphs.settings import Settings
 
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -56,16 +51,16 @@ HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 EventCallback = Callable[[dict[str, Any]], None]
 
-MAX_CAPTION_CHARS = 500
-"""A target caption longer than this is not a caption (CLIP reads 77 tokens anyway)."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts a server may listen on without a token: only this machine reaches them."""
 
-SessionOpener = Callable[["Components", str | None], EditSession]
+SessionOpener = Callable[["Context", str | None], EditSession]
 """`(components, session_id | None) -> session`; `EditSession.open` by default."""
 
-ComponentsFactory = Callable[[], "Components"]
+ComponentsFactory = Callable[[], "Context"]
 
 
-def default_session_opener(components: Components, session_id: str | None) -> EditSession:
+def default_session_opener(components: Context, session_id: str | None) -> EditSession:
     """Open (or create) a session through the real facade."""
     return EditSession.open(components, session_id=session_id)
 
@@ -75,7 +70,7 @@ def settings_components_factory(
 ) -> ComponentsFactory:
     """A factory that builds the real components from `Settings` on first use."""
 
-    def factory() -> Components:
+    def factory() -> Context:
         from graphs import build_components
 
         chosen = {"inpainter": inpainter, "planner": planner}
@@ -92,10 +87,10 @@ class LazyComponents:
 
     def __init__(self, factory: ComponentsFactory) -> None:
         self._factory = factory
-        self._value: Components | None = None
+        self._value: Context | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Components:
+    def get(self) -> Context:
         with self._lock:
             if self._value is None:
                 self._value = self._factory()
@@ -128,7 +123,9 @@ def http_status_for(exc: BaseException) -> int:
         return 404
     if isinstance(exc, ConflictError):
         return 409
-    if isinstance(exc, (ModelLoadError, ConfigError)):
+    if isinstance(exc, (ModelLoadError, ConfigError)) or (
+        isinstance(exc, MaskNeededError) and exc.segmenter_missing
+    ):
         return 503
     if isinstance(exc, InvalidImageError) and "over the limit" in str(exc):
         return 413
@@ -158,14 +155,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     return read_image(data, max_pixels=max_pixels).image
 
 
-def decode_mask(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """An uploaded mask (white or painted alpha = edit) for an image of (W, H) `size`."""
-    from tools.images import load_mask
-
-    return check_mask(load_mask(data), size)
-
-
-def artifact_path(components: Components, digest: str) -> Path:
+def artifact_path(components: Context, digest: str) -> Path:
     """Resolve a hash to its stored file, or raise `NotFoundError` (a damaged file is missing)."""
     from graphs.artifacts import ArtifactDamagedError
 
@@ -180,7 +170,7 @@ def artifact_path(components: Components, digest: str) -> Path:
     return path
 
 
-def load_artifact(components: Components, digest: str) -> Image.Image:
+def load_artifact(components: Context, digest: str) -> Image.Image:
     from PIL import Image
 
     with Image.open(artifact_path(components, digest)) as image:
@@ -236,11 +226,9 @@ def parse_options(
     *,
     defaults: EditOptions | None = None,
 ) -> EditOptions:
-    """Merge defaults, a JSON object (or dict) and single fields into validated `EditOptions`.
-
-    Unknown keys are refused rather than ignored so a typo does not silently run defaults.
+    """Options from a JSON object (text or dict) and single fields, over `defaults`, checked by
+    the facade's rule (`graphs.requests.check_options`: unknown keys refused, bounds enforced).
     """
-    data: dict[str, Any] = (defaults or EditOptions()).model_dump()
     if isinstance(raw, EditOptions):
         raw = raw.model_dump()
     if isinstance(raw, str) and raw.strip():
@@ -253,37 +241,18 @@ def parse_options(
                                       ) from None
         if not isinstance(raw, dict):
             raise InvalidRequestError("`options` must be a JSON object")
-    extra: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
-    extra.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = sorted(set(extra) - set(OPTION_FIELDS))
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTION_FIELDS)}"
-        )
-    data.update(extra)
-    try:
-        return EditOptions.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(render_validation_error(exc, "options")) from None
+    given: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+    given.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return check_options(given, defaults=defaults)
 
 
-def render_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One readable line per pydantic error: `options.steps: Input should be ...`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        name = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-        parts.append(f"`{name}`: {err.get('msg')}")
-    return "; ".join(parts)
-
-
-def default_options(components: Components, settings: Settings | None = None) -> EditOptions:
+def default_options(components: Context, settings: Settings | None = None) -> EditOptions:
     """The facade's defaults (`EditSession.default_options`): the components' inpainter and
     attempt budget. `settings` is accepted for callers that pass it; the components decide."""
     return EditSession.open(components).default_options()
 
 
-def inpainter_names(components: Components) -> list[str]:
+def inpainter_names(components: Context) -> list[str]:
     """Inpainters the components can build, default first; the registry's when none are set."""
     names = list(components.inpainters) or list(INPAINTER_NAMES)
     default = components.settings.inpainter
@@ -296,12 +265,12 @@ def inpainter_names(components: Components) -> list[str]:
 # --------------------------------------------------------------------------- sessions and turns
 
 
-def session_exists(components: Components, session_id: str) -> bool:
+def session_exists(components: Context, session_id: str) -> bool:
     """Whether a session id is known (sessions persist in the trace store across restarts)."""
     return bool(components.traces.has_session(session_id))
 
 
-def new_session(open_session: SessionOpener, components: Components) -> EditSession:
+def new_session(open_session: SessionOpener, components: Context) -> EditSession:
     """Open a fresh session and make sure it is recorded, so later lookups find it."""
     session = open_session(components, None)
     if not components.traces.has_session(session.id):
@@ -357,16 +326,17 @@ class PlanOut(BaseModel):
 
 
 def plan_only(
-    components: Components, image: Image.Image, instruction: str, *, mask: Any = None
+    components: Context, image: Any, instruction: str, *, mask: Any = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[EditPlan, np.ndarray | None, str, str]:
     """Plan an edit and propose its mask without inpainting, through the graph itself.
 
     Runs in a fresh session (so the VLM, segmenter and fallbacks are exactly an edit's, and
     the trace records the planning); returns the plan, the mask, the planner path that ran and
-    the session id.
+    the session id. `image` and `mask` in any form the facade takes (bytes, hash, PIL, array).
     """
     session = EditSession.open(components)
-    planned = session.plan(image, instruction, mask=mask)
+    planned = session.plan(image, instruction, mask=mask, max_pixels=max_pixels)
     return planned.plan, components.store.get_mask(planned.mask), planned.planner, session.id
 
 
@@ -375,21 +345,14 @@ def plan_only(
 
 @dataclass
 class PreparedEdit:
-    """A fully validated edit, ready to run: nothing has been written yet."""
+    """An edit checked by the facade and ready to run; nothing has been recorded yet."""
 
-    instruction: str
-    source: Any
-    """A PIL image (upload) or an artifact hash (continuing a session)."""
-    size: tuple[int, int]
-    mask: Any
-    options: EditOptions
+    turn: PreparedTurn
     session_id: str | None
-    caption: str | None = None
-    """The user's target caption, replacing the planner's (None: let the agents write it)."""
 
 
 def prepare_edit(
-    components: Components,
+    components: Context,
     open_session: SessionOpener,
     *,
     instruction: str,
@@ -397,85 +360,48 @@ def prepare_edit(
     mask: bytes | str | np.ndarray | None = None,
     options: BaseModel | dict[str, Any] | None = None,
     session_id: str | None = None,
-    settings: Settings | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     caption: str | None = None,
 ) -> PreparedEdit:
-    """Check every input of an edit before anything is created.
+    """Have the facade check an edit and store its uploads (`EditSession.prepare`).
 
-    `image`: bytes (an upload), an artifact hash, a PIL image, or None to continue from the
-    session's last kept result. `mask`: bytes, an artifact hash, an array, or None.
+    `image`: bytes (an upload, at most `max_pixels`), an artifact hash, a PIL image, or None to
+    continue from the session's last kept result. `mask`: bytes, an artifact hash, an array, or
+    None.
     """
-    text = check_instruction(instruction)
-    caption = _check_caption(caption)
-    if isinstance(options, BaseModel):
-        options = options.model_dump(exclude_none=True)
-    opts = parse_options(options, defaults=default_options(components))
-    check_plain_text(opts.negative_prompt, "options.negative_prompt")
     if session_id is not None:
         check_session_id(session_id)
         if not session_exists(components, session_id):
             raise NotFoundError(f"no session {session_id!r}")
-    source, size = _source(components, open_session, image, session_id, max_pixels)
-    if isinstance(mask, str):
-        mask = artifact_path(components, check_hash(mask, "mask")).read_bytes()
-    if isinstance(mask, (bytes, bytearray)):
-        mask = decode_mask(bytes(mask), size)
-    elif mask is not None:
-        mask = check_mask(mask, size)
-    return PreparedEdit(text, source, size, mask, opts, session_id, caption)
-
-
-def _check_caption(caption: str | None) -> str | None:
-    text = " ".join(check_plain_text(caption, "caption").split()) if caption else None
-    if text and len(text) > MAX_CAPTION_CHARS:
+        session = open_session(components, session_id)
+    elif image is None:
+        raise InvalidRequestError("send an image (or a session id to continue from)")
+    else:
+        session = EditSession.open(components)  # checks only: the edit opens its own session
+    if isinstance(options, BaseModel):
+        options = options.model_dump(exclude_none=True)
+    if image is None and session.current_image is None:
         raise InvalidRequestError(
-            f"the caption is {len(text)} characters; at most {MAX_CAPTION_CHARS} are accepted"
+            f"session {session_id!r} has no result to continue from; send an `image`"
         )
-    return text or None
-
-
-def _source(
-    components: Components, open_session: SessionOpener, image: Any, session_id: str | None,
-    max_pixels: int,
-) -> tuple[Any, tuple[int, int]]:
-    """The image an edit starts from (a PIL image or a stored hash) and its (W, H)."""
-    if image is None:
-        if session_id is None:
-            raise InvalidRequestError("send an image (or a session id to continue from)")
-        image = last_image(open_session(components, session_id))
-        if image is None:
-            raise InvalidRequestError(
-                f"session {session_id!r} has no result to continue from; send an `image`"
-            )
-    if isinstance(image, (bytes, bytearray)):
-        image = decode_image(bytes(image), max_pixels=max_pixels)
-    if isinstance(image, str):
-        from PIL import Image
-
-        digest = check_hash(image, "image")
-        with Image.open(artifact_path(components, digest)) as stored:
-            return digest, stored.size
-    image = image.convert("RGB")
-    return image, image.size
+    if isinstance(caption, str):  # a form field or tool argument: one line of words
+        caption = re.sub(r"[ \t\r\n]+", " ", caption)
+    turn = session.prepare(image, instruction, mask=mask, options=options, caption=caption,
+                           max_pixels=max_pixels)
+    return PreparedEdit(turn, session_id)
 
 
 def run_prepared(
-    components: Components,
+    components: Context,
     open_session: SessionOpener,
     prepared: PreparedEdit,
     on_event: EventCallback | None = None,
 ) -> EditResult:
-    """Open (or create) the session and run the edit through the facade."""
+    """Open (or create) the session and run the prepared edit through the facade."""
     if prepared.session_id is None:
         session = new_session(open_session, components)
     else:
         session = open_session(components, prepared.session_id)
-    return session.edit(
-        prepared.source,
-        prepared.instruction,
-        mask=prepared.mask,
-        options=prepared.options,
-        caption=prepared.caption,
-        on_event=on_event,
-    )
+    result = session.run(prepared.turn, on_event=on_event)
+    assert isinstance(result, EditResult)  # a prepared edit never asks for a mask review
+    return result

@@ -22,6 +22,7 @@ from interfaces.common import (
     run_prepared,
     summary,
 )
+from interfaces.wording import Wording, say
 from tools.errors import InvalidImageError
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.types import MAX_INSTRUCTION_CHARS
@@ -81,12 +82,12 @@ def make_edit_tool(
         try:
             prepared = prepare_edit(
                 components, opener, instruction=instruction, image=_source(image),
-                mask=_source(mask), options=options, session_id=session_id, settings=settings,
+                mask=_source(mask), options=options, session_id=session_id,
                 max_pixels=max_pixels,
             )
             result = run_prepared(components, opener, prepared)
         except BrushEditError as exc:
-            raise ToolException(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+            raise ToolException(f"{type(exc).__name__}: {say(exc, TOOL_WORDING)}") from exc
         info = summary(result)
         info["image_path"] = str(artifact_path(components, result.image))
         return info
@@ -98,6 +99,11 @@ def make_edit_tool(
         args_schema=EditImageArgs,
         handle_tool_error=True,
     )
+
+
+TOOL_WORDING = Wording(inpainter='`options.inpainter` = "{name}"',
+                       mask="give a mask as `mask` (a mask file's path or a stored mask's hash)")
+"""The tool's arguments, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
 def _source(value: str | None) -> bytes | str | None:

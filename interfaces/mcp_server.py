@@ -16,7 +16,6 @@ carries no control characters, and a second edit on a session that is editing is
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -31,7 +30,6 @@ from interfaces.common import (
     NotFoundError,
     SessionOpener,
     check_hash,
-    check_instruction,
     check_session_id,
     decode_base64,
     default_session_opener,
@@ -45,14 +43,15 @@ from interfaces.common import (
     summary,
 )
 from interfaces.roots import FileRoots, parse_root_list, path_from_uri
+from interfaces.wording import Wording, say
 from tools.errors import (
     BrushEditError,
     ConfigError,
     InvalidRequestError,
-    MaskNeededError,
     ModelLoadError,
 )
 from tools.images import DEFAULT_MAX_PIXELS
+from tools.registry import WEIGHTLESS_INPAINTER
 from tools.types import EditOptions, EditPlan, field_bounds, options_patch_model
 
 if TYPE_CHECKING:
@@ -190,45 +189,33 @@ class TraceOut(BaseModel):
 
 # --------------------------------------------------------------------------- messages
 
-_FLAG_WORDS: tuple[tuple[str, str], ...] = (
-    (r"with `?--mask(?: MASK\.png)?`?", "as `mask`, `mask_path` or `mask_hash`"),
-    (r"`?--mask(?: MASK\.png)?`?", "a mask (`mask`, `mask_path` or `mask_hash`)"),
-    (r"`?--inpainter (\w+)`?", r'`options.inpainter` = "\1"'),
-    (r"\(the `(\w+)` inpainter\)", r'(`options.inpainter` = "\1")'),
-    (r"`?--inpainter`?", "`options.inpainter`"),
-    (r"`?--max-attempts(?: \w+)?`?", "`options.max_attempts`"),
-    (r"`?--guidance(?: [\d.]+)?`?", "`options.guidance_scale`"),
-    (r"`?--(seed|steps|samples)(?: \w+)?`?", r"`options.\1`"),
-    (r"`?--session(?: \w+)?`?", "`session_id`"),
-    (r"`?--planner(?: \w+)?`?", "the server's planner setting"),
-    (r"`?--review-mask`?", "`plan_edit` (to see the mask first)"),
-    (r"`?--(out|output)(?: \S+)?`?", "the result's resource link"),
-)
+MASK_ARGUMENTS = "`mask`, `mask_path` or `mask_hash`"
+MCP_WORDING = Wording(inpainter='`options.inpainter` = "{name}"',
+                      mask=f"give a mask as {MASK_ARGUMENTS}")
+"""The tools' arguments, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
-def mcp_words(message: str) -> str:
-    """Say a core message in MCP terms: CLI flags become the tool parameters that do the same."""
-    for pattern, words in _FLAG_WORDS:
-        message = re.sub(pattern, words, message)
-    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: "`" + m.group(1).replace("-", "_") + "`",
-                  message)
+def mcp_message(exc: BaseException) -> str:
+    """An error's sentence in MCP terms: the tool arguments that fix it, never CLI flags."""
+    if isinstance(exc, ModelLoadError):
+        return model_missing_message(exc)
+    return say(exc, MCP_WORDING)
 
 
-def model_missing_message(message: str) -> str:
-    """A missing-weights error as an MCP client can act on it (what to send instead, who fixes)."""
-    first = message.split(". ")[0].strip().rstrip(".")
-    lowered = message.lower()
+def model_missing_message(exc: ModelLoadError) -> str:
+    """A model that cannot load, as an MCP client can act on it (what to send instead, who
+    fixes it)."""
     hints = []
-    if any(word in lowered for word in ("segment", "groundingdino", "sam")):
-        hints.append("send a mask (`mask`, `mask_path` or `mask_hash`) so no segmentation model "
-                     "is needed")
-    if any(word in lowered for word in ("brushnet", "inpainter", "sd1.5")):
-        hints.append('removals work with `options.inpainter` = "opencv"')
+    if exc.segmenter:
+        hints.append(f"send a mask ({MASK_ARGUMENTS}) so no segmentation model is needed")
+    if exc.inpainter not in (None, WEIGHTLESS_INPAINTER):
+        hints.append(f'removals work with `options.inpainter` = "{WEIGHTLESS_INPAINTER}"')
     meanwhile = f" Meanwhile {' and '.join(hints)}." if hints else ""
+    summary = " ".join(exc.summary.split()).rstrip(".")
     return (
-        f"{mcp_words(first)} (on the server's machine).{meanwhile} To install the weights, "
-        "whoever runs this server runs `brushedit doctor` there to see what is missing and how "
-        "to fetch it, or sets BRUSHEDIT_ALLOW_DOWNLOADS=1 so models download on first use."
+        f"{summary} (on the server's machine).{meanwhile} To install the weights, whoever runs "
+        "this server runs `brushedit doctor` there to see what is missing and how to fetch it, "
+        "or sets BRUSHEDIT_ALLOW_DOWNLOADS=1 so models download on first use."
     )
 
 
@@ -279,13 +266,8 @@ def validation_sentences(exc: ValidationError) -> str:
 
 
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ModelLoadError):
-        return f"{type(exc).__name__}: {model_missing_message(' '.join(str(exc).split()))}"
-    if isinstance(exc, MaskNeededError):
-        return (f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))} (pass it as "
-                "`mask`, `mask_path` or `mask_hash`, white = edit)")
     if isinstance(exc, BrushEditError):
-        return f"{type(exc).__name__}: {mcp_words(' '.join(str(exc).split()))}"
+        return f"{type(exc).__name__}: {mcp_message(exc)}"
     # Its text may hold a pydantic dump or a server path: only the class name leaves the server.
     return f"internal error ({type(exc).__name__}); the server's log has the details"
 
@@ -600,7 +582,7 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
                 lambda: prepare_edit(
                     components, deps.opener, instruction=instruction, image=source,
                     mask=user_mask, options=patch, session_id=session_id,
-                    settings=deps.settings, max_pixels=deps.max_pixels, caption=caption,
+                    max_pixels=deps.max_pixels, caption=caption,
                 )
             )
             on_event = _progress_reporter(ctx)
@@ -652,7 +634,6 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
         listed_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, PlanEditOut]:
         try:
-            text = check_instruction(instruction)
             if image is None and image_path is None and image_hash is None:
                 raise InvalidRequestError("send the image as `image`, `image_path` or `image_hash`")
             source = await deps.read_input(listed_roots, "image", image, image_path, image_hash)
@@ -660,15 +641,8 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
             components = await anyio.to_thread.run_sync(deps.lazy.get)
 
             def work() -> tuple[Any, Any, str | None, str, str]:
-                prepared = prepare_edit(
-                    components, deps.opener, instruction=text, image=source, mask=user_mask,
-                    settings=deps.settings, max_pixels=deps.max_pixels,
-                )
-                picture = prepared.source
-                if isinstance(picture, str):
-                    picture = load_artifact(components, picture)
                 plan, proposed, planner, session_id = plan_only(
-                    components, picture, text, mask=prepared.mask
+                    components, source, instruction, mask=user_mask, max_pixels=deps.max_pixels
                 )
                 digest = components.store.put_mask(proposed) if proposed is not None else None
                 return plan, proposed, digest, planner, session_id
@@ -746,7 +720,7 @@ def _add_artifact_resource(server: Any, deps: _ToolDeps) -> None:
             try:
                 stored = load_artifact(deps.lazy.get(), digest)
             except BrushEditError as exc:  # unknown, or damaged (set aside)
-                raise ResourceNotFoundError(mcp_words(" ".join(str(exc).split()))) from None
+                raise ResourceNotFoundError(mcp_message(exc)) from None
             except OSError:  # its text would name the server's folder
                 logger.exception("artifact %s cannot be read", digest)
                 raise ResourceNotFoundError(
@@ -772,8 +746,7 @@ def run_mcp(
     roots: Iterable[str | Path] | None = None,
 ) -> None:
     """Serve over stdio or streamable HTTP (loopback only: this transport has no auth)."""
-    from interfaces.api import LOOPBACK_HOSTS
-    from interfaces.common import settings_components_factory
+    from interfaces.common import LOOPBACK_HOSTS, settings_components_factory
 
     folders = [*parse_root_list(getattr(settings, "mcp_roots", None)), *(roots or ())]
     for folder in folders:

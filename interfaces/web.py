@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ValidationError
 
+from graphs.session import EditSession
 from interfaces.common import (
+    LOOPBACK_HOSTS,
     ComponentsFactory,
     LazyComponents,
     SessionOpener,
     artifact_path,
-    check_instruction,
     default_options,
     default_session_opener,
     inpainter_names,
@@ -52,6 +52,7 @@ from interfaces.common import (
     plan_only,
     turn_out,
 )
+from interfaces.wording import Wording, say
 from tools.errors import (
     BrushEditError,
     ConfigError,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TURN_HEADERS = ["turn", "instruction", "accepted", "kept", "undone", "result"]
 MASK_TINT = np.array([255, 40, 40], np.float32)
 
@@ -106,41 +106,24 @@ def option_label(name: str) -> str:
 
 # --------------------------------------------------------------------------- messages
 
-_FLAG_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?:with|pass) `?--mask(?: \S+\.png)?`?"),
-     "by painting over the area or uploading a mask"),
-    (re.compile(r"`?--mask(?: \S+\.png)?`?"), "a painted or uploaded mask"),
-    (re.compile(r"`?--inpainter[ =](\w+)`?"), r"the \1 inpainter (Advanced options)"),
-    (re.compile(r"\(the `?(\w+)`? inpainter\)"), r"(the \1 inpainter (Advanced options))"),
-    (re.compile(r"`?--planner[ =](\w+)`?"), r"the editor started with the \1 planner"),
-    (re.compile(r"\(`?brushedit doctor`? says how\)"),
-     "(whoever runs this editor can see how with `brushedit doctor`)"),
-)
-
-
-def web_words(message: str) -> str:
-    """Say a shared error message in the editor's terms: its controls, never CLI flags."""
-    text = " ".join(str(message).split())
-    for pattern, words in _FLAG_WORDS:
-        text = pattern.sub(words, text)
-
-    def flag(match: re.Match[str]) -> str:
-        name = match.group(1).replace("-", "_")
-        name = {"guidance": "guidance_scale"}.get(name, name)
-        if name in EditOptions.model_fields:
-            return f"the {option_label(name)} option (Advanced options)"
-        return f"the {name.replace('_', ' ')} setting"
-
-    text = re.sub(r"`?(?<![\w-])--([a-z][a-z-]*)(?:[ =][\w.]+)?`?", flag, text)
-    # field names the API and MCP quote (`instruction`, `options.seed`) read as the controls
-    return re.sub(r"`(?:options\.)?([a-z_]+)`", lambda m: _control(m.group(1)), text)
+def web_message(exc: BaseException) -> str:
+    """An error's sentence in the editor's words: its controls, never CLI flags or field names."""
+    return say(exc, WEB_WORDING)
 
 
 def _control(name: str) -> str:
+    """What the editor calls a request field (`options.seed` is its Seed option)."""
+    name = name.removeprefix("options.")
     if name in EditOptions.model_fields:
         return option_label(name)
     return {"instruction": "the instruction", "mask": "the mask", "image": "the image",
             "caption": "the target caption"}.get(name, name.replace("_", " "))
+
+
+WEB_WORDING = Wording(inpainter="the {name} inpainter (Advanced options)",
+                      mask="paint over the area to edit or upload a mask",
+                      installer="whoever runs this editor installs", field=_control)
+"""The editor's controls, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
 ERROR_TITLES: tuple[tuple[type[BaseException], str], ...] = (
@@ -157,10 +140,7 @@ ERROR_TITLES: tuple[tuple[type[BaseException], str], ...] = (
 def user_message(exc: BaseException) -> tuple[str, str]:
     """(title, sentence) for an expected failure, in the editor's words."""
     title = next((t for kind, t in ERROR_TITLES if isinstance(exc, kind)), "Cannot edit")
-    text = web_words(str(exc)) or type(exc).__name__
-    if isinstance(exc, MaskNeededError):
-        text += " (paint over the area to edit, or upload a mask: white = edit)"
-    return title, text
+    return title, web_message(exc) or type(exc).__name__
 
 
 def error_html(title: str, text: str, kind: str) -> str:
@@ -169,28 +149,6 @@ def error_html(title: str, text: str, kind: str) -> str:
         f"data-error-type='{html.escape(kind)}'>"
         f"<strong>{html.escape(title)}:</strong> {html.escape(text)}</div>"
     )
-
-
-def _option_sentence(exc: ValidationError) -> str:
-    """EditOptions' validation errors as sentences naming the controls."""
-    parts = []
-    for err in exc.errors():
-        name = str((err.get("loc") or ("options",))[0])
-        label = option_label(name)
-        ctx, kind = err.get("ctx") or {}, err.get("type", "")
-        got = err.get("input")
-        bound = next(iter(ctx.values()), None) if ctx else None
-        words = {"greater_than_equal": "at least", "greater_than": "greater than",
-                 "less_than_equal": "at most", "less_than": "less than"}.get(kind)
-        if words:
-            parts.append(f"{label} must be {words} {bound} (got {got})")
-        elif kind == "literal_error":
-            parts.append(f"{label} must be {ctx.get('expected', 'one of the choices')}")
-        elif kind == "string_too_long":
-            parts.append(f"{label} is too long (at most {ctx.get('max_length')} characters)")
-        else:
-            parts.append(f"{label}: {str(err.get('msg', 'is invalid')).lower()}")
-    return "; ".join(parts)
 
 
 def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
@@ -579,8 +537,10 @@ class _Actions:
             raise InvalidMaskError("the uploaded mask is empty: white marks the area to edit")
         return mask
 
-    def _options(self, values: tuple[Any, ...], randomise: bool) -> EditOptions:
-        data = default_options(self.components, self.settings).model_dump()
+    def _options(self, values: tuple[Any, ...], randomise: bool) -> dict[str, Any]:
+        """The option controls' values as fields (numbers from a Number box made whole); the
+        facade checks them (`EditSession.prepare`)."""
+        data: dict[str, Any] = {}
         for name, value in zip(EditOptions.model_fields, values, strict=False):
             if value is None or (isinstance(value, str) and not value.strip()
                                  and name != "negative_prompt"):
@@ -597,10 +557,7 @@ class _Actions:
             data[name] = value
         if randomise:
             data["seed"] = random.randrange(2**31)
-        try:
-            return EditOptions.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidRequestError(_option_sentence(exc)) from None
+        return data
 
     def _session(self, session_id: str | None) -> Any:
         if session_id:
@@ -725,11 +682,11 @@ class _Actions:
 
         try:
             image = self._background(editor_value)
-            text = check_instruction(instruction)
             given = self._painted(editor_value, image.size)
             if given is None:
                 given = self._uploaded_mask(mask_upload, image.size)
-            plan, mask, planner, _session = plan_only(self.components, image, text, mask=given)
+            plan, mask, planner, _session = plan_only(self.components, image, instruction,
+                                                      mask=given)
         except Exception as exc:  # shown in the status panel, logged once
             return gr.update(), gr.update(), gr.update(), self._refused(exc, "propose")
         view = overlay(image, mask) if mask is not None else None
@@ -832,7 +789,6 @@ class _Actions:
 
         try:
             image = self._background(editor_value)
-            text = check_instruction(instruction)
             user_mask, origin = self._painted(editor_value, image.size), "painted"
             if user_mask is None and mask_upload is not None:
                 user_mask, origin = self._uploaded_mask(mask_upload, image.size), "uploaded"
@@ -840,8 +796,12 @@ class _Actions:
                 from tools.masks import fit_mask
 
                 user_mask, origin = fit_mask(current.mask, image.size), current.origin
-            options = self._options(option_values, randomise)
-            session = self._session(session_id)
+            checker = (self.opener(self.components, session_id) if session_id
+                       else EditSession.open(self.components))
+            turn = checker.prepare(image, instruction, mask=user_mask,
+                                   options=self._options(option_values, randomise),
+                                   caption=caption or None)
+            session = self._session(session_id)  # a new one is recorded once the request passed
         except Exception as exc:  # shown in the status panel, logged once
             yield only_status(self._refused(exc, "edit"))
             return
@@ -852,10 +812,7 @@ class _Actions:
 
         def work() -> None:
             try:
-                outcome["result"] = session.edit(
-                    image, text, mask=user_mask, options=options, caption=caption or None,
-                    on_event=events.put,
-                )
+                outcome["result"] = session.run(turn, on_event=events.put)
             except BaseException as exc:  # handed to the handler thread
                 outcome["error"] = exc
 
@@ -881,7 +838,8 @@ class _Actions:
             )
             return
         result = outcome["result"]
-        yield self._after_edit(session, result, image, user_mask, origin, keep_mask, options)
+        yield self._after_edit(session, result, image, user_mask, origin, keep_mask,
+                               turn.options)
 
     def _after_edit(
         self, session: Any, result: Any, image: Image.Image, user_mask: np.ndarray | None,

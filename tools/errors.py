@@ -2,6 +2,9 @@
 
 Every error a user can cause or fix (a bad file, a missing model, an unreachable server) is a
 `BrushEditError`; the CLI prints its message on one line and exits 2. Anything else is a bug.
+Messages name no surface's controls: the facts a fix needs (the field at fault, what was looked
+for, the inpainter that would do) are typed attributes, and each surface (CLI flags, HTTP form
+fields, MCP tool arguments, the web editor's controls) words its own hint from them.
 """
 
 from __future__ import annotations
@@ -24,22 +27,101 @@ class InvalidMaskError(BrushEditError, ValueError):
 
 
 class InvalidRequestError(BrushEditError, ValueError):
-    """An edit request's parameters are out of range or contradict each other."""
+    """An edit request's parameters are out of range or contradict each other.
+
+    Attributes:
+        field: the request field at fault (`instruction`, `caption`, `options.seed`...), or None.
+        problem: what is wrong with it, said after its name (`has 3,000 characters; ...`), or
+            None when the message is not of that shape.
+    """
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 problem: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(message if message is not None else f"`{field}` {problem}")
 
 
 class MaskNeededError(InvalidRequestError):
     """The edit needs a mask from the caller: nothing could find the area to edit.
 
     Each surface says how to give one in its own terms (the CLI's `--mask`, the API's `mask`).
+
+    Attributes:
+        looked_for: what was looked for (“the dog”, or the area of a removal edit), or None.
+        segmenter_missing: no segmentation model could look (none is set up, or it failed to
+            load): the server's setup is at fault (HTTP 503), and a mask is the way around it.
+        load_error: why loading the segmentation model failed, or None.
+        summary: the fact without any fix (each surface adds how to give a mask there).
     """
+
+    def __init__(self, message: str, *, looked_for: str | None = None,
+                 segmenter_missing: bool = False, load_error: str | None = None,
+                 summary: str | None = None) -> None:
+        self.looked_for = looked_for
+        self.segmenter_missing = segmenter_missing
+        self.load_error = load_error
+        self.summary = summary or message
+        super().__init__(message, field="mask")
+
+    @classmethod
+    def no_segmenter(cls, looked_for: str, load_error: str | None = None) -> MaskNeededError:
+        """No segmentation model is available to look for `looked_for`."""
+        failed = f" (loading failed: {load_error})" if load_error else ""
+        summary = f"no segmentation model is available to find {looked_for}{failed}"
+        return cls(
+            f"no segmentation model is available to find {looked_for}: give a mask of the area "
+            f"to edit, or install the GroundingDINO and SAM weights (`brushedit doctor` says "
+            f"how){failed}",
+            looked_for=looked_for, segmenter_missing=True, load_error=load_error, summary=summary,
+        )
 
 
 class ModelLoadError(BrushEditError):
-    """Model weights are missing or do not fit the class they are loaded into."""
+    """Model weights are missing or do not fit the class they are loaded into.
+
+    Attributes:
+        inpainter: the inpainter whose weights are at fault (its registry name), or None.
+        segmenter: True when the segmentation model's weights are at fault.
+        summary: the first sentence (what cannot load), without the how-to-fix that follows.
+    """
+
+    def __init__(self, message: str, *, inpainter: str | None = None, segmenter: bool = False,
+                 summary: str | None = None) -> None:
+        self.inpainter = inpainter
+        self.segmenter = segmenter
+        self.summary = summary or message
+        super().__init__(message)
 
 
 class UnsupportedEditError(BrushEditError):
-    """The chosen backend cannot perform this kind of edit."""
+    """The chosen backend cannot perform this kind of edit.
+
+    Attributes:
+        inpainter: the backend that refused.
+        category: the edit category it cannot do.
+        reason: why, without what to use instead.
+        alternatives: the registry's inpainters that can do `category`.
+    """
+
+    def __init__(self, reason: str, *, inpainter: str | None = None,
+                 category: str | None = None) -> None:
+        from tools.registry import INPAINTERS
+
+        self.reason = reason.rstrip(". ")
+        self.inpainter = inpainter
+        self.category = category
+        self.alternatives = tuple(name for name, spec in INPAINTERS.items()
+                                  if category in spec.categories and name != inpainter)
+        instead = (f"; use {' or '.join(f'the `{name}` inpainter' for name in self.alternatives)}"
+                   if self.alternatives else "")
+        super().__init__(f"{self.reason}{instead}.")
+
+    def __reduce__(self) -> tuple:  # the message is built from the fields: rebuild from them
+        from functools import partial
+
+        return partial(type(self), inpainter=self.inpainter, category=self.category), (
+            self.reason,)
 
 
 class ConfigError(BrushEditError):

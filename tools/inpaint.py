@@ -122,7 +122,8 @@ class Inpainter(ABC):
         category = _category(category)
         _check_arguments(image, mask, prompt, options, seed)
         if not self.supports(category):
-            raise UnsupportedEditError(self.unsupported_message(category))
+            raise UnsupportedEditError(self.unsupported_message(category),
+                                       inpainter=self.name, category=category.value)
         return self._inpaint(
             InpaintRequest(
                 image=image.convert("RGB") if image.mode != "RGB" else image,
@@ -204,8 +205,7 @@ class OpenCVInpainter(Inpainter):
     def unsupported_message(self, category: EditCategory) -> str:
         return (
             "The opencv inpainter only removes objects (it fills the mask from its surroundings) "
-            f"and cannot do a {category.value} edit; use a generative backend (the `brushnet` "
-            "inpainter)."
+            f"and cannot do a {category.value} edit"
         )
 
     def variant(self, retry: int) -> Inpainter:
@@ -345,7 +345,8 @@ class BrushNetInpainter(Inpainter):
                 f"Could not load the BrushNet pipeline from {what}: {exc}. Download the weights "
                 f"with `hf download {brushnet} --local-dir <folder>` and "
                 f"`hf download {base} --local-dir <folder>` (diffusers format), then "
-                "point the BrushNet and base-model settings at those folders."
+                "point the BrushNet and base-model settings at those folders.",
+                inpainter=cls.name,
             ) from exc
         pipeline.set_progress_bar_config(disable=True)
         inpainter = cls(pipeline, sdxl_working_side=sdxl_working_side)
@@ -413,7 +414,7 @@ class BrushNetInpainter(Inpainter):
             output = self.pipeline(**kwargs)
         except OSError as exc:  # weights fetched lazily (offload hooks, sharded files)
             raise ModelLoadError(
-                f"The BrushNet pipeline could not read its weights: {exc}"
+                f"The BrushNet pipeline could not read its weights: {exc}", inpainter=self.name
             ) from exc
         if first_compiled:
             self._warmed = True

@@ -289,7 +289,7 @@ class GroundedSegmenter(Segmenter):
             raise ModelLoadError(
                 f"{detector!r} holds a {type(det_processor).__name__}, not a GroundingDINO "
                 "processor; point BRUSHEDIT_DETECTOR at a GroundingDINO checkpoint such as "
-                f"{DEFAULT_DETECTOR}"
+                f"{DEFAULT_DETECTOR}", segmenter=True
             )
         sam_model = _load("SAM model", sam, "BRUSHEDIT_SAM", SamModel, **model_kwargs)
         sam_processor = _load("SAM processor", sam, "BRUSHEDIT_SAM", SamProcessor, **kwargs)
@@ -515,7 +515,7 @@ def _load(what: str, source: str, setting: str, loader: Any, **kwargs: Any) -> A
             f"Could not load the {what} from {source!r} ({type(exc).__name__}: {exc}). "
             f"Download it with `hf download {source} --local-dir <folder>` (or copy "
             f"a transformers-format folder) and set {setting}=<folder>; offline runs need "
-            "HF_HUB_OFFLINE=1 and a local folder."
+            "HF_HUB_OFFLINE=1 and a local folder.", segmenter=True
         ) from exc
 
 

@@ -26,10 +26,11 @@ from interfaces.api.errors import (
     DEFAULT_MAX_HEADER_BYTES,
     BodyLimit,
     api_error,
-    api_words,
+    api_message,
 )
 from interfaces.api.jobs import ApiState, EditJob
 from interfaces.common import (
+    LOOPBACK_HOSTS,
     ComponentsFactory,
     LazyComponents,
     SessionOpener,
@@ -51,7 +52,7 @@ __all__ = [
     "BodyLimit",
     "EditJob",
     "api_error",
-    "api_words",
+    "api_message",
     "check_bind",
     "clean_token",
     "create_app",
@@ -59,9 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def clean_token(token: str | None) -> str | None:
     """A blank or whitespace-only token is no token."""

@@ -96,7 +96,7 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
             lambda: prepare_edit(
                 comps, state.open_session, instruction=instruction, image=image_bytes,
                 mask=mask_bytes, options=opts.model_dump(), session_id=session_id,
-                settings=state.settings, max_pixels=state.max_pixels, caption=caption,
+                max_pixels=state.max_pixels, caption=caption,
             )
         )
         store = await asyncio.to_thread(state.jobs)

@@ -4,11 +4,12 @@ No FastAPI here: `BodyLimit` is plain ASGI and `api_error` is shared by the rout
 jobs' threads.
 """
 
-import re
 from typing import Any
 
-from interfaces.common import ErrorBody, ErrorDetail, error_detail, http_status_for
-from tools.errors import MaskNeededError, ModelLoadError
+from interfaces.common import ErrorBody, ErrorDetail, http_status_for
+from interfaces.wording import Wording, say
+from tools.errors import ModelLoadError
+from tools.registry import WEIGHTLESS_INPAINTER
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
@@ -108,21 +109,16 @@ class BodyLimit:
 # --------------------------------------------------------------------------- messages
 
 
-_CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"with `?--mask(?: MASK\.png)?`?"), "by sending a `mask` file with the edit"),
-    (re.compile(r"pass `?--mask(?: MASK\.png)?`?"), "send a `mask` file"),
-    (re.compile(r"`?--mask(?: MASK\.png)?`?"), "a `mask` file"),
-    (re.compile(r"`?--inpainter[ =]([a-z]+)`?"), r"`inpainter=\1`"),
-    (re.compile(r"\(the `([a-z]+)` inpainter\)"), r"(`inpainter=\1`)"),
-    (re.compile(r"`?--planner[ =]([a-z]+)`?"), r"the server's planner setting (\1)"),
-    (re.compile(r"`?--([a-z][a-z-]*)(?:[ =]([A-Za-z0-9_.]+))?`?"), r"`\1`"),
-)
+API_WORDING = Wording(inpainter="`inpainter={name}`", mask="send a `mask` file with the edit")
+"""The API's form fields, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
-def api_words(message: str) -> str:
-    """Say a shared error message in the API's terms: form fields, never CLI flags."""
-    for pattern, replacement in _CLI_WORDS:
-        message = pattern.sub(replacement, message)
+def api_message(exc: BaseException) -> str:
+    """An error's sentence in the API's words: the form fields that fix it, never CLI flags."""
+    message = say(exc, API_WORDING)
+    if isinstance(exc, ModelLoadError) and exc.inpainter not in (None, WEIGHTLESS_INPAINTER):
+        return (f"{message} Until the server has these weights, removals work with "
+                f"`inpainter={WEIGHTLESS_INPAINTER}`.")
     return message
 
 
@@ -130,7 +126,6 @@ def _is_missing_model(exc: BaseException) -> bool:
     """Model weights that cannot be loaded, or a model server that is down or lacks the model,
     directly or as the cause of a node's error: the server's setup, not the request."""
     from agents.errors import VLMModelNotFoundError, VLMTimeoutError, VLMUnavailableError
-    from graphs.nodes import NO_SEGMENTER
 
     missing = (ModelLoadError, VLMUnavailableError, VLMModelNotFoundError, VLMTimeoutError)
     seen: BaseException | None = exc
@@ -138,21 +133,13 @@ def _is_missing_model(exc: BaseException) -> bool:
         if isinstance(seen, missing):
             return True
         seen = seen.__cause__
-    return str(exc).startswith(NO_SEGMENTER.split("{")[0])
+    return False
 
 
 def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
     """Status and body of a failure, in the API's words."""
     status = 503 if _is_missing_model(exc) else http_status_for(exc)
-    detail = error_detail(exc)
-    message = api_words(detail.message)
-    if isinstance(exc, MaskNeededError):
-        message += " (send a `mask` file with the edit, white = edit)"
-    if status == 503 and "BrushNet" in message:
-        message += (" Until the server has these weights, removals work with "
-                    "`inpainter=opencv`.")
-    return status, ErrorDetail(type=detail.type, message=message)
-
+    return status, ErrorDetail(type=type(exc).__name__, message=api_message(exc))
 
 
 def content_kind(content_type: str) -> str:

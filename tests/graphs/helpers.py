@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from graphs.artifacts import ArtifactStore
-from graphs.components import Components, GraphSettings
+from graphs.context import Context, GraphSettings
 from graphs.traces import TraceStore
 from tools.inpaint import OpenCVInpainter
 from tools.segment import Segmentation, Segmenter
@@ -74,8 +74,8 @@ class SleepyInpainter(OpenCVInpainter):
 def make_components(root: Path, *, vlm: Any = None, planner: str = "auto",
                     inpainters: dict[str, Any] | None = None, segmenter: Any = None,
                     max_attempts: int = 3, inpainter: str = "opencv",
-                    database_url: str | None = None) -> Components:
-    """Components on `root` with the saver `build_components` would open.
+                    database_url: str | None = None) -> Context:
+    """A run context on `root` with the saver `build_components` would open.
 
     SQLite in `root` by default; PostgreSQL when `database_url` is a postgresql:// URL.
     """
@@ -84,7 +84,7 @@ def make_components(root: Path, *, vlm: Any = None, planner: str = "auto",
 
     root.mkdir(parents=True, exist_ok=True)
     saver = open_checkpointer(Settings(data_dir=root, database_url=database_url, _env_file=None))
-    return Components(
+    return Context(
         store=ArtifactStore(root / "artifacts"),
         traces=TraceStore(root / "traces.sqlite"),
         vlm=vlm,

@@ -29,23 +29,17 @@ def _uri(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-class _RunsWithContext:
-    """The compiled graph, run with the components as its LangGraph context (as the facade does)."""
-
-    def __init__(self, graph, context) -> None:
-        self.graph, self.context = graph, context
-
-    def invoke(self, request, config, **kwargs):
-        return self.graph.invoke(request, config, context=self.context, **kwargs)
-
-
 @pytest.fixture
-def graph_and_photo(tmp_path):
+def graph_and_photo(tmp_path, monkeypatch):
+    """The compiled graph run as the LangGraph server runs it: no Python context, so the nodes
+    use the server's bundle (here the test's components) and `start` checks the raw input."""
+    from graphs import components as built
+
     components = make_components(tmp_path / "data")
+    monkeypatch.setattr(built, "SERVER_CONTEXT", built.ServerContext(lambda: components))
     photo = tmp_path / "photo.png"
     picture().save(photo)
-    graph = build_graph(checkpointer=components.checkpointer)
-    yield _RunsWithContext(graph, components), str(photo)
+    yield build_graph(checkpointer=components.checkpointer), str(photo)
     components.close()
 
 
@@ -123,9 +117,9 @@ def test_an_unusable_review_answer_is_asked_again_and_the_thread_goes_on(graph_a
 def test_a_review_gives_up_after_many_unusable_answers(graph_and_photo, monkeypatch):
     from langgraph.types import Command
 
-    import graphs.inputs
+    import graphs.requests
 
-    monkeypatch.setattr(graphs.inputs, "MAX_REVIEW_ANSWERS", 2)
+    monkeypatch.setattr(graphs.requests, "MAX_REVIEW_ANSWERS", 2)
     graph, photo = graph_and_photo
     config = {"configurable": {"thread_id": "stubborn"}}
     graph.invoke({"image": photo, "instruction": "remove the dark square",

@@ -133,8 +133,7 @@ def test_planner_probe_is_cached_between_runs(tmp_path):
         result = session.edit(picture(), "remove the dark square", mask=object_mask())
         assert result.planner == "rules"
     assert vlm.checks == 1
-    checked, status = components._probe["last"]
-    components._probe["last"] = (checked - components.vlm_probe_ttl_s - 1, status)  # expired
+    components.vlm_probe.forget()  # as if its time had run out
     session.edit(picture(), "remove the dark square", mask=object_mask())
     assert vlm.checks == 2
 

@@ -6,6 +6,7 @@ exit 2, checked before any work (no session left behind, inputs untouched).
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
@@ -344,14 +345,20 @@ def test_a_mask_of_another_aspect_ratio_is_refused_not_stretched(files, tmp_path
 
 
 def test_the_api_path_refuses_it_with_the_same_sentence_and_type(files, tmp_path):
-    from interfaces.common import decode_mask
+    from interfaces.common import default_session_opener, prepare_edit
+    from tests.graphs.helpers import make_components
     from tools.errors import InvalidMaskError
     from tools.images import load_mask
 
     wide = tmp_path / "wide.png"
     Image.fromarray(np.full((32, 64), 255, np.uint8)).save(wide)
+    components = make_components(tmp_path / "api")
+    photo = io.BytesIO()
+    picture().save(photo, format="PNG")
     with pytest.raises(InvalidMaskError) as via_api:
-        decode_mask(wide.read_bytes(), (64, 64))
+        prepare_edit(components, default_session_opener, instruction="remove the dark square",
+                     image=photo.getvalue(), mask=wide.read_bytes())
+    components.close()
     with pytest.raises(InvalidMaskError) as via_cli:
         load_mask(wide, (64, 64), resize=True)
     assert str(via_api.value) == str(via_cli.value)

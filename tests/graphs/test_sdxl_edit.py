@@ -63,7 +63,9 @@ def test_graph_runs_the_sdxl_inpainter_at_its_working_side(sdxl_env, tmp_path):
         Settings(), inpainter="brushnet", planner="rules", segmenter=False
     )
     try:
-        inpainter = components.inpainter("brushnet")
+        from graphs.handles import load_inpainter
+
+        inpainter = load_inpainter(components.inpainters, "brushnet")
         assert inpainter.is_sdxl and inpainter.sdxl_working_side == 64
         assert type(inpainter.pipeline).__name__ == "StableDiffusionXLBrushNetPipeline"
         shapes = []

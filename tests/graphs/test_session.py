@@ -65,9 +65,8 @@ def test_sessions_are_isolated_and_persist(tmp_path, database_url):
     assert ra.image != rb.image and a.current_image == ra.image and b.current_image == rb.image
     assert {e["session_id"] for e in a.trace()} == {"alpha"}
     assert all(t.instruction == "remove the left strip" for t in b.turns())
-    graph = components.graph()
-    assert graph.get_state(a.config).values["instruction"] == "remove the dark square"
-    assert graph.get_state(b.config).values["instruction"] == "remove the left strip"
+    assert a.values()["instruction"] == "remove the dark square"
+    assert b.values()["instruction"] == "remove the left strip"
     components.close()
 
     reopened = make_components(root, planner="rules", database_url=database_url)
@@ -164,7 +163,7 @@ def test_two_writers_on_one_database_keep_every_turn(tmp_path, database_url):
         session = EditSession.open(reopened, name)
         assert [t.turn for t in session.turns()] == [1, 2]
         assert second.source_image == first.image and session.current_image == second.image
-        values = reopened.graph().get_state(session.config).values
+        values = session.values()
         assert values["instruction"] == "remove the left strip"
     assert results["left"][0].image != results["right"][0].image
 

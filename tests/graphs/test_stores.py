@@ -125,23 +125,25 @@ def test_a_run_without_handles_borrows_the_default_context_with_its_own_knobs(
     tmp_path, monkeypatch
 ):
     """What a LangGraph-server run gets: its JSON knobs on the process's one lazy bundle."""
-    from graphs import context as ctx
-    from graphs.components import Components
+    from graphs import components as built
+    from graphs.context import Context
 
     monkeypatch.setenv("BRUSHEDIT_DATA_DIR", str(tmp_path / "server"))
-    monkeypatch.setattr(ctx, "DEFAULT", ctx.DefaultContext())
-    assert Components is ctx.Context
-    default = ctx.resolve_context(None)
-    assert default.ready and default.checkpointer is None and not default.segmenter.loaded
-    assert ctx.resolve_context(ctx.Context()) is default and ctx.resolve_context({}) is default
-    knobs = ctx.resolve_context({"settings": {"planner": "rules", "max_attempts": 1}})
+    monkeypatch.setattr(built, "SERVER_CONTEXT", built.ServerContext())
+    assert not hasattr(built, "Components")  # one name for the run context: `Context`
+    default = built.run_context(None)
+    assert default.store is not None and default.traces is not None
+    assert default.checkpointer is None and not default.segmenter.loaded
+    assert built.run_context(Context()) is default and built.run_context({}) is default
+    knobs = built.run_context({"settings": {"planner": "rules", "max_attempts": 1}})
     assert knobs is not default and knobs.store is default.store
     assert knobs.settings.planner == "rules" and default.settings.planner == "auto"
-    assert knobs._built is default._built and knobs._probe is default._probe  # shared caches
+    # the same handles: models built once, one VLM probe
+    assert knobs.inpainters is default.inpainters and knobs.vlm_probe is default.vlm_probe
     own = build_components(Settings(data_dir=tmp_path / "own"), planner="rules", persist=False)
-    assert ctx.resolve_context(own) is own
+    assert built.run_context(own) is own
     with pytest.raises(ConfigError, match="unknown context settings colour"):
-        ctx.Context(settings={"colour": "red"})
+        Context(settings={"colour": "red"})
     own.close()
     default.close()
 

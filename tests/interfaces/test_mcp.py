@@ -13,7 +13,7 @@ import textwrap
 import anyio
 import pytest
 
-from interfaces.mcp_server import create_mcp_server, mcp_words, model_missing_message
+from interfaces.mcp_server import create_mcp_server, mcp_message, model_missing_message
 from tests.interfaces.conftest import make_image, make_mask, png
 from tools.types import EditOptions
 
@@ -417,10 +417,11 @@ def test_core_messages_speak_mcp(offline_factory, image_png):
     found, added = run(main)
     assert "`mask_path`" in found and not CLI_FLAG.search(found), found
     assert '`options.inpainter` = "brushnet"' in added and not CLI_FLAG.search(added), added
-    assert mcp_words("pass --mask MASK.png, --seed 3 or --review-mask") == (
-        "pass a mask (`mask`, `mask_path` or `mask_hash`), `options.seed` or `plan_edit` (to "
-        "see the mask first)"
-    )
+    from tools.errors import MaskNeededError
+
+    unseen = mcp_message(MaskNeededError("could not find “dog” in the image; give a mask of the "
+                                         "area to edit", looked_for="“dog”"))
+    assert "`mask_path`" in unseen and not CLI_FLAG.search(unseen), unseen
 
 
 def test_missing_models_give_the_fix_in_mcp_words(tmp_path, image_png):
@@ -440,8 +441,9 @@ def test_missing_models_give_the_fix_in_mcp_words(tmp_path, image_png):
 
     hub = missing_weights_error([Check(
         "SAM", False, "facebook/sam-vit-huge not in the local cache",
-        "hf download facebook/sam-vit-huge --include 'x/*'")], "segmenter (GroundingDINO + SAM)")
-    said = model_missing_message(str(hub))
+        "hf download facebook/sam-vit-huge --include 'x/*'")], "segmenter (GroundingDINO + SAM)",
+        segmenter=True)
+    said = model_missing_message(hub)
     assert "`mask_path`" in said and not CLI_FLAG.search(said), said
 
 

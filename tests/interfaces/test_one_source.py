@@ -151,37 +151,17 @@ def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
 ):
     """Too long (never cut) or carrying control characters: the facade's one sentence, from the
     API, MCP and the CLI alike."""
-    import base64
 
-    from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from graphs.session import check_instruction
-    from interfaces.api import create_app
+    from graphs.requests import check_instruction
     from interfaces.cli import app
     from tools.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match=re.escape(words)):
         check_instruction(instruction)
     assert check_instruction("x" * MAX_INSTRUCTION_CHARS) == "x" * MAX_INSTRUCTION_CHARS
-    with TestClient(create_app(offline_factory)) as client:
-        session = client.post("/sessions").json()["id"]
-        answer = client.post(f"/sessions/{session}/edits", data={"instruction": instruction},
-                             files={"image": ("in.png", image_png, "image/png")})
-    assert answer.status_code == 422 and words in answer.json()["error"]["message"]
-
-    mcp = pytest.importorskip("mcp")
-    import anyio
-
-    from interfaces.mcp_server import create_mcp_server
-
-    async def call() -> Any:
-        async with mcp.Client(create_mcp_server(offline_factory)) as client:
-            return await client.call_tool("edit_image", {
-                "instruction": instruction, "image": base64.b64encode(image_png).decode()})
-
-    result = anyio.run(call)
-    assert result.is_error and words in result.content[0].text
+    _refused_by_the_api_and_mcp(offline_factory, image_png, {"instruction": instruction}, words)
 
     image = tmp_path / "in.png"
     image.write_bytes(image_png)
@@ -194,8 +174,8 @@ def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_
     import numpy as np
 
     from graphs.artifacts import is_hash
-    from graphs.session import check_hash, check_mask
-    from interfaces.common import decode_mask
+    from graphs.requests import check_hash, check_mask
+    from interfaces.common import default_session_opener, prepare_edit
     from tests.interfaces.conftest import png
     from tools.errors import InvalidMaskError, InvalidRequestError
     from tools.images import load_mask
@@ -208,12 +188,68 @@ def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_
     wide = np.full((32, 64), 255, np.uint8)
     with pytest.raises(InvalidMaskError) as facade:
         check_mask(wide, (64, 64))
-    with pytest.raises(InvalidMaskError) as upload:
-        decode_mask(png(wide), (64, 64))
+    components = offline_factory()
+    square = png(np.full((64, 64, 3), 128, np.uint8))
+
+    def upload(mask: bytes) -> None:  # the HTTP API's, MCP's and the LangChain tool's path
+        prepare_edit(components, default_session_opener, instruction="remove it", image=square,
+                     mask=mask)
+
+    with pytest.raises(InvalidMaskError) as uploaded:
+        upload(png(wide))
     path = tmp_path / "wide.png"
     path.write_bytes(png(wide))
     with pytest.raises(InvalidMaskError) as cli:
         load_mask(path, (64, 64), resize=True)
-    assert str(facade.value) == str(upload.value) == str(cli.value)
+    assert str(facade.value) == str(uploaded.value) == str(cli.value)
     with pytest.raises(InvalidMaskError, match="empty"):
-        decode_mask(png(np.zeros((64, 64), np.uint8)), (64, 64))
+        upload(png(np.zeros((64, 64), np.uint8)))
+
+
+def test_one_caption_limit_on_every_surface(offline_factory, image_png):
+    """500 characters on the facade, the HTTP API, MCP and the LangGraph server's raw input."""
+
+
+    from graphs.requests import MAX_CAPTION_CHARS, check_caption, check_turn_input
+    from tools.errors import InvalidRequestError
+    from tools.types import EditOptions
+
+    words = f"`caption` has {MAX_CAPTION_CHARS + 1:,} characters; the limit is {MAX_CAPTION_CHARS}"
+    caption = "c" * (MAX_CAPTION_CHARS + 1)
+    assert MAX_CAPTION_CHARS == 500 and check_caption(" " + "c" * 500 + " ") == "c" * 500
+    for refuse in (lambda: check_caption(caption),
+                   lambda: check_turn_input({"instruction": "remove it", "caption": caption},
+                                            EditOptions())):
+        with pytest.raises(InvalidRequestError, match=re.escape(words)):
+            refuse()
+    _refused_by_the_api_and_mcp(offline_factory, image_png,
+                                {"instruction": "remove it", "caption": caption}, words)
+
+
+def _refused_by_the_api_and_mcp(factory: Any, image_png: bytes, fields: dict[str, str],
+                                words: str) -> None:
+    """The HTTP API (422) and MCP (a tool error) refuse an edit with `fields` saying `words`."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from interfaces.api import create_app
+
+    with TestClient(create_app(factory)) as client:
+        session = client.post("/sessions").json()["id"]
+        answer = client.post(f"/sessions/{session}/edits", data=fields,
+                             files={"image": ("in.png", image_png, "image/png")})
+    assert answer.status_code == 422 and words in answer.json()["error"]["message"]
+
+    mcp = pytest.importorskip("mcp")
+    import anyio
+
+    from interfaces.mcp_server import create_mcp_server
+
+    async def call() -> Any:
+        async with mcp.Client(create_mcp_server(factory)) as client:
+            return await client.call_tool("edit_image", {
+                **fields, "image": base64.b64encode(image_png).decode()})
+
+    result = anyio.run(call)
+    assert result.is_error and words in result.content[0].text

@@ -20,7 +20,7 @@ from interfaces.web import (
     build_ui,
     option_widget_spec,
     overlay,
-    web_words,
+    web_message,
 )
 from tests.interfaces.conftest import make_image, make_mask
 from tools.registry import INPAINTER_NAMES
@@ -129,20 +129,33 @@ def test_missing_inputs_are_named_image_first_in_editor_words(actions):
     assert "paint over the area" in out[0] and "--" not in out[0]
 
 
-@pytest.mark.parametrize(
-    "message",
-    [
-        "use a generative backend: --inpainter brushnet.",
-        "pass a mask of the area to edit with `--mask MASK.png`",
-        "retry with --max-attempts 5 or --seed 7",
-        "a centred box was used (pass --mask to choose where)",
-        "start it with `--planner rules`",
-        "unknown thing --frobnicate now",
-    ],
-)
-def test_web_words_never_show_cli_flags(message):
-    said = web_words(message)
-    assert "--" not in said and said.strip()
+def _typed_errors():
+    from tools.errors import (
+        InvalidRequestError,
+        MaskNeededError,
+        ModelLoadError,
+        UnsupportedEditError,
+    )
+
+    return [
+        UnsupportedEditError("The opencv inpainter cannot do global edits", inpainter="opencv",
+                             category="global"),
+        MaskNeededError.no_segmenter("“the dog”"),
+        MaskNeededError.no_segmenter("“the dog”", load_error="no weights"),
+        MaskNeededError("could not find “the dog” in the image; give a mask of the area to edit",
+                        looked_for="“the dog”"),
+        InvalidRequestError(field="options.max_attempts", problem="must be at most 10, got 50"),
+        InvalidRequestError(field="caption", problem="has 600 characters; the limit is 500"),
+        ModelLoadError("the BrushNet inpainter cannot load. Base model: fix: hf download x "
+                       "--include 'brushnetX/*'", inpainter="brushnet"),
+    ]
+
+
+@pytest.mark.parametrize("error", _typed_errors(), ids=lambda e: type(e).__name__)
+def test_web_messages_never_show_cli_flags(error):
+    said = web_message(error)
+    assert "--" not in said.replace("--include", "") and said.strip()
+    assert "options." not in said and "`caption`" not in said
 
 
 def test_out_of_range_options_are_one_sentence_naming_the_control(actions):
