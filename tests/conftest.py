@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 
 import pytest
 
@@ -13,6 +14,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 with contextlib.suppress(ImportError):  # the agents' Ollama test server, for every package
     from tests.fakes.ollama_server import fake_ollama  # noqa: F401
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_ollama(monkeypatch):
+    """Settings point at a closed port: no test reaches an Ollama server it did not start."""
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,8 @@
-"""Graph-test fixtures: no real Ollama is ever reached, a tiny BrushNet when the package has one."""
+"""Graph-test fixtures: a tiny BrushNet when the package has one, SQLite and PostgreSQL savers."""
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,37 +14,13 @@ POSTGRES_URL = (
 """The server the session tests also run against (read before tests clear the variable)."""
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(autouse=True)
-def _no_real_ollama(monkeypatch):
-    monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
-
-
-@pytest.fixture
-def files(tmp_path):
-    """A picture and its object mask written as in.png and mask.png, for the CLI tests."""
-    from PIL import Image
-
-    from tests.graphs.helpers import object_mask, picture
-
-    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
-    picture().save(image)
-    Image.fromarray(object_mask()).save(mask)
-    return image, mask
-
-
 @pytest.fixture(scope="session")
 def tiny_brushnet(tmp_path_factory):
     """`tools.inpaint.BrushNetInpainter` around a random-weight tiny pipeline (seconds on CPU)."""
     pytest.importorskip("brushedit_inpaint")
     import torch
 
-    from tests.inpaint.conftest import make_tiny_pipeline
+    from tests.brushedit_inpaint.conftest import make_tiny_pipeline
     from tools.inpaint import BrushNetInpainter
 
     torch.set_num_threads(2)

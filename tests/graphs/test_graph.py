@@ -89,7 +89,7 @@ def test_mask_retry_relaxes_the_policy_then_gives_up_with_best(vlm_components, f
 
 def test_offline_falls_back_to_rules_and_opencv(tmp_path):
     from agents.ollama_vlm import OllamaVLM
-    from tests.graphs.conftest import closed_port
+    from tests.conftest import closed_port
 
     vlm = OllamaVLM(model="qwen2.5vl:7b", host=f"http://127.0.0.1:{closed_port()}", timeout=2)
     components = make_components(tmp_path / "data", vlm=vlm, planner="auto")
@@ -141,7 +141,7 @@ def test_planner_probe_is_cached_between_runs(tmp_path):
 def test_planner_vlm_reports_an_unreachable_server(tmp_path):
     from agents.errors import VLMUnavailableError
     from agents.ollama_vlm import OllamaVLM
-    from tests.graphs.conftest import closed_port
+    from tests.conftest import closed_port
 
     vlm = OllamaVLM(model="m", host=f"http://127.0.0.1:{closed_port()}", timeout=2)
     session = EditSession.open(make_components(tmp_path / "d", vlm=vlm, planner="vlm"))

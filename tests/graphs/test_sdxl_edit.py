@@ -15,7 +15,7 @@ from tests.graphs.helpers import object_mask, picture
 def sdxl_folders(tmp_path_factory):
     """A tiny SDXL base (as `StableDiffusionXLPipeline.save_pretrained` writes it) and its BrushNet folder."""
     pytest.importorskip("brushedit_inpaint")
-    from tests.inpaint.sdxl_helpers import save_tiny_sdxl_base
+    from tests.brushedit_inpaint.sdxl_helpers import save_tiny_sdxl_base
 
     root = tmp_path_factory.mktemp("sdxl")
     brushnet = save_tiny_sdxl_base(root / "base")

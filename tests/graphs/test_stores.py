@@ -79,7 +79,7 @@ def test_postgres_url_without_the_extra_says_how_to_install(tmp_path):
 
 def test_unreachable_postgres_is_one_sentence(tmp_path):
     pytest.importorskip("langgraph.checkpoint.postgres")
-    from tests.graphs.conftest import closed_port
+    from tests.conftest import closed_port
 
     url = f"postgresql://u@127.0.0.1:{closed_port()}/db"
     with pytest.raises(ConfigError, match="cannot connect to the Postgres database") as caught:

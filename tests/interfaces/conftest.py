@@ -65,3 +65,16 @@ def offline_factory(tmp_path) -> Iterator[Callable[[], Any]]:
 @pytest.fixture
 def components(offline_factory) -> Any:
     return offline_factory()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A picture and its object mask written as in.png and mask.png, for the CLI tests."""
+    from PIL import Image
+
+    from tests.graphs.helpers import object_mask, picture
+
+    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    picture().save(image)
+    Image.fromarray(object_mask()).save(mask)
+    return image, mask

@@ -13,7 +13,7 @@ from tools.types import EditCategory, EditOptions
 @pytest.fixture(scope="module")
 def sdxl_inpainter(tmp_path_factory, torch_threads):
     pytest.importorskip("brushedit_inpaint")
-    from tests.inpaint.sdxl_helpers import make_tiny_sdxl_pipeline
+    from tests.brushedit_inpaint.sdxl_helpers import make_tiny_sdxl_pipeline
 
     return BrushNetInpainter(make_tiny_sdxl_pipeline(tmp_path_factory.mktemp("xl_tok")))
 
@@ -45,7 +45,7 @@ def test_sdxl_works_at_its_native_size_and_returns_the_input_size(sdxl_inpainter
 
 def test_sd15_pipelines_keep_the_image_size():
     pytest.importorskip("brushedit_inpaint")
-    from tests.inpaint.conftest import make_tiny_models
+    from tests.brushedit_inpaint.conftest import make_tiny_models
 
     unet, _, _ = make_tiny_models()
 

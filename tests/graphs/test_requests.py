@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from graphs.graph import build_graph
-from tests.graphs.conftest import closed_port as free_port
+from tests.conftest import closed_port as free_port
 from tests.graphs.helpers import make_components, object_mask, picture
 from tools.errors import BrushEditError, UnsupportedEditError
 

@@ -2,7 +2,9 @@
 
 Every bad input ends its run with one sentence (the error's type and message reach the client,
 no traceback, no server path), a failed or cancelled run leaves the thread usable with its
-earlier turns, and `/artifacts/` serves nothing outside the store. One server for the module.
+earlier turns, a garbage resume command leaves the thread resumable, and `/artifacts/` serves
+nothing outside the store. One server for the module; the in-process cases are in
+test_requests.py.
 """
 
 from __future__ import annotations
@@ -297,3 +299,39 @@ def test_knobs_and_run_inputs_are_checked_in_process():
         saver_graph.invoke(["x"], config)
     with pytest.raises(InvalidRequestError, match="nothing on this thread waits"):
         saver_graph.invoke(Command(resume={"approve": True}), config)
+
+
+def test_bad_fields_and_a_garbage_resume_over_the_sdk(server):  # noqa: F811
+    from langgraph_sdk import get_client
+
+    url, tmp = server
+    photo = str(base._photo(tmp))
+
+    async def go():
+        client = get_client(url=url)
+        assistant = await base._assistant(client)
+        errors = []
+        for bad in ({"image": 5}, {"options": {"seed": 2**40}}, {"instruction": ["x"]}):
+            thread = (await client.threads.create())["thread_id"]
+            out = await client.runs.wait(thread, assistant, input={
+                "image": photo, "instruction": "remove the dark square", "mask": base._mask_uri(),
+                "options": {"inpainter": "opencv"}, **bad}, raise_error=False)
+            errors.append(out["__error__"])
+        thread = (await client.threads.create())["thread_id"]
+        await client.runs.wait(thread, assistant, input={
+            "image": photo, "instruction": "remove the dark square", "mask": base._mask_uri(),
+            "review_mask": True, "options": {"inpainter": "opencv"}})
+        await client.runs.wait(thread, assistant, command={"resume": "garbage"})
+        state = await client.threads.get_state(thread)
+        done = await client.runs.wait(thread, assistant, command={"resume": {"approve": True}})
+        return errors, state, done
+
+    errors, state, done = base._run(go())
+    assert [e["error"] for e in errors] == ["InvalidRequestError"] * 3, errors
+    messages = [e["message"] for e in errors]
+    assert "`image` must be a path" in messages[0]
+    assert "`options.seed`" in messages[1] and "pydantic" not in messages[1]
+    assert "`instruction` must be text" in messages[2]
+    interrupts = [i for task in state["tasks"] for i in task["interrupts"]]
+    assert interrupts and "must be {'approve': true}" in interrupts[0]["value"]["error"]
+    assert done["result"]["accepted"]

@@ -22,7 +22,7 @@ def _bomb() -> bytes:
 
 def test_a_bomb_mask_is_refused_and_the_server_stays_up(offline_factory):
     from interfaces.api import create_app
-    from tests.interfaces.test_api_hostile import Server
+    from tests.interfaces.test_api_server import Server
 
     image = png(make_image(64, 48))
     with Server(create_app(offline_factory)) as http:

@@ -1,4 +1,4 @@
-"""Settings precedence and the vocabulary's validation."""
+"""Settings: environment and `.env` precedence, bounds, device and dtype resolution."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from graphs.settings import Settings
-from tools import Box, EditCategory, EditOptions, EditPlan
 
 
 def test_settings_prefix_env_file_and_ollama_host(monkeypatch, tmp_path) -> None:
@@ -44,33 +43,3 @@ def test_device_and_dtype_resolution(monkeypatch) -> None:
     assert settings.resolved_dtype("cuda") == "float16"
     monkeypatch.setenv("BRUSHEDIT_DTYPE", "bfloat16")
     assert Settings().resolved_dtype("cuda") == "bfloat16"
-
-
-def test_category_aliases() -> None:
-    assert EditCategory.parse(" Remove ") is EditCategory.REMOVAL
-    assert EditCategory.parse("GLOBAL") is EditCategory.GLOBAL
-    with pytest.raises(ValueError):
-        EditCategory.parse("recolour")
-
-
-def test_box_validation_and_clamping() -> None:
-    with pytest.raises(ValidationError, match="empty"):
-        Box(x0=10, y0=10, x1=10, y1=20)
-    box = Box.clamped(-5, 3.6, 900, 50, width=100, height=40)
-    assert box.as_tuple() == (0, 4, 100, 40) and box.area == 100 * 36
-    with pytest.raises(ValidationError):
-        Box.clamped(200, 0, 300, 10, width=100, height=40)
-
-
-def test_plan_and_options_round_trip_as_json() -> None:
-    plan = EditPlan(
-        instruction="add a bird",
-        category="addition",
-        box=Box(x0=1, y0=2, x1=3, y1=4),
-        target_caption="a bird",
-    )
-    assert EditPlan.model_validate_json(plan.model_dump_json()) == plan
-    with pytest.raises(ValidationError):
-        EditOptions(steps=0)
-    with pytest.raises(ValidationError):
-        EditOptions(inpainter="photoshop")
