@@ -20,7 +20,7 @@ from tools.option_specs import OPTION_SPECS, option_bounds
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
 
 if TYPE_CHECKING:
-    from graphs.components import Components
+    from graphs.context import Context
     from graphs.session import EditSession
     from graphs.settings import Settings
 
@@ -60,7 +60,7 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Components:
+def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Context:
     from graphs.components import build_components
 
     return build_components(_settings(), inpainter=inpainter, planner=planner,  # type: ignore[arg-type]
@@ -137,7 +137,7 @@ def _check_output(out: Path, *inputs: Path | str | None) -> Path:
                              data_dir=Path(settings.data_dir).expanduser())
 
 
-def _save(components: Components, digest: str, out: Path) -> Path:
+def _save(components: Context, digest: str, out: Path) -> Path:
     from graphs.artifacts import write_image_atomic
 
     return write_image_atomic(components.store.get_image(digest), out)

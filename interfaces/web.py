@@ -227,7 +227,7 @@ def build_ui(
     """The editor's Blocks, from a components factory or from `Settings`.
 
     Args:
-        source: a zero-argument callable returning `Components`, or a `Settings` (the real
+        source: a zero-argument callable returning a `Context`, or a `Settings` (the real
             components are then built on first use).
         settings: optional `Settings`, for defaults such as `max_attempts`.
         session_opener: `(components, session_id | None) -> session`; the facade by default.
