@@ -3,9 +3,10 @@
 Importing this module builds no model and opens no database: the run context
 (`graphs.context.Context`) is assembled from `Settings` on first use, inside the first run (or the
 first artifact request), and shared by every run of the process
-(`graphs.components.SERVER_CONTEXT`). A
-client may send knobs as the run's context (`context={"settings": {"planner": "rules"}}`). The
-graph is compiled WITHOUT a checkpointer, because the server brings its own persistence.
+(`graphs.components.SERVER_CONTEXT`). A client may send knobs as the run's context
+(`context={"settings": {"planner": "rules"}}`). The graph is compiled WITHOUT a checkpointer,
+because the server brings its own persistence. Its `start` node checks the fields of every
+server run's input (`graphs.requests.check_turn_input`).
 
 `http_app` is mounted by the server (`langgraph.json`'s `http.app`) and serves
 `GET /artifacts/<hash>`, the `image_url` of every result and of a mask review's images.
@@ -67,6 +68,9 @@ def _thread_of(config: Any) -> Any:
     return ((config or {}).get("configurable") or {}).get("thread_id")
 
 
+# LangGraph maps a run's input onto the state before any node runs, and offers no hook there; so
+# the refusals above need the entry points, and the compiled graph becomes this class the way
+# LangGraph's own `Pregel.copy()` rebuilds one (every attribute passed back to the constructor).
 graph = ServerGraph(**{k: v for k, v in build_graph(checkpointer=None).__dict__.items()
                        if k != "__orig_class__"})
 """The `editor` graph. Server runs bring no Python context: nodes use `SERVER_CONTEXT`'s."""

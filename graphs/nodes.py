@@ -18,12 +18,7 @@ from graphs.handles import load_inpainter
 from graphs.state import PER_TURN_INPUTS, PER_TURN_RESET, State
 from graphs.traces import to_jsonable
 from graphs.tracing import NodeRun, traced, turn_of
-from tools.errors import (
-    BrushEditError,
-    InvalidRequestError,
-    MaskNeededError,
-    ModelLoadError,
-)
+from tools.errors import BrushEditError, InvalidRequestError, MaskNeededError, ModelLoadError
 from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_prompts
 
 if TYPE_CHECKING:
