@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Layout = Literal["corners", "xywh"]
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]  # NaN or inf: re-asked, not a crash
 Units = Literal["pixels", "normalized_1000", "normalized_1"]
 
 
@@ -95,7 +96,8 @@ class _BareAnswer(BaseModel):
 class GroundedBox(_BareAnswer):
     """[x1, y1, x2, y2] in the family's coordinates (Qwen's `bbox_2d` form)."""
 
-    bbox_2d: Annotated[list[float], BeforeValidator(_numbers), Field(min_length=4, max_length=4)]
+    bbox_2d: Annotated[list[Coordinate], BeforeValidator(_numbers),
+                       Field(min_length=4, max_length=4)]
     label: str | None = None
 
     @property
@@ -127,7 +129,7 @@ class TaggedBox(_BareAnswer):
 class BoxProposal(BaseModel):
     """An unknown family's box in its own terms; converted by `to_pixel_box`."""
 
-    bbox_2d: list[float] = Field(min_length=4, max_length=4)
+    bbox_2d: list[Coordinate] = Field(min_length=4, max_length=4)
     layout: Layout = "corners"
     units: Units = "pixels"
     label: str | None = None

@@ -154,3 +154,12 @@ def test_every_convention_is_covered_here():
                    BoxConvention.BOX_TAG_1000, BoxConvention.PADDED_SQUARE_1,
                    BoxConvention.HEURISTIC, BoxConvention.NONE}
     assert conventions == set(BoxConvention)
+
+
+def test_a_box_that_is_not_finite_is_re_asked():
+    marker = (300, 200, 500, 400)
+    with FakeOllama.as_family("qwen3-vl") as server:
+        server.queue('{"bbox_2d": [NaN, 0, 10, 10]}')
+        placement = locate_box(server.vlm(), scene((800, 600), marker), "add a cat")
+        assert len(server.requests_for("GroundedBox")) == 2
+    assert_near(placement.box, marker, 3)

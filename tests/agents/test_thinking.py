@@ -114,3 +114,14 @@ def test_answer_text(content, thinking, expected):
 
 def test_scripted_replies_can_think():
     assert Reply.in_thinking(GOOD) == Reply(content="", thinking=GOOD)
+
+
+def test_the_recording_keeps_the_family_and_where_the_json_came_from(image):
+    from agents.recording import RecordingVLM
+
+    with FakeOllama.as_family("qwen3-vl", json_in_thinking=True) as server:
+        vlm = RecordingVLM(server.vlm())
+        ask(vlm, image)
+    (call,) = vlm.drain()
+    assert call.family == "qwen3-vl" and call.from_thinking
+    assert vlm.family.family.name == "qwen3-vl"  # the wrapped model's family stays visible
