@@ -24,6 +24,13 @@ class VLMAnswer(BaseModel, Generic[T]):
     image_sizes: list[tuple[int, int]] = Field(
         default_factory=list, description="(W, H) of each image as the model received it."
     )
+    family: str | None = Field(
+        default=None, description="The model family's name (`agents.families`), when known."
+    )
+    from_thinking: bool = Field(
+        default=False,
+        description="The JSON came from the model's thinking text, its answer proper being empty.",
+    )
 
 
 @runtime_checkable

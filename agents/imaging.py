@@ -68,3 +68,44 @@ def snap_to_multiple(image: Image.Image, multiple: int, max_side: int) -> Image.
     if (width, height) == rgb.size:
         return rgb
     return rgb.resize((width, height), PILImage.Resampling.LANCZOS)
+
+
+def smart_resize(
+    width: int, height: int, factor: int, min_pixels: int | None, max_pixels: int | None
+) -> tuple[int, int]:
+    """(W, H) a Qwen-style processor resizes a picture to: sides rounded to multiples of
+    `factor`, then scaled (keeping the aspect ratio) into [`min_pixels`, `max_pixels`].
+
+    Follows `smart_resize` of Qwen2.5-VL's processor; a size it returns maps to itself, so a
+    picture sent at that size reaches the model unchanged.
+    """
+    import math
+
+    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = max(factor, round(height / factor) * factor)
+    if max_pixels and w_bar * h_bar > max_pixels:
+        beta = math.sqrt(width * height / max_pixels)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+    elif min_pixels and w_bar * h_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (width * height))
+        w_bar = math.ceil(width * beta / factor) * factor
+        h_bar = math.ceil(height * beta / factor) * factor
+    return w_bar, h_bar
+
+
+LLAVA_PAD_RGB = (122, 116, 104)
+"""LLaVA's `expand2square` fill: its image processor's mean colour (0.481, 0.458, 0.408)."""
+
+
+def pad_to_square(image: Image.Image, fill: tuple[int, int, int] = LLAVA_PAD_RGB) -> Image.Image:
+    """The picture centred on a square of side max(W, H), as LLaVA-1.5 pads it; RGB out."""
+    from PIL import Image as PILImage
+
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    side = max(rgb.size)
+    if rgb.width == rgb.height:
+        return rgb
+    square = PILImage.new("RGB", (side, side), fill)
+    square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
+    return square

@@ -10,18 +10,20 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from agents.asking import ReAskingVLM, Said, parse_keeping_raw, with_schema_hint
 from agents.base import T
 from agents.errors import VLMTimeoutError
 from agents.imaging import data_url
-from agents.ollama_vlm import ReAskingVLM, parse_keeping_raw
+from agents.parsing import answer_text
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from PIL import Image
 
+    from agents.families import FamilyMatch
+
 logger = logging.getLogger(__name__)
 
-SCHEMA_HINT = "\n\nAnswer with only one JSON object that validates against this JSON schema:\n{schema}"
 
 
 class LangChainVLM(ReAskingVLM):
@@ -57,15 +59,15 @@ class LangChainVLM(ReAskingVLM):
         return f"LangChainVLM({self.model_id!r})"
 
     def _start(
-        self, system: str, user: str, images: list[Image.Image], schema: type[T]
-    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
+        self, system: str, user: str, images: list[Image.Image], schema: type[T],
+        match: FamilyMatch,
+    ) -> tuple[list[Any], Callable[[list[Any]], Said[T]]]:
         """Structured output where the model has it, else the schema in the system prompt."""
         from langchain_core.messages import HumanMessage, SystemMessage
 
         runnable = self._structured_runnable(schema)
         if runnable is None:
-            schema_text = json.dumps(schema.model_json_schema(), separators=(",", ":"))
-            system = system + SCHEMA_HINT.format(schema=schema_text)
+            system = with_schema_hint(system, schema)
         content: list[dict[str, Any]] = [{"type": "text", "text": user}]
         content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images]
         messages: list[Any] = [SystemMessage(content=system), HumanMessage(content=content)]
@@ -86,22 +88,30 @@ class LangChainVLM(ReAskingVLM):
                 raise
             return None
 
-    def _invoke(self, runnable: Any | None, messages: list[Any], schema: type[T]) -> tuple[T, str]:
+    def _invoke(self, runnable: Any | None, messages: list[Any], schema: type[T]) -> Said[T]:
         try:
             if runnable is None:
                 message = self.chat_model.invoke(messages)
-                raw = _text_of(message)
-                return parse_keeping_raw(raw, schema), raw
+                raw, from_thinking = answer_text(_text_of(message), _reasoning_of(message))
+                return Said(parse_keeping_raw(raw, schema), raw, from_thinking)
             result = runnable.invoke(messages)
         except TimeoutError:
             raise VLMTimeoutError(self.model_id, None) from None
         raw = _raw_text(result.get("raw"))
         parsed = result.get("parsed")
         if isinstance(parsed, schema):
-            return parsed, raw
+            return Said(parsed, raw)
         if isinstance(parsed, dict):
             raw = raw or json.dumps(parsed)
-        return parse_keeping_raw(raw, schema), raw
+        raw, from_thinking = answer_text(raw, _reasoning_of(result.get("raw")))
+        return Said(parse_keeping_raw(raw, schema), raw, from_thinking)
+
+
+def _reasoning_of(message: Any) -> str | None:
+    """A thinking model's reasoning as LangChain integrations keep it (`reasoning_content`)."""
+    extra = getattr(message, "additional_kwargs", None) or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+    return reasoning if isinstance(reasoning, str) else None
 
 
 def _raw_text(message: Any) -> str:

@@ -1,136 +1,90 @@
-"""`VisionLanguageModel` over a local Ollama server, through the official `ollama` client.
+"""`VisionLanguageModel` over a local Ollama server, on its REST API through plain httpx.
 
 Structured output uses Ollama's `format=<JSON schema>`; answers are still validated here, because
 small models drift from the schema and the server only constrains the grammar, not the meaning.
+Every call has one deadline and a size cap (`agents.http.BoundedTransport`); `/api/show` bodies
+are read through the `ollama` package's public `ShowResponse` type (`agents.families.ModelCard`),
+which gives the model's family and capabilities: `vision` is checked once, and a model that
+thinks is asked with `think=true`, so that the answer format is honoured (with `think=false`
+some models ignore it, ollama #14645) and the JSON is read from the thinking text when the
+answer itself is empty (ollama #12831).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import logging
 import os
-import socket
 import threading
 import time
-from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
-
-from agents.base import AskByQuestion, T, VLMAnswer, VLMQuestion
+from agents.asking import ReAskingVLM, Said, check_options, parse_keeping_raw
 from agents.errors import (
     VLMBadResponseError,
-    VLMInvalidAnswerError,
     VLMModelNotFoundError,
     VLMNoVisionError,
     VLMRequestError,
     VLMTimeoutError,
     VLMUnavailableError,
 )
-from agents.imaging import downscale, png_bytes
-from agents.parsing import AnswerError, parse_answer, schema_name
+from agents.families import FamilyMatch, ModelCard, resolve_family
+from agents.http import AnswerTooLarge, DeadlineExceeded, bounded_client, describe, parse_body
+from agents.http import error_text as _error_text
+from agents.imaging import png_bytes
+from agents.parsing import answer_text
+from agents.status import VLMStatus
 
 if TYPE_CHECKING:
-    import ollama
+    import httpx
     from PIL import Image
+
+    from agents.base import T
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "qwen2.5vl:7b"
 DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_PORT = 11434
 DEFAULT_MAX_ANSWER_BYTES = 1_000_000
 """1 MB: a structured answer here is a few hundred bytes; more is a runaway model or a wrong
 server, and would only bloat the trace."""
-REASK = (
-    "Your previous answer could not be used: {error}. Answer again with only one JSON object "
-    "that follows the requested schema exactly."
-)
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_ANSWER_BYTES",
+    "DEFAULT_MODEL",
+    "OllamaStatus",
+    "OllamaVLM",
+    "ReAskingVLM",
+    "ollama_base_url",
+    "parse_keeping_raw",
+]
 
 
-def parse_keeping_raw(raw: str, schema: type[T]) -> T:
-    """`parse_answer`, but an `AnswerError` carries the text it rejected as `.raw`."""
-    try:
-        return parse_answer(raw, schema)
-    except AnswerError as exc:
-        exc.raw = raw  # type: ignore[attr-defined]
-        raise
-
-
-class ReAskingVLM(AskByQuestion):
-    """A chat model asked in messages: images downscaled to `max_image_side`, and an invalid
-    answer re-asked (with the reason) up to `invalid_answer_retries` times.
-
-    A model says how a conversation starts (`_start`: the messages, and how to get
-    `(value, raw)` for them or an `AnswerError` carrying the rejected text as `.raw`) and goes
-    on after an invalid answer (`_follow_up`); `answer` is the same for all of them.
-    """
-
-    max_image_side: int
-    invalid_answer_retries: int
-    _log: logging.Logger = logger
-
-    @property
-    def _log_name(self) -> str:
-        """How log lines and `VLMInvalidAnswerError` name the model."""
-        return self.model_id
-
-    def answer(self, question: VLMQuestion[T]) -> VLMAnswer[T]:
-        """Ask; after each invalid answer re-ask with the reason, up to the retry bound."""
-        system, user, images, schema = question
-        prepared = [downscale(image, self.max_image_side) for image in images]
-        messages, reply = self._start(system, user, prepared, schema)
-        attempts = self.invalid_answer_retries + 1
-        error, raw = "", ""
-        for attempt in range(1, attempts + 1):
-            try:
-                value, raw = reply(messages)
-            except AnswerError as exc:
-                error = str(exc)
-                raw = getattr(exc, "raw", raw)
-                self._log.info("%s: invalid %s answer (%s)", self._log_name, schema.__name__,
-                               error)
-                messages = [*messages, *self._follow_up(raw, REASK.format(error=error))]
-                continue
-            return VLMAnswer[schema](  # type: ignore[valid-type]
-                value=value,
-                raw=raw,
-                model=self.model_id,
-                attempts=attempt,
-                image_sizes=[image.size for image in prepared],
-            )
-        raise VLMInvalidAnswerError(self._log_name, schema_name(schema), attempts, error, raw)
-
-    @abstractmethod
-    def _start(
-        self, system: str, user: str, images: list[Image.Image], schema: type[T]
-    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
-        """The first messages, and `reply(messages)`: `(value, raw)` or an `AnswerError`."""
-
-    @abstractmethod
-    def _follow_up(self, raw: str, reask: str) -> list[Any]:
-        """The messages appended after the invalid answer `raw`, ending with `reask`."""
-
-
-class OllamaStatus(BaseModel):
+class OllamaStatus(VLMStatus):
     """What `OllamaVLM.check` found: enough for a doctor command to print a fix."""
 
-    host: str
-    model: str
-    reachable: bool = False
-    version: str | None = None
-    model_present: bool = False
-    vision: bool | None = Field(default=None, description="None when the server does not say.")
-    capabilities: list[str] = Field(default_factory=list)
-    available_models: list[str] = Field(default_factory=list)
-    error: str | None = None
-    fix: str | None = None
+    server: str = "ollama"  # type: ignore[assignment]
 
-    @property
-    def ok(self) -> bool:
-        return self.reachable and self.model_present and self.vision is not False
+
+def ollama_base_url(host: str) -> str:
+    """The server URL an Ollama address means, as the `ollama` client reads `OLLAMA_HOST`:
+    `http://` when no scheme is given, port 11434 when none is given without a scheme (80 or
+    443 with one), no trailing slash. `ValueError` for an address that cannot be a URL."""
+    text = host.strip() or DEFAULT_HOST
+    with_scheme = text if "://" in text else f"http://{text}"
+    parts = urlsplit(with_scheme)
+    port = parts.port  # ValueError for a port out of range or not a number
+    if port is None:
+        port = DEFAULT_PORT if "://" not in text else (443 if parts.scheme == "https" else 80)
+    hostname = parts.hostname or "127.0.0.1"
+    netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"the scheme must be http or https, not {parts.scheme!r}")
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 class OllamaVLM(ReAskingVLM):
@@ -147,15 +101,17 @@ class OllamaVLM(ReAskingVLM):
             a model that was too slow once will very likely be too slow again).
         invalid_answer_retries: re-asks after an answer that does not parse or validate.
         keep_alive: how long the server keeps the model loaded after a call.
-        client: an `ollama.Client` to use instead of building one (its host/timeout then apply).
+        http_client: an `httpx.Client` whose base URL is the server, used instead of building
+            one (its own timeout and limits then apply).
         retry_base_delay: first back-off delay in seconds, doubled on each transport retry.
         max_answer_bytes: a reply body larger than this is refused (`VLMBadResponseError`).
-        check_vision: ask the server once (`/api/show`) whether the model can see images, and
-            refuse a model that says it cannot (`VLMNoVisionError`).
+        check_vision: refuse a model whose server says it cannot see (`VLMNoVisionError`).
+        family: a family name from `agents.families` to use instead of finding it.
     """
 
     supports_images = True
     supports_schema = True
+    server = "ollama"
 
     def __init__(
         self,
@@ -169,19 +125,16 @@ class OllamaVLM(ReAskingVLM):
         invalid_answer_retries: int = 2,
         num_ctx: int = 8192,
         keep_alive: str | float = "5m",
-        client: ollama.Client | None = None,
+        http_client: httpx.Client | None = None,
         retry_base_delay: float = 0.5,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         check_vision: bool = True,
+        family: str | None = None,
     ) -> None:
-        if transport_retries < 0 or invalid_answer_retries < 0:
-            raise ValueError("`transport_retries` and `invalid_answer_retries` must be >= 0")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}")
-        if max_answer_bytes < 1:
-            raise ValueError(f"`max_answer_bytes` must be positive, got {max_answer_bytes}")
-        if max_image_side < 28:
-            raise ValueError(f"`max_image_side` must be at least 28, got {max_image_side}")
+        check_options(timeout=timeout, transport_retries=transport_retries,
+                      invalid_answer_retries=invalid_answer_retries,
+                      max_answer_bytes=max_answer_bytes, max_image_side=max_image_side,
+                      family=family)
         self.model = model
         self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
         self.timeout = timeout
@@ -195,9 +148,10 @@ class OllamaVLM(ReAskingVLM):
         self.retry_base_delay = retry_base_delay
         self.max_answer_bytes = max_answer_bytes
         self.check_vision = check_vision
-        self._client = client
-        self._vision_error: VLMNoVisionError | None = None
-        self._vision_checked = False
+        self.family_override = family
+        self._http = http_client
+        self._card: ModelCard | None = None
+        self._card_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -210,46 +164,96 @@ class OllamaVLM(ReAskingVLM):
     def options(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "seed": self.seed, "num_ctx": self.num_ctx}
 
-    def client(self) -> ollama.Client:
-        """The `ollama.Client`, built on first use (no client exists at import time)."""
-        if self._client is None:
-            import ollama
-
+    def http(self) -> httpx.Client:
+        """The bounded `httpx.Client` on the server, built on first use."""
+        if self._http is None:
             try:
-                self._client = ollama.Client(host=self.host, timeout=self.timeout)
+                base_url = ollama_base_url(self.host)
             except ValueError as exc:  # the host does not parse (a bad port, no host name)
                 raise VLMRequestError(
-                    f"the Ollama address {self.host!r} is not a valid URL ({exc})"
+                    f"the Ollama address {self.host!r} is not a valid URL ({exc})",
+                    server="ollama", url=self.host,
                 ) from None
-        return self._client
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if os.environ.get("OLLAMA_API_KEY"):  # as the `ollama` client sends it
+                headers["Authorization"] = f"Bearer {os.environ['OLLAMA_API_KEY']}"
+            self._http = bounded_client(base_url, self.timeout, self.max_answer_bytes, headers)
+        return self._http
 
     @property
     def _log_name(self) -> str:
         return self.model
 
+    # --- the model's family and capabilities --------------------------------------------------
+
+    def card(self) -> ModelCard | None:
+        """What `/api/show` says about the model (asked once; None while the server is down).
+
+        Raises `VLMModelNotFoundError` when the server says it has no such model.
+        """
+        if self._card is not None:
+            return self._card
+        import httpx
+
+        with self._card_lock:
+            if self._card is None:
+                try:
+                    status, data = self._request("POST", "/api/show", {"model": self.model})
+                except (VLMTimeoutError, VLMRequestError, httpx.TransportError):
+                    return None  # the chat call itself will report what is wrong
+                if status == 404:
+                    raise VLMModelNotFoundError(self.model, self.host, _error_text(data))
+                if status >= 400 or not isinstance(data, dict):
+                    return None
+                self._card = ModelCard.from_ollama_show(data)
+        return self._card
+
+    @property
+    def family(self) -> FamilyMatch:  # type: ignore[override]
+        """The model's family: from the server's `/api/show` when it answers, else the name."""
+        try:
+            card = self.card()
+        except VLMModelNotFoundError:
+            card = None
+        return resolve_family(self.model, card, self.family_override)
+
+    def _think_for(self, match: FamilyMatch) -> bool | None:
+        """`think=true` for a model that thinks (so `format` holds); otherwise not sent."""
+        return True if match.thinks else None
+
+    def _ensure_vision(self, match: FamilyMatch) -> None:
+        """Refuse a model whose server says it has no vision capability."""
+        if self.check_vision and match.capabilities and "vision" not in match.capabilities:
+            raise VLMNoVisionError(self.model, list(match.capabilities), url=self.host)
+
+    # --- asking ---------------------------------------------------------------------------------
+
     def _start(
-        self, system: str, user: str, images: list[Image.Image], schema: type[T]
-    ) -> tuple[list[Any], Callable[[list[Any]], tuple[T, str]]]:
-        """Checks once that the model can see, then asks with `format=<the schema>`."""
-        self._ensure_vision()
+        self, system: str, user: str, images: list[Image.Image], schema: type[T],
+        match: FamilyMatch,
+    ) -> tuple[list[Any], Callable[[list[Any]], Said[T]]]:
+        """Checks that the model can see, then asks with `format=<the schema>`."""
+        self._ensure_vision(match)
         user_message: dict[str, Any] = {"role": "user", "content": user}
         if images:
             user_message["images"] = [png_bytes(image) for image in images]
         json_schema = schema.model_json_schema()
+        think = self._think_for(match)
 
-        def reply(history: list[dict[str, Any]]) -> tuple[T, str]:
-            raw = self._chat(history, json_schema)
-            return parse_keeping_raw(raw, schema), raw
+        def reply(history: list[dict[str, Any]]) -> Said[T]:
+            raw, from_thinking = self._chat(history, json_schema, think)
+            return Said(parse_keeping_raw(raw, schema), raw, from_thinking)
 
         return [{"role": "system", "content": system}, user_message], reply
 
     def _follow_up(self, raw: str, reask: str) -> list[dict[str, Any]]:
         return [{"role": "assistant", "content": raw}, {"role": "user", "content": reask}]
 
-    def _chat(self, messages: list[dict[str, Any]], json_schema: dict[str, Any]) -> str:
+    def _chat(self, messages: list[dict[str, Any]], json_schema: dict[str, Any],
+              think: bool | None = None) -> tuple[str, bool]:
         import httpx
 
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [_wire_message(m) for m in messages],
             "format": json_schema,
@@ -257,6 +261,8 @@ class OllamaVLM(ReAskingVLM):
             "keep_alive": self.keep_alive,
             "stream": False,
         }
+        if think is not None:
+            body["think"] = think
         for attempt in range(self.transport_retries + 1):
             last_try = attempt == self.transport_retries
             try:
@@ -277,124 +283,69 @@ class OllamaVLM(ReAskingVLM):
                     continue
                 raise VLMRequestError(
                     f"the Ollama server at {self.host} refused the request (HTTP {status}): "
-                    f"{error}"
+                    f"{error}", server="ollama", url=self.host, status=status,
                 )
             return self._content(data)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _content(self, data: Any) -> str:
-        """The assistant's text from a parsed `/api/chat` reply, or `VLMBadResponseError`."""
+    def _content(self, data: Any) -> tuple[str, bool]:
+        """The answer's text from a parsed `/api/chat` reply (the thinking text when the answer
+        is empty), and whether it was the thinking; or `VLMBadResponseError`."""
         if not isinstance(data, dict):
-            raise VLMBadResponseError(
-                f"the server at {self.host} answered /api/chat with {_describe(data)}, not "
+            raise self._bad_body(
+                f"the server at {self.host} answered /api/chat with {describe(data)}, not "
                 "Ollama's JSON; check that OLLAMA_HOST points at an Ollama server, not a proxy "
-                "page or another service"
+                "page or another service", describe(data),
             )
         if data.get("error"):
             raise VLMRequestError(
-                f"the Ollama server at {self.host} reported an error: {_error_text(data)}"
+                f"the Ollama server at {self.host} reported an error: {_error_text(data)}",
+                server="ollama", url=self.host,
             )
         message = data.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
-            raise VLMBadResponseError(
+            raise self._bad_body(
                 f"the server at {self.host} answered /api/chat without a `message` holding "
-                "text; check that OLLAMA_HOST points at an Ollama server"
+                "text; check that OLLAMA_HOST points at an Ollama server", "no message text",
             )
-        return content
+        thinking = message.get("thinking") if isinstance(message, dict) else None
+        return answer_text(content, thinking if isinstance(thinking, str) else None)
+
+    def _bad_body(self, text: str, body: str) -> VLMBadResponseError:
+        return VLMBadResponseError(text, server="ollama", url=self.host, body=body)
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """One HTTP call with a total deadline and a size cap: (status, parsed JSON or raw text).
-
-        httpx's timeout applies to each read, so a server sending a byte every few seconds
-        would never trip it; here a watchdog shuts the socket down when `timeout` seconds have
-        passed since the call began, whatever the server is doing.
-        """
+        """One HTTP call with a total deadline and a size cap: (status, parsed JSON or raw text)."""
         import httpx
 
-        deadline = time.monotonic() + self.timeout
-        http = self.client()._client
-        fired = threading.Event()
-        timer: threading.Timer | None = None
-        chunks: list[bytes] = []
-        size = 0
         try:
-            with http.stream(method, path, json=body, timeout=httpx.Timeout(self.timeout)) as reply:
-                sock = _socket_of(reply)
-
-                def cut() -> None:
-                    fired.set()
-                    if sock is not None:
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
-
-                timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
-                timer.daemon = True
-                timer.start()
-                for chunk in reply.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_answer_bytes:
-                        raise VLMBadResponseError(
-                            f"the server at {self.host} sent over {self.max_answer_bytes:,} bytes "
-                            f"for {path}; an answer is a small JSON object, so the call was cut "
-                            "off (a runaway model, or OLLAMA_HOST points at something else)"
-                        )
-                    chunks.append(chunk)
-                    if fired.is_set() or time.monotonic() > deadline:
-                        raise VLMTimeoutError(self.model, self.timeout)
-                status = reply.status_code
-        except httpx.TimeoutException:
-            raise VLMTimeoutError(self.model, self.timeout) from None
-        except (httpx.TransportError, OSError):
-            if fired.is_set() or time.monotonic() > deadline:
-                raise VLMTimeoutError(self.model, self.timeout) from None
-            raise
+            reply = self.http().request(method, path, json=body)
+        except (httpx.TimeoutException, DeadlineExceeded):
+            raise VLMTimeoutError(self.model, self.timeout, server="ollama", url=self.host
+                                  ) from None
+        except AnswerTooLarge as exc:
+            raise self._bad_body(
+                f"the server at {self.host} sent {exc}; an answer is a small JSON object, so "
+                "the call was cut off (a runaway model, or OLLAMA_HOST points at something else)",
+                f"over {exc.limit:,} bytes",
+            ) from None
         except (httpx.TooManyRedirects, httpx.DecodingError) as exc:
-            raise VLMBadResponseError(
+            raise self._bad_body(
                 f"the server at {self.host} gave no usable answer for {path} ({exc}); check "
-                "that OLLAMA_HOST points at an Ollama server"
+                "that OLLAMA_HOST points at an Ollama server", str(exc),
             ) from None
         except httpx.InvalidURL as exc:
-            raise VLMRequestError(f"the Ollama address {self.host!r} is not a valid URL ({exc})"
-                                  ) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if fired.is_set():
-            raise VLMTimeoutError(self.model, self.timeout)
-        text = b"".join(chunks).decode("utf-8", errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
-
-    def _ensure_vision(self) -> None:
-        """Refuse, once and for all, a model whose server says it has no vision capability."""
-        if not self.check_vision:
-            return
-        if self._vision_error is not None:
-            raise self._vision_error
-        if self._vision_checked:
-            return
-        import httpx
-
-        try:
-            status, data = self._request("POST", "/api/show", {"model": self.model})
-        except (VLMTimeoutError, VLMRequestError, ConnectionError, httpx.TransportError):
-            return  # the chat call itself will report what is wrong with the server
-        if status == 404:
-            raise VLMModelNotFoundError(self.model, self.host, _error_text(data))
-        self._vision_checked = True
-        capabilities = data.get("capabilities") if isinstance(data, dict) else None
-        if (status < 400 and isinstance(capabilities, list) and capabilities
-                and "vision" not in capabilities):
-            self._vision_error = VLMNoVisionError(self.model, [str(c) for c in capabilities])
-            raise self._vision_error
+            raise VLMRequestError(f"the Ollama address {self.host!r} is not a valid URL ({exc})",
+                                  server="ollama", url=self.host) from None
+        return reply.status_code, parse_body(reply.text)
 
     def _back_off(self, attempt: int, reason: str) -> None:
         delay = self.retry_base_delay * (2**attempt)
         logger.warning("Ollama call failed (%s); retrying in %.2f s", reason, delay)
         time.sleep(delay)
+
+    # --- the doctor's probe ---------------------------------------------------------------------
 
     def check(self) -> OllamaStatus:
         """Ask the server whether it answers, has the model, and the model can see images."""
@@ -407,22 +358,18 @@ class OllamaVLM(ReAskingVLM):
             status.error = f"no answer at {self.host} ({type(exc).__name__})"
             status.fix = "start it with `ollama serve` (or set OLLAMA_HOST)"
             return status
-        except VLMRequestError as exc:  # includes a body that is not Ollama's
-            status.error = str(exc)
-            status.fix = "check that OLLAMA_HOST points at a working Ollama server"
-            return status
-        except VLMTimeoutError as exc:
+        except (VLMRequestError, VLMTimeoutError) as exc:  # includes a body that is not Ollama's
             status.error = str(exc)
             status.fix = "check that OLLAMA_HOST points at a working Ollama server"
             return status
         models = listing.get("models") if isinstance(listing, dict) else None
         if code >= 400 or not isinstance(models, list):
-            what = f"HTTP {code}" if code >= 400 else _describe(listing)
+            what = f"HTTP {code}" if code >= 400 else describe(listing)
             status.error = f"{self.host} answered /api/tags with {what}, not Ollama's model list"
             status.fix = "check that OLLAMA_HOST points at an Ollama server"
             return status
         status.reachable = True
-        status.version = self._version(self.client())
+        status.version = self._version()
         status.available_models = [
             str(m.get("model") or m.get("name")) for m in models
             if isinstance(m, dict) and (m.get("model") or m.get("name"))
@@ -433,6 +380,12 @@ class OllamaVLM(ReAskingVLM):
             status.error = f"model {self.model!r} is not pulled"
             status.fix = f"ollama pull {self.model}"
             return status
+        return self._check_model(status)
+
+    def _check_model(self, status: OllamaStatus) -> OllamaStatus:
+        """The model's capabilities and family, from `/api/show`."""
+        import httpx
+
         try:
             code, shown = self._request("POST", "/api/show", {"model": self.model})
         except (ConnectionError, httpx.TransportError, VLMTimeoutError,
@@ -442,7 +395,9 @@ class OllamaVLM(ReAskingVLM):
         if code >= 400 or not isinstance(shown, dict):
             status.error = f"could not read the model's details ({_error_text(shown)})"
             return status
-        status.capabilities = [str(c) for c in shown.get("capabilities") or []]
+        card = ModelCard.from_ollama_show(shown)
+        status.capabilities = list(card.capabilities)
+        status.family = resolve_family(self.model, card, self.family_override)
         if status.capabilities:
             status.vision = "vision" in status.capabilities
         if status.vision is False:
@@ -451,17 +406,13 @@ class OllamaVLM(ReAskingVLM):
             status.fix = refusal.fix
         return status
 
-    @staticmethod
-    def _version(client: ollama.Client) -> str | None:
-        http = getattr(client, "_client", None)
-        if http is None:
-            return None
+    def _version(self) -> str | None:
         try:
-            response = http.get("/api/version")
-            response.raise_for_status()
-            return str(response.json().get("version")) or None
+            code, data = self._request("GET", "/api/version")
         except Exception:  # the version is a nicety; its absence is not an error
             return None
+        version = data.get("version") if code < 400 and isinstance(data, dict) else None
+        return str(version) if version else None
 
 
 def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
@@ -474,32 +425,3 @@ def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
             for i in out["images"]
         ]
     return out
-
-
-def _socket_of(reply: Any) -> socket.socket | None:
-    stream = reply.extensions.get("network_stream")
-    try:
-        sock = stream.get_extra_info("socket") if stream is not None else None
-    except Exception:  # an unusual transport: the per-chunk deadline check still applies
-        return None
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _error_text(data: Any) -> str:
-    if isinstance(data, dict) and data.get("error"):
-        return " ".join(str(data["error"]).split())[:300]
-    return _describe(data)
-
-
-def _describe(data: Any) -> str:
-    """What a non-Ollama body looks like, in a few words (an HTML page, cut-off JSON...)."""
-    if isinstance(data, str):
-        head = " ".join(data.split())[:60]
-        if not head:
-            return "an empty body"
-        if head.lstrip().lower().startswith(("<!doctype", "<html", "<")):
-            return f"an HTML page ({head!r}…)"
-        if head.lstrip().startswith(("{", "[")):
-            return f"cut-off or invalid JSON ({head!r}…)"
-        return f"text that is not JSON ({head!r}…)"
-    return f"JSON of the wrong shape ({type(data).__name__})"

@@ -16,6 +16,39 @@ class AnswerError(ValueError):
     """The text holds no JSON object, or one that does not validate; the message says why."""
 
 
+class NoJSONError(AnswerError):
+    """The text is empty or prose: no JSON at all (a model that ignores the answer format)."""
+
+
+_THINK_BLOCK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
+_THINK_END = "</think>"
+
+
+def answer_text(content: str | None, thinking: str | None = None) -> tuple[str, bool]:
+    """The text to read an answer from, and whether it came from the model's thinking.
+
+    The answer proper comes first: `content` without the `<think>...</think>` block a server may
+    leave in it (or everything up to a lone `</think>`, when the template opened the block).
+    When that is empty, the JSON is looked for in the thinking text (Ollama's `thinking`, an
+    OpenAI server's `reasoning_content`, or the inline block): qwen3-vl puts its structured
+    answer there (ollama #12831).
+    """
+    content = content or ""
+    lowered = content.lower()
+    if "<think>" not in lowered and _THINK_END not in lowered:
+        inline, answer = "", content
+    elif "<think>" not in lowered:
+        end = lowered.rindex(_THINK_END)
+        inline, answer = content[:end], content[end + len(_THINK_END):]
+    else:
+        inline = " ".join(m.group(1) for m in _THINK_BLOCK.finditer(content))
+        answer = _THINK_BLOCK.sub("", content)
+    if answer.strip():
+        return answer, False
+    thought = "\n".join(t for t in (thinking or "", inline) if t and t.strip()).strip()
+    return (thought, True) if thought else (answer, False)
+
+
 def extract_json(text: str) -> str:
     """Return the first balanced JSON object in `text` (inside ```json fences or prose)."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
@@ -69,11 +102,13 @@ def parse_answer(text: str, schema: type[T]) -> T:
         return schema.model_validate_json(text)
     except ValidationError as exc:
         direct_error: ValidationError | None = exc
+    if not text.strip():
+        raise NoJSONError("the answer is empty")
     try:
         snippet = extract_json(text)
     except AnswerError:
         if direct_error is not None and _is_json_error(direct_error):
-            raise AnswerError("the answer is not a JSON object") from None
+            raise NoJSONError("the answer is not a JSON object") from None
         raise AnswerError(describe_validation_error(direct_error)) from None
     try:
         return schema.model_validate_json(snippet)

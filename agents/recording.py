@@ -26,6 +26,12 @@ class VLMCall(BaseModel):
     started_at: datetime
     duration_s: float = Field(ge=0.0)
     error: str | None = Field(default=None, description="`ErrorType: message` when the call failed.")
+    family: str | None = Field(
+        default=None, description="The model family (`agents.families`) the answer was read as."
+    )
+    from_thinking: bool = Field(
+        default=False, description="The JSON came from the model's thinking text."
+    )
 
 
 class RecordingVLM(AskByQuestion):
@@ -71,6 +77,8 @@ class RecordingVLM(AskByQuestion):
         call.parsed = answer.value.model_dump(mode="json")
         call.attempts = answer.attempts
         call.model = answer.model
+        call.family = answer.family
+        call.from_thinking = answer.from_thinking
         self.calls.append(call)
         return answer
 

@@ -82,9 +82,9 @@ def test_units_agree(x, y, w, h):
 
 
 def test_propose_box_sends_a_grid_snapped_picture_and_rescales(fake_ollama):
-    fake_ollama.responder = by_schema({"BoxProposal": {"bbox_2d": [28, 56, 280, 280]}})
+    fake_ollama.responder = by_schema({"GroundedBox": {"bbox_2d": [28, 56, 280, 280]}})
     box = propose_box(fake_ollama.vlm(), Image.new("RGB", (2000, 1500), "gray"), "add a kite")
-    request = fake_ollama.requests_for("BoxProposal")[0]
+    request = fake_ollama.requests_for("GroundedBox")[0]
     assert "1008 pixels wide and 756 pixels high" in request["messages"][1]["content"]
     scale = 2000 / 1008
     assert box == Box.clamped(28 * scale, 56 * scale, 280 * scale, 280 * scale, 2000, 1500)

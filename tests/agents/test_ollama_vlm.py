@@ -189,3 +189,21 @@ def test_check_reports_an_unreachable_server():
 def test_scripted_reply_objects(fake_ollama):
     fake_ollama.queue(Reply(content=GOOD))
     assert ask(fake_ollama.vlm()).value.confidence == 0.8
+
+
+HOSTS = {  # OLLAMA_HOST as written -> the URL the `ollama` client reads it as
+    "": "http://127.0.0.1:11434",
+    "1.2.3.4": "http://1.2.3.4:11434",
+    ":56789": "http://127.0.0.1:56789",
+    "example.com:56789/path/": "http://example.com:56789/path",
+    "http://example.com": "http://example.com:80",
+    "https://example.com": "https://example.com:443",
+    "[0001:002:003:0004::1]:56789": "http://[0001:002:003:0004::1]:56789",
+}
+
+
+@pytest.mark.parametrize("host", list(HOSTS))
+def test_hosts_are_read_as_the_ollama_client_reads_them(host):
+    from agents.ollama_vlm import ollama_base_url
+
+    assert ollama_base_url(host) == HOSTS[host]

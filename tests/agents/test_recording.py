@@ -25,10 +25,10 @@ def test_records_prompt_images_raw_and_parsed(fake_ollama, image):
 
 
 def test_records_failures_with_the_raw_answer(fake_ollama):
-    fake_ollama.queue("junk", "junk", "junk")
+    fake_ollama.queue("junk", "junk", '{"category": "junk"}')
     vlm = RecordingVLM(fake_ollama.vlm())
     with pytest.raises(VLMInvalidAnswerError):
         vlm.ask(system="S", user="U", schema=Classification)
     (call,) = vlm.drain()
-    assert call.error.startswith("VLMInvalidAnswerError:") and call.raw == "junk"
+    assert call.error.startswith("VLMInvalidAnswerError:") and call.raw == '{"category": "junk"}'
     assert call.parsed is None

@@ -23,69 +23,27 @@ import io
 import json
 import re
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from tests.fakes.scripted import (
+    Answer,
+    RecordedRequest,
+    Reply,
+    Responder,
+    ScriptedServer,
+    json_response,
+    text_of,
+)
+from tests.fakes.vlm_families import BOX_TITLES, FAKE_FAMILIES, PROSE, answer_box, details_for
 
 DEFAULT_MODELS = ("qwen2.5vl:7b",)
 DEFAULT_CAPABILITIES = ("completion", "vision")
-
-
-@dataclass
-class Reply:
-    """A scripted answer: `content` for the assistant message, or an HTTP error, after `delay`.
-
-    Misbehaviour for robustness tests: `raw` is sent as the whole body instead of Ollama's JSON
-    (a proxy's HTML page, cut-off JSON, JSON without `message`), with `content_type`; `trickle`
-    sends the body one byte every `trickle` seconds (a per-read timeout never trips).
-    """
-
-    content: str | dict | BaseModel | None = None
-    status: int = 200
-    error: str | None = None
-    delay: float = 0.0
-    raw: str | bytes | None = None
-    content_type: str = "application/json"
-    trickle: float = 0.0
-
-    @classmethod
-    def body(cls, raw: str | bytes, *, status: int = 200,
-             content_type: str = "text/html; charset=utf-8") -> Reply:
-        """Answer with exactly `raw` as the body (not Ollama's JSON)."""
-        return cls(raw=raw, status=status, content_type=content_type)
-
-    @classmethod
-    def trickling(cls, seconds_per_byte: float, content: str | dict | BaseModel | None = None
-                  ) -> Reply:
-        """A valid answer, sent one byte every `seconds_per_byte` seconds."""
-        return cls(content=content, trickle=seconds_per_byte)
-
-    @classmethod
-    def fail(cls, status: int = 500, error: str = "internal server error") -> Reply:
-        return cls(status=status, error=error)
-
-    @classmethod
-    def slow(cls, seconds: float, content: str | dict | BaseModel | None = None) -> Reply:
-        return cls(content=content, delay=seconds)
-
-
-Answer = str | dict | BaseModel | Reply
-Responder = Callable[[dict[str, Any]], Answer]
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    json: dict[str, Any] | None
 
 
 # --- helpers for responders -------------------------------------------------------------------
@@ -154,10 +112,24 @@ def verdict(spec: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 class SmartResponder:
-    """Plausible answers for every agent schema, derived from `agents.rules.parse_instruction`."""
+    """Plausible answers for every agent schema, derived from `agents.rules.parse_instruction`;
+    boxes written the way `family` writes them, placed where the picture's magenta marker is
+    (`tests.fakes.vlm_families`).
 
-    def __init__(self, verdicts: Iterable[str | Mapping[str, Any]] = ()) -> None:
+    Family behaviour for the robustness tests: `json_in_thinking` puts every JSON answer in
+    the thinking text when the request asks the model to think (qwen3-vl, ollama #12831);
+    `ignores_format` answers prose instead of JSON: `"always"`, or `"think_off"` only when the
+    request says `think: false` (ollama #14645); `bare_boxes` writes boxes without JSON.
+    """
+
+    def __init__(self, verdicts: Iterable[str | Mapping[str, Any]] = (), *,
+                 family: str = "qwen2.5-vl", json_in_thinking: bool = False,
+                 ignores_format: str | None = None, bare_boxes: bool = False) -> None:
         self.verdicts: deque[str | Mapping[str, Any]] = deque(verdicts)
+        self.family = family
+        self.json_in_thinking = json_in_thinking
+        self.ignores_format = ignores_format
+        self.bare_boxes = bare_boxes
         self._lock = threading.Lock()
 
     def set_verdicts(self, *specs: str | Mapping[str, Any]) -> None:
@@ -166,6 +138,16 @@ class SmartResponder:
             self.verdicts = deque(specs)
 
     def __call__(self, request: dict[str, Any]) -> Answer:
+        if self.ignores_format == "always" or (
+                self.ignores_format == "think_off" and request.get("think") is False):
+            return PROSE
+        answer = self.answer(request)
+        if self.json_in_thinking and request.get("think") and not isinstance(answer, Reply):
+            return Reply.in_thinking(answer)
+        return answer
+
+    def answer(self, request: dict[str, Any]) -> Answer:
+        """The model's answer proper (before the family's misbehaviour)."""
         from agents.rules import caption_for_plan, parse_instruction
 
         title = schema_title(request)
@@ -179,12 +161,12 @@ class SmartResponder:
             return {"caption": caption_for_plan(plan)}
         if title == "RemovalPrompt":
             return {"background": caption_for_plan(plan), "removed": plan.object or "object"}
-        if title == "BoxProposal":
+        if title in BOX_TITLES:
+            from PIL import Image
+
             images = images_of(request)
-            width, height = images[0].size if images else (1000, 1000)
-            return {"bbox_2d": [round(width * 0.3), round(height * 0.4), round(width * 0.7),
-                                round(height * 0.8)],
-                    "layout": "corners", "units": "pixels", "label": plan.target_caption}
+            picture = images[0] if images else Image.new("RGB", (1000, 1000))
+            return answer_box(self.family, picture, title or "", bare=self.bare_boxes)
         if title == "Verdict":
             with self._lock:
                 spec = self.verdicts.popleft() if self.verdicts else "accept"
@@ -195,23 +177,12 @@ class SmartResponder:
 # --- the server -------------------------------------------------------------------------------
 
 
-class _QuickStopServer(HTTPServer):
-    """pytest-httpserver polls for shutdown every 0.5 s; 20 ms keeps per-test teardown short."""
+class FakeOllama(ScriptedServer):
+    """Ollama's `/api/chat`, `/api/tags`, `/api/show` and `/api/version` on a local port.
 
-    def thread_target(self) -> None:
-        assert self.server is not None
-        self.server.serve_forever(poll_interval=0.02)
-
-
-@dataclass
-class _Injection:
-    reply: Reply
-    path: str
-    times: int
-
-
-class FakeOllama:
-    """Ollama's `/api/chat`, `/api/tags`, `/api/show` and `/api/version` on a local port."""
+    `FakeOllama.as_family("qwen3-vl", json_in_thinking=True)` plays a family's typical model:
+    its tag, what `/api/show` says of it, and how it answers (see `SmartResponder`).
+    """
 
     def __init__(
         self,
@@ -222,40 +193,20 @@ class FakeOllama:
         version: str = "0.12.6",
     ) -> None:
         self.smart = SmartResponder()
-        self.responder: Responder = responder or self.smart
+        super().__init__(responder or self.smart)
         self.models = list(models)
         self.capabilities = list(capabilities)
         self.version = version
-        self.requests: list[RecordedRequest] = []
-        self._queued: deque[Answer] = deque()
-        self._injections: list[_Injection] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self.server = _QuickStopServer(host="127.0.0.1", port=0, threaded=True)
-        self.server.expect_request(re.compile(r".*")).respond_with_handler(self._handle)
+        self.details: tuple[str, list[str]] | None = None  # `/api/show` family, else by tag
 
-    # lifecycle
-
-    def start(self) -> FakeOllama:
-        self._stopping.clear()
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self.server.is_running():
-            self.server.clear()
-            self.server.stop()
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
+    @classmethod
+    def as_family(cls, family: str, *, model: str | None = None, **behaviour: Any) -> FakeOllama:
+        """A server whose model answers as `family` does (`tests.fakes.vlm_families`)."""
+        fake = FAKE_FAMILIES[family]
+        server = cls(models=[model or fake.model], capabilities=fake.capabilities)
+        server.details = (fake.details_family, list(fake.families))
+        server.smart = server.responder = SmartResponder(family=family, **behaviour)  # type: ignore[assignment]
+        return server
 
     def vlm(self, **kwargs: Any) -> Any:
         """An `OllamaVLM` on this server: first model, fast retries, a short timeout."""
@@ -265,32 +216,6 @@ class FakeOllama:
         kwargs.setdefault("retry_base_delay", 0.0)
         kwargs.setdefault("timeout", 5.0)
         return OllamaVLM(host=self.url, **kwargs)
-
-    # scripting
-
-    def queue(self, *answers: Answer) -> None:
-        """Answers for the next /api/chat calls, before the responder is consulted."""
-        with self._lock:
-            self._queued.extend(answers)
-
-    def fail_next(self, status: int = 500, error: str = "internal server error", *,
-                  times: int = 1, path: str = "/api/chat") -> None:
-        with self._lock:
-            self._injections.append(_Injection(Reply.fail(status, error), path, times))
-
-    def send_next(self, reply: Reply, *, times: int = 1, path: str = "/api/chat") -> None:
-        """Answer the next `times` calls to `path` with `reply` (e.g. `Reply.body("<html>")`,
-        `Reply.trickling(2.0)`) before anything else; works for /api/tags and /api/show too."""
-        with self._lock:
-            if path == "/api/chat":  # ahead of the queue, so content and trickling apply
-                self._queued.extendleft([reply] * times)
-            else:
-                self._injections.append(_Injection(reply, path, times))
-
-    def delay_next(self, seconds: float, *, times: int = 1, path: str = "/api/chat") -> None:
-        """Sleep before answering normally (to trip a client timeout)."""
-        with self._lock:
-            self._injections.append(_Injection(Reply(delay=seconds), path, times))
 
     def set_verdicts(self, *specs: str | Mapping[str, Any]) -> None:
         """Script verify: e.g. `set_verdicts("retry:mask", "accept")` (smart responder only)."""
@@ -307,55 +232,30 @@ class FakeOllama:
 
     # HTTP
 
-    def _handle(self, request: Request) -> Response:
-        body = request.get_json(silent=True) if request.data else None
-        with self._lock:
-            self.requests.append(RecordedRequest(request.method, request.path, body))
+    def _handle(self, request: Request, body: Any) -> Response:
         path = request.path.rstrip("/")
         if path == "/api/version":
-            return _json({"version": self.version})
+            return json_response({"version": self.version})
         if path == "/api/tags":
-            return self._injected(path) or _json({"models": [_tag(m) for m in self.models]})
+            return self._injected(path, {"models": []}) or json_response(
+                {"models": [_tag(m, self.details) for m in self.models]})
         if path == "/api/show":
-            return self._injected(path) or self._show(body or {})
+            return self._injected(path, {"capabilities": []}) or self._show(body or {})
         if path == "/api/chat" and request.method == "POST":
             return self._chat(body or {})
         return Response("404 page not found", status=404, content_type="text/plain")
 
-    def _trickle(self, data: bytes, seconds: float) -> Response:
-        return Response(_trickled(data, seconds, self._stopping), status=200,
-                        content_type="application/json", direct_passthrough=True)
-
-    def _injected(self, path: str) -> Response | None:
-        with self._lock:
-            for injection in self._injections:
-                if injection.path == path and injection.times > 0:
-                    injection.times -= 1
-                    reply = injection.reply
-                    break
-            else:
-                return None
-        if reply.delay:
-            time.sleep(reply.delay)
-        if reply.raw is not None:
-            return Response(reply.raw, status=reply.status, content_type=reply.content_type)
-        if reply.trickle:
-            return self._trickle(json.dumps({"models": [], "capabilities": []}).encode(),
-                                 reply.trickle)
-        if reply.status >= 400:
-            return _json({"error": reply.error or "error"}, reply.status)
-        return None
-
     def _show(self, body: dict[str, Any]) -> Response:
         model = body.get("model") or body.get("name") or ""
         if model not in self._known(model):
-            return _json({"error": f"model '{model}' not found"}, 404)
-        return _json({
+            return json_response({"error": f"model '{model}' not found"}, 404)
+        details = _details(model, self.details)
+        return json_response({
             "modelfile": f"FROM {model}",
             "parameters": "temperature 0.1",
             "template": "{{ .Prompt }}",
-            "details": _details(model),
-            "model_info": {"general.architecture": model.split(":")[0]},
+            "details": details,
+            "model_info": {"general.architecture": details["family"]},
             "capabilities": self.capabilities,
             "modified_at": _now(),
         })
@@ -367,26 +267,26 @@ class FakeOllama:
     def _chat(self, body: dict[str, Any]) -> Response:
         model = body.get("model", "")
         if not self._known(model):
-            return _json({"error": f'model "{model}" not found, try pulling it first'}, 404)
+            return json_response({"error": f'model "{model}" not found, try pulling it first'},
+                                 404)
+        if body.get("think") and "thinking" not in self.capabilities:
+            return json_response({"error": f'"{model}" does not support thinking'}, 400)
         injected = self._injected("/api/chat")
         if injected is not None:
             return injected
-        with self._lock:
-            answer = self._queued.popleft() if self._queued else None
-        if answer is None:
-            answer = self.responder(body)
-        reply = answer if isinstance(answer, Reply) else Reply(content=answer)
-        if reply.delay:
-            time.sleep(reply.delay)
+        reply = self._next_reply(body)
         if reply.raw is not None:
             return Response(reply.raw, status=reply.status, content_type=reply.content_type)
         if reply.status >= 400:
-            return _json({"error": reply.error or "error"}, reply.status)
-        content = _content_text(reply.content)
+            return json_response({"error": reply.error or "error"}, reply.status)
+        content = text_of(reply.content)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reply.thinking is not None:
+            message["thinking"] = text_of(reply.thinking)
         final = {
             "model": model,
             "created_at": _now(),
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "done": True,
             "done_reason": "stop",
             "total_duration": 1_200_000_000,
@@ -399,48 +299,27 @@ class FakeOllama:
         if reply.trickle:
             return self._trickle(json.dumps(final).encode(), reply.trickle)
         if body.get("stream", True) is False:
-            return _json(final)
-        chunk = {"model": model, "created_at": final["created_at"],
-                 "message": {"role": "assistant", "content": content}, "done": False}
+            return json_response(final)
+        chunk = {"model": model, "created_at": final["created_at"], "message": message,
+                 "done": False}
         last = {**final, "message": {"role": "assistant", "content": ""}}
         lines = json.dumps(chunk) + "\n" + json.dumps(last) + "\n"
         return Response(lines, status=200, content_type="application/x-ndjson")
-
-
-def _trickled(data: bytes, seconds: float, stopping: threading.Event) -> Iterator[bytes]:
-    for index in range(len(data)):
-        if stopping.wait(seconds):
-            return
-        yield data[index : index + 1]
-
-
-def _content_text(content: str | dict | BaseModel | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, BaseModel):
-        return content.model_dump_json()
-    if isinstance(content, dict):
-        return json.dumps(content)
-    return str(content)
-
-
-def _json(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _details(model: str) -> dict[str, Any]:
-    return {"parent_model": "", "format": "gguf", "family": model.split(":")[0],
-            "families": [model.split(":")[0]], "parameter_size": "8.3B",
-            "quantization_level": "Q4_K_M"}
+def _details(model: str, known: tuple[str, list[str]] | None = None) -> dict[str, Any]:
+    family, families = known or details_for(model)
+    return {"parent_model": "", "format": "gguf", "family": family, "families": families,
+            "parameter_size": "8.3B", "quantization_level": "Q4_K_M"}
 
 
-def _tag(model: str) -> dict[str, Any]:
+def _tag(model: str, known: tuple[str, list[str]] | None = None) -> dict[str, Any]:
     return {"name": model, "model": model, "modified_at": _now(), "size": 5_969_245_856,
-            "digest": "a" * 64, "details": _details(model)}
+            "digest": "a" * 64, "details": _details(model, known)}
 
 
 @pytest.fixture
