@@ -34,6 +34,7 @@ _EXPORTS = {
     "describe_removal": "agents.caption",
     "AgentError": "agents.errors",
     "BoxProposalError": "agents.errors",
+    "InstructionNotUnderstoodError": "agents.errors",
     "VLMBadResponseError": "agents.errors",
     "VLMInvalidAnswerError": "agents.errors",
     "VLMNoVisionError": "agents.errors",

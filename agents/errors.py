@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tools.errors import BrushEditError
+from typing import ClassVar
+
+from tools.errors import BrushEditError, InvalidRequestError
 
 
 class AgentError(BrushEditError):
@@ -91,6 +93,42 @@ class VLMInvalidAnswerError(AgentError):
 
 class BoxProposalError(AgentError):
     """The model's box for an addition is unusable (empty, or outside the image)."""
+
+
+class InstructionNotUnderstoodError(InvalidRequestError):
+    """The rule planner cannot read the instruction, so it plans nothing rather than guess.
+
+    Deliberately not an `AgentError`: it is a fact about the request (each surface answers it
+    as the client's to fix, 422 on HTTP), and a VLM-to-rules fallback must not swallow it.
+    `reason` is `empty`, `no_words` (only emoji, digits or punctuation), `script` (`script`
+    names it), `language` (`language` names it) or `no_rule` (English, but no edit wording the
+    rules know; `language` is set when a foreign word was seen).
+    """
+
+    WHY: ClassVar[dict[str, str]] = {
+        "empty": "it is empty",
+        "no_words": "it has no words, only symbols",
+        "no_rule": "no edit wording the rules know matched it",
+    }
+
+    def __init__(
+        self, instruction: str, reason: str, *, script: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        self.instruction = instruction
+        self.reason = reason
+        self.script = script
+        self.language = language
+        if reason == "script":
+            why = f"it is written in {script} script, and the rules read English"
+        elif reason == "language" or (reason == "no_rule" and language):
+            why = f"it reads as {language}, and the rules read English"
+        else:
+            why = self.WHY.get(reason, reason)
+        super().__init__(
+            f"the rule planner cannot understand this instruction ({why}); a VLM planner can "
+            "read it, or rephrase it in English as an edit such as \"remove the cat\""
+        )
 
 
 def _brief(text: str, limit: int = 200) -> str:
