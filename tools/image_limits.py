@@ -44,14 +44,22 @@ def working_size(
 ) -> tuple[int, int]:
     """(W, H) shrunk (never enlarged), keeping the aspect ratio, so the long side is at most
     `max_side`; `ImageTooSmallError` when the short side would fall under `MIN_SIDE`."""
+    check_max_side(max_side)
     width, height = int(size[0]), int(size[1])
     if max_side is None or max(width, height) <= max_side:
         return width, height
-    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < MIN_SIDE:
-        raise ValueError(f"`max_side` must be a whole number >= {MIN_SIDE}, got {max_side!r}")
     scale = max_side / max(width, height)
     working = (round(width * scale), round(height * scale))
     if min(working) < MIN_SIDE:
         raise ImageTooSmallError(name, width, height, MIN_SIDE, working=working,
                                  max_side=max_side)
     return working
+
+
+def check_max_side(max_side: int | None) -> None:
+    """A working size is None (full size) or a whole number of at least `MIN_SIDE`; anything
+    else is the caller's bug (`ValueError`), not the image's fault."""
+    if max_side is not None and (
+        isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < MIN_SIDE
+    ):
+        raise ValueError(f"`max_side` must be a whole number >= {MIN_SIDE}, got {max_side!r}")

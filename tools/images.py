@@ -33,6 +33,7 @@ from tools.image_limits import (  # DEFAULT_MAX_PIXELS and MIN_SIDE are also rea
     DEFAULT_MAX_PIXELS,
     MIN_SIDE,
     check_image_size,
+    check_max_side,
     working_size,
 )
 from tools.mask_ops import Mask, as_mask, fit_mask
@@ -120,6 +121,7 @@ def read_image(
     """
     from tools.bit_depth import to_8bit
 
+    check_max_side(max_side)
     decoded = _decode(source, "image", max_pixels, max_side)
     image, notes = decoded.image, decoded.notes
     decoded.image = None  # the decoded pixels go as soon as their 8-bit copy exists
@@ -133,6 +135,8 @@ def read_image(
         image = image.resize(stored, PILImage.Resampling.LANCZOS, reducing_gap=3.0)
     image = _orient(image, decoded.orientation, notes)
     image = _flatten(image, notes)
+    if image is source:  # an RGB image given directly: the caller keeps theirs
+        image = image.copy()
     for note in notes:
         logger.info("%s: %s", decoded.name, note)
     original = decoded.header.size

@@ -170,6 +170,8 @@ def test_the_working_size_is_checked_before_decoding() -> None:
         read_image(header_only)
 
 
-def test_a_bad_max_side_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="max_side"):
-        read_image(photo(100, 100), max_side=MIN_SIDE - 1)
+@pytest.mark.parametrize("max_side", [MIN_SIDE - 1, 0, True, 512.0, "1024"])
+def test_a_bad_max_side_is_a_programming_error(max_side) -> None:
+    with pytest.raises(ValueError, match="max_side") as info:
+        read_image(photo(100, 100), max_side=max_side)
+    assert not isinstance(info.value, InvalidImageError)  # the caller's bug, not the image's
