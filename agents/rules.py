@@ -20,8 +20,8 @@ text in another Latin-script language (German, French...; `agents.language`), te
 words (emoji only), and English with no edit wording it knows (a bare "the cat": what should
 happen to it?). A VLM planner reads all of these. The text is first normalised as every surface
 stores it (`tools.text.normalise_text`: NFC, invisible characters such as a leading BOM or a
-zero-width space stripped, bidirectional controls refused), so "\ufeffremove the shuttle" plans
-as "remove the shuttle". The perturbation families never drop the verb (the terse form keeps
+zero-width space stripped; bidirectional controls, which the surfaces refuse, dropped), so
+"\ufeffremove the shuttle" plans as "remove the shuttle". The perturbation families never drop the verb (the terse form keeps
 it: "cat: remove"), so nothing is lost by refusing to guess.
 """
 
@@ -163,10 +163,11 @@ def parse_instruction(text: str) -> EditPlan:
     """Rule-based `EditPlan` (source="rules") for the usual ways of asking for an edit.
 
     Raises `InstructionNotUnderstoodError` for what the rules cannot read (see the module doc)
-    and `tools.errors.InvalidTextError` for text no surface stores (bidirectional controls,
-    control characters, over `MAX_TEXT_CHARS`).
+    and `tools.errors.InvalidTextError` for text no surface accepts (control characters, over
+    `MAX_TEXT_CHARS`). Bidirectional controls, which each surface refuses before storing, are
+    dropped here: the plan is made from, and shows, the logical text.
     """
-    text = normalise_text(text, "instruction")
+    text = normalise_text(text, "instruction", strip_bidi=True)
     check_readable(text)
     clauses = _clauses(_normalise(text))
     kept = None

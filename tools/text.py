@@ -50,13 +50,23 @@ BLACK_FLAG = "\U0001f3f4"
 TAGS = range(0xE0000, 0xE0080)
 
 
-def normalise_text(value: str, name: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """`value` as it will be stored and planned (see the module doc), or `InvalidTextError`."""
+def normalise_text(
+    value: str, name: str, *, max_chars: int = MAX_TEXT_CHARS, strip_bidi: bool = False
+) -> str:
+    """`value` as it will be stored and planned (see the module doc), or `InvalidTextError`.
+
+    `strip_bidi` drops bidirectional controls instead of refusing them: for a reader of text
+    that a surface has already accepted (the rule planner plans the logical text); what is
+    stored must be refused by the surface instead.
+    """
     if not isinstance(value, str):
         raise InvalidRequestError(f"`{name}` must be text, got {type(value).__name__}")
-    check_plain_text(value, name)
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise InvalidTextError(_control_message(name, found), field=name, reason="control",
+                               character=_code(found.group()), position=found.start())
     for index, char in enumerate(value):
-        if char in BIDI_CONTROLS:
+        if char in BIDI_CONTROLS and not strip_bidi:
             raise InvalidTextError(
                 f"`{name}` contains a {BIDI_CONTROLS[char]} character ({_code(char)}) at "
                 f"position {index}, which makes text display differently from what it says; "
@@ -93,16 +103,20 @@ def decode_text(data: bytes, name: str, *, max_chars: int = MAX_TEXT_CHARS) -> s
 
 
 def check_plain_text(value: str | None, name: str) -> str | None:
-    """`value` unchanged, or `InvalidTextError` naming the first control character in it."""
+    """`value` unchanged, or `InvalidRequestError` naming the first control character in it.
+
+    The check the surfaces call today; `normalise_text` makes it and raises the same sentence
+    as an `InvalidTextError` carrying the facts.
+    """
     found = CONTROL_CHARACTERS.search(value) if isinstance(value, str) else None
     if found:
-        raise InvalidTextError(
-            f"`{name}` contains the control character {found.group()!r} at position "
-            f"{found.start()}; send plain text",
-            field=name, reason="control", character=_code(found.group()),
-            position=found.start(),
-        )
+        raise InvalidRequestError(_control_message(name, found))
     return value
+
+
+def _control_message(name: str, found: re.Match[str]) -> str:
+    return (f"`{name}` contains the control character {found.group()!r} at position "
+            f"{found.start()}; send plain text")
 
 
 def _visible(text: str) -> str:
@@ -118,7 +132,7 @@ def _visible(text: str) -> str:
             keep = right_to_left
         elif ord(char) in TAGS:
             keep = bool(out) and (out[-1] == BLACK_FLAG or ord(out[-1]) in TAGS)
-        elif char in INVISIBLE_LETTERS:
+        elif char in INVISIBLE_LETTERS or char in BIDI_CONTROLS:
             keep = False
         elif category == "Cf":
             keep = char in VISIBLE_FORMAT

@@ -93,10 +93,17 @@ def test_invisible_characters_never_change_the_plan(invisible: str) -> None:
         assert plan.instruction == "remove the shuttle"  # what is stored is what was planned
 
 
-def test_a_bidirectional_override_is_refused_not_planned() -> None:
+def test_a_bidirectional_override_is_dropped_and_the_logical_text_planned() -> None:
+    """Surfaces refuse it before storing (`normalise_text`); the planner plans, and its plan
+    shows, the logical text, never what an override makes it look like."""
+    plan = parse_instruction("remove the \u202eelttuhs\u202c")
+    assert (plan.object, plan.instruction) == ("elttuhs", "remove the elttuhs")
+
+
+def test_text_no_surface_accepts_is_refused_by_the_planner_too() -> None:
     with pytest.raises(InvalidTextError) as info:
-        parse_instruction("remove the \u202eelttuhs")
-    assert info.value.reason == "bidi"
+        parse_instruction("remove the \x1b[31mcat")
+    assert info.value.reason == "control"
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,11 @@ def test_bidirectional_controls_are_refused_in_one_sentence(char: str, label: st
     assert isinstance(error, InvalidRequestError)
 
 
+def test_a_reader_of_accepted_text_may_drop_bidirectional_controls() -> None:
+    text = "remove the \u202eelttuhs\u202c \u2067x\u2069"
+    assert normalise_text(text, "instruction", strip_bidi=True) == "remove the elttuhs x"
+
+
 def test_text_is_composed_to_nfc() -> None:
     decomposed = "make the cafe\u0301 sign red"
     assert normalise_text(decomposed, "instruction") == "make the caf\u00e9 sign red"
@@ -86,6 +91,8 @@ def test_control_characters_are_refused(char: str) -> None:
     with pytest.raises(InvalidTextError, match="control character") as info:
         normalise_text(f"remove{char} the cat", "options.negative_prompt")
     assert info.value.reason == "control" and info.value.position == 6
+    with pytest.raises(InvalidRequestError, match="control character"):  # the same sentence
+        check_plain_text(f"remove{char} the cat", "options.negative_prompt")
     assert check_plain_text("tabs\tand\nnewlines\r", "caption") == "tabs\tand\nnewlines\r"
 
 
