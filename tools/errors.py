@@ -76,11 +76,11 @@ class ImageTooLargeError(InvalidImageError):
             width * height if width is not None and height is not None else None)
         self.max_pixels = max_pixels
         if width is not None and height is not None:
-            size = f"is {width}x{height} ({self.pixels:,} pixels)"
+            size = f"is {width}x{height} ({self.pixels:,} pixels),"
         elif self.pixels is not None:
-            size = f"has {self.pixels:,} pixels"
+            size = f"has {self.pixels:,} pixels,"
         else:
-            size = "is too large to open safely:"
+            size = "is too large to open safely,"
         super().__init__(f"{name} {size} over the limit of {max_pixels:,} pixels")
 
 
