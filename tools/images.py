@@ -349,6 +349,11 @@ def _memory_name(what: str) -> str:
 
 def _source_bytes(source: ImageSource, what: str) -> tuple[bytes, str]:
     """The bytes of a path or an upload, and how to name it in a sentence."""
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise InvalidImageError(
+            f"cannot read {'a mask' if what == 'mask' else 'an image'} from "
+            f"{type(source).__name__}; give a path, bytes, a PIL image or a numpy array"
+        )
     data, name = _read_bytes(source, what="a mask file" if what == "mask" else "an image file")
     if what == "mask" and not name.startswith("the "):
         name = f"mask {name}"  # not "mask the uploaded mask"

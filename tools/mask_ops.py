@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from tools.errors import InvalidMaskError
+from tools.errors import InvalidImageError, InvalidMaskError
 from tools.types import Box
 
 if TYPE_CHECKING:
@@ -83,7 +83,10 @@ def _image_mask(image: Image.Image, threshold: float) -> Mask:
     if image.size[0] * image.size[1] == 0:
         raise InvalidMaskError("the mask is empty (zero pixels)")
     if image.mode in HIGH_DEPTH_MODES:
-        low, high = raw_extrema(image)
+        try:
+            low, high = raw_extrema(image)
+        except InvalidImageError as exc:  # NaN or infinities
+            raise InvalidMaskError(f"the mask: {exc}") from None
         dtype = np.asarray(image.crop((0, 0, 1, 1))).dtype
         cut = _cut(dtype, low, high, threshold)
         mask = np.empty((image.size[1], image.size[0]), np.uint8)

@@ -178,6 +178,8 @@ def test_negative_values_count_as_black_and_nan_is_refused() -> None:
         read_image(np.array([[np.nan] * 20] * 20, np.float32))
     with pytest.raises(InvalidMaskError, match="NaN"):
         as_mask(np.array([[np.nan, 1.0]]))
+    with pytest.raises(InvalidMaskError, match="NaN"):
+        as_mask(Image.fromarray(np.array([[0.5, np.nan]], np.float32), "F"))
 
 
 def test_notes_say_a_high_depth_image_was_scaled() -> None:

@@ -175,3 +175,10 @@ def test_a_bad_max_side_is_a_programming_error(max_side) -> None:
     with pytest.raises(ValueError, match="max_side") as info:
         read_image(photo(100, 100), max_side=max_side)
     assert not isinstance(info.value, InvalidImageError)  # the caller's bug, not the image's
+
+
+@pytest.mark.parametrize("value", [[[0, 255]], 3.5, None, {"image": "x"}])
+def test_what_is_not_an_image_source_is_refused_in_one_sentence(value) -> None:
+    for load in (read_image, load_mask, probe_image):
+        with pytest.raises(InvalidImageError, match=r"cannot read an? (image|mask) from"):
+            load(value)
