@@ -112,3 +112,21 @@ def test_a_nonsense_orientation_tag_is_ignored() -> None:
     for value in (0, 9, 300):
         data = saved(Image.fromarray(stored), "PNG", exif=exif_with_orientation(value))
         assert np.array_equal(load_mask(data), stored)
+
+
+def test_orientation_and_the_working_size_together() -> None:
+    """A sideways JPEG decoded at a reduced scale: the working size is the displayed one, and
+    the full-size mask with the same tag fits it."""
+    loaded = read_image(tagged(upright_photo(), 6, "JPEG"), max_side=32)
+    assert loaded.image.size == (20, 32) and loaded.original_size == UPRIGHT
+    mask = load_mask(tagged(upright_mask(), 6, "JPEG"), size=loaded.image.size, resize=True)
+    assert np.array_equal(mask, upright_mask()[::2, ::2])
+
+
+def test_a_phone_mpo_photo_is_read_as_its_first_picture() -> None:
+    """Many phones write MPO (a JPEG with preview pictures), with an orientation tag."""
+    first = Image.fromarray(stored_for_orientation(upright_photo(), 6))
+    data = saved(first, "MPO", save_all=True, append_images=[first.resize((8, 13))],
+                 exif=exif_with_orientation(6))
+    loaded = read_image(data)
+    assert loaded.format == "MPO" and loaded.image.size == UPRIGHT
