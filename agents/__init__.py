@@ -47,6 +47,7 @@ _EXPORTS = {
     "describe_removal": "agents.caption",
     "AgentError": "agents.errors",
     "BoxProposalError": "agents.errors",
+    "InstructionNotUnderstoodError": "agents.errors",
     "NoGroundingError": "agents.errors",
     "VLMFormatIgnoredError": "agents.errors",
     "VLMBadResponseError": "agents.errors",

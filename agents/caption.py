@@ -130,9 +130,15 @@ def describe_removal(
 
 
 def _rule_caption(instruction: str, category: EditCategory, obj: str | None) -> str:
+    """The rule planner's caption; for an instruction the rules cannot read (the VLM planned
+    it: another language, say), the caption built from the VLM's category and object."""
+    from agents.errors import InstructionNotUnderstoodError
     from agents.rules import caption_for_plan, parse_instruction
 
-    parsed = parse_instruction(instruction)
-    if parsed.category is not category:
+    try:
+        parsed = parse_instruction(instruction)
+    except InstructionNotUnderstoodError:
+        parsed = None
+    if parsed is None or parsed.category is not category:
         parsed = EditPlan(instruction=instruction, category=category, object=obj)
     return caption_for_plan(parsed)

@@ -7,9 +7,9 @@ own hint from the fields. The sentences here stay neutral: no command-line flags
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from tools.errors import BrushEditError
+from tools.errors import BrushEditError, InvalidRequestError
 
 ServerKind = Literal["ollama", "openai"]
 SERVER_NAMES: dict[str, str] = {"ollama": "Ollama server", "openai": "OpenAI-compatible server"}
@@ -217,6 +217,42 @@ class NoGroundingError(BoxProposalError):
             "is not asked where to add an object; an addition needs a mask or a box from the "
             "user marking where the new object goes",
             model=model, family=family,
+        )
+
+
+class InstructionNotUnderstoodError(InvalidRequestError):
+    """The rule planner cannot read the instruction, so it plans nothing rather than guess.
+
+    Deliberately not an `AgentError`: it is a fact about the request (each surface answers it
+    as the client's to fix, 422 on HTTP), and a VLM-to-rules fallback must not swallow it.
+    `reason` is `empty`, `no_words` (only emoji, digits or punctuation), `script` (`script`
+    names it), `language` (`language` names it) or `no_rule` (English, but no edit wording the
+    rules know; `language` is set when a foreign word was seen).
+    """
+
+    WHY: ClassVar[dict[str, str]] = {
+        "empty": "it is empty",
+        "no_words": "it has no words, only symbols",
+        "no_rule": "no edit wording the rules know matched it",
+    }
+
+    def __init__(
+        self, instruction: str, reason: str, *, script: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        self.instruction = instruction
+        self.reason = reason
+        self.script = script
+        self.language = language
+        if reason == "script":
+            why = f"it is written in {script} script, and the rules read English"
+        elif reason == "language" or (reason == "no_rule" and language):
+            why = f"it reads as {language}, and the rules read English"
+        else:
+            why = self.WHY.get(reason, reason)
+        super().__init__(
+            f"the rule planner cannot understand this instruction ({why}); a VLM planner can "
+            "read it, or rephrase it in English as an edit such as \"remove the cat\""
         )
 
 

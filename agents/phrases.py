@@ -41,7 +41,8 @@ _REFUSAL = re.compile(
 
 
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9][a-z0-9'\-]*", text.lower().replace("’", "'"))
+    """Lower-case words (letters of any alphabet, digits, inner ' and -): "café" stays whole."""
+    return re.findall(r"[^\W_](?:[^\W_]|['\-])*", text.lower().replace("’", "'"))
 
 
 def normalise_noun_phrase(text: str | None, max_words: int = MAX_OBJECT_WORDS) -> str | None:

@@ -14,10 +14,15 @@ the wording says, the target caption. What it forgives:
   "is to", "where you" inside a clause, and "give me a version where you ..." is unwrapped;
 - "I don't want the X in the picture" and "the X has to go" are removals.
 
-An instruction with no edit verb at all ("the cat") is ambiguous; it becomes a low-confidence
-(0.3) local edit of the named thing, so a caller can tell it was a guess. The perturbation
-families never drop the verb (the terse form keeps it: "cat: remove"), so nothing is recovered
-by guessing harder.
+What it refuses, in one sentence (`InstructionNotUnderstoodError`, naming the script or the
+language when it can), instead of guessing: text in another script (Arabic, Chinese, Russian...),
+text in another Latin-script language (German, French...; `agents.language`), text with no
+words (emoji only), and English with no edit wording it knows (a bare "the cat": what should
+happen to it?). A VLM planner reads all of these. The text is first normalised as every surface
+stores it (`tools.text.normalise_text`: NFC, invisible characters such as a leading BOM or a
+zero-width space stripped; bidirectional controls, which the surfaces refuse, dropped), so
+"\ufeffremove the shuttle" plans as "remove the shuttle". The perturbation families never drop the verb (the terse form keeps
+it: "cat: remove"), so nothing is lost by refusing to guess.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from agents.errors import InstructionNotUnderstoodError
+from agents.language import foreign_script, has_words, latin_language
 from agents.phrases import (
     DETERMINERS,
     FUNCTION_WORDS,
@@ -38,6 +45,7 @@ from agents.phrases import (
     with_article,
     words,
 )
+from tools.text import normalise_text
 from tools.types import EditCategory, EditPlan
 
 # --- vocabulary -------------------------------------------------------------------------------
@@ -152,7 +160,15 @@ class _Parse:
 
 
 def parse_instruction(text: str) -> EditPlan:
-    """Rule-based `EditPlan` (source="rules") for the usual ways of asking for an edit."""
+    """Rule-based `EditPlan` (source="rules") for the usual ways of asking for an edit.
+
+    Raises `InstructionNotUnderstoodError` for what the rules cannot read (see the module doc)
+    and `tools.errors.InvalidTextError` for text no surface accepts (control characters, over
+    `MAX_TEXT_CHARS`). Bidirectional controls, which each surface refuses before storing, are
+    dropped here: the plan is made from, and shows, the logical text.
+    """
+    text = normalise_text(text, "instruction", strip_bidi=True)
+    check_readable(text)
     clauses = _clauses(_normalise(text))
     kept = None
     active: list[str] = []
@@ -172,6 +188,9 @@ def parse_instruction(text: str) -> EditPlan:
     topic = named[1] if named else None
     if result is None:
         result = _fallback(" ".join(active) or " ".join(clauses))
+    if result is None:
+        raise InstructionNotUnderstoodError(
+            text, "no_rule", language=latin_language(text, LEXICON, strict=False))
     if is_pronoun(result.object):
         result.object = topic
         local = result.category is EditCategory.LOCAL
@@ -198,6 +217,21 @@ def parse_instruction(text: str) -> EditPlan:
         plan.target_caption = caption_for_plan(plan)
     plan.negative_prompt = negative_for_plan(plan)
     return plan
+
+
+def check_readable(text: str) -> None:
+    """Refuse (normalised) text the rules cannot read: `InstructionNotUnderstoodError` saying
+    whether it is empty, has no words, or is in another script or language."""
+    if not text.strip():
+        raise InstructionNotUnderstoodError(text, "empty")
+    script = foreign_script(text)
+    if script is not None:
+        raise InstructionNotUnderstoodError(text, "script", script=script)
+    if not has_words(text):
+        raise InstructionNotUnderstoodError(text, "no_words")
+    language = latin_language(text, LEXICON)
+    if language is not None:
+        raise InstructionNotUnderstoodError(text, "language", language=language)
 
 
 def caption_for_plan(plan: EditPlan) -> str:
@@ -693,11 +727,9 @@ def _addition(verb: str, rest: str) -> _Parse:
     return _Parse(EditCategory.ADDITION, None, with_article(added) if added else None, 0.85)
 
 
-def _fallback(text: str) -> _Parse:
-    """No verb pattern matched: global if the words name a style/season/time, else a guess."""
+def _fallback(text: str) -> _Parse | None:
+    """No verb pattern matched: global if the words name a style/season/time, else None (the
+    caller refuses rather than guess)."""
     if any(p in text for p in GLOBAL_PHRASES) or set(words(text)) & set(GLOBAL_KEYWORDS):
         return _Parse(EditCategory.GLOBAL, None, None, 0.6, "global keywords, no verb pattern")
-    obj = normalise_noun_phrase(text)
-    if obj:
-        return _Parse(EditCategory.LOCAL, obj, None, 0.3, "no rule matched; guessed a local edit")
-    return _Parse(EditCategory.GLOBAL, None, None, 0.2, "no rule matched")
+    return None

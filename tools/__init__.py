@@ -14,13 +14,24 @@ if TYPE_CHECKING:
     from tools.errors import (
         BrushEditError,
         ConfigError,
+        ImageTooLargeError,
+        ImageTooSmallError,
         InvalidImageError,
         InvalidMaskError,
         InvalidRequestError,
+        InvalidTextError,
         ModelLoadError,
         UnsupportedEditError,
     )
-    from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
+    from tools.images import (
+        ImageHeader,
+        LoadedImage,
+        content_hash,
+        load_image,
+        load_mask,
+        probe_image,
+        read_image,
+    )
     from tools.mask_ops import Mask, as_mask
     from tools.types import Box, EditCategory, EditOptions, EditPlan, EditRequest, EditResult
 
@@ -29,16 +40,21 @@ _EXPORTS = {
         [
             "BrushEditError",
             "ConfigError",
+            "ImageTooLargeError",
+            "ImageTooSmallError",
             "InvalidImageError",
             "InvalidMaskError",
             "InvalidRequestError",
+            "InvalidTextError",
             "ModelLoadError",
             "UnsupportedEditError",
         ],
         "tools.errors",
     ),
     **dict.fromkeys(
-        ["LoadedImage", "content_hash", "load_image", "load_mask", "read_image"], "tools.images"
+        ["ImageHeader", "LoadedImage", "content_hash", "load_image", "load_mask", "probe_image",
+         "read_image"],
+        "tools.images",
     ),
     **dict.fromkeys(["Mask", "as_mask"], "tools.mask_ops"),
     **dict.fromkeys(
@@ -56,9 +72,13 @@ __all__ = [
     "EditPlan",
     "EditRequest",
     "EditResult",
+    "ImageHeader",
+    "ImageTooLargeError",
+    "ImageTooSmallError",
     "InvalidImageError",
     "InvalidMaskError",
     "InvalidRequestError",
+    "InvalidTextError",
     "LoadedImage",
     "Mask",
     "ModelLoadError",
@@ -67,6 +87,7 @@ __all__ = [
     "content_hash",
     "load_image",
     "load_mask",
+    "probe_image",
     "read_image",
 ]
 

@@ -17,6 +17,18 @@ class BrushEditError(RuntimeError):
     types (the LangGraph server shows others as "An internal error occurred") show ours.
     """
 
+    def __reduce__(self) -> tuple:
+        # Subclasses take their facts as fields, so the default (calling the class with
+        # `args`) cannot rebuild them in another process (a Ray worker's error, a pickled trace).
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[BrushEditError], args: tuple, state: dict) -> BrushEditError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidImageError(BrushEditError, ValueError):
     """The image (or mask) file cannot be used: missing, empty, truncated, not an image, too big."""
@@ -126,3 +138,78 @@ class UnsupportedEditError(BrushEditError):
 
 class ConfigError(BrushEditError):
     """A setting has a value that cannot work."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image (or mask) has more pixels than this process decodes, known from its header.
+
+    Raised before a pixel is decoded. `width`/`height` are None when only the pixel count is
+    known (Pillow's own decompression-bomb guard fired first).
+    """
+
+    def __init__(
+        self, name: str, max_pixels: int, *, width: int | None = None,
+        height: int | None = None, pixels: int | None = None,
+    ) -> None:
+        self.name = name
+        self.width = width
+        self.height = height
+        self.pixels = pixels if pixels is not None else (
+            width * height if width is not None and height is not None else None)
+        self.max_pixels = max_pixels
+        if width is not None and height is not None:
+            size = f"is {width}x{height} ({self.pixels:,} pixels),"
+        elif self.pixels is not None:
+            size = f"has {self.pixels:,} pixels,"
+        else:
+            size = "is too large to open safely,"
+        super().__init__(f"{name} {size} over the limit of {max_pixels:,} pixels")
+
+
+class ImageTooSmallError(InvalidImageError):
+    """An image is too small (or too thin) for the steps after loading: a side under `min_side`.
+
+    `working` is set when the image itself is large enough but its short side would fall under
+    `min_side` once downscaled to the working size (`max_side` on the long side): an extreme
+    aspect ratio such as 10000x100.
+    """
+
+    def __init__(
+        self, name: str, width: int, height: int, min_side: int, *,
+        working: tuple[int, int] | None = None, max_side: int | None = None,
+    ) -> None:
+        self.name = name
+        self.width = width
+        self.height = height
+        self.min_side = min_side
+        self.working = working
+        self.max_side = max_side
+        if working is None:
+            text = (f"{name} is {width}x{height}; both sides must be at least {min_side} px")
+        else:
+            text = (
+                f"{name} is {width}x{height}, too thin to edit: at the working size ({max_side} "
+                f"px on the long side) it would be {working[0]}x{working[1]}, and both sides "
+                f"must be at least {min_side} px; crop it to an aspect ratio of at most "
+                f"{max_side // min_side}:1"
+            )
+        super().__init__(text)
+
+
+class InvalidTextError(InvalidRequestError):
+    """Free text (instruction, caption, negative prompt) that cannot be stored as it would show.
+
+    `field` names the request field; `reason` is a short code (`control`, `bidi`, `utf8`,
+    `too_long`); `character` is the offending character as `U+XXXX` (None for whole-text
+    problems) and `position` its index (a byte offset for invalid UTF-8).
+    """
+
+    def __init__(
+        self, message: str, *, field: str, reason: str, character: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        self.field = field
+        self.reason = reason
+        self.character = character
+        self.position = position
+        super().__init__(message)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from tools.errors import InvalidMaskError
+from tools.errors import InvalidImageError, InvalidMaskError
 from tools.types import Box
 
 if TYPE_CHECKING:
@@ -22,13 +22,20 @@ Mask = np.ndarray
 
 
 def as_mask(value: Any, *, threshold: float = 0.5) -> Mask:
-    """Convert a bool/uint8/float array or a PIL image into the project's mask type.
+    """Convert a bool/integer/float array or a PIL image into the project's mask type.
 
-    Arrays of bools, of 0/1, of 0..255 and of floats in [0, 1] are accepted; (H, W, 1) and
-    (H, W, 3|4) arrays are reduced to one channel (max over RGB; alpha when it varies).
-    `threshold` is a fraction of the full value range.
+    Arrays of bools and of 0/1 are taken as they are; other values are compared at `threshold`
+    of their real range (`tools.bit_depth.value_range`: 0..255 for uint8, 0..65535 for
+    uint16 and 16-bit images, 0..1 for floats that fit...), so a 25%-grey 16-bit mask means
+    25% grey, as its 8-bit twin does. (H, W, 1) and (H, W, 3|4) arrays are reduced to one
+    channel (alpha when it varies, else the brightest colour channel); PIL images the same way.
     """
-    array = _to_array(value)
+    if hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
+        return _image_mask(value, threshold)
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # anything unconvertible is a bad mask
+        raise InvalidMaskError(f"cannot read a mask from {type(value).__name__}") from exc
     if array.ndim == 3:
         if array.shape[2] == 4 and array[..., 3].min() != array[..., 3].max():
             array = array[..., 3]
@@ -41,28 +48,62 @@ def as_mask(value: Any, *, threshold: float = 0.5) -> Mask:
     if array.size == 0:
         raise InvalidMaskError("the mask is empty (zero pixels)")
     if array.dtype == bool:
-        return np.where(array, 255, 0).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise InvalidMaskError("the mask holds NaN or infinite values")
-        top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
-    else:
-        top = 1 if array.max(initial=0) <= 1 else 255
-    return np.where(array > threshold * top, 255, 0).astype(np.uint8)
+        return _marked(array.copy())
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InvalidMaskError(f"a mask must hold numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InvalidMaskError("the mask holds NaN or infinite values")
+    cut = _cut(array.dtype, float(array.min()), float(array.max()), threshold)
+    return _marked(array > cut)
 
 
-def _to_array(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    if hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
-        image: Image.Image = value
-        if image.mode in ("RGBA", "LA", "PA"):
-            return np.asarray(image.convert("RGBA"))
-        return np.asarray(image.convert("L"))
-    try:
-        return np.asarray(value)
-    except Exception as exc:  # anything unconvertible is a bad mask
-        raise InvalidMaskError(f"cannot read a mask from {type(value).__name__}") from exc
+def _cut(dtype: np.dtype, low: float, high: float, threshold: float) -> float:
+    """The raw value above which a pixel is marked: 0/1 integers are a binary mask."""
+    from tools.bit_depth import value_range
+
+    if np.issubdtype(dtype, np.integer) and low >= 0 and high <= 1:
+        return 0.5
+    return threshold * value_range(dtype, low, high)
+
+
+def _marked(selected: np.ndarray) -> Mask:
+    """A bool array made here (reused in place) as a mask, 255 where True, no wide temporary."""
+    mask = np.ascontiguousarray(selected).view(np.uint8)
+    mask *= 255
+    return mask
+
+
+def _image_mask(image: Image.Image, threshold: float) -> Mask:
+    """A PIL image of any mode as a mask: high-depth modes compared band by band at their real
+    range (no full-size copy), 8-bit modes reduced to one channel as arrays are."""
+    from PIL import ImageChops
+
+    from tools.bit_depth import HIGH_DEPTH_MODES, bands, raw_extrema, to_8bit
+
+    if image.size[0] * image.size[1] == 0:
+        raise InvalidMaskError("the mask is empty (zero pixels)")
+    if image.mode in HIGH_DEPTH_MODES:
+        try:
+            low, high = raw_extrema(image)
+        except InvalidImageError as exc:  # NaN or infinities
+            raise InvalidMaskError(f"the mask: {exc}") from None
+        dtype = np.asarray(image.crop((0, 0, 1, 1))).dtype
+        cut = _cut(dtype, low, high, threshold)
+        mask = np.empty((image.size[1], image.size[0]), np.uint8)
+        for top, bottom in bands(image.size):
+            mask[top:bottom] = _marked(np.asarray(image.crop((0, top, image.size[0], bottom))) > cut)
+        return mask
+    image, _ = to_8bit(image)
+    if image.mode in ("LA", "RGBA"):
+        alpha = image.getchannel("A")
+        low, high = alpha.getextrema()
+        if low != high:
+            return as_mask(np.asarray(alpha), threshold=threshold)
+        image = image.convert("L" if image.mode == "LA" else "RGB")
+    if image.mode == "RGB":
+        red, green, blue = image.split()
+        image = ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    return as_mask(np.asarray(image), threshold=threshold)
 
 
 def check_mask(mask: Mask, size: tuple[int, int] | None = None) -> Mask:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.errors import InstructionNotUnderstoodError
 from agents.rules import caption_for_plan, parse_instruction
 from tools.types import EditCategory, EditPlan
 
@@ -164,19 +165,23 @@ def test_typo_repair_leaves_real_words_alone(text, obj):
     assert parse_instruction(text).object == obj
 
 
-def test_a_bare_noun_phrase_is_a_low_confidence_local_guess():
-    """No edit verb at all: the documented default is a local edit of the named thing, marked
-    as a guess (the perturbation families always keep the verb, so nothing better is known)."""
-    plan = parse_instruction("the red car")
-    assert (plan.category.value, plan.object) == ("local", "red car")
-    assert plan.confidence is not None and plan.confidence <= 0.3
+def test_a_bare_noun_phrase_is_refused_not_guessed():
+    """No edit verb at all: what should happen to the red car? The rules say they cannot tell
+    (a VLM planner may), instead of executing a low-confidence local guess."""
+    with pytest.raises(InstructionNotUnderstoodError) as info:
+        parse_instruction("the red car")
+    assert info.value.reason == "no_rule"
 
 
-@pytest.mark.parametrize("text", ["", "   ", "???", "hello there"])
-def test_odd_input_still_gives_a_plan(text):
-    plan = parse_instruction(text)
-    assert isinstance(plan.category, EditCategory)
-    assert plan.confidence is not None and plan.confidence <= 0.6
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "empty"), ("   ", "empty"), ("???", "no_words"), ("hello there", "no_rule")],
+)
+def test_odd_input_is_refused_in_one_sentence(text, reason):
+    with pytest.raises(InstructionNotUnderstoodError) as info:
+        parse_instruction(text)
+    assert info.value.reason == reason
+    assert "VLM planner" in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

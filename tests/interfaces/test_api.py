@@ -148,7 +148,7 @@ def test_bad_edits_are_4xx_and_leave_nothing(client, image_png, kwargs, status, 
 def test_pixel_and_body_limits(client):
     session_id = new_session(client)
     big = png(np.zeros((800, 800, 3), np.uint8))  # 640k pixels > 500k, small file
-    assert_error(post_edit(client, session_id, big), 413, "InvalidImageError", "over the limit")
+    assert_error(post_edit(client, session_id, big), 413, "ImageTooLargeError", "over the limit")
     huge = b"\0" * 2_100_000
     assert_error(post_edit(client, session_id, huge), 413, "RequestTooLarge", "over the limit")
     assert client.get(f"/sessions/{session_id}").json()["turns"] == []

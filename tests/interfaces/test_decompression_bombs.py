@@ -30,10 +30,11 @@ def test_a_bomb_mask_is_refused_and_the_server_stays_up(offline_factory):
         answer = http.post(f"/sessions/{sid}/edits", data={"instruction": "remove it"},
                            files={"image": ("a.png", image, "image/png"),
                                   "mask": ("m.png", _bomb(), "image/png")})
-        assert answer.status_code == 422, answer.text
+        assert answer.status_code == 413, answer.text  # over the pixel limit, as documented
         error = answer.json()["error"]
-        assert error["type"] == "InvalidImageError"
-        assert error["message"] == "the uploaded mask is too large to open safely"
+        assert error["type"] == "ImageTooLargeError"  # an InvalidImageError with its facts
+        assert error["message"] == ("the uploaded mask has 900,000,000 pixels, over the limit "
+                                    "of 40,000,000 pixels")
         # The same connection still works (a 500 from inside the app used to reset it).
         assert http.get(f"/sessions/{sid}").status_code == 200
 
@@ -51,5 +52,5 @@ def test_a_bomb_mask_is_an_mcp_sentence(offline_factory):
                 "mask": b64(_bomb())})
 
     result = run(main)
-    assert result.is_error and "too large to open safely" in error_text(result)
+    assert result.is_error and "900,000,000 pixels, over the limit" in error_text(result)
     assert "internal error" not in error_text(result)

@@ -202,6 +202,18 @@ def test_brushnet_returns_samples_at_the_input_size_reproducibly(tiny_brushnet):
     assert not np.array_equal(np.asarray(out[0]), np.asarray(other_seed[0]))
 
 
+def test_brushnet_runs_at_the_loaders_minimum_size(tiny_brushnet):
+    """The smallest images the loader accepts (`MIN_SIDE`, either way round) go through."""
+    from tools.image_limits import MIN_SIDE
+
+    options = EditOptions(steps=1, samples=1, seed=3)
+    for size in [(MIN_SIDE, MIN_SIDE), (MIN_SIDE + 1, MIN_SIDE), (4 * MIN_SIDE, MIN_SIDE),
+                 (MIN_SIDE, 4 * MIN_SIDE)]:
+        [out] = tiny_brushnet.inpaint(striped_image(*size), centre_mask(*size), "a cat",
+                                      category=EditCategory.LOCAL, options=options)
+        assert out.size == size
+
+
 def test_brushnet_blending_keeps_pixels_far_from_the_mask(tiny_brushnet):
     image = striped_image(48, 40)
     mask = empty_mask((48, 40))
