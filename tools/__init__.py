@@ -13,12 +13,16 @@ from tools.lazy import lazy_exports
 if TYPE_CHECKING:
     from tools.errors import (
         BrushEditError,
+        ConductorLoadError,
         ConfigError,
+        EditCancelledError,
         InvalidImageError,
         InvalidMaskError,
         InvalidRequestError,
+        MissingWeightsError,
         ModelLoadError,
         UnsupportedEditError,
+        WrongPipelineError,
     )
     from tools.images import LoadedImage, content_hash, load_image, load_mask, read_image
     from tools.mask_ops import Mask, as_mask
@@ -28,12 +32,16 @@ _EXPORTS = {
     **dict.fromkeys(
         [
             "BrushEditError",
+            "ConductorLoadError",
             "ConfigError",
+            "EditCancelledError",
             "InvalidImageError",
             "InvalidMaskError",
             "InvalidRequestError",
+            "MissingWeightsError",
             "ModelLoadError",
             "UnsupportedEditError",
+            "WrongPipelineError",
         ],
         "tools.errors",
     ),
@@ -50,7 +58,9 @@ _EXPORTS = {
 __all__ = [
     "Box",
     "BrushEditError",
+    "ConductorLoadError",
     "ConfigError",
+    "EditCancelledError",
     "EditCategory",
     "EditOptions",
     "EditPlan",
@@ -61,8 +71,10 @@ __all__ = [
     "InvalidRequestError",
     "LoadedImage",
     "Mask",
+    "MissingWeightsError",
     "ModelLoadError",
     "UnsupportedEditError",
+    "WrongPipelineError",
     "as_mask",
     "content_hash",
     "load_image",

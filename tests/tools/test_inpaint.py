@@ -36,13 +36,16 @@ def centre_mask(width: int = 40, height: int = 32) -> np.ndarray:
 
 
 def test_registry_and_unknown_names():
-    assert set(INPAINTERS) == {"brushnet", "opencv"}
+    assert set(INPAINTERS) == {"brushnet", "opencv", "flux-fill", "flux-kontext",
+                               "qwen-image-edit", "flux2-klein", "sd-inpaint"}
     assert all(
         issubclass(cls, Inpainter) and INPAINTERS[cls.name] is cls for cls in INPAINTERS.values()
     )
     assert isinstance(get_inpainter("opencv", radius=3), OpenCVInpainter)
     with pytest.raises(
-        InvalidRequestError, match=r"Unknown inpainter 'x'\. Available: brushnet, opencv"
+        InvalidRequestError,
+        match=r"Unknown inpainter 'x'\. Available: brushnet, flux-fill, flux-kontext, flux2-klein, "
+        r"opencv, qwen-image-edit, sd-inpaint$",
     ):
         get_inpainter("x")
 
