@@ -30,6 +30,9 @@ MIN_PIXELS = 2048
 """Fewer usable pixels outside the mask than this (at measuring size): too little to judge."""
 MIN_TEXTURE = 0.004
 """Mean gradient magnitude (0..1 per px) the outside needs: a plain wall cannot show a shift."""
+MIN_CORRELATION = 0.3
+"""Below this correlation (outside the mask, once aligned) the output does not show the source's
+structure at all: a shift cannot be told, and it is not what went wrong."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,29 @@ def measure_alignment(
     if texture < MIN_TEXTURE:
         return _not_measurable(pixels, f"the surroundings are plain (gradient {texture:.4f})")
     warp, method = _estimate(src_s, out_s, grad_src, grad_out, keep)
+    correlation = _correlation(src_s, out_s, warp, keep)
+    if correlation < MIN_CORRELATION:
+        return _not_measurable(
+            pixels, f"the output does not show the source's structure outside the edit "
+            f"(correlation {correlation:.2f})")
     return _in_photo_pixels(warp, method, factor, (width, height), pixels)
+
+
+def _correlation(src: np.ndarray, out: np.ndarray, warp: np.ndarray, keep: np.ndarray) -> float:
+    """Normalised correlation of the source and the output brought back by `warp`, outside the
+    mask (where the warped output has pixels)."""
+    import cv2
+
+    height, width = src.shape
+    back = cv2.warpAffine(out, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderValue=-1.0)
+    region = (keep > 0) & (back >= 0)
+    if region.sum() < MIN_PIXELS // 4:
+        return 0.0
+    a = src[region] - src[region].mean()
+    b = back[region] - back[region].mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
 def _gradient(gray: np.ndarray) -> np.ndarray:

@@ -381,6 +381,26 @@ def alignment_check(
     )
 
 
+def conductor_checks(
+    category: EditCategory | str,
+    source: ImageLike,
+    result: ImageLike,
+    mask: Mask,
+    *,
+    thresholds: CheckThresholds | None = None,
+) -> list[Check]:
+    """The checks only a conductor's result gets (`aligned`), read from what the conductor
+    attached to it (`tools.conductors.raw_output`, `run_record`); none for other results."""
+    from tools.conductors.base import raw_output, run_record
+
+    raw = raw_output(result)
+    if raw is None:
+        return []
+    run = run_record(result)
+    box = run.crop_box if run is not None else None
+    return [alignment_check(category, source, raw, mask, box=box, thresholds=thresholds)]
+
+
 def _fill_check(
     name: str, ratio: float, bar: float, why: str, *, what: str, flaw: str, detail: str = ""
 ) -> Check:

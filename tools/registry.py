@@ -55,6 +55,10 @@ class BackendSpec:
     default_steps: int = 50
     default_guidance: float = 7.5
     guidance: GuidanceKind = "cfg"
+    retry_guidance_step: float = 0.0
+    """How a verifier retry moves `guidance_scale` (0: guidance is no knob of this backend)."""
+    retry_steps_step: int = 0
+    """How many steps a verifier retry adds (distilled models: more steps, not more guidance)."""
     pipeline_class: str | None = None
     """The diffusers pipeline class it runs (None: not a diffusers pipeline of its own)."""
     accepts_pipelines: tuple[str, ...] = ()
@@ -109,6 +113,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             uses_options=("seed", "steps", "guidance_scale", "conditioning_scale", "samples",
                           "blending", "negative_prompt"),
             family="BrushNet (SD1.5 / SDXL)",
+            retry_guidance_step=1.5,
             native_side=512,
             licence="Apache-2.0 (BrushNet); the base model's licence",
             weights_gb=3.5,
@@ -137,6 +142,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             default_steps=50,
             default_guidance=30.0,
             guidance="embedded",
+            retry_guidance_step=-5.0,  # 30 is already the top of the guidance range
             pipeline_class="FluxFillPipeline",
             accepts_pipelines=("FluxFillPipeline",),
             default_model="black-forest-labs/FLUX.1-Fill-dev",
@@ -161,6 +167,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             default_steps=28,
             default_guidance=2.5,
             guidance="embedded",
+            retry_guidance_step=1.0,
             pipeline_class="FluxKontextInpaintPipeline",
             accepts_pipelines=("FluxKontextPipeline", "FluxKontextInpaintPipeline"),
             default_model="black-forest-labs/FLUX.1-Kontext-dev",
@@ -185,6 +192,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             default_steps=50,
             default_guidance=4.0,
             guidance="true_cfg",
+            retry_guidance_step=1.0,
             pipeline_class="QwenImageEditInpaintPipeline",
             accepts_pipelines=("QwenImageEditPipeline", "QwenImageEditInpaintPipeline",
                                "QwenImageEditPlusPipeline"),
@@ -208,6 +216,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             default_steps=4,
             default_guidance=1.0,
             guidance="distilled",
+            retry_steps_step=2,
             pipeline_class="Flux2KleinInpaintPipeline",
             accepts_pipelines=("Flux2KleinPipeline", "Flux2KleinInpaintPipeline"),
             default_model="black-forest-labs/FLUX.2-klein-4B",
@@ -228,6 +237,7 @@ INPAINTERS: dict[str, BackendSpec] = {
             default_steps=50,
             default_guidance=7.5,
             guidance="cfg",
+            retry_guidance_step=1.5,
             pipeline_class="AutoPipelineForInpainting",
             accepts_pipelines=(
                 "StableDiffusionInpaintPipeline", "StableDiffusionPipeline",
@@ -268,6 +278,13 @@ def inpainter_choices() -> str:
 def inpainter_help() -> str:
     """`brushnet (...); opencv (...)`: each name with its summary, for CLI help and schemas."""
     return "; ".join(f"{spec.name}: {spec.summary}" for spec in INPAINTERS.values())
+
+
+def model_setting(name: str) -> str | None:
+    """The `Settings` field behind a conductor's weights variable (`flux_fill_model` for
+    `BRUSHEDIT_FLUX_FILL_MODEL`), or None for backends without one."""
+    env = INPAINTERS[name].model_env
+    return env.removeprefix("BRUSHEDIT_").lower() if env else None
 
 
 def prompt_style(name: str) -> PromptStyle:

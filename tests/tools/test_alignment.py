@@ -77,12 +77,14 @@ def test_the_check_passes_a_kept_picture_and_fails_a_drifting_one():
                            thresholds=lenient).passed
 
 
-def test_plain_surroundings_cannot_show_a_shift_so_the_check_passes_saying_why():
+def test_plain_or_unrelated_surroundings_cannot_show_a_shift_so_the_check_passes_saying_why():
     flat = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
     found = measure_alignment(flat, edited(flat, 5.0, 0.0), edit_mask())
     assert not found.measurable and "plain" in found.note
     check = alignment_check("local", flat, edited(flat, 5.0, 0.0), edit_mask())
     assert check.passed and check.message.startswith("alignment not judged")
+    unrelated = measure_alignment(scene(4), scene(5), edit_mask())
+    assert not unrelated.measurable and "does not show the source" in unrelated.note
     almost_all = np.full((HEIGHT, WIDTH), 255, np.uint8)
     almost_all[:4, :4] = 0
     assert not measure_alignment(scene(), scene(), almost_all).measurable

@@ -89,6 +89,11 @@ def test_a_conductor_loaded_from_its_folder_repaints_only_the_blend_zone(
     assert run.model == str(tiny_conductor_dirs[name]) and run.pipeline == expected
     assert (run.steps, run.seed, run.maskless, run.category) == (2, 7, False, "local")
     assert raw_output(result).size == image.size
+    from tools.metrics import conductor_checks
+
+    (aligned,) = conductor_checks("local", image, result, mask)
+    assert aligned.name == "aligned" and aligned.passed  # a 72x56 photo is too small to judge
+    assert conductor_checks("local", image, image, mask) == []
 
 
 @pytest.mark.parametrize("name", MASKLESS)
@@ -211,6 +216,22 @@ def test_knobs_default_to_the_models_own_unless_set():
     assert (chosen.steps, chosen.guidance_scale) == (8, 3.0)
     qwen = resolve_knobs(INPAINTERS["qwen-image-edit"], EditOptions(), 5, "blurry")
     assert qwen.negative_prompt == "blurry" and qwen.guidance_scale == 4.0
+    # options that went through JSON come back all "set": the global defaults still mean "its own"
+    round_trip = EditOptions.model_validate_json(EditOptions().model_dump_json())
+    assert resolve_knobs(klein, round_trip, 5, None).steps == 4
+
+
+def test_retries_turn_each_conductors_own_knob():
+    from tools.conductors import retry_changes
+
+    options = EditOptions()
+    assert retry_changes(INPAINTERS["flux-fill"], options, 0) == {}
+    assert retry_changes(INPAINTERS["flux-fill"], options, 1) == {"guidance_scale": 25.0}
+    assert retry_changes(INPAINTERS["qwen-image-edit"], options, 2) == {"guidance_scale": 6.0}
+    assert retry_changes(INPAINTERS["flux-kontext"], options, 1) == {"guidance_scale": 3.5}
+    assert retry_changes(INPAINTERS["flux2-klein"], options, 1) == {"steps": 6}
+    assert retry_changes(INPAINTERS["sd-inpaint"], EditOptions(guidance_scale=29.0), 3) == {
+        "guidance_scale": 30.0}  # within the options' bounds
 
 
 def test_a_seed_reproduces_an_edit_and_samples_differ(tiny_conductors):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Knobs,
         raw_output,
         resolve_knobs,
+        retry_changes,
         run_record,
     )
     from tools.conductors.framing import (
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     **dict.fromkeys(
         ["RAW_INFO_KEY", "RUN_INFO_KEY", "ConductorRun", "DiffusersConductor", "Knobs",
-         "raw_output", "resolve_knobs", "run_record"],
+         "raw_output", "resolve_knobs", "retry_changes", "run_record"],
         "tools.conductors.base",
     ),
     **dict.fromkeys(
@@ -103,6 +104,7 @@ __all__ = [
     "place",
     "raw_output",
     "resolve_knobs",
+    "retry_changes",
     "run_record",
     "weights_status",
 ]

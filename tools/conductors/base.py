@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tools.inpainter import Inpainter, InpaintRequest, StepWatch
+from tools.option_specs import OPTION_SPECS, option_bounds
 from tools.registry import INPAINTERS, BackendSpec, GuidanceKind, PromptStyle
 from tools.types import EditCategory, EditOptions
 
@@ -48,24 +49,53 @@ class Knobs:
     blending: bool
 
 
+def _chosen(options: EditOptions, name: str) -> bool:
+    """Whether the caller chose option `name`: set explicitly, and not at the global default.
+
+    The global defaults (50 steps, guidance 7.5) are BrushNet's; on a conductor they mean "its
+    own". Checking the value too keeps this true after options went through JSON (a checkpoint,
+    an HTTP body), where every field comes back as set.
+    """
+    return name in options.model_fields_set and getattr(options, name) != OPTION_SPECS[name].default
+
+
 def resolve_knobs(
     spec: BackendSpec, options: EditOptions, seed: int, negative_prompt: str | None
 ) -> Knobs:
-    """The knobs for `spec` from `options`: `steps` and `guidance_scale` the caller did not set
-    (pydantic's `model_fields_set`) take the model's defaults (FLUX.2 klein: 4 steps; FLUX.1 Fill:
-    guidance 30), since BrushNet's defaults (50 steps, 7.5) would be wrong for it; the negative
-    prompt goes only to models that read one."""
-    chosen = options.model_fields_set
+    """The knobs for `spec` from `options`: `steps` and `guidance_scale` the caller did not
+    choose take the model's defaults (FLUX.2 klein: 4 steps; FLUX.1 Fill: guidance 30), since
+    BrushNet's (50 steps, 7.5) would be wrong for it; the negative prompt goes only to models
+    that read one."""
     return Knobs(
-        steps=options.steps if "steps" in chosen else spec.default_steps,
+        steps=options.steps if _chosen(options, "steps") else spec.default_steps,
         guidance_scale=(
-            options.guidance_scale if "guidance_scale" in chosen else spec.default_guidance
+            options.guidance_scale if _chosen(options, "guidance_scale") else spec.default_guidance
         ),
         negative_prompt=negative_prompt if "negative_prompt" in spec.uses_options else None,
         seed=seed,
         samples=options.samples,
         blending=options.blending,
     )
+
+
+def retry_changes(spec: BackendSpec, options: EditOptions, retry: int) -> dict[str, Any]:
+    """The `EditOptions` values the `retry`-th verifier retry (1, 2, ...) of conductor `spec`
+    runs with, besides a new seed: guidance moved by `spec.retry_guidance_step` per retry (true
+    CFG for Qwen, the embedded guidance of FLUX.1 [dev] models, CFG for SD), or for a distilled
+    model `spec.retry_steps_step` more steps; counted from `options` as the edit had them before
+    any retry, within the options' bounds. Empty for retry 0."""
+    if retry <= 0:
+        return {}
+    knobs = resolve_knobs(spec, options, options.seed, None)
+    changes: dict[str, Any] = {}
+    if spec.retry_guidance_step:
+        low, high = option_bounds("guidance_scale")
+        value = knobs.guidance_scale + retry * spec.retry_guidance_step
+        changes["guidance_scale"] = round(min(max(value, low or 0.0), high or value), 3)
+    if spec.retry_steps_step:
+        _, most = option_bounds("steps")
+        changes["steps"] = int(min(knobs.steps + retry * spec.retry_steps_step, most or 10**6))
+    return changes
 
 
 @dataclass(frozen=True)
