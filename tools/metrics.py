@@ -189,7 +189,6 @@ class CheckThresholds(BaseModel):
     """The drift allowed on small photos, in pixels (resampling alone moves edges by 1 px)."""
 
 
-
 def objective_checks(
     category: EditCategory | str,
     source: ImageLike,

@@ -284,6 +284,25 @@ def test_cancel_stops_the_edit_after_the_step_it_answered(tiny_conductors):
     assert events == [(1, 3)] and one_sentence(str(caught.value))
 
 
+def test_the_native_side_is_the_models_own(tiny_conductors):
+    """The registry's native side, or the pipeline's own default size when smaller (tiny models
+    paint at 128 px, SD at its UNet's size), so tests need no size setting."""
+    sides = {name: type(c)(c.pipeline).working_side for name, c in tiny_conductors.items()}
+    assert sides == {"flux-fill": 128, "flux-kontext": 128, "qwen-image-edit": 1024,
+                     "flux2-klein": 128, "sd-inpaint": 32}
+
+
+def test_get_inpainter_builds_a_conductor_by_its_registry_name(tiny_conductor_dirs, tiny_conductors):
+    from tools.conductors import FluxKontextConductor
+    from tools.inpaint import get_inpainter
+
+    built = get_inpainter("flux-kontext", model=str(tiny_conductor_dirs["flux-kontext"]))
+    assert isinstance(built, FluxKontextConductor) and built.working_side == 128
+    wrapped = get_inpainter("flux-kontext", pipeline=tiny_conductors["flux-kontext"].pipeline)
+    assert wrapped.pipeline is tiny_conductors["flux-kontext"].pipeline
+    assert built.variant(2) is built  # a retry changes the seed and knobs, not the conductor
+
+
 def test_default_dtype_is_bfloat16_on_a_gpu_and_float32_on_the_cpu():
     import torch
 

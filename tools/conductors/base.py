@@ -188,8 +188,15 @@ class DiffusersConductor(Inpainter):
         return self.spec().size_multiple
 
     def native_side(self) -> int:
-        """The side of the square area the model was trained at."""
-        return self.spec().native_side
+        """The side of the square area the model was trained at: the registry's, or the size the
+        pipeline itself picks when given none (`default_sample_size * vae_scale_factor`) if that
+        is smaller, as for small test checkpoints."""
+        side = self.spec().native_side
+        sample = getattr(self.pipeline, "default_sample_size", None)
+        scale = getattr(self.pipeline, "vae_scale_factor", None)
+        if isinstance(sample, int) and isinstance(scale, int) and sample * scale > 0:
+            return min(side, sample * scale)
+        return side
 
     @classmethod
     def from_pretrained(
