@@ -170,8 +170,18 @@ def test_unusable_model_settings_are_one_sentence_each(tmp_path, tiny_conductor_
         assert "\n" not in str(caught.value) and caught.value.conductor == name
     with pytest.raises(InvalidRequestError, match="Unknown conductor 'brushnet'"):
         load_conductor("brushnet")
+    folder = str(tiny_conductor_dirs["flux-fill"])
     with pytest.raises(ConfigError, match="CPU offload"):
-        load_conductor("flux-fill", str(tiny_conductor_dirs["flux-fill"]), offload="model")
+        load_conductor("flux-fill", folder, offload="model")
+    with pytest.raises(ConfigError, match="'banana' is not a device name"):
+        load_conductor("flux-fill", folder, device="banana")
+    with pytest.raises(ConfigError, match="cannot run in 'float8'"):
+        load_conductor("flux-fill", folder, dtype="float8")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device cuda is not available on this machine"):
+            load_conductor("flux-fill", folder, device="cuda")
 
 
 def test_weights_status_reports_what_the_doctor_shows(tiny_conductor_dirs):

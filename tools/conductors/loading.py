@@ -243,8 +243,12 @@ def load_pipeline(
             f"CPU offload moves models to a GPU as they run, but the {name} conductor's device "
             "is the CPU; choose a GPU device or no offload."
         )
+    _check_device(name, device)
+    try:
+        torch_dtype = resolve_dtype(dtype) or default_dtype(device)
+    except ValueError as exc:
+        raise ConfigError(f"The {name} conductor cannot run in {dtype!r}: {exc}.") from None
     where = locate_weights(spec, model, local_files_only=local_files_only)
-    torch_dtype = resolve_dtype(dtype) or default_dtype(device)
     try:
         pipeline = _from_weights(spec, where, torch_dtype, local_files_only)
     except (OSError, ValueError) as exc:
@@ -262,6 +266,24 @@ def load_pipeline(
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, model
+
+
+def _check_device(name: str, device: str) -> None:
+    """`device` names a device torch knows and this machine has, or a `ConfigError` says why."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"The {name} conductor's device {device!r} is not a device name (cpu, cuda, cuda:1, mps)."
+        ) from None
+    missing = (kind == "cuda" and not torch.cuda.is_available()) or (
+        kind == "mps" and not torch.backends.mps.is_available())
+    if missing:
+        raise ConfigError(
+            f"The {name} conductor's device {device} is not available on this machine."
+        )
 
 
 def _from_weights(spec: BackendSpec, where: WeightsLocation, dtype: Any, local_files_only: bool) -> Any:
