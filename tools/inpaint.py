@@ -28,10 +28,6 @@ from tools.inpainter import (  # noqa: F401 - the protocol, re-exported for exis
     Progress,
     StepWatch,
     _accepts,
-    _category,
-    _check_arguments,
-    _is_seed,
-    _progress_callback,
     crop_padding,
 )
 from tools.mask_ops import Mask

@@ -205,11 +205,6 @@ class StepWatch:
             )
 
 
-def _progress_callback(progress: Progress, steps: int) -> Callable[..., dict]:
-    """Adapt progress(done, total) to diffusers' callback_on_step_end(pipe, i, t, kwargs)."""
-    return StepWatch(progress, None, steps, "")
-
-
 def _accepts(pipeline: Any, argument: str) -> bool:
     import inspect
 

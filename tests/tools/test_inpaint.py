@@ -205,6 +205,15 @@ def test_brushnet_returns_samples_at_the_input_size_reproducibly(tiny_brushnet):
     assert not np.array_equal(np.asarray(out[0]), np.asarray(other_seed[0]))
 
 
+def test_brushnet_stops_when_cancelled(tiny_brushnet):
+    from tools.errors import EditCancelledError
+
+    image, mask = striped_image(36, 28), centre_mask(36, 28)
+    with pytest.raises(EditCancelledError, match="brushnet edit was cancelled after step 1 of 3"):
+        tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                              options=EditOptions(steps=3), cancel=lambda: True)
+
+
 def test_brushnet_blending_keeps_pixels_far_from_the_mask(tiny_brushnet):
     image = striped_image(48, 40)
     mask = empty_mask((48, 40))
