@@ -266,7 +266,7 @@ def _without_text(cls, parts: dict) -> dict:
         if param.name in ("self", "kwargs") or param.name in kwargs:
             continue
         if param.name == "scheduler":
-            kwargs["scheduler"] = (diffusers.DDIMScheduler() if "unet" in parts
+            kwargs["scheduler"] = (diffusers.DDIMScheduler(steps_offset=1) if "unet" in parts
                                    else diffusers.FlowMatchEulerDiscreteScheduler())
         elif param.default is inspect.Parameter.empty:
             kwargs[param.name] = None

@@ -44,12 +44,16 @@ def test_each_conductor_has_a_complete_registry_entry():
     import diffusers
 
     from tools.conductors import CONDUCTORS
+    from tools.registry import model_setting, prompt_style
 
+    assert model_setting("brushnet") is None and prompt_style("brushnet") == "caption"
     assert CONDUCTOR_NAMES == ("flux-fill", "flux-kontext", "qwen-image-edit", "flux2-klein",
                                "sd-inpaint")
     for name in CONDUCTOR_NAMES:
         spec, cls = INPAINTERS[name], CONDUCTORS[name]
         assert spec.model_env == "BRUSHEDIT_" + name.upper().replace("-", "_") + "_MODEL"
+        assert model_setting(name) == name.replace("-", "_") + "_model"
+        assert prompt_style(name) == spec.prompt_style
         assert spec.default_model.split("/")[0] in (
             "black-forest-labs", "Qwen", "stable-diffusion-v1-5")
         assert hasattr(diffusers, spec.pipeline_class)
