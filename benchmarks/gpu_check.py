@@ -1,5 +1,7 @@
-"""GPU check: the goldens in half precision, per-step time at real SD1.5 and SDXL sizes, and the
-conductors (FLUX.1 Fill and Kontext, Qwen-Image-Edit, FLUX.2 klein, SD inpainting) at their native size.
+"""GPU check: the goldens in half precision; per-step time and peak memory of BrushNet and each conductor.
+
+BrushNet at real SD1.5 and SDXL sizes; the conductors (FLUX.1 Fill and Kontext, Qwen-Image-Edit, FLUX.2 klein,
+SD inpainting) at their native size.
 
 Skips (exit 0) without a CUDA device; never part of the test suite. One command, one table, its own
 timeout (default 450 s, well inside 8 minutes): when the budget runs out it prints what it measured
