@@ -9,13 +9,16 @@ and behaves the same on images. Imports transformers: load it only with a model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import Qwen2VLProcessor
 
 
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """`Qwen2VLProcessor` for images and text only (no video processor, so no torchvision)."""
+
+    attributes: ClassVar[list[str]] = ["image_processor", "tokenizer"]
+    """The parts, where transformers 4 looks for them (transformers 5 reads `__init__`)."""
 
     def __init__(
         self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs
