@@ -23,6 +23,7 @@ _EXPORTS = {
     "base_family": "families",
     "brushnet_family": "families",
     "blur_blend": "processing",
+    "blend_weights": "processing",
     "hole_to_known_mask": "processing",
     "to_hole_mask": "processing",
     "working_size": "processing",
@@ -40,6 +41,7 @@ __all__ = [
     "StableDiffusionXLBrushNetPipeline",
     "StableDiffusionXLBrushNetPipelineOutput",
     "base_family",
+    "blend_weights",
     "blur_blend",
     "brushnet_family",
     "hole_to_known_mask",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         StableDiffusionXLBrushNetPipelineOutput,
     )
     from .processing import (
+        blend_weights,
         blur_blend,
         hole_to_known_mask,
         native_working_size,

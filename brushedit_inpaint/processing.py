@@ -236,10 +236,16 @@ def blur_blend(
     `blur = GaussianBlur(mask, 21x21)`, `m = 1 - (1 - mask) * (1 - blur)`, `out = orig * (1 - m) + gen * m`: the hole
     is fully generated and the seam fades outwards only, so unedited pixels far from the mask stay exact.
     """
+    m = blend_weights(hole_mask, kernel_size)[:, :, None]
+    return original * (1.0 - m) + generated * m
+
+
+def blend_weights(hole_mask: np.ndarray, kernel_size: int = 21) -> np.ndarray:
+    """[`blur_blend`]'s weight of the generated pixels, float32 `(H, W)` in [0, 1]: 1 inside the hole, fading to
+    exactly 0 within `kernel_size // 2` pixels outside it (where the original is kept as is)."""
     mask = hole_mask.astype(np.float32)
     blur = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
-    m = (1.0 - (1.0 - mask) * (1.0 - blur))[:, :, None]
-    return original * (1.0 - m) + generated * m
+    return 1.0 - (1.0 - mask) * (1.0 - blur)
 
 
 def native_working_size(

@@ -114,26 +114,80 @@ class UnsupportedEditError(BrushEditError):
         category: the edit category it cannot do.
         reason: why, without what to use instead.
         alternatives: the registry's inpainters that can do `category`.
+        supported: the categories the refusing backend can do.
     """
 
     def __init__(self, reason: str, *, inpainter: str | None = None,
-                 category: str | None = None) -> None:
+                 category: str | None = None, supported: tuple[str, ...] = ()) -> None:
         from tools.registry import INPAINTERS
 
         self.reason = reason.rstrip(". ")
         self.inpainter = inpainter
         self.category = category
+        self.supported = tuple(supported)
         self.alternatives = tuple(name for name, spec in INPAINTERS.items()
                                   if category in spec.categories and name != inpainter)
         instead = (f"; use {' or '.join(f'the `{name}` inpainter' for name in self.alternatives)}"
                    if self.alternatives else "")
         super().__init__(f"{self.reason}{instead}.")
 
-    def __reduce__(self) -> tuple:  # the message is built from the fields: rebuild from them
-        from functools import partial
 
-        return partial(type(self), inpainter=self.inpainter, category=self.category), (
-            self.reason,)
+class EditCancelledError(BrushEditError):
+    """The caller stopped an edit while it ran (`cancel` answered True after a step)."""
+
+    def __init__(self, message: str, *, inpainter: str, step: int, total: int) -> None:
+        super().__init__(message)
+        self.inpainter, self.step, self.total = inpainter, step, total
+
+
+class ConductorLoadError(ModelLoadError):
+    """A diffusers conductor cannot load from what it was given (`model`): a folder, file or
+    Hub id that is not a checkpoint it can use."""
+
+    def __init__(self, message: str, *, conductor: str, model: str) -> None:
+        super().__init__(message, inpainter=conductor)
+        self.conductor, self.model = conductor, model
+
+
+class MissingWeightsError(ConductorLoadError):
+    """A conductor's weights are not on this machine (and may not be downloaded now).
+
+    `fix_command` fetches them (`hf download <repo> --local-dir <folder>`); `env_var` is the
+    setting that names them; `gated` says the Hub asks for a licence to be accepted first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conductor: str,
+        model: str,
+        repo: str,
+        fix_command: str,
+        env_var: str,
+        gated: bool = False,
+    ) -> None:
+        super().__init__(message, conductor=conductor, model=model)
+        self.repo, self.fix_command, self.env_var, self.gated = repo, fix_command, env_var, gated
+
+
+class WrongPipelineError(ConductorLoadError):
+    """A checkpoint of another pipeline was named for a conductor (a FLUX.1 Fill folder given to
+    the Kontext conductor): `expected` and `found` are diffusers pipeline class names, and
+    `suggested` the conductor that does load it, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conductor: str,
+        model: str,
+        expected: str,
+        found: str,
+        suggested: str | None = None,
+    ) -> None:
+        super().__init__(message, conductor=conductor, model=model)
+        self.expected, self.found, self.suggested = expected, found, suggested
 
 
 class ConfigError(BrushEditError):

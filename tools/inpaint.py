@@ -1,166 +1,43 @@
-"""Inpainting backends behind one interface: an image, a mask (255 = repaint) and a prompt in.
+"""Inpainting backends behind one interface (`tools.inpainter.Inpainter`): an image, a mask
+(255 = repaint) and a prompt in.
 
 `BrushNetInpainter` is BrushEdit's generative backend (`brushedit_inpaint`); `OpenCVInpainter` is a
-classical, weight-free fill that can only remove things (OpenCV's and opencv-contrib's methods). `get_inpainter(name)` picks one by name.
-Every backend returns `options.samples` RGB images at the input size. torch, diffusers and cv2
-are imported only when a backend is built or run.
+classical, weight-free fill that can only remove things (OpenCV's and opencv-contrib's methods);
+the diffusers conductors (FLUX.1 Fill and Kontext, Qwen-Image-Edit, FLUX.2 klein, SD inpainting)
+are in `tools.conductors`. `get_inpainter(name)` picks one by name. Every backend returns
+`options.samples` RGB images at the input size. torch, diffusers and cv2 are imported only when a
+backend is built or run.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tools.errors import InvalidRequestError, ModelLoadError, UnsupportedEditError
-from tools.mask_ops import Mask, check_mask
-from tools.option_specs import SEED_MAX
-from tools.types import EditCategory, EditOptions, resolve_dtype
+from tools.conductors.models import CONDUCTORS
+from tools.errors import InvalidRequestError, ModelLoadError
+from tools.inpainter import (  # noqa: F401 - the protocol, re-exported for existing imports
+    CROP_PADDING,
+    WORKING_SIDE,
+    Cancel,
+    Inpainter,
+    InpaintRequest,
+    Progress,
+    StepWatch,
+    _accepts,
+    crop_padding,
+)
+from tools.mask_ops import Mask
+from tools.types import EditCategory, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
-"""Called as progress(step_done, total_steps)."""
-
-
-@dataclass(frozen=True)
-class InpaintRequest:
-    """One checked `inpaint` call, as backends receive it: RGB image, mask of its size, resolved seed."""
-
-    image: Image.Image
-    mask: Mask
-    prompt: str
-    category: EditCategory
-    options: EditOptions
-    seed: int
-    negative_prompt: str
-    progress: Progress | None = None
-
-WORKING_SIDE = 1024
-"""Longest side the BrushNet pipelines generate at (their `max_side` default)."""
-CROP_PADDING = 64
-"""Context in pixels kept around the mask when a large photo is edited through a crop."""
-
-
-def crop_padding(size: tuple[int, int], mask: Mask, working_side: int = WORKING_SIDE) -> int | None:
-    """`padding_mask_crop` for the pipeline, or None to edit the whole image.
-
-    A photo larger than the working size would be shrunk as a whole; when its mask (plus `CROP_PADDING` on each
-    side) spans at most half of the photo's longer side, editing a crop around it keeps more detail.
-    """
-    if max(size) <= working_side:
-        return None
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    box = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) + 2 * CROP_PADDING
-    return CROP_PADDING if box <= max(size) / 2 else None
-
-
-def _check_arguments(image: Any, mask: Mask, prompt: Any, options: Any, seed: Any) -> None:
-    """Raise a clear error for anything no backend can use."""
-    if not (hasattr(image, "mode") and hasattr(image, "size")):
-        raise InvalidRequestError(f"`image` must be a PIL image, got {type(image).__name__}")
-    check_mask(mask, image.size)
-    if not mask.any():
-        raise InvalidRequestError("`mask` marks no pixels: there is nothing to inpaint")
-    if not isinstance(prompt, str):
-        raise InvalidRequestError(f"`prompt` must be a string, got {type(prompt).__name__}")
-    if not isinstance(options, EditOptions):
-        raise InvalidRequestError(f"`options` must be an EditOptions, got {type(options).__name__}")
-    if seed is not None and not _is_seed(seed):
-        raise InvalidRequestError(f"`seed` must be an integer from 0 to {SEED_MAX}, got {seed!r}")
-
-
-def _is_seed(value: Any) -> bool:
-    """A whole number a generator takes (numpy integers too; not bools, floats or strings)."""
-    if isinstance(value, bool):
-        return False
-    try:
-        return 0 <= operator.index(value) <= SEED_MAX
-    except TypeError:
-        return False
-
-
-class Inpainter(ABC):
-    """One inpainting backend: `name` in the registry and the edit categories it can do."""
-
-    name: ClassVar[str]
-    categories: ClassVar[frozenset[EditCategory]]
-
-    def supports(self, category: EditCategory | str) -> bool:
-        """Whether this backend can perform an edit of `category`."""
-        return _category(category) in self.categories
-
-    def inpaint(
-        self,
-        image: Image.Image,
-        mask: Mask,
-        prompt: str,
-        *,
-        category: EditCategory,
-        options: EditOptions,
-        seed: int | None = None,
-        negative_prompt: str | None = None,
-        progress: Progress | None = None,
-    ) -> list[Image.Image]:
-        """Repaint `image` where `mask` is 255; `options.samples` images at the input size.
-
-        `seed` overrides `options.seed` and `negative_prompt` overrides `options.negative_prompt`.
-        Raises `UnsupportedEditError` when the backend cannot do `category`.
-        """
-        category = _category(category)
-        _check_arguments(image, mask, prompt, options, seed)
-        if not self.supports(category):
-            raise UnsupportedEditError(self.unsupported_message(category),
-                                       inpainter=self.name, category=category.value)
-        return self._inpaint(
-            InpaintRequest(
-                image=image.convert("RGB") if image.mode != "RGB" else image,
-                mask=mask,
-                prompt=prompt,
-                category=category,
-                options=options,
-                seed=options.seed if seed is None else operator.index(seed),
-                negative_prompt=(
-                    options.negative_prompt if negative_prompt is None else negative_prompt
-                ),
-                progress=progress,
-            )
-        )
-
-    def unsupported_message(self, category: EditCategory) -> str:
-        """Why this backend refuses `category`, and what to use instead."""
-        allowed = ", ".join(sorted(c.value for c in self.categories))
-        return f"The {self.name} inpainter cannot do {category.value} edits (only: {allowed})."
-
-    @classmethod
-    def create(cls, **kwargs: Any) -> Inpainter:
-        """Build the backend from settings; `get_inpainter` calls this."""
-        return cls(**kwargs)
-
-    def variant(self, retry: int) -> Inpainter:
-        """The backend to use for the `retry`-th inpaint retry (0 = the first try).
-
-        Generative backends retry with another seed and stay themselves; a deterministic one
-        returns a different method, since the same call would give the same image.
-        """
-        return self
-
-    @abstractmethod
-    def _inpaint(self, request: InpaintRequest) -> list[Image.Image]:
-        """Do the work on a checked request (RGB image, mask of the image's size, resolved seed)."""
-
 
 OPENCV_METHODS = ("fsr_fast", "shiftmap", "telea", "ns", "fsr_best")
 """OpenCV's fills: `cv2.inpaint` (telea, ns: diffusion from the border; fast, but they smear
@@ -402,8 +279,10 @@ class BrushNetInpainter(Inpainter):
         padding = crop_padding(image.size, mask, working_side)
         if padding is not None and _accepts(self.pipeline, "padding_mask_crop"):
             kwargs["padding_mask_crop"] = padding  # edit a crop around the mask at the working size
-        if progress is not None:
-            kwargs["callback_on_step_end"] = _progress_callback(progress, options.steps)
+        if progress is not None or request.cancel is not None:
+            kwargs["callback_on_step_end"] = StepWatch(
+                progress, request.cancel, options.steps, self.name
+            )
         return kwargs
 
     def _inpaint(self, request: InpaintRequest) -> list[Image.Image]:
@@ -416,6 +295,9 @@ class BrushNetInpainter(Inpainter):
             raise ModelLoadError(
                 f"The BrushNet pipeline could not read its weights: {exc}", inpainter=self.name
             ) from exc
+        watch = kwargs.get("callback_on_step_end")
+        if isinstance(watch, StepWatch):
+            watch.raise_if_cancelled()
         if first_compiled:
             self._warmed = True
             logger.info("first BrushNet edit with torch.compile took %.1f s, compilation included",
@@ -428,6 +310,7 @@ class BrushNetInpainter(Inpainter):
 INPAINTERS: dict[str, type[Inpainter]] = {
     BrushNetInpainter.name: BrushNetInpainter,
     OpenCVInpainter.name: OpenCVInpainter,
+    **CONDUCTORS,
 }
 """Inpainter classes by `name`."""
 
@@ -441,35 +324,3 @@ def get_inpainter(name: str, **kwargs: Any) -> Inpainter:
             f"Unknown inpainter {name!r}. Available: {', '.join(sorted(INPAINTERS))}"
         ) from None
     return cls.create(**kwargs)
-
-
-def _progress_callback(progress: Progress, steps: int) -> Callable[..., dict]:
-    """Adapt progress(done, total) to diffusers' callback_on_step_end(pipe, i, t, kwargs)."""
-
-    def callback(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
-        total = getattr(pipe, "num_timesteps", None) or steps
-        progress(step + 1, int(total))
-        return callback_kwargs
-
-    return callback
-
-
-def _accepts(pipeline: Any, argument: str) -> bool:
-    import inspect
-
-    try:
-        return argument in inspect.signature(pipeline.__call__).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _category(category: EditCategory | str) -> EditCategory:
-    if isinstance(category, EditCategory):
-        return category
-    try:
-        return EditCategory.parse(category)
-    except ValueError:
-        choices = ", ".join(c.value for c in EditCategory)
-        raise InvalidRequestError(
-            f"`category` must be one of {choices}, got {category!r}"
-        ) from None

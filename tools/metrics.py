@@ -181,6 +181,12 @@ class CheckThresholds(BaseModel):
     """Removals: edges that cross the mask boundary and run on deep inside it (an object cut by
     the mask), a long one counting twice; more than this and the mask left part of the object
     outside."""
+    max_drift: Share = 0.005
+    """Conductors: how far the raw output may have moved (shift and zoom together, at its
+    worst point) outside the edit, as a share of the region's longer side; more and the
+    edited area no longer meets its surroundings at the seam."""
+    min_drift_px: NonNegative = 2.0
+    """The drift allowed on small photos, in pixels (resampling alone moves edges by 1 px)."""
 
 
 def objective_checks(
@@ -331,6 +337,67 @@ def removal_checks(
         )
     )
     return checks
+
+
+def alignment_check(
+    category: EditCategory | str,
+    source: ImageLike,
+    raw: ImageLike,
+    mask: Mask,
+    *,
+    box: tuple[int, int, int, int] | None = None,
+    thresholds: CheckThresholds | None = None,
+) -> Check:
+    """`aligned` (inpaint stage): the conductor's raw output (before compositing) sits where
+    the source is, outside the mask (`tools.alignment.measure_alignment`; within `box`, the
+    region it painted, when given). A global edit is measured on the whole picture. Passes,
+    saying why, when the surroundings cannot show a shift (too small or plain)."""
+    from tools.alignment import drift_limit, measure_alignment
+
+    category = EditCategory.parse(category) if isinstance(category, str) else category
+    bars = thresholds or CheckThresholds()
+    found = measure_alignment(source, raw, mask, box=box,
+                              whole_image=category is EditCategory.GLOBAL)
+    size = (box[2] - box[0], box[3] - box[1]) if box is not None else as_mask(mask).shape[::-1]
+    limit = drift_limit(size, bars.max_drift, bars.min_drift_px)
+    if not found.measurable:
+        return Check(name="aligned", passed=True, value=0.0, threshold=limit, stage="inpaint",
+                     message=f"alignment not judged: {found.note}")
+    passed = found.drift_px <= limit
+    return Check(
+        name="aligned",
+        passed=passed,
+        value=round(found.drift_px, 2),
+        threshold=round(limit, 2),
+        stage="inpaint",
+        message=(
+            f"the conductor's output moved by up to {found.drift_px:.1f} px outside the edit "
+            f"(shift {found.dx:+.1f}, {found.dy:+.1f} px, zoom {found.scale:.3f}x; allowed "
+            f"{limit:.1f} px)"
+            + ("" if passed else ": the picture shifted or zoomed, so the edit will not meet "
+               "its surroundings; another seed or guidance may keep it in place")
+        ),
+    )
+
+
+def conductor_checks(
+    category: EditCategory | str,
+    source: ImageLike,
+    result: ImageLike,
+    mask: Mask,
+    *,
+    thresholds: CheckThresholds | None = None,
+) -> list[Check]:
+    """The checks only a conductor's result gets (`aligned`), read from what the conductor
+    attached to it (`tools.conductors.raw_output`, `run_record`); none for other results."""
+    from tools.conductors.base import raw_output, run_record
+
+    raw = raw_output(result)
+    if raw is None:
+        return []
+    run = run_record(result)
+    box = run.crop_box if run is not None else None
+    return [alignment_check(category, source, raw, mask, box=box, thresholds=thresholds)]
 
 
 def _fill_check(

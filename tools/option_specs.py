@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools.registry import DEFAULT_INPAINTER
+from tools.registry import CONDUCTOR_NAMES, DEFAULT_INPAINTER
 
 SEED_MAX = 2**32 - 1
 """Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
@@ -55,8 +55,9 @@ OPTION_SPECS: dict[str, OptionSpec] = {
     ),
     "inpainter": OptionSpec(
         DEFAULT_INPAINTER,
-        "Inpainting backend: brushnet (diffusion, every edit) or opencv (removals only, no "
-        "weights); `tools.registry.INPAINTERS` lists them.",
+        "Inpainting backend: brushnet (diffusion, every edit), opencv (removals only, no "
+        f"weights) or a diffusers conductor ({', '.join(CONDUCTOR_NAMES)}); "
+        "`tools.registry.INPAINTERS` lists them.",
     ),
     "negative_prompt": OptionSpec(
         "ugly, low quality", "What the diffusion model should avoid.", max_length=2000

@@ -123,3 +123,22 @@ def rgb_image():
 
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8), "RGB")
+
+
+@pytest.fixture(scope="session")
+def tiny_conductor_dirs(tmp_path_factory, torch_threads) -> dict[str, Path]:
+    """Each conductor's tiny random-weight pipeline, saved with `save_pretrained` (no downloads)."""
+    from tests.tools.conductor_parts import save_tiny_conductors
+
+    return save_tiny_conductors(tmp_path_factory.mktemp("tiny_conductors"))
+
+
+@pytest.fixture(scope="session")
+def tiny_conductors(tiny_conductor_dirs) -> dict:
+    """Each conductor loaded from its tiny folder through `load_conductor`, painting at 64 px."""
+    from tools.conductors import load_conductor
+
+    return {
+        name: load_conductor(name, str(folder), working_side=64)
+        for name, folder in tiny_conductor_dirs.items()
+    }

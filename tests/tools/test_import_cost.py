@@ -11,6 +11,7 @@ def test_tools_modules_import_without_torch_transformers_diffusers_or_cv2():
     code = (
         "import json, sys\n"
         "import tools, tools.masks, tools.metrics, tools.segment, tools.inpaint\n"
+        "import tools.conductors, tools.conductors.models, tools.alignment, tools.registry\n"
         "heavy = ['torch', 'transformers', 'diffusers', 'cv2', 'brushedit_inpaint']\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )

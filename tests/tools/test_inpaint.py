@@ -36,13 +36,16 @@ def centre_mask(width: int = 40, height: int = 32) -> np.ndarray:
 
 
 def test_registry_and_unknown_names():
-    assert set(INPAINTERS) == {"brushnet", "opencv"}
+    assert set(INPAINTERS) == {"brushnet", "opencv", "flux-fill", "flux-kontext",
+                               "qwen-image-edit", "flux2-klein", "sd-inpaint"}
     assert all(
         issubclass(cls, Inpainter) and INPAINTERS[cls.name] is cls for cls in INPAINTERS.values()
     )
     assert isinstance(get_inpainter("opencv", radius=3), OpenCVInpainter)
     with pytest.raises(
-        InvalidRequestError, match=r"Unknown inpainter 'x'\. Available: brushnet, opencv"
+        InvalidRequestError,
+        match=r"Unknown inpainter 'x'\. Available: brushnet, flux-fill, flux-kontext, flux2-klein, "
+        r"opencv, qwen-image-edit, sd-inpaint$",
     ):
         get_inpainter("x")
 
@@ -212,6 +215,15 @@ def test_brushnet_runs_at_the_loaders_minimum_size(tiny_brushnet):
         [out] = tiny_brushnet.inpaint(striped_image(*size), centre_mask(*size), "a cat",
                                       category=EditCategory.LOCAL, options=options)
         assert out.size == size
+
+
+def test_brushnet_stops_when_cancelled(tiny_brushnet):
+    from tools.errors import EditCancelledError
+
+    image, mask = striped_image(36, 28), centre_mask(36, 28)
+    with pytest.raises(EditCancelledError, match="brushnet edit was cancelled after step 1 of 3"):
+        tiny_brushnet.inpaint(image, mask, "a cat", category="local",
+                              options=EditOptions(steps=3), cancel=lambda: True)
 
 
 def test_brushnet_blending_keeps_pixels_far_from_the_mask(tiny_brushnet):
