@@ -22,7 +22,7 @@ step-to-step interval after the first step, at the conductor's default steps (at
 `torch.cuda.max_memory_allocated` over the call.
 
 Goldens: the tiny reference fixtures re-run in float16 and bfloat16 on the GPU and compared with the
-reference's float32 image, through the CPU tests' own builders (tests/inpaint/tiny_parts.py). Tolerances (image in [0, 1]): 2e-2 for float16 (10-bit mantissa) and 5e-2
+reference's float32 image, through the CPU tests' own builders (tests/brushedit_inpaint/tiny_parts.py). Tolerances (image in [0, 1]): 2e-2 for float16 (10-bit mantissa) and 5e-2
 for bfloat16 (7-bit mantissa); float32 on the GPU must stay within the CPU tests' 1e-3.
 
 Speed: random weights at the real SD1.5 and SDXL configs (no downloads), float16, channels_last,
@@ -69,9 +69,9 @@ def _repo_on_path() -> None:
 
 
 def _golden_builders():
-    """The CPU tests' golden loader and builders (tests/inpaint/tiny_parts.py), so both run the same pipelines."""
+    """The CPU tests' golden loader and builders (tests/brushedit_inpaint/tiny_parts.py), so both run the same pipelines."""
     _repo_on_path()
-    from tests.inpaint import tiny_parts
+    from tests.brushedit_inpaint import tiny_parts
 
     return tiny_parts
 

@@ -262,8 +262,7 @@ class InvalidTextError(InvalidRequestError):
         self, message: str, *, field: str, reason: str, character: str | None = None,
         position: int | None = None,
     ) -> None:
-        self.field = field
         self.reason = reason
         self.character = character
         self.position = position
-        super().__init__(message)
+        super().__init__(message, field=field)

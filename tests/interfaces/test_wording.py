@@ -28,14 +28,21 @@ def surfaces(exc: Exception) -> dict[str, str]:
 
 
 def test_the_core_message_names_no_surface_and_each_surface_names_its_own_control():
+    from tools.registry import INPAINTERS
+
     exc = unsupported()
-    assert exc.alternatives == ("brushnet",) and "--" not in str(exc)
+    able = tuple(n for n, spec in INPAINTERS.items() if "global" in spec.categories and n != "opencv")
+    assert exc.alternatives == able and "brushnet" in able and "--" not in str(exc)
     said = surfaces(exc)
-    assert said["cli"].endswith("use `--inpainter brushnet`.")
-    assert said["api"].endswith("use `inpainter=brushnet`.")
-    assert said["mcp"].endswith('use `options.inpainter` = "brushnet".')
-    assert said["web"].endswith("use the brushnet inpainter (Advanced options).")
-    assert said["tool"].endswith('use `options.inpainter` = "brushnet".')
+
+    def choices(form: str) -> str:
+        return "use " + " or ".join(form.format(n) for n in able) + "."
+
+    assert said["cli"].endswith(choices("`--inpainter {}`"))
+    assert said["api"].endswith(choices("`inpainter={}`"))
+    assert said["mcp"].endswith(choices('`options.inpainter` = "{}"'))
+    assert said["web"].endswith(choices("the {} inpainter (Advanced options)"))
+    assert said["tool"].endswith(choices('`options.inpainter` = "{}"'))
     assert all(text.startswith("The opencv inpainter only removes objects") for text in said.values())
 
 
