@@ -148,9 +148,8 @@ class SmartResponder:
 
     def answer(self, request: dict[str, Any]) -> Answer:
         """The model's answer proper (before the family's misbehaviour)."""
-        from agents.rules import caption_for_plan, parse_instruction
-
         from agents.errors import InstructionNotUnderstoodError
+        from agents.rules import caption_for_plan, parse_instruction
 
         title = schema_title(request)
         try:

@@ -13,8 +13,8 @@ from PIL import Image
 from agents.errors import VLMUnavailableError
 from agents.openai_vlm import OpenAIVLM
 from graphs.session import EditSession
-from tests.fakes.openai_server import FakeOpenAI
 from tests.conftest import closed_port
+from tests.fakes.openai_server import FakeOpenAI
 from tests.graphs.helpers import DarkSegmenter, make_components, nodes_of, object_mask, picture
 from tools.types import EditOptions
 

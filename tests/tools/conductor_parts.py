@@ -23,7 +23,13 @@ from pathlib import Path
 
 import torch
 
-from tests.brushedit_inpaint.tiny_parts import TINY_UNET, TINY_VAE, char_tokenizer, char_vocab, sd15_text
+from tests.brushedit_inpaint.tiny_parts import (
+    TINY_UNET,
+    TINY_VAE,
+    char_tokenizer,
+    char_vocab,
+    sd15_text,
+)
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
