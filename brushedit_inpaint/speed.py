@@ -76,7 +76,7 @@ def optimize_for_inference(
     """
     if cpu_allocator not in CPU_ALLOCATOR:
         raise ValueError(f"`cpu_allocator` must be one of {CPU_ALLOCATOR}, got {cpu_allocator!r}")
-    device_type = getattr(getattr(getattr(pipe, "unet", None), "device", None), "type", None)
+    device_type = _device_type(pipe)
     if cpu_allocator == "keep" or (cpu_allocator == "auto" and device_type == "cpu"):
         keep_freed_memory()
     if memory_format == "auto":
@@ -93,6 +93,14 @@ def optimize_for_inference(
     if compile:
         compile_denoiser(pipe)
     return pipe
+
+
+def _device_type(pipe: Any) -> str | None:
+    """Where the pipeline computes: its execution device (the GPU under model CPU offload), else the UNet's."""
+    try:
+        return pipe._execution_device.type
+    except AttributeError:
+        return getattr(getattr(getattr(pipe, "unet", None), "device", None), "type", None)
 
 
 def compile_denoiser(pipe: Any) -> list[torch.nn.Module]:
