@@ -17,7 +17,8 @@ Without `--reference-python` the baseline is our own pipeline run like the refer
 CFG batch), and the rows say so ("our doubled batch"): it is not the reference.
 
 Per step: the median of the intervals between `callback_on_step_end` calls of one call (the first step, which holds
-the masked-image encode and any compilation, is reported apart as "first step"). CFG 7.5, float32, UniPC ending on
+the masked-image encode and any compilation, is reported apart as "first step"), in wall time and in the run's own
+CPU time (all threads, user + system), which other work on the machine disturbs far less. CFG 7.5, float32, UniPC ending on
 sigma_min (the fork's diffusers 0.27 behaviour, so both end on the same image). The identity check re-runs every
 row (the fork too) in float64 at `--check-size` and compares its image with the baseline's: summation order moves a
 float64 image by ~1e-12, a real change of the computation by far more than 1e-4.
@@ -32,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,7 +369,7 @@ def write_inputs(folder: Path, manifest: dict, size: int, seed: int = 0) -> None
     save_file(tensors, path)
 
 
-# -- the parent: interleaved runs, machine load, the table --------------------------------------------------------------
+# -- the parent: interleaved runs, machine load, the table ---------------------------------------------------------
 
 
 def cpu_busy_seconds() -> float:
@@ -402,20 +404,14 @@ def run_worker(python: str, spec: dict, timeout: float) -> dict:
     return result
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def per_step(result: dict) -> float:
     """One run's per-step time: the median interval (the first step, with encode and compilation, is excluded)."""
-    return median(result["intervals"]) if result["intervals"] else result["first_step"]
+    return statistics.median(result["intervals"]) if result["intervals"] else result["first_step"]
 
 
 def cpu_per_step(result: dict) -> float:
     """One run's process CPU time (all threads, user + system) per step: less sensitive to other work than wall time."""
-    return median(result["cpu_intervals"]) if result["cpu_intervals"] else float("nan")
+    return statistics.median(result["cpu_intervals"]) if result["cpu_intervals"] else float("nan")
 
 
 def check_reference_python(python: str, family: str) -> str:
@@ -441,15 +437,15 @@ def interleaved_runs(rows: list[Row], pythons: dict, base_spec: dict, repeats: i
     for rnd in range(repeats):
         for index, row in enumerate(rows):
             spec = {**base_spec, "impl": row.impl, "row": asdict(row),
-                    "profile": base_spec.get("profile") and rnd == 0 and row == rows[-1 if row.impl == "fork" else 0]
-                    and row.impl == "ours",
+                    "profile": bool(base_spec.get("profile")) and rnd == 0 and row == OURS,
                     "result_path": str(scratch / f"result_{rnd}_{index}.json"),
                     "image_path": str(scratch / f"image_{rnd}_{index}.npy")}
             result = run_worker(pythons[row.impl], spec, base_spec["timeout"])
             result["image_path"] = spec["image_path"]
             results[row.name].append(result)
             print(f"  run {rnd + 1}/{repeats} {row.name}: {per_step(result):.3f} s/step (median of "
-                  f"{len(result['intervals'])}), {cpu_per_step(result):.2f} CPU s/step, first step {result['first_step']:.1f} s, load "
+                  f"{len(result['intervals'])}), {cpu_per_step(result):.2f} CPU s/step, first step "
+                  f"{result['first_step']:.1f} s, load "
                   f"{fmt_load(result['load_before'])} -> {fmt_load(result['load_after'])}, other processes "
                   f"{result['others_share']:.0%} of the CPUs, {result['faults_per_step']:.0f} page faults/step, "
                   f"peak rss {result['peak_rss_gib']:.1f} GiB, pid {result['pid']}", flush=True)
@@ -483,15 +479,15 @@ def print_table(rows: list[Row], results: dict, baseline: Row, header: str) -> N
     print(f"{'row':34s} {'best s/step':>11s} {'median':>7s} {label + ' best':>16s} {'median':>7s} "
           f"{'CPU s/step':>10s} {label + ' CPU':>15s} {'first step s':>12s} {'fp32 max|diff|':>14s}")
     base = results[baseline.name]
-    base_steps, base_cpu = [per_step(r) for r in base], median([cpu_per_step(r) for r in base])
+    base_steps, base_cpu = [per_step(r) for r in base], statistics.median([cpu_per_step(r) for r in base])
     for row in rows:
         runs = results[row.name]
-        steps, cpu = [per_step(r) for r in runs], median([cpu_per_step(r) for r in runs])
-        first = median([r["first_step"] for r in runs])
+        steps, cpu = [per_step(r) for r in runs], statistics.median([cpu_per_step(r) for r in runs])
+        best, middle = min(base_steps) / min(steps), statistics.median(base_steps) / statistics.median(steps)
+        first = statistics.median([r["first_step"] for r in runs])
         diff = max_diff(runs[-1]["image_path"], base[-1]["image_path"])
-        print(f"{row.name:34s} {min(steps):11.3f} {median(steps):7.3f} {min(base_steps) / min(steps):15.2f}x "
-              f"{median(base_steps) / median(steps):6.2f}x {cpu:10.2f} {base_cpu / cpu:14.2f}x {first:12.1f} "
-              f"{diff:14.2e}")
+        print(f"{row.name:34s} {min(steps):11.3f} {statistics.median(steps):7.3f} {best:15.2f}x {middle:6.2f}x "
+              f"{cpu:10.2f} {base_cpu / cpu:14.2f}x {first:12.1f} {diff:14.2e}")
 
 
 def warn_if_busy(results: dict, first_load: tuple) -> None:
