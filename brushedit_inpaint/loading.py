@@ -317,6 +317,7 @@ def load_pipeline(
     memory_format: str | None = "auto",
     compile: bool = False,
     vae: str | None = None,
+    cpu_allocator: str | None = "auto",
 ) -> StableDiffusionBrushNetPipeline | StableDiffusionXLBrushNetPipeline:
     r"""
     Build a ready-to-call BrushNet pipeline for an SD1.5 or an SDXL base.
@@ -345,6 +346,9 @@ def load_pipeline(
             then compiles (minutes on a CPU). For long-lived processes.
         vae (`str`, *optional*): A VAE to use instead of the base's (Hub id or folder), e.g.
             `"madebyollin/sdxl-vae-fp16-fix"`, which runs SDXL in float16 without the float32 VAE passes.
+        cpu_allocator (`str`, *optional*, defaults to `"auto"`): on a CPU, make this process's malloc keep freed
+            memory for reuse, so steps stop page-faulting their tensors in (`speed.keep_freed_memory`; process-wide);
+            `"keep"` always, None never. Results are unchanged.
 
     Returns:
         [`StableDiffusionBrushNetPipeline`] for an SD1.5 base, [`StableDiffusionXLBrushNetPipeline`] for SDXL.
@@ -386,4 +390,6 @@ def load_pipeline(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    return optimize_for_inference(pipe, memory_format=memory_format, compile=compile)
+    return optimize_for_inference(
+        pipe, memory_format=memory_format, compile=compile, cpu_allocator=cpu_allocator
+    )
