@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from agents.families import DEFAULT_OLLAMA_MODEL
 from tools.errors import BrushEditError, InvalidRequestError
 
 ServerKind = Literal["ollama", "openai"]
@@ -121,7 +122,7 @@ class VLMNoVisionError(AgentError):
     Fields: `model`, `capabilities` (as the server listed them), `server`, `url`, `fix`.
     """
 
-    SUGGESTED = "qwen2.5vl:7b"
+    SUGGESTED = DEFAULT_OLLAMA_MODEL
 
     def __init__(self, model: str, capabilities: list[str] | tuple[str, ...] = (), *,
                  server: ServerKind = "ollama", url: str | None = None, detail: str = "") -> None:

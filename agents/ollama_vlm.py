@@ -30,7 +30,7 @@ from agents.errors import (
     VLMTimeoutError,
     VLMUnavailableError,
 )
-from agents.families import FamilyMatch, ModelCard, resolve_family
+from agents.families import DEFAULT_OLLAMA_MODEL, FamilyMatch, ModelCard, resolve_family
 from agents.http import AnswerTooLarge, DeadlineExceeded, bounded_client, describe, parse_body
 from agents.http import error_text as _error_text
 from agents.imaging import png_bytes
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "qwen2.5vl:7b"
+DEFAULT_MODEL = DEFAULT_OLLAMA_MODEL
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 DEFAULT_MAX_ANSWER_BYTES = 1_000_000
