@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 if TYPE_CHECKING:
     from graphs.context import Context
@@ -64,6 +64,7 @@ class PlannerInfo(BaseModel):
     )
     thinks: bool | None = Field(default=None, description="Whether the model thinks first.")
 
+    @computed_field(description="The same in one line, as the CLI and the web editor show it.")
     @property
     def summary(self) -> str:
         """One line: `qwen3-vl:8b-instruct (Qwen3-VL) on Ollama at http://...; planner auto`."""
