@@ -64,8 +64,10 @@ class VLMModelNotFoundError(AgentError):
         where = f" at {host}" if host else ""
         reason = f" ({detail})" if detail else ""
         if server == "ollama":
+            pulled = (f" (pulled there: {', '.join(self.available[:8])})"
+                      if self.available else "")
             text = (f"the Ollama server{where} has no model {model!r}{reason}; "
-                    f"download it with `ollama pull {model}`")
+                    f"download it with `ollama pull {model}`{pulled}")
         else:
             served = (f"it serves {', '.join(repr(m) for m in self.available[:8])}"
                       if self.available else "use a model name the server lists under /models")

@@ -202,7 +202,7 @@ class OllamaVLM(ReAskingVLM):
                 except (VLMTimeoutError, VLMRequestError, httpx.TransportError):
                     return None  # the chat call itself will report what is wrong
                 if status == 404:
-                    raise VLMModelNotFoundError(self.model, self.host, _error_text(data))
+                    raise self._missing(_error_text(data))
                 if status >= 400 or not isinstance(data, dict):
                     return None
                 self._card = ModelCard.from_ollama_show(data)
@@ -277,7 +277,7 @@ class OllamaVLM(ReAskingVLM):
             if status >= 400:
                 error = _error_text(data)
                 if status == 404:
-                    raise VLMModelNotFoundError(self.model, self.host, error)
+                    raise self._missing(error)
                 if status >= 500 and not last_try:
                     self._back_off(attempt, f"HTTP {status}: {error}")
                     continue
@@ -339,6 +339,20 @@ class OllamaVLM(ReAskingVLM):
             raise VLMRequestError(f"the Ollama address {self.host!r} is not a valid URL ({exc})",
                                   server="ollama", url=self.host) from None
         return reply.status_code, parse_body(reply.text)
+
+    def _missing(self, detail: str) -> VLMModelNotFoundError:
+        """The server has no such model: the error lists the models it has (as OpenAI-compatible
+        servers' errors do), when `/api/tags` answers."""
+        import httpx
+
+        try:
+            code, listing = self._request("GET", "/api/tags")
+        except (ConnectionError, httpx.TransportError, VLMTimeoutError, VLMRequestError):
+            listing = None
+        models = listing.get("models") if isinstance(listing, dict) and code < 400 else None
+        pulled = [str(m.get("model") or m.get("name")) for m in models or ()
+                  if isinstance(m, dict) and (m.get("model") or m.get("name"))]
+        return VLMModelNotFoundError(self.model, self.host, detail, available=pulled)
 
     def _back_off(self, attempt: int, reason: str) -> None:
         delay = self.retry_base_delay * (2**attempt)

@@ -207,7 +207,7 @@ def test_make_vlm_picks_the_server_by_whether_a_url_is_given(monkeypatch):
     assert openai_vlm.timeout == 9
     ollama_vlm = make_vlm(host="http://h:1", family="qwen3-vl")
     assert isinstance(ollama_vlm, OllamaVLM) and ollama_vlm.host == "http://h:1"
-    assert ollama_vlm.model == "qwen2.5vl:7b" and ollama_vlm.family_override == "qwen3-vl"
+    assert ollama_vlm.model == "qwen3-vl:8b-instruct" and ollama_vlm.family_override == "qwen3-vl"
     with pytest.raises(ValueError, match="`model`"):
         make_vlm(url="http://127.0.0.1:8000/v1")
     with pytest.raises(ValueError, match="unknown model family"):
