@@ -72,7 +72,11 @@ class FakeOpenAI(ScriptedServer):
         vision: None lists no capability; True/False lists LM Studio's `type` "vlm"/"llm", and
             False also refuses images as llama.cpp does without its projector.
         reasoning_field: where the thinking text goes (`reasoning_content` or `reasoning`).
-        thinks: the model thinks on every request (a Thinking build; no switch is sent).
+        thinks: the model thinks unless the request's `chat_template_kwargs` says
+            `enable_thinking` (vLLM's and llama.cpp's switch); False: a non-thinking build, or a
+            server started with thinking off.
+        strict: refuse fields the OpenAI API does not define (`chat_template_kwargs`), as
+            OpenAI's own API does.
         behaviour: `SmartResponder` options (`json_in_thinking`, `ignores_format`, ...).
     """
 
@@ -82,13 +86,13 @@ class FakeOpenAI(ScriptedServer):
                  models: Iterable[str] = (DEFAULT_MODEL,), family: str = "qwen2.5-vl",
                  json_schema: bool = True, json_object: bool = True,
                  vision: bool | None = None, reasoning_field: str = "reasoning_content",
-                 thinks: bool = False, **behaviour: Any) -> None:
+                 thinks: bool = False, strict: bool = False, **behaviour: Any) -> None:
         assert family in FAKE_FAMILIES, family
         self.smart = SmartResponder(family=family, **behaviour)
         super().__init__(responder or self.smart)
         self.models = list(models)
         self.json_schema, self.json_object = json_schema, json_object
-        self.vision, self.thinks = vision, thinks
+        self.vision, self.thinks, self.strict = vision, thinks, strict
         self.reasoning_field = reasoning_field
 
     @property
@@ -140,6 +144,9 @@ class FakeOpenAI(ScriptedServer):
     def _refusal(self, body: dict[str, Any]) -> Response | None:
         """What a real server says before the model runs: unknown model, format, images."""
         model = body.get("model", "")
+        if self.strict and "chat_template_kwargs" in body:
+            return self._error(400, "Unrecognized request argument supplied: "
+                               "chat_template_kwargs")
         if model not in self.models:
             return json_response({"object": "error", "message": f"The model `{model}` does not "
                                   "exist.", "type": "NotFoundError", "param": None, "code": 404},
@@ -162,7 +169,9 @@ class FakeOpenAI(ScriptedServer):
         injected = self._injected(self.chat_path)
         if injected is not None:
             return injected
-        reply = self._next_reply({**as_ollama_request(body), "think": self.thinks})
+        switch = (body.get("chat_template_kwargs") or {}).get("enable_thinking")
+        think = self.thinks if switch is None else bool(switch)
+        reply = self._next_reply({**as_ollama_request(body), "think": think})
         if reply.raw is not None:
             return Response(reply.raw, status=reply.status, content_type=reply.content_type)
         if reply.status >= 400:
