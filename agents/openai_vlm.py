@@ -229,8 +229,18 @@ class OpenAIVLM(ReAskingVLM):
 
     @property
     def family(self) -> FamilyMatch:  # type: ignore[override]
-        """The model's family, by its name (or `family=`), with the capabilities listed."""
-        return resolve_family(self.model, self.card(), self.family_override)
+        """The model's family, by its name (or `family=`), with the capabilities listed; a
+        served name that says nothing (`vllm serve ... --served-model-name vlm`) goes by the
+        checkpoint the server says it serves (`root` in vLLM's `/models`)."""
+        card = self.card()
+        match = resolve_family(self.model, card, self.family_override)
+        root = (self.listing() or {}).get("root") if match.source == "fallback" else None
+        if isinstance(root, str) and root.strip() and root != self.model:
+            served = resolve_family(root, card)
+            if served.source == "name":
+                return served.model_copy(update={
+                    "model": self.model, "evidence": f"served from {root!r}"})
+        return match
 
     def _think_for(self, match: FamilyMatch) -> bool | None:
         """`enable_thinking=true` for a model that thinks (so the format holds); else not sent."""
@@ -418,8 +428,8 @@ class OpenAIVLM(ReAskingVLM):
             return []
 
     def check(self) -> VLMStatus:
-        """Ask the server whether it answers, serves the model, and (where it says) whether the
-        model can see images."""
+        """Ask the server whether it answers, serves the model, and whether the model can see
+        images: as its `/models` lists it, else by showing it a tiny picture."""
         status = VLMStatus(server="openai", host=self.url, model=self.model)
         try:
             models = self._models()
@@ -442,6 +452,9 @@ class OpenAIVLM(ReAskingVLM):
         card = self.card()
         status.capabilities = list(card.capabilities) if card else []
         status.vision = ("vision" in card.capabilities) if card else None
+        if status.vision is None:  # vLLM and llama.cpp do not list it: show it a picture
+            status.vision = self._sees_a_picture()
+            status.vision_probed = status.vision is not None
         status.family = self.family
         if status.vision is False:
             refusal = errors.VLMNoVisionError(self.model, status.capabilities, server="openai",
@@ -449,6 +462,28 @@ class OpenAIVLM(ReAskingVLM):
             status.error = str(refusal).split(";")[0]
             status.fix = refusal.fix
         return status
+
+
+    def _sees_a_picture(self) -> bool | None:
+        """Whether the server takes a picture for the model: True when a one-token answer to a
+        32-px picture comes back, False when the server refuses images (a text-only model,
+        llama.cpp without its projector), None when the probe itself fails."""
+        import openai
+        from PIL import Image
+
+        picture = data_url(Image.new("RGB", (32, 32), (255, 0, 0)))
+        params = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Answer with one word: which colour is this?"},
+                {"type": "image_url", "image_url": {"url": picture}}]}]}
+        try:
+            self._call(lambda c: c.chat.completions.with_raw_response.create(**params))
+        except openai.APIStatusError as exc:
+            message = error_text(parse_body(exc.response.text))
+            return False if _NO_IMAGES.search(message) else None
+        except (AgentError, _Retry):
+            return None
+        return True
 
 
 def _text(content: Any) -> str | None:

@@ -95,6 +95,8 @@ def _family_check(vlm: Any, status: Any) -> Check:
     family = match.family
     vision = {True: "sees images", False: "cannot see images",
               None: "vision not listed by the server"}[status.vision]
+    if status.vision_probed:
+        vision += " (it took a test picture)" if status.vision else " (it refused a test picture)"
     if match.heuristic:
         boxes = ("unknown family: its boxes are read by heuristics (name it with "
                  "BRUSHEDIT_VLM_FAMILY: qwen2.5-vl, qwen3-vl, minicpm-v, llava...)")

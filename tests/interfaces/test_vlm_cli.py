@@ -83,6 +83,20 @@ def test_doctor_reports_an_openai_compatible_server_its_model_and_family(monkeyp
     assert f"set BRUSHEDIT_VLM_MODEL (or --vlm-model) to one of: {MODEL}" in said
 
 
+@pytest.mark.parametrize("sees", [True, False])
+def test_doctor_shows_a_vllm_style_server_a_picture_to_say_whether_it_sees(sees):
+    with FakeOpenAI(models=[MODEL], family="qwen3-vl", vision=sees,
+                    lists_vision=False) as server:
+        result = run("doctor", "--vlm-url", server.base_url, "--vlm-model", MODEL)
+    family = " ".join(table_rows(result.output)["VLM family"].split())
+    if sees:
+        assert family.startswith(f"ok Qwen3-VL, by model name '{MODEL}'; sees images (it "
+                                 "took a test picture)")
+    else:
+        assert family.startswith("missing Qwen3-VL") and "refused a test picture" in family
+        assert "cannot see images" in family
+
+
 def test_doctor_reports_the_ollama_model_family_and_a_blind_family(monkeypatch):
     with FakeOllama.as_family("gemma3") as server:
         monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", server.url)
