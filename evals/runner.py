@@ -478,20 +478,19 @@ def run_eval(
 
 
 def vlm_problem() -> str | None:
-    """None when the configured Ollama server answers and has the model; else what is wrong."""
-    from agents.vlm import OllamaVLM
-    from graphs import Settings
+    """None when the configured VLM's server (Ollama, or the OpenAI-compatible one at
+    `BRUSHEDIT_VLM_URL`) answers and has the model; else what is wrong."""
+    from agents.errors import server_name
+    from graphs import Settings, build_vlm
 
     settings = Settings()
-    vlm = OllamaVLM(
-        model=settings.ollama_model,
-        host=settings.ollama_host,
-        timeout=min(settings.ollama_timeout, 10.0),
-    )
+    vlm = build_vlm(settings, timeout=min(settings.ollama_timeout, 10.0))
     try:
         status = vlm.check()
     except Exception as exc:  # any failure to ask is the same answer: not usable
-        return f"cannot ask the Ollama server at {vlm.host} ({type(exc).__name__}: {exc})"
+        where = getattr(vlm, "url", None) or getattr(vlm, "host", "")
+        return (f"cannot ask the {server_name(vlm.server)} at {where} "
+                f"({type(exc).__name__}: {exc})")
     if status.ok:
         return None
     return "; ".join(part for part in (status.error, status.fix) if part) or "VLM not usable"

@@ -18,6 +18,7 @@ import typer
 
 from interfaces import commands, server_commands, trace_cli
 from interfaces.cli_errors import BrushEditGroup
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 
 ENTRY_POINT_GROUP = "brushedit.commands"
 
@@ -49,12 +50,15 @@ def doctor(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when anything is missing.")
     ] = False,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
-    """Check torch, the Ollama server and model weights, without downloading anything."""
-    from graphs.settings import load_settings
+    """Check torch, the VLM's server (Ollama or OpenAI-compatible), its model and family, and
+    model weights, without downloading anything."""
     from interfaces.doctor import print_report, run_checks
+    from interfaces.vlm_options import settings_with
 
-    checks = run_checks(load_settings())
+    checks = run_checks(settings_with(vlm_url, vlm_model))
     print_report(checks)
     if strict and not all(check.ok for check in checks):
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt, settings_with
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
 
 InpainterChoice = StrEnum("InpainterChoice", {name: name for name in INPAINTER_NAMES})
@@ -38,7 +39,7 @@ InpainterOption = Annotated[
 ]
 PlannerOption = Annotated[
     PlannerChoice,
-    typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama)."),
+    typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no VLM)."),
 ]
 
 
@@ -50,11 +51,11 @@ def _server_command(default_port: int, start: Callable[..., None], doc: str) -> 
         port: PortOption = default_port,
         inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
         planner: PlannerOption = PlannerChoice.auto,
+        vlm_url: VlmUrlOpt = None,
+        vlm_model: VlmModelOpt = None,
     ) -> None:
-        from graphs.settings import load_settings
-
-        start(load_settings(), host=host, port=port, inpainter=inpainter.value,
-              planner=planner.value)
+        start(settings_with(vlm_url, vlm_model), host=host, port=port,
+              inpainter=inpainter.value, planner=planner.value)
 
     command.__doc__ = doc
     return command
@@ -91,6 +92,8 @@ def mcp(
     port: PortOption = 8765,
     inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
     root: Annotated[
         list[Path] | None,
         typer.Option(
@@ -101,11 +104,10 @@ def mcp(
     ] = None,
 ) -> None:
     """Serve the MCP tools edit_image, plan_edit and get_trace (HTTP: http://HOST:PORT/mcp)."""
-    from graphs.settings import load_settings
     from interfaces.mcp_server import run_mcp
 
     run_mcp(
-        load_settings(), transport=transport.value, host=host, port=port,
+        settings_with(vlm_url, vlm_model), transport=transport.value, host=host, port=port,
         inpainter=inpainter.value, planner=planner.value, roots=root or None,
     )
 

@@ -30,6 +30,8 @@ def closed_port() -> int:
 def _no_real_ollama(monkeypatch):
     """Settings point at a closed port: no test reaches an Ollama server it did not start."""
     monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
+    for name in ("URL", "MODEL", "API_KEY", "FAMILY"):  # an OpenAI-compatible server: none
+        monkeypatch.delenv(f"BRUSHEDIT_VLM_{name}", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -449,6 +449,7 @@ def test_agent_mode_measures_a_retry_of_the_verifier_loop(
     segmenter then fail the objective checks, so the loop gives up and returns attempt 1: the
     summary must show three attempts, no acceptance and no gain over the first attempt."""
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", fake_ollama.models[0])
     monkeypatch.setenv("BRUSHEDIT_DETECTOR", str(tiny_segmenter_dirs["detector"]))
     monkeypatch.setenv("BRUSHEDIT_SAM", str(tiny_segmenter_dirs["sam"]))
     monkeypatch.setenv("BRUSHEDIT_DEVICE", "cpu")

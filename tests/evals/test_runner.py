@@ -173,6 +173,7 @@ def test_vlm_and_rules_side_by_side_with_the_fake_ollama(
     tiny_suite, tmp_path, fake_ollama, monkeypatch
 ):
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", fake_ollama.models[0])
     out = tmp_path / "run"
     config = _config(tiny_suite, families="casing", planner="both")
     run_eval(config, RunOptions(out=str(out), limit=1))
