@@ -188,7 +188,11 @@ def _one_pool(
         while queue or running:
             while queue and not broken and len(running) < workers:
                 index, args = queue.popleft()
-                running[pool.submit(fn, *args)] = (index, args)
+                try:
+                    running[pool.submit(fn, *args)] = (index, args)
+                except BrokenProcessPool:  # broke since the last look: this call never ran
+                    queue.appendleft((index, args))
+                    broken = True
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 index, args = running.pop(future)
