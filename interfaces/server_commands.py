@@ -98,7 +98,9 @@ def serve(
     from interfaces.api.ray_serve import serve_on_ray
 
     serve_on_ray(load_settings(), address=ray, host=host, port=port, inpainter=inpainter.value,
-                 planner=planner.value)
+                 planner=planner.value, on_ready=lambda url: typer.echo(
+                     f"serving the API at {url} (docs at {url}/docs) on Ray Serve; Ctrl-C stops "
+                     "it", err=True))
 
 
 def mcp(

@@ -12,8 +12,8 @@ cluster's builder task for `serve run`, whose `runtime_env` carries the settings
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from interfaces.common import settings_components_factory
@@ -21,7 +21,6 @@ from interfaces.common import settings_components_factory
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
-logger = logging.getLogger("interfaces.api")
 APP_NAME = "brushedit"
 INGRESS_CPUS = 0.0
 """The API replica mostly waits on the model replicas: it reserves no CPU of its own."""
@@ -106,24 +105,29 @@ def start_on_ray(settings: Settings, *, address: str, host: str = "127.0.0.1",
               name=APP_NAME, route_prefix="/")
 
 
-def serve_on_ray(settings: Settings, *, address: str, **server: Any) -> None:
-    """`start_on_ray`, then serve until Ctrl-C, then take the application down."""
-    from ray import serve
+def serve_on_ray(settings: Settings, *, address: str,
+                 on_ready: Callable[[str], None] | None = None, **server: Any) -> None:
+    """`start_on_ray`, then serve until Ctrl-C, then take the application down.
 
+    `on_ready` hears the API's URL once every deployment is up.
+    """
     try:
-        start_on_ray(settings, address=address, **server)
+        from ray import serve
     except ImportError as exc:
         from tools.errors import ConfigError
 
         raise ConfigError("--ray needs Ray Serve, which is not installed; run `pip install "
                           "'brushedit-agents[ray]'` (or `pip install 'ray[serve]'`)") from exc
-    host, port = server.get("host", "127.0.0.1"), server.get("port", 8000)
-    logger.warning("serving the API at http://%s:%s/docs on Ray Serve (Ctrl-C stops it)",
-                   host, port)
+    started = False
     try:
+        start_on_ray(settings, address=address, **server)
+        started = True
+        if on_ready is not None:
+            on_ready(f"http://{server.get('host', '127.0.0.1')}:{server.get('port', 8000)}")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        serve.delete(APP_NAME)
+        if started:
+            serve.delete(APP_NAME)

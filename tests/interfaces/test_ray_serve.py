@@ -15,6 +15,7 @@ import pytest
 
 from graphs.settings import Settings
 from tests.interfaces.conftest import make_image, make_mask, png
+from tools.errors import ConfigError
 
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is optional (the `ray` extra)")
@@ -86,3 +87,42 @@ def test_a_refusal_travels_back_in_api_words(served_api):
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["type"] == "UnsupportedEditError" and "opencv" in error["message"]
+
+
+def test_serve_config_deploys_the_same_application(monkeypatch, tmp_path):
+    """docs/serve_config.yaml is a valid Serve config whose application builder reads the
+    deployments' replicas, GPUs and autoscaling bounds from its `BRUSHEDIT_*` variables."""
+    yaml = pytest.importorskip("yaml")
+    from ray.serve.schema import ServeDeploySchema
+
+    from graphs.serving import deployment_options
+    from graphs.settings import load_settings
+    from interfaces.api.ray_serve import build_app
+    from tests.graphs.batch_helpers import REPO
+
+    config = ServeDeploySchema.model_validate(
+        yaml.safe_load((REPO / "docs" / "serve_config.yaml").read_text()))
+    (application,) = config.applications
+    assert application.import_path == "interfaces.api.ray_serve:build_app"
+    for name, value in application.runtime_env["env_vars"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BRUSHEDIT_DATA_DIR", str(tmp_path))
+    options = deployment_options(load_settings())
+    assert options == {
+        "ray_actor_options": {"num_cpus": 2.0, "num_gpus": 1.0}, "max_ongoing_requests": 1,
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 8, "initial_replicas": 2,
+                               "target_ongoing_requests": 1},
+    }
+    assert isinstance(build_app(application.args), serve.Application)
+    with pytest.raises(ConfigError, match="unknown application args replicas"):
+        build_app({"replicas": 3})
+
+
+def test_replica_bounds_that_contradict_are_one_sentence(tmp_path):
+    from graphs.serving import deployment_options
+
+    fixed = deployment_options(Settings(data_dir=tmp_path, serve_replicas=3, _env_file=None))
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    with pytest.raises(ConfigError, match=r"MIN_REPLICAS \(5\) is above .*MAX_REPLICAS \(2\)"):
+        deployment_options(Settings(data_dir=tmp_path, serve_min_replicas=5,
+                                    serve_max_replicas=2, _env_file=None))
