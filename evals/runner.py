@@ -2,7 +2,8 @@
 
 The unit of work is `evaluate_variant(item, variant, planner, config) -> dict`: it builds its
 own components (fresh in-memory checkpointer, new session id), so the same plain function runs
-in this process, in a `ProcessPoolExecutor` worker or as a Ray task. The parent process is the
+in this process, in a local worker process or in a Ray Data actor (`graphs.workers`, the pool
+the batch engine uses too). The parent process is the
 only writer of `DIR/results.jsonl`: one line per finished key, flushed at once and never
 rewritten, which is what makes a killed run resumable.
 """
@@ -31,7 +32,7 @@ from graphs.run_folder import (
     load_json_object,
     read_results,
 )
-from graphs.workers import in_processes, ray_session
+from graphs.workers import died_message, map_workers, worker_factory
 from tools.errors import BrushEditError, ConfigError
 from tools.types import SEED_MAX, InpainterName
 
@@ -390,39 +391,34 @@ def skipped_row(task: Task, error_type: str, error: str) -> dict[str, Any]:
     }
 
 
+class VariantWorker:
+    """A worker of the shared pool (`graphs.workers`): `evaluate_variant` for each task it gets.
+
+    Each task still builds its own components (a fresh session), so a row never depends on which
+    worker, process or Ray actor ran it.
+    """
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+
+    def __call__(self, task: Task) -> dict[str, Any]:
+        return evaluate_variant(task.item, task.variant, task.planner, self.config)
+
+
+def _died_row(task: Task, deaths: int) -> dict[str, Any]:
+    """The row of a task whose worker died every time it ran it (`--retry-errors` redoes it)."""
+    return skipped_row(task, "WorkerDiedError", died_message(deaths))
+
+
 def _execute(
     todo: list[Task], config: EvalConfig, out: Path, options: RunOptions
 ) -> Iterator[dict[str, Any]]:
+    """The tasks on the shared worker pool: this process, `--workers N` local processes, or a
+    Ray Data pipeline of `--workers` actors (`--ray`)."""
     if not todo:
         return
-    if options.ray:
-        yield from _execute_ray(todo, config, out, options)
-    elif options.workers > 1:
-        yield from _execute_processes(todo, config, out, options.workers)
-    else:
-        for task in todo:
-            yield evaluate_variant(task.item, task.variant, task.planner, config)
-
-
-def _execute_processes(
-    todo: list[Task], config: EvalConfig, out: Path, workers: int
-) -> Iterator[dict[str, Any]]:
-    """Local worker processes, one fresh session per task."""
-    calls = [(t.item, t.variant, t.planner, config) for t in todo]
-    yield from in_processes(evaluate_variant, calls, workers)
-
-
-def _execute_ray(
-    todo: list[Task], config: EvalConfig, out: Path, options: RunOptions
-) -> Iterator[dict[str, Any]]:
-    """Ray tasks on an existing cluster (`--ray ADDRESS`) or a local one (`--ray local`)."""
-    with ray_session(options.ray, options.workers) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=1)(evaluate_variant)
-        pending = [remote.remote(t.item, t.variant, t.planner, config) for t in todo]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                yield ray.get(ref)
+    yield from map_workers(worker_factory(VariantWorker, config), todo,
+                           workers=options.workers, ray=options.ray, on_death=_died_row)
 
 
 def make_config(

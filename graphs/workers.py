@@ -297,6 +297,8 @@ def ray_data_map(
     context.enable_progress_bars = False  # the caller shows its own
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ... and its note that its own bars are off, which would sit under ours
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     dataset = ray.data.from_items(payloads,
                                   override_num_blocks=min(len(payloads), ROWS_PER_BLOCK_LIMIT))
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,21 +136,22 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 class BatchProgress:
     """Rows done and failed, rows per minute and the time left, on stderr.
 
-    A terminal gets a live bar; anything else (a log file, CI) a line every `every_s` seconds.
-    Each failure is one line as it happens.
+    A terminal gets a live bar; anything else (a log file, CI) a line every `every_s` seconds
+    and one at the end. Each failure is one line as it happens.
     """
 
-    def __init__(self, console: Any, every_s: float = 10.0) -> None:
+    def __init__(self, console: Any, every_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = console
-        self.every_s = every_s
+        self.every_s, self.clock = every_s, clock
         self.progress = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[line]}"), console=console,
                                  transient=False, disable=not console.is_terminal)
         self.task: Any = None
         self.total = self.skipped = self.done = self.failed = 0
-        self.started = self.last_line = time.monotonic()
+        self.started = self.last_line = self.clock()
 
     def __enter__(self) -> BatchProgress:
         self.progress.start()
@@ -157,10 +159,12 @@ class BatchProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        if not self.console.is_terminal and self.task is not None:  # a log's last word
+            self.console.print(self.count_line(), markup=False)
 
     def start(self, total: int, skipped: int) -> None:
         self.total, self.skipped = total, skipped
-        self.started = self.last_line = time.monotonic()
+        self.started = self.last_line = self.clock()
         self.task = self.progress.add_task("batch", total=total, completed=skipped,
                                            line=self.line())
         if skipped:
@@ -174,15 +178,18 @@ class BatchProgress:
             self.console.print(f"[red]failed[/] {markup(one_line(record['id'], 80))}: "
                                f"{markup(one_line(record.get('error'), 400))}")
         self.progress.update(self.task, advance=1, line=self.line())
-        now = time.monotonic()
+        now = self.clock()
         if not self.console.is_terminal and now - self.last_line >= self.every_s:
             self.last_line = now
-            self.console.print(f"{self.skipped + self.done + self.failed}/{self.total} rows, "
-                               f"{self.line()}", markup=False)
+            self.console.print(self.count_line(), markup=False)
+
+    def count_line(self) -> str:
+        """Rows handled of all, failures, rate and time left: what a log gets."""
+        return f"{self.skipped + self.done + self.failed}/{self.total} rows, {self.line()}"
 
     def line(self) -> str:
         ran = self.done + self.failed
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        elapsed = max(self.clock() - self.started, 1e-6)
         rate = ran / elapsed * 60
         left = self.total - self.skipped - ran
         eta = _duration(left / rate * 60) if rate and left else ("0s" if not left else "?")

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from interfaces.batch_cli import BatchProgress
 from interfaces.cli import app
 from tests.graphs.batch_helpers import GOOD_ROWS, read_lines, write_manifest, write_slow_manifest
 
@@ -39,6 +42,7 @@ def test_bad_rows_fail_alone_and_a_rerun_redoes_nothing(tmp_path):
     assert result.exit_code == 1, result.output  # some rows failed
     summary = json.loads(result.stdout)
     assert summary == {**summary, "rows": 8, "done": GOOD_ROWS, "failed": 3, "ran": 8}
+    assert "8/8 rows, 3 failed · " in result.stderr and "ETA 0s" in result.stderr  # a log's end
     lines = read_lines(out)
     assert sorted(r["id"] for r in lines) == sorted(["a", "b", "c", "d", "e", *BAD])
     for row in lines:
@@ -97,3 +101,22 @@ def test_gpus_need_ray(tmp_path):
     manifest = write_slow_manifest(tmp_path / "m", 1)
     result = batch(manifest, tmp_path / "out", "--gpus-per-worker", "1")
     assert result.exit_code == 2 and "--ray local" in result.output
+
+
+def test_progress_counts_rows_failures_rate_and_time_left():
+    """Not a terminal (a log): a line every `every_s` seconds and one at the end; each failure
+    as it happens. The rate counts this run's rows only, not those done before."""
+    clock = [100.0]
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    with BatchProgress(console, every_s=50, clock=lambda: clock[0]) as view:
+        view.start(10, 2)
+        for seconds, status in ((30, "done"), (30, "failed"), (30, "done")):
+            clock[0] += seconds
+            view.row({"id": "x", "status": status, "error": "the image does not exist"})
+    lines = console.file.getvalue().splitlines()
+    assert lines == [
+        "2 of 10 rows done before: skipped",
+        "failed x: the image does not exist",
+        "4/10 rows, 1 failed · 2.0 rows/min · ETA 3m00s",  # 60 s in: 2 rows, 6 left
+        "5/10 rows, 1 failed · 2.0 rows/min · ETA 2m30s",  # the end of the run
+    ]
