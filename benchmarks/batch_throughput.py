@@ -80,7 +80,8 @@ def memory_growth(records: list[dict[str, Any]], warmup: int = 10) -> dict[str, 
     for pid, series in by_worker.items():
         tail = series[warmup:] if len(series) > warmup + 2 else series
         slope = np.polyfit(np.arange(len(tail)), np.asarray(tail), 1)[0] if len(tail) > 1 else 0.0
-        workers[pid] = {"rows": len(series), "first_mb": tail[0], "last_mb": series[-1],
+        workers[pid] = {"rows": len(series), "warmup": len(series) - len(tail),
+                        "first_mb": tail[0], "last_mb": series[-1],
                         "kib_per_row": round(float(slope) * 1024, 1)}
     return workers
 
@@ -172,11 +173,11 @@ def report(results: dict[str, dict[int, dict[str, Any]]], memory: dict[int, dict
             print(f"  {workers} worker(s): {1000 * (on_ray - local):+.0f} ms per row, "
                   f"{100 * (on_ray - local) / local:+.1f}%")
     if memory:
-        print(f"\nMemory per worker over {args.memory_rows} rows (2 local workers; after 10 "
-              "warm-up rows):")
+        print(f"\nMemory per worker over {args.memory_rows} rows (2 local workers):")
         for pid, worker in memory.items():
-            print(f"  pid {pid}: {worker['rows']} rows, {worker['first_mb']:.0f} MiB -> "
-                  f"{worker['last_mb']:.0f} MiB, {worker['kib_per_row']:+.1f} KiB per row")
+            print(f"  pid {pid}: {worker['rows']} rows ({worker['warmup']} warm-up rows left "
+                  f"out), {worker['first_mb']:.0f} MiB -> {worker['last_mb']:.0f} MiB, "
+                  f"{worker['kib_per_row']:+.1f} KiB per row")
 
 
 if __name__ == "__main__":
