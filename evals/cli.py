@@ -127,8 +127,8 @@ class _RunExecution:
     ray: Annotated[
         str | None,
         typer.Option(
-            help="Run on a Ray cluster at this address (`auto`, `ray://...`; `local` "
-            "starts one with --workers CPUs)."
+            help="Run on the Ray cluster at this address (`auto`, `ray://...`; `local` "
+            "starts one on this machine) as a Ray Data pipeline of --workers actors."
         ),
     ] = None
     limit: LimitOption = None
@@ -280,7 +280,8 @@ class _BenchExecution:
     ray: Annotated[
         str | None,
         typer.Option(
-            help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."
+            help="Ray address (`auto`, `ray://...`; `local` starts one on this machine): "
+            "--workers actors, each holding its models."
         ),
     ] = None
     device: Annotated[

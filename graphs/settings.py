@@ -108,6 +108,31 @@ class Settings(BaseSettings):
         "read as `image_path`/`mask_path`, besides the MCP roots the client shares.",
     )
 
+    # `brushedit serve --ray`: the model deployments on Ray Serve (graphs.serving)
+    serve_replicas: int = Field(
+        default=1, ge=1, le=1024,
+        description="Replicas of each model deployment (inpainter, segmenter); the initial "
+        "count when serve_max_replicas sets autoscaling.",
+    )
+    serve_min_replicas: int = Field(
+        default=1, ge=0, le=1024, description="Autoscaling's lower bound (0: scale to zero)."
+    )
+    serve_max_replicas: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Autoscaling's upper bound; unset, the deployments keep serve_replicas.",
+    )
+    serve_gpus_per_replica: float = Field(
+        default=0.0, ge=0, le=64, allow_inf_nan=False, description="GPUs each replica holds."
+    )
+    serve_cpus_per_replica: float = Field(
+        default=1.0, ge=0, le=1024, allow_inf_nan=False, description="CPUs each replica holds."
+    )
+    serve_max_ongoing_requests: int = Field(
+        default=1, ge=1, le=1000,
+        description="Calls a replica runs at once (1: a pipeline is not run twice at once on "
+        "one GPU); more wait in Ray Serve's queue for a free replica.",
+    )
+
     @field_validator("brushnet_subfolder")
     @classmethod
     def _empty_subfolder_is_none(cls, value: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """The `brushedit` command line: the root app, `doctor`, and where every command comes from.
 
 `edit`, `resume`, `chat` and `demo` are in `interfaces.commands`, the `trace` group in
-`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`. Expected
+`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`, `batch` in `interfaces.batch_cli`. Expected
 failures (`BrushEditError`) print one line and exit 2, never a traceback
 (`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
 entry-point group (evals adds `eval`), so nothing here imports upward. `brushedit --help` never imports torch.
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from interfaces import commands, server_commands, trace_cli
+from interfaces import batch_cli, commands, server_commands, trace_cli
 from interfaces.cli_errors import BrushEditGroup
 from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 
@@ -67,6 +67,7 @@ def doctor(
 commands.register(app)
 server_commands.register(app)
 app.add_typer(trace_cli.app, name="trace")
+app.add_typer(batch_cli.app, name="batch")
 
 
 def _load_plugins(root: typer.Typer) -> None:

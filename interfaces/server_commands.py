@@ -78,10 +78,30 @@ def _start_api(settings: Any, **server: Any) -> None:
 ui = _server_command(
     7860, _start_ui, "Open the web editor (Gradio) in your browser at http://HOST:PORT."
 )
-serve = _server_command(
-    8000, _start_api,
-    "Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback.",
-)
+_serve_here = _server_command(8000, _start_api, "")
+
+
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
+    planner: PlannerOption = PlannerChoice.auto,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Serve on Ray Serve, the inpainter and the segmenter as deployments "
+        "(replicas and GPUs from BRUSHEDIT_SERVE_*): `local` starts a cluster here, an address "
+        "joins one.")] = None,
+) -> None:
+    """Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback."""
+    if ray is None:
+        _serve_here(host=host, port=port, inpainter=inpainter, planner=planner)
+        return
+    from graphs.settings import load_settings
+    from interfaces.api.ray_serve import serve_on_ray
+
+    serve_on_ray(load_settings(), address=ray, host=host, port=port, inpainter=inpainter.value,
+                 planner=planner.value, on_ready=lambda url: typer.echo(
+                     f"serving the API at {url} (docs at {url}/docs) on Ray Serve; Ctrl-C stops "
+                     "it", err=True))
 
 
 def mcp(
