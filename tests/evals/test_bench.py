@@ -431,6 +431,7 @@ def test_a_folder_without_a_mapping_file_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time under xdist
 def test_ray_actors_hold_one_worker_each(pie, tiny_clip, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "ray"

@@ -138,6 +138,7 @@ def test_two_workers_give_the_same_keys_as_serial(tiny_suite, tmp_path):
 
 
 @pytest.mark.slow  # starting a local Ray instance takes 20-40 s on two cores
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time under xdist
 def test_ray_local_cluster(tiny_suite, tmp_path):
     pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
     config = _config(tiny_suite, families="casing")

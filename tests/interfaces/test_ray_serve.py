@@ -19,6 +19,8 @@ from tools.errors import ConfigError
 
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is optional (the `ray` extra)")
+# every test that starts a Ray cluster runs on the same xdist worker, one cluster at a time
+pytestmark = pytest.mark.xdist_group("ray")
 
 EDITS = 6
 
