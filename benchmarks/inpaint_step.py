@@ -332,7 +332,9 @@ def build_weights(folder: Path, family: str, config: str) -> dict:
         quant_conv.weight[channels:] = 0.0
         quant_conv.bias[channels:] = -30.0
     for name, model in models.items():
-        model.save_pretrained(folder / name, safe_serialization=True)
+        # One file per model: the fork's diffusers (0.27) cannot read sharded checkpoints (SDXL's UNet is 10 GB,
+        # past save_pretrained's default shard size).
+        model.save_pretrained(folder / name, safe_serialization=True, max_shard_size="100GB")
     saved = {"family": family, "config": config,
              "checksums": {name: state_checksum(model) for name, model in models.items()},
              "cross_attention_dim": cfg["unet"]["cross_attention_dim"]}
