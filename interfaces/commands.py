@@ -372,6 +372,9 @@ def examples_dir() -> Path:
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for results and the report.")] = Path(
         "brushedit-demo"),
+    inpainter: Annotated[str | None, typer.Option(
+        "--inpainter", help="Paint with this inpainter (default: brushnet when its weights are "
+        f"here, else {WEIGHTLESS_INPAINTER}): {', '.join(INPAINTER_NAMES)}.")] = None,
 ) -> None:
     """Edit the bundled examples offline with whatever is installed, and write a report."""
     from graphs.artifacts import check_output_folder
@@ -382,17 +385,20 @@ def demo(
     from interfaces.trace_view import write_report
     from tools.errors import BrushEditError
 
+    if inpainter is not None:
+        _choice(inpainter, INPAINTERS, "--inpainter")
     settings = _settings()
     out = check_output_folder(out, data_dir=Path(settings.data_dir).expanduser())
     console = _console(stderr=False)
-    have_brushnet = all(c.ok for c in (
+    have_brushnet = inpainter is not None or all(c.ok for c in (
         check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL",
                       "model_index.json"),
         check_weights("BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
                       subfolder=settings.brushnet_subfolder),
     ))
     have_vlm = all(c.ok for c in check_ollama(settings.ollama_host, settings.ollama_model))
-    inpainter = DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER
+    chosen = inpainter is not None  # the user's choice runs as is: no fallback
+    inpainter = inpainter or (DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER)
     planner = "auto" if have_vlm else "rules"
     console.print(f"demo: planner {'VLM (' + settings.ollama_model + ')' if have_vlm else 'rules'}"
                   f", inpainter {inpainter}"
@@ -413,7 +419,7 @@ def demo(
                     result = session.edit(str(image), example["instruction"], mask=str(mask),
                                           options=options, on_event=view)
                 except BrushEditError as exc:
-                    if options.inpainter == WEIGHTLESS_INPAINTER:
+                    if chosen or options.inpainter == WEIGHTLESS_INPAINTER:
                         raise
                     console.print(f"BrushNet failed ({one_line(exc)}); falling back to "
                                   f"{WEIGHTLESS_INPAINTER}",

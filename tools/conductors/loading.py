@@ -12,8 +12,10 @@ it in its conductor class.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,11 +77,11 @@ def _missing(spec: BackendSpec, model: str, why: str, folder: str = "<folder>") 
     repo = spec.default_model or model
     command = fix_command(repo, folder)
     licence = " after accepting its licence on the Hub" if spec.gated else ""
+    summary = f"The {spec.name} conductor's weights are not on this machine ({why})"
     return MissingWeightsError(
-        f"The {spec.name} conductor's weights are not on this machine ({why}); fetch them{licence} "
-        f"with `{command}` and use that folder as its model.",
+        f"{summary}; fetch them{licence} with `{command}` and use that folder as its model.",
         conductor=spec.name, model=model, repo=repo, fix_command=command,
-        env_var=spec.model_env or "", gated=spec.gated,
+        env_var=spec.model_env or "", gated=spec.gated, summary=summary,
     )  # fmt: skip
 
 
@@ -250,7 +252,8 @@ def load_pipeline(
         raise ConfigError(f"The {name} conductor cannot run in {dtype!r}: {exc}.") from None
     where = locate_weights(spec, model, local_files_only=local_files_only)
     try:
-        pipeline = _from_weights(spec, where, torch_dtype, local_files_only)
+        with _no_loading_bars():
+            pipeline = _from_weights(spec, where, torch_dtype, local_files_only)
     except (OSError, ValueError) as exc:
         if local_files_only and where.kind == "hub":
             raise _missing(spec, model, f"the cached copy of {model} is incomplete") from exc
@@ -266,6 +269,24 @@ def load_pipeline(
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, model
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """diffusers' and transformers' loading bars off while a pipeline loads: the surfaces show
+    their own progress (a CLI spinner, server events), and tqdm lines would cut through it."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = [lib for lib in (diffusers_logging, transformers_logging)
+               if lib.is_progress_bar_enabled()]
+    for lib in restore:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib in restore:
+            lib.enable_progress_bar()
 
 
 def _check_device(name: str, device: str) -> None:
