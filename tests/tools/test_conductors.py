@@ -230,9 +230,15 @@ def test_knobs_default_to_the_models_own_unless_set():
     assert (chosen.steps, chosen.guidance_scale) == (8, 3.0)
     qwen = resolve_knobs(INPAINTERS["qwen-image-edit"], EditOptions(), 5, "blurry")
     assert qwen.negative_prompt == "blurry" and qwen.guidance_scale == 4.0
-    # options that went through JSON come back all "set": the global defaults still mean "its own"
+    # unset survives JSON (a checkpoint, an HTTP body): still "its own"
     round_trip = EditOptions.model_validate_json(EditOptions().model_dump_json())
     assert resolve_knobs(klein, round_trip, 5, None).steps == 4
+    # asked for exactly BrushNet's numbers, a conductor gets them (no more "50 means unset")
+    exact = resolve_knobs(klein, EditOptions(steps=50, guidance_scale=7.5), 5, None)
+    assert (exact.steps, exact.guidance_scale) == (50, 7.5)
+    assert EditOptions().resolved("brushnet").steps == 50
+    assert EditOptions(inpainter="flux-fill").resolved().guidance_scale == 30.0
+    assert EditOptions(steps=9).resolved("flux2-klein").steps == 9
 
 
 def test_retries_turn_each_conductors_own_knob():
