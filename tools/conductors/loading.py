@@ -257,6 +257,8 @@ def load_pipeline(
     except (OSError, ValueError) as exc:
         if local_files_only and where.kind == "hub":
             raise _missing(spec, model, f"the cached copy of {model} is incomplete") from exc
+        if local_files_only and where.kind == "file" and _not_in_cache(exc):
+            raise _single_file_without_configs(spec, where) from exc
         raise ConductorLoadError(
             f"The {name} conductor could not load {model}: {str(exc).splitlines()[0]}",
             conductor=name, model=model,
@@ -269,6 +271,35 @@ def load_pipeline(
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, model
+
+
+def _not_in_cache(exc: BaseException) -> bool:
+    """Whether diffusers failed because a Hub repository it needs is not in the local cache."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return isinstance(exc, LocalEntryNotFoundError) or "outgoing traffic has been disabled" in str(exc)
+
+
+SDXL_INPAINT_CONFIGS = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+"""Where diffusers reads an SDXL inpainting single file's pipeline configuration from."""
+
+
+def _single_file_without_configs(spec: BackendSpec, where: WeightsLocation) -> ConductorLoadError:
+    """A single file holds weights, not its pipeline's configuration (nor, for FLUX.1, the text
+    encoders and VAE): diffusers reads those from the official repository in the Hub cache."""
+    repo = spec.default_model or ""
+    if spec.name == "sd-inpaint":
+        from brushedit_inpaint.families import base_family
+
+        with contextlib.suppress(Exception):  # unreadable: the SD1.5 repository is the guess
+            repo = SDXL_INPAINT_CONFIGS if base_family(where.source) == "sdxl" else repo
+    return ConductorLoadError(
+        f"The {spec.name} conductor could not load the single file {where.source}: diffusers "
+        f"takes its pipeline's configuration (and any part the file lacks) from {repo}, which "
+        f"is not in the local Hugging Face cache; fetch it with `hf download {repo}` or allow "
+        "downloads (BRUSHEDIT_ALLOW_DOWNLOADS=1).",
+        conductor=spec.name, model=where.source,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
