@@ -398,8 +398,7 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     knobs = options.resolved()  # what the inpainter runs with: its own where none was chosen
     run.params = {"inpainter": name, "seed": seed, "steps": knobs.steps,
                   "guidance_scale": knobs.guidance_scale,
-                  "model_defaults": [k for k in ("steps", "guidance_scale")
-                                     if getattr(options, k) is None],
+                  "model_defaults": _model_defaults(name, options),
                   "conditioning_scale": options.conditioning_scale,
                   "samples": options.samples, "negative_prompt": negative,
                   "user_negative_prompt": options.negative_prompt,
@@ -420,6 +419,15 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     run.images = {"source": state["source_image"], "mask": state["edit_mask"],
                   **{f"result_{i}": c["image"] for i, c in enumerate(new)}}
     return {"candidates": [*(state.get("candidates") or []), *new]}
+
+
+def _model_defaults(name: str, options: EditOptions) -> list[str]:
+    """The knobs left to inpainter `name`'s own default: unset, and read by it (the OpenCV fill
+    reads neither steps nor guidance, so it has none)."""
+    from tools.registry import INPAINTERS
+
+    reads = INPAINTERS[name].uses_options
+    return [k for k in ("steps", "guidance_scale") if getattr(options, k) is None and k in reads]
 
 
 def _check_category(name: str, category: EditCategory) -> None:
