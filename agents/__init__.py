@@ -35,6 +35,8 @@ _EXPORTS = {
     "identify_object": "agents.identify",
     "TargetCaption": "agents.caption",
     "caption_target": "agents.caption",
+    "EditInstruction": "agents.caption",
+    "instruction_for_plan": "agents.rules",
     "BoxProposal": "agents.box",
     "propose_box": "agents.box",
     "to_pixel_box": "agents.box",

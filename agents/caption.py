@@ -1,7 +1,10 @@
-"""Step (iii): what the edited region shows afterwards; used directly as the diffusion prompt.
+"""Step (iii): the prompt the inpainter wants, in its style (`tools.registry.PromptStyle`).
 
-Removals get their own prompt pair (`describe_removal`): the background that should be there
-instead as the caption, and the removed object for the negative prompt.
+For fill models (`caption` style: BrushNet, FLUX.1 Fill, SD inpainting) it is what the edited
+region shows afterwards; for instruction editors (`instruction` style: FLUX.1 Kontext,
+Qwen-Image-Edit, FLUX.2 klein) it says what to change and that the rest stays. Removals get their
+own prompt pair (`describe_removal`): the background that should be there instead (the caption,
+or the "instead" of the instruction) and the removed object for the negative prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from agents.base import VisionLanguageModel
 from agents.errors import VLMInvalidAnswerError
 from agents.phrases import looks_like_refusal
 from agents.prompting import neutralise, request_block, system_prompt, user_prompt
+from agents.rules import KEEP_THE_REST, MAX_INSTRUCTION_WORDS
+from tools.registry import PromptStyle
 from tools.types import EditCategory, EditPlan
 
 if TYPE_CHECKING:
@@ -47,15 +52,40 @@ class TargetCaption(BaseModel):
         return _description(value, " \"'", "the caption is empty")
 
 
+class EditInstruction(BaseModel):
+    """An instruction editor's prompt; apologies and refusals are rejected so the model re-asks,
+    and one that forgets to keep the rest is told to."""
+
+    instruction: str = Field(min_length=1, max_length=400)
+
+    @field_validator("instruction")
+    @classmethod
+    def _an_instruction(cls, value: str) -> str:
+        value = " ".join(value.split()).strip(" \"'")
+        if not value:
+            raise ValueError("the instruction is empty")
+        if looks_like_refusal(value):
+            raise ValueError("this is an apology or refusal; write the edit instruction instead")
+        value = " ".join(value.split()[:MAX_INSTRUCTION_WORDS]).rstrip(" .;,")
+        if "unchanged" not in value.lower() and "as it is" not in value.lower():
+            value = f"{value}; {KEEP_THE_REST}"
+        return f"{value}."
+
+
 def caption_target(
     vlm: VisionLanguageModel,
     image: Image.Image,
     instruction: str,
     category: EditCategory,
     object: str | None,  # the contract's name, as in EditPlan
+    style: PromptStyle = "caption",
 ) -> str:
-    """Describe the region after the edit; falls back to a rule caption if the model won't."""
+    """The inpainter's prompt for this edit in its `style`: the region described after the edit
+    (`caption`), or the edit instruction (`instruction`); falls back to the rule planner's
+    template of that style if the model won't."""
     category = EditCategory.parse(category) if isinstance(category, str) else category
+    if style == "instruction":
+        return _edit_instruction(vlm, image, instruction, category, object)
     try:
         answer = vlm.ask(
             system=system_prompt("caption"),
@@ -129,9 +159,32 @@ def describe_removal(
     return RemovalPrompt(background=caption, removed=negative_for_plan(plan) or "object")
 
 
-def _rule_caption(instruction: str, category: EditCategory, obj: str | None) -> str:
-    """The rule planner's caption; for an instruction the rules cannot read (the VLM planned
-    it: another language, say), the caption built from the VLM's category and object."""
+def _edit_instruction(vlm: VisionLanguageModel, image: Image.Image, instruction: str,
+                      category: EditCategory, object: str | None) -> str:
+    """The VLM's instruction for an instruction editor, or the rule planner's template."""
+    try:
+        answer = vlm.ask(
+            system=system_prompt("instruction"),
+            user=user_prompt(
+                "instruction",
+                category=category.value,
+                object=neutralise(object or "none", limit=80),
+                request=request_block(instruction),
+            ),
+            images=[image],
+            schema=EditInstruction,
+        )
+        return answer.value.instruction
+    except VLMInvalidAnswerError as exc:
+        logger.warning("no usable edit instruction from the model (%s); using the rules",
+                       exc.error)
+    return _rule_caption(instruction, category, object, style="instruction")
+
+
+def _rule_caption(instruction: str, category: EditCategory, obj: str | None,
+                  style: PromptStyle = "caption") -> str:
+    """The rule planner's prompt of `style`; for an instruction the rules cannot read (the VLM
+    planned it: another language, say), the prompt built from the VLM's category and object."""
     from agents.errors import InstructionNotUnderstoodError
     from agents.rules import caption_for_plan, parse_instruction
 
@@ -141,4 +194,4 @@ def _rule_caption(instruction: str, category: EditCategory, obj: str | None) -> 
         parsed = None
     if parsed is None or parsed.category is not category:
         parsed = EditPlan(instruction=instruction, category=category, object=obj)
-    return caption_for_plan(parsed)
+    return caption_for_plan(parsed, style)

@@ -45,6 +45,7 @@ from agents.phrases import (
     with_article,
     words,
 )
+from tools.registry import PromptStyle
 from tools.text import normalise_text
 from tools.types import EditCategory, EditPlan
 
@@ -234,8 +235,15 @@ def check_readable(text: str) -> None:
         raise InstructionNotUnderstoodError(text, "language", language=language)
 
 
-def caption_for_plan(plan: EditPlan) -> str:
-    """A diffusion prompt derived from a plan without a model; never empty, never an apology."""
+def caption_for_plan(plan: EditPlan, style: PromptStyle = "caption") -> str:
+    """A diffusion prompt derived from a plan without a model; never empty, never an apology.
+
+    `style` is what the inpainter wants (`tools.registry.BackendSpec.prompt_style`): a
+    `caption` of what the edited area shows afterwards (fill models: "a corgi"), or an
+    `instruction` saying what to change (instruction editors: `instruction_for_plan`).
+    """
+    if style == "instruction":
+        return instruction_for_plan(plan)
     if plan.target_caption and plan.target_caption.strip():
         return plan.target_caption.strip()
     category = plan.category
@@ -249,6 +257,36 @@ def caption_for_plan(plan: EditPlan) -> str:
     if category is EditCategory.GLOBAL:
         return f"the scene, {described}" if described else "the scene"
     return f"{plan.object}, {described}" if plan.object else (described or "the object")
+
+
+KEEP_THE_REST = "keep everything else unchanged"
+MAX_INSTRUCTION_WORDS = 40
+"""An instruction editor's prompt is cut to this many words of the user's own request."""
+
+
+def instruction_for_plan(plan: EditPlan, caption: str | None = None) -> str:
+    """An edit instruction for instruction editors (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2
+    klein), from a plan without a model: what to change, with `caption` (default: the plan's
+    caption, `caption_for_plan`) as what the marked area becomes, and that the rest stays. A
+    removal says what should be there instead; a global edit is the user's own request."""
+    caption = " ".join((caption or caption_for_plan(plan)).split()).rstrip(".")
+    caption = with_article(caption) if caption[:1].islower() else caption
+    thing = f"the {plan.object.strip()}" if plan.object and plan.object.strip() else None
+    category = plan.category
+    if category is EditCategory.REMOVAL:
+        instead = ("the background around it" if caption.lower() in ("a background", "")
+                   else caption)
+        return f"Remove {thing or 'the marked object'} and fill its place with {instead}; " \
+               f"{KEEP_THE_REST}."
+    if category is EditCategory.ADDITION:
+        return f"Add {caption} in the marked area; {KEEP_THE_REST}."
+    if category is EditCategory.BACKGROUND:
+        return f"Replace the background with {caption}; keep {thing or 'the main subject'} " \
+               "exactly as it is."
+    if category is EditCategory.LOCAL:
+        return f"Turn {thing or 'the marked area'} into {caption}; {KEEP_THE_REST}."
+    request = " ".join(str(plan.instruction).split()[:MAX_INSTRUCTION_WORDS]).rstrip(".!?")
+    return f"{request[:1].upper()}{request[1:]}; keep the composition and every object in place."
 
 
 def negative_for_plan(plan: EditPlan) -> str | None:

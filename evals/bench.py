@@ -61,8 +61,12 @@ class BenchConfig(BaseModel):
     planner: Literal["rules", "vlm", "auto"] = Field(default="auto", description="Agent mode.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Verifier attempts (agent).")
     seed: int = Field(default=1234, ge=0, le=SEED_MAX, description="The paper's seed.")
-    steps: int = Field(default=50, ge=1, le=200, description="The paper's 50 steps.")
-    guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0)
+    steps: int | None = Field(
+        default=None, ge=1, le=200,
+        description="None: the inpainter's own (brushnet: the paper's 50 steps).")
+    guidance_scale: float | None = Field(
+        default=None, ge=0.0, le=30.0,
+        description="None: the inpainter's own (brushnet: the paper's 7.5).")
     blending: bool = True
     scorers: ScorerSettings = Field(default_factory=ScorerSettings)
     out: str = Field(default="", exclude=True, description="Run folder (movable).")

@@ -255,6 +255,20 @@ def _metric_table(named: list[tuple[str, dict[str, Any]]], extra: tuple[str, ...
     return f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>"
 
 
+def _own(config: dict[str, Any], option: str) -> str:
+    """A run's `steps` or `guidance_scale`: as set, or the inpainter's own when it was not."""
+    value = config.get(option)
+    if value is not None:
+        return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    from tools.option_specs import model_default
+    from tools.registry import INPAINTERS
+
+    inpainter = config.get("inpainter")
+    if inpainter not in INPAINTERS:
+        return "the inpainter's own"
+    return f"{model_default(option, inpainter):g} ({inpainter}'s own)"
+
+
 def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], out: Path) -> str:
     config = summary["config"]
     table = TABLES[summary["benchmark"]]
@@ -266,7 +280,7 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], out: Path) 
         f"<p class='meta'>folder <code>{html.escape(str(config.get('root')))}</code> · "
         f"{summary['n']} measured of {summary['rows']} rows · inpainter "
         f"{html.escape(str(config.get('inpainter')))} · seed {config.get('seed')} · "
-        f"{config.get('steps')} steps · guidance {config.get('guidance_scale')} · CLIP "
+        f"{_own(config, 'steps')} steps · guidance {_own(config, 'guidance_scale')} · CLIP "
         f"<code>{html.escape(str(config.get('scorers', {}).get('clip_model')))}</code> · "
         f"generated {summary['generated']}</p>",
     ]

@@ -116,7 +116,8 @@ class _RunMeasures:
     ] = "expected"
     max_attempts: Annotated[
         int, edit_option("--max-attempts", "max_attempts", "Verifier attempts.")] = 1
-    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (brushnet).")] = 20
+    steps: Annotated[int | None, edit_option(
+        "--steps", "steps", "Diffusion steps (default: the inpainter's own).")] = None
 
 
 @dataclass(frozen=True)
@@ -236,10 +237,14 @@ class _BenchEdit:
 
     seed: Annotated[
         int, edit_option("--seed", "seed", "Seed of every edit (the paper: 1234).")] = 1234
-    steps: Annotated[int, edit_option("--steps", "steps", "Diffusion steps (paper: 50).")] = 50
+    steps: Annotated[int | None, edit_option(
+        "--steps", "steps", "Diffusion steps (default: the inpainter's own; brushnet's is the "
+        "paper's 50).")] = None
     guidance_scale: Annotated[
-        float, edit_option("--guidance-scale", "guidance_scale", "Guidance scale (paper: 7.5).")
-    ] = 7.5
+        float | None, edit_option(
+            "--guidance-scale", "guidance_scale",
+            "Guidance scale (default: the inpainter's own; brushnet's is the paper's 7.5).")
+    ] = None
 
 
 @dataclass(frozen=True)

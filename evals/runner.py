@@ -62,7 +62,10 @@ class EvalConfig(BaseModel):
         "segmentation weights needed); segment: let the system find the mask.",
     )
     max_attempts: int = Field(default=1, ge=1, le=10, description="Verifier attempts per edit.")
-    steps: int = Field(default=20, ge=1, le=200, description="Diffusion steps (brushnet only).")
+    steps: int | None = Field(
+        default=None, ge=1, le=200,
+        description="Diffusion steps; None: the inpainter's own (brushnet 50, flux2-klein 4).",
+    )
     out: str = Field(
         default="", exclude=True, description="Run folder (not part of the identity: movable)."
     )
@@ -430,7 +433,7 @@ def make_config(
     inpainter: str = "opencv",
     mask_source: str = "expected",
     max_attempts: int = 1,
-    steps: int = 20,
+    steps: int | None = None,
 ) -> EvalConfig:
     """An `EvalConfig` from CLI-style values (`planner` may be `both`)."""
     loaded = load_suite(suite)

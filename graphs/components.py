@@ -2,8 +2,9 @@
 
 Tests, the CLI, the servers and the evals each assemble their own context (a scripted VLM, a toy
 segmenter, an in-memory checkpointer). `build_components` is the app-layer factory that reads
-`Settings`; it loads nothing heavy: the segmenter and BrushNet are `LazyModel`s built on first
-use, so offline runs and the opencv inpainter never touch model weights. The LangGraph server's
+`Settings`; it loads nothing heavy: the segmenter, BrushNet and the diffusers conductors are
+`LazyModel`s built on first use, so offline runs and the opencv inpainter never touch model
+weights. The LangGraph server's
 runs bring no Python context: `run_context` lends them `ServerContext`'s bundle, built from
 `Settings` on the first run.
 """
@@ -24,13 +25,13 @@ from graphs.context import Context, GraphSettings, PlannerMode
 from graphs.handles import LazyModel
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
-from tools.registry import INPAINTER_NAMES
+from tools.registry import CONDUCTOR_NAMES, INPAINTER_NAMES
 
 if TYPE_CHECKING:
     from graphs.settings import Settings
 
 __all__ = ["ServerContext", "build_components", "check_data_dir", "checkpointer_target",
-           "open_checkpointer", "run_context"]
+           "conductor_models", "load_conductor_model", "open_checkpointer", "run_context"]
 
 
 def build_components(
@@ -46,7 +47,8 @@ def build_components(
 
     Args:
         settings: where models, data and the database are.
-        inpainter: default inpainter, `brushnet` or `opencv` (both stay available by name).
+        inpainter: default inpainter: `brushnet`, `opencv` or a diffusers conductor
+            (`flux-fill`, ...); every one stays available by name, built on first use.
         planner: `auto` tries the VLM (Ollama, or the OpenAI-compatible server at
             `settings.vlm_url`) and falls back to the rule parser; `vlm` fails when the VLM
             does; `rules` never calls it.
@@ -75,6 +77,7 @@ def build_components(
         inpainters={
             "brushnet": LazyModel(lambda: _load_brushnet(settings), "inpainter:brushnet"),
             "opencv": LazyModel(_load_opencv, "inpainter:opencv"),
+            **conductor_models(settings),
         },
         settings=GraphSettings(
             max_attempts=max_attempts or settings.max_attempts,
@@ -189,6 +192,31 @@ def _load_brushnet(settings: Settings) -> Any:
         device=device, dtype=settings.resolved_dtype(device),
         local_files_only=not settings.allow_downloads, cpu_offload=False,
         sdxl_working_side=settings.sdxl_working_side, compile=settings.compile,
+    )
+
+
+def conductor_models(settings: Settings) -> dict[str, LazyModel]:
+    """A `LazyModel` per diffusers conductor (`tools.registry.CONDUCTOR_NAMES`), each loaded
+    from its `BRUSHEDIT_<NAME>_MODEL` setting on first use."""
+    return {
+        name: LazyModel(lambda name=name: load_conductor_model(settings, name),
+                        f"inpainter:{name}")
+        for name in CONDUCTOR_NAMES
+    }
+
+
+def load_conductor_model(settings: Settings, name: str) -> Any:
+    """Conductor `name` from `settings`: its weights setting, the device, bfloat16 on a GPU
+    unless `dtype` says otherwise, the offload and working-size settings; nothing downloads
+    unless `allow_downloads`. A wrong folder or missing weights raise `tools.errors`'
+    `WrongPipelineError` / `MissingWeightsError` before anything loads."""
+    from tools.conductors import load_conductor
+
+    device = settings.resolved_device()
+    return load_conductor(
+        name, settings.conductor_model(name), device=device,
+        dtype=settings.conductor_dtype(device), local_files_only=not settings.allow_downloads,
+        offload=settings.conductor_offload, working_side=settings.conductor_working_side,
     )
 
 

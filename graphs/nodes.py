@@ -24,6 +24,8 @@ from tools.types import EditCategory, EditOptions, EditPlan, EditResult, join_pr
 if TYPE_CHECKING:
     from langgraph.types import Command
 
+    from tools.registry import PromptStyle
+
 NEEDS_SEGMENTATION = {EditCategory.REMOVAL, EditCategory.LOCAL, EditCategory.BACKGROUND}
 VerifyRoute = Literal["finish", "mask", "caption", "inpaint"]
 VERIFY_DESTINATIONS: tuple[str, ...] = get_args(VerifyRoute)
@@ -301,45 +303,63 @@ def route_after_review(state: State) -> Literal["caption", "inpaint"]:
 
 @traced("caption")
 def caption(state: State, run: NodeRun) -> dict[str, Any]:
-    """Write the diffusion prompt: what the edited region should show afterwards."""
+    """Write the prompt the chosen inpainter wants (`tools.registry.prompt_style`): a caption of
+    what the edited region shows afterwards for fill models, an edit instruction for instruction
+    editors (a removal says what should be there instead, and that the rest stays). A caption
+    the user gave is what the area shows: an instruction editor gets it inside its template."""
     from agents.rules import caption_for_plan, negative_for_plan
+    from tools.registry import prompt_style
 
     plan = _plan(state)
+    style = prompt_style(_options(state).inpainter)
     critique = (state.get("retry") or {}).get("critique")
     run.inputs = {"instruction": plan.instruction, "category": plan.category.value,
                   "object": plan.object, "critique": critique}
     text, negative = None, negative_for_plan(plan)
     user_caption = state.get("user_caption")
+    if user_caption:
+        plan = plan.model_copy(update={"target_caption": user_caption})
     if user_caption and not critique:
-        text, run.params["source"] = user_caption, "user"
+        run.params["source"] = "user"
     elif plan.source == "vlm" and run.asks_vlm:
-        text, negative = _vlm_caption(state, run, plan, critique, negative)
+        text, negative, plan = _vlm_caption(state, run, plan, critique, negative, style)
     if text is None:
-        text = user_caption or plan.target_caption or caption_for_plan(plan)
-        run.params["source"] = "user" if user_caption else "rules"
+        run.params.setdefault("source", "user" if user_caption else "rules")
+        plan = plan.model_copy(update={"target_caption": caption_for_plan(plan)})
+        text = caption_for_plan(plan, style)
     run.params.setdefault("source", "vlm")
-    plan = plan.model_copy(update={"target_caption": text, "negative_prompt": negative})
-    run.outputs = {"caption": text, "negative_prompt": negative}
-    return {"edit_caption": text, "plan": plan.model_dump(mode="json")}
+    run.params["prompt_style"] = style
+    plan = plan.model_copy(update={"negative_prompt": negative})
+    run.outputs = {"caption": text, "prompt": text, "prompt_style": style,
+                   "target_caption": plan.target_caption, "negative_prompt": negative}
+    return {"edit_caption": text, "prompt_style": style, "plan": plan.model_dump(mode="json")}
 
 
 def _vlm_caption(state: State, run: NodeRun, plan: EditPlan, critique: str | None,
-                 negative: str | None) -> tuple[str | None, str | None]:
-    """The VLM's caption (None after a fallback). A removal's caption is the background that
-    replaces the object, and the object goes into the negative prompt (BrushNet's advice)."""
+                 negative: str | None, style: PromptStyle
+                 ) -> tuple[str | None, str | None, EditPlan]:
+    """The VLM's prompt of `style` (None after a fallback), the negative prompt, and the plan
+    with its target caption. A removal's caption is the background that replaces the object (an
+    instruction editor is told to put it there), and the object goes into the negative prompt
+    (BrushNet's advice)."""
     from agents.caption import caption_target, describe_removal
+    from agents.rules import caption_for_plan
 
     instruction = plan.instruction
     if critique:
         instruction = (f"{instruction}\n(The previous result was rejected: {critique} "
-                       "Write a caption that fixes this.)")
+                       "Write a prompt that fixes this.)")
     image = run.context.store.get_image(state["source_image"])
     with run.fallback("caption"):
         if plan.category is EditCategory.REMOVAL:
             answer = describe_removal(run.vlm, image, instruction, plan.object)
-            return answer.background, answer.removed
-        return caption_target(run.vlm, image, instruction, plan.category, plan.object), negative
-    return None, negative
+            plan = plan.model_copy(update={"target_caption": answer.background})
+            return caption_for_plan(plan, style), answer.removed, plan
+        text = caption_target(run.vlm, image, instruction, plan.category, plan.object, style)
+        if style == "caption":
+            plan = plan.model_copy(update={"target_caption": text})
+        return text, negative, plan
+    return None, negative, plan
 
 
 @traced("inpaint")
@@ -350,6 +370,7 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     retry = state.get("retry") or {}
     options, seed = policy.attempt_options(_options(state), retry)
     name = options.inpainter
+    _check_category(name, plan.category)  # before any weights load
     inpainter = load_inpainter(run.context.inpainters, name, on_event=run.emit)
     inpainter = inpainter.variant(int(retry.get("seed_offset", 0)))  # deterministic: new method
     attempt = state.get("attempt", 1)
@@ -360,9 +381,11 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
                   "total": int(total), "attempt": attempt, "turn": state.get("turn")})
 
     run.inputs = {"caption": state.get("edit_caption"), "category": plan.category.value,
-                  "mask": state["edit_mask"]}
-    run.params = {"inpainter": name, "seed": seed, "steps": options.steps,
-                  "guidance_scale": options.guidance_scale,
+                  "mask": state["edit_mask"], "prompt_style": state.get("prompt_style")}
+    knobs = options.resolved()  # what the inpainter runs with: its own where none was chosen
+    run.params = {"inpainter": name, "seed": seed, "steps": knobs.steps,
+                  "guidance_scale": knobs.guidance_scale,
+                  "model_defaults": _model_defaults(name, options),
                   "conditioning_scale": options.conditioning_scale,
                   "samples": options.samples, "negative_prompt": negative,
                   "user_negative_prompt": options.negative_prompt,
@@ -379,19 +402,55 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     if not new:
         raise BrushEditError(f"the {name} inpainter returned no image")
     run.outputs = {"candidates": [{k: c[k] for k in ("image", "metrics", "score")} for c in new]}
+    _record_conductor(run, results[0])
     run.images = {"source": state["source_image"], "mask": state["edit_mask"],
                   **{f"result_{i}": c["image"] for i, c in enumerate(new)}}
     return {"candidates": [*(state.get("candidates") or []), *new]}
 
 
+def _model_defaults(name: str, options: EditOptions) -> list[str]:
+    """The knobs left to inpainter `name`'s own default: unset, and read by it (the OpenCV fill
+    reads neither steps nor guidance, so it has none)."""
+    from tools.registry import INPAINTERS
+
+    reads = INPAINTERS[name].uses_options
+    return [k for k in ("steps", "guidance_scale") if getattr(options, k) is None and k in reads]
+
+
+def _check_category(name: str, category: EditCategory) -> None:
+    """`UnsupportedEditError` (its sentence, from the backend's class) when the registered
+    inpainter `name` cannot do `category`: a global edit on a fill model, an addition on opencv."""
+    from tools.inpaint import INPAINTERS as CLASSES
+
+    backend = CLASSES.get(name)
+    if backend is not None:
+        backend.check_category(category)
+
+
+def _record_conductor(run: NodeRun, image: Any) -> None:
+    """What a diffusers conductor did (`tools.conductors.run_record`: conductor, model,
+    pipeline, prompt and its style, steps, guidance, seed, working size, crop) in the trace."""
+    from tools.conductors.base import run_record
+
+    record = run_record(image)
+    if record is None:
+        return
+    data = record.as_dict()
+    run.params.update(steps=record.steps, guidance_scale=record.guidance_scale,
+                      negative_prompt=record.negative_prompt)
+    run.outputs["conductor"] = data
+
+
 def _candidate(store: Any, plan: EditPlan, source: Any, image: Any, area: Any, state: State,
                attempt: int, seed: int) -> dict[str, Any]:
-    """Store one sample and measure it: metrics, objective checks and its score."""
-    from tools.metrics import edit_metrics, objective_checks
+    """Store one sample and measure it: metrics, objective checks (a conductor's result also
+    the alignment of its raw output, `tools.metrics.conductor_checks`) and its score."""
+    from tools.metrics import conductor_checks, edit_metrics, objective_checks
 
     metrics = {k: float(v) for k, v in edit_metrics(source, image, area).items()
                if isinstance(v, (int, float))}
-    checks = [to_jsonable(c) for c in objective_checks(plan.category, source, image, area)]
+    checks = [to_jsonable(c) for c in (*objective_checks(plan.category, source, image, area),
+                                       *conductor_checks(plan.category, source, image, area))]
     return {"image": store.put_image(image), "attempt": attempt, "seed": seed,
             "mask": state["edit_mask"], "caption": state.get("edit_caption"),
             "metrics": metrics, "checks": checks, "verdict": None,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tools.option_specs import SEED_MAX
+from tools.registry import INPAINTERS
 from tools.types import EditOptions
 
 STAGES = ("mask", "caption", "inpaint")
@@ -100,9 +101,13 @@ def relaxed_policy(policy: Any, retry: dict[str, Any]) -> Any:
     return policy
 
 
+RETRY_KNOBS = ("guidance_scale", "conditioning_scale", "steps")
+"""The `EditOptions` fields an inpaint retry may change (each backend's own: `next_retry`)."""
+
+
 def attempt_options(options: EditOptions, retry: dict[str, Any]) -> tuple[EditOptions, int]:
     """The options and seed of the attempt `retry` describes."""
-    changes = {k: retry[k] for k in ("guidance_scale", "conditioning_scale") if k in retry}
+    changes = {k: retry[k] for k in RETRY_KNOBS if k in retry}
     if changes:
         options = options.model_copy(update=changes)
     return options, retry_seed(options.seed, int(retry.get("seed_offset", 0)))
@@ -120,8 +125,9 @@ def next_retry(
     """The retry parameters after blaming `decision.stage`, and a record of what changed.
 
     mask: relax the mask policy once more and dilate a user mask by another step;
-    caption: hand the critique to the captioner; inpaint: next seed, more guidance and
-    conditioning (capped). `options` and `policy` are this attempt's, before the change.
+    caption: hand the critique to the captioner; inpaint: next seed, and BrushNet's guidance
+    and conditioning up a step (capped), or a conductor's own knob (`_conductor_retry`).
+    `options` are the turn's, before any retry; `policy` this attempt's, before the change.
     """
     retry = dict(retry)
     stage = blamed_stage(decision.stage)
@@ -138,15 +144,32 @@ def next_retry(
     if stage == "caption":
         retry["critique"] = decision.suggestion or decision.reason
         return retry, {"critique": retry["critique"]}
-    current, _ = attempt_options(options, retry)
+    if INPAINTERS[options.inpainter].is_conductor:
+        return _conductor_retry(retry, options)
+    current, _ = attempt_options(options.resolved(), retry)
     retry["seed_offset"] = int(retry.get("seed_offset", 0)) + 1
     retry["guidance_scale"] = round(
-        min(current.guidance_scale + steps.guidance_step, MAX_GUIDANCE_SCALE), 3)
+        min(float(current.guidance_scale or 0.0) + steps.guidance_step, MAX_GUIDANCE_SCALE), 3)
     retry["conditioning_scale"] = round(
         min(current.conditioning_scale + steps.conditioning_step, MAX_CONDITIONING_SCALE), 3)
     return retry, {"seed": retry_seed(options.seed, retry["seed_offset"]),
                    "guidance_scale": retry["guidance_scale"],
                    "conditioning_scale": retry["conditioning_scale"]}
+
+
+def _conductor_retry(retry: dict[str, Any], options: EditOptions
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A conductor's inpaint retry: the next seed and the knobs that model has
+    (`tools.conductors.retry_changes`: true CFG for Qwen, embedded guidance for FLUX.1 [dev],
+    more steps for the step-distilled FLUX.2 klein), counted from the turn's options."""
+    from tools.conductors.base import retry_changes
+
+    retry["seed_offset"] = int(retry.get("seed_offset", 0)) + 1
+    changes = retry_changes(INPAINTERS[options.inpainter], options, retry["seed_offset"])
+    for knob in RETRY_KNOBS:
+        retry.pop(knob, None)
+    retry.update(changes)
+    return retry, {"seed": retry_seed(options.seed, retry["seed_offset"]), **changes}
 
 
 def final_choice(

@@ -14,8 +14,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.families import DEFAULT_OLLAMA_MODEL
+from tools.registry import INPAINTERS
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+OffloadName = Literal["none", "model", "sequential"]
 DTypeName = Literal["auto", "float32", "float16", "bfloat16"]
 
 
@@ -84,6 +86,41 @@ class Settings(BaseSettings):
     sdxl_working_side: int = Field(
         default=1024, ge=64, le=2048,
         description="SDXL bases generate at about this many pixels squared (native 1024).",
+    )
+    flux_fill_model: str = Field(
+        default=INPAINTERS["flux-fill"].default_model,
+        description="FLUX.1 Fill (the flux-fill conductor): Hub id, save_pretrained folder, or "
+        "single .safetensors file.",
+    )
+    flux_kontext_model: str = Field(
+        default=INPAINTERS["flux-kontext"].default_model,
+        description="FLUX.1 Kontext (the flux-kontext conductor): Hub id, save_pretrained "
+        "folder, or single .safetensors file.",
+    )
+    qwen_image_edit_model: str = Field(
+        default=INPAINTERS["qwen-image-edit"].default_model,
+        description="Qwen-Image-Edit, 2509 or 2511 (the qwen-image-edit conductor): Hub id or "
+        "save_pretrained folder.",
+    )
+    flux2_klein_model: str = Field(
+        default=INPAINTERS["flux2-klein"].default_model,
+        description="FLUX.2 klein (the flux2-klein conductor): Hub id or save_pretrained folder.",
+    )
+    sd_inpaint_model: str = Field(
+        default=INPAINTERS["sd-inpaint"].default_model,
+        description="Any SD1.5 / SDXL / SD3 inpainting checkpoint (the sd-inpaint conductor): "
+        "Hub id, save_pretrained folder, or single .safetensors file.",
+    )
+    conductor_offload: OffloadName = Field(
+        default="none",
+        description="CPU offload of the diffusers conductors on a GPU: model (one model on the "
+        "GPU at a time; FLUX.1 in about 24 GB) or sequential (layer by layer: least memory, "
+        "slowest).",
+    )
+    conductor_working_side: int | None = Field(
+        default=None, ge=64, le=2048,
+        description="Conductors paint at about this many pixels squared instead of their "
+        "native size (FLUX: 1024): less memory and time, less detail.",
     )
     detector: str = Field(default="IDEA-Research/grounding-dino-tiny", description="GroundingDINO.")
     sam: str = Field(default="facebook/sam-vit-huge", description="Segment Anything.")
@@ -211,6 +248,22 @@ class Settings(BaseSettings):
         if self.dtype != "auto":
             return self.dtype
         return "float16" if (device or self.resolved_device()) == "cuda" else "float32"
+
+    def conductor_dtype(self, device: str) -> str:
+        """The conductors' dtype: `dtype`, or when auto bfloat16 on a GPU (FLUX and Qwen-Image
+        are trained in it; float16 overflows them) and float32 on the CPU."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "float32" if device.split(":")[0] == "cpu" else "bfloat16"
+
+    def conductor_model(self, name: str) -> str:
+        """Where conductor `name`'s weights are (`BRUSHEDIT_<NAME>_MODEL`)."""
+        from tools.registry import model_setting
+
+        setting = model_setting(name)
+        if setting is None or setting not in type(self).model_fields:
+            raise KeyError(f"{name!r} is not a conductor")
+        return str(getattr(self, setting))
 
     @property
     def sqlite_path(self) -> Path:

@@ -41,7 +41,8 @@ class InputState(TypedDict, total=False):
     ]
     caption: Annotated[
         str | None,
-        Field(description="A diffusion prompt you wrote; it replaces the planner's caption."),
+        Field(description="What the edited area should show, in your words; it replaces the "
+              "planner's caption (an instruction editor gets it inside its edit instruction)."),
     ]
     review_mask: Annotated[
         bool,
@@ -76,6 +77,8 @@ class RetryParams(TypedDict, total=False):
     seed_offset: int
     guidance_scale: float
     conditioning_scale: float
+    steps: int
+    """More steps for a step-distilled conductor (FLUX.2 klein), whose guidance is no knob."""
 
 
 class Candidate(TypedDict, total=False):
@@ -117,7 +120,10 @@ class State(InputState, OutputState, total=False):
     mask_source: str | None
     mask_notes: list[str]
     edit_caption: str | None
-    """The diffusion prompt this attempt uses."""
+    """The diffusion prompt this attempt uses, in the inpainter's `prompt_style`."""
+    prompt_style: str | None
+    """`caption` (what the area shows: fill models) or `instruction` (what to change:
+    instruction editors), as `tools.registry.BackendSpec.prompt_style` says for the inpainter."""
     candidates: list[Candidate]
     """Every sample of every attempt, in order."""
     verdicts: list[dict[str, Any]]
@@ -140,6 +146,7 @@ PER_TURN_RESET: dict[str, Any] = {
     "mask_source": None,
     "mask_notes": [],
     "edit_caption": None,
+    "prompt_style": None,
     "candidates": [],
     "verdicts": [],
     "attempt": 1,

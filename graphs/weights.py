@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from graphs.settings import Settings
 from tools.errors import ModelLoadError
@@ -16,12 +17,19 @@ from tools.errors import ModelLoadError
 
 @dataclass
 class Check:
-    """One line of the report."""
+    """One line of the report.
+
+    `inpainter` names the inpainter the row is needed by (the doctor says which are usable);
+    an `optional` row that fails is an extra not installed (a conductor left at its default
+    weights), which `brushedit doctor --strict` does not count against the setup.
+    """
 
     name: str
     ok: bool
     detail: str
     fix: str | None = None
+    inpainter: str | None = None
+    optional: bool = False
 
 
 def inpainter_weight_checks(settings: Settings, family: bool = False) -> list[Check]:
@@ -35,7 +43,75 @@ def inpainter_weight_checks(settings: Settings, family: bool = False) -> list[Ch
         subfolder=settings.brushnet_subfolder,
     )
     pair = check_family(settings) if family and base.ok and brushnet.ok else None
-    return [base, brushnet, *([pair] if pair else [])]
+    checks = [base, brushnet, *([pair] if pair else [])]
+    for check in checks:
+        check.inpainter = "brushnet"
+    return checks
+
+
+def conductor_weight_checks(settings: Settings) -> list[Check]:
+    """One row per diffusers conductor (`tools.registry.CONDUCTOR_NAMES`): its weights found or
+    not (from the local cache only: `tools.conductors.weights_status`), its family, the dtype
+    and device it would run in, and the fix. A conductor left at its default repository and not
+    downloaded is optional; one whose `BRUSHEDIT_<NAME>_MODEL` was set but is unusable is not."""
+    from tools.conductors.loading import weights_status
+    from tools.registry import CONDUCTOR_NAMES, INPAINTERS
+
+    device = _device(settings)
+    runs = f"{settings.conductor_dtype(device)} on {device}" + (
+        f", {settings.conductor_offload} offload" if settings.conductor_offload != "none" else "")
+    checks = []
+    for name in CONDUCTOR_NAMES:
+        spec = INPAINTERS[name]
+        model = settings.conductor_model(name)
+        status = weights_status(name, model)
+        if status.found:
+            detail = f"{spec.family}: {status.detail} ({status.pipeline_class}); {runs}"
+            fix = None
+        else:
+            detail = f"{spec.family}: {_reason(status.detail)}"
+            fix = _conductor_fix(spec, status)
+        checks.append(Check(f"Conductor {name}", status.found, detail, fix, inpainter=name,
+                            optional=not status.found and model == spec.default_model))
+    return checks
+
+
+def _device(settings: Settings) -> str:
+    """The device models would load on (the CPU where torch is missing: the torch row says so)."""
+    try:
+        return settings.resolved_device()
+    except ImportError:
+        return "cpu"
+
+
+def _reason(detail: str) -> str:
+    """A conductor's load error as a doctor cell: what is wrong, not the conductor's name again."""
+    text = " ".join(detail.split()).rstrip(".")
+    for lead in ("The ", "the "):
+        if text.startswith(lead) and " conductor" in text[:40]:
+            text = text.split(" conductor", 1)[1].lstrip("'s ").strip()
+    return text.split("; fetch them")[0]
+
+
+def _conductor_fix(spec: Any, status: Any) -> str:
+    """The command that fetches a conductor's weights and the setting that names them."""
+    if status.fix:
+        gated = "`hf auth login` and accept its licence on the Hub, then " if spec.gated else ""
+        return f"{gated}{status.fix}, then set {spec.model_env} to that folder"
+    if status.pipeline_class:
+        return (f"point {spec.model_env} at a {spec.pipeline_class} checkpoint (a folder, Hub "
+                "id or single file)")
+    return f"point {spec.model_env} at a diffusers folder written by save_pretrained, or a Hub id"
+
+
+def usable_inpainters(checks: list[Check]) -> list[str]:
+    """The inpainters whose every row passed (the weightless fill always), in registry order."""
+    from tools.registry import INPAINTERS
+
+    failed = {c.inpainter for c in checks if c.inpainter and not c.ok}
+    needed = {c.inpainter for c in checks if c.inpainter}
+    return [name for name, spec in INPAINTERS.items()
+            if (not spec.needs_weights or name in needed) and name not in failed]
 
 
 def segmenter_weight_checks(settings: Settings) -> list[Check]:

@@ -48,19 +48,20 @@ def _root(
 @app.command()
 def doctor(
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 when anything is missing.")
+        bool, typer.Option("--strict", help="Exit 1 when anything required is missing (a "
+                           "conductor left at its default weights is optional).")
     ] = False,
     vlm_url: VlmUrlOpt = None,
     vlm_model: VlmModelOpt = None,
 ) -> None:
     """Check torch, the VLM's server (Ollama or OpenAI-compatible), its model and family, and
     model weights, without downloading anything."""
-    from interfaces.doctor import print_report, run_checks
+    from interfaces.doctor import failed, print_report, run_checks
     from interfaces.vlm_options import settings_with
 
     checks = run_checks(settings_with(vlm_url, vlm_model))
     print_report(checks)
-    if strict and not all(check.ok for check in checks):
+    if strict and failed(checks):
         raise typer.Exit(1)
 
 

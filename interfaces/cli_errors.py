@@ -14,7 +14,8 @@ from tools.errors import BrushEditError
 
 USER_ERROR_EXIT = 2
 CLI_WORDING = Wording(inpainter="`--inpainter {name}`", mask="pass a mask with `--mask MASK.png`",
-                      installer="install")
+                      installer="install",
+                      weights="fetch them{licence} with `{command}` and set {env} to that folder")
 """The CLI's flags, for the fixes typed errors point at (`interfaces.wording`)."""
 
 

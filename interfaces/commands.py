@@ -390,6 +390,9 @@ def demo(
         "brushedit-demo"),
     vlm_url: VlmUrlOpt = None,
     vlm_model: VlmModelOpt = None,
+    inpainter: Annotated[str | None, typer.Option(
+        "--inpainter", help="Paint with this inpainter (default: brushnet when its weights are "
+        f"here, else {WEIGHTLESS_INPAINTER}): {', '.join(INPAINTER_NAMES)}.")] = None,
 ) -> None:
     """Edit the bundled examples offline with whatever is installed, and write a report."""
     from graphs.artifacts import check_output_folder
@@ -402,17 +405,20 @@ def demo(
     from interfaces.vlm_options import settings_with
     from tools.errors import BrushEditError
 
+    if inpainter is not None:
+        _choice(inpainter, INPAINTERS, "--inpainter")
     settings = settings_with(vlm_url, vlm_model)
     out = check_output_folder(out, data_dir=Path(settings.data_dir).expanduser())
     console = _console(stderr=False)
-    have_brushnet = all(c.ok for c in (
+    have_brushnet = inpainter is not None or all(c.ok for c in (
         check_weights("SD1.5 base", settings.base_model, "BRUSHEDIT_BASE_MODEL",
                       "model_index.json"),
         check_weights("BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
                       subfolder=settings.brushnet_subfolder),
     ))
     have_vlm = all(c.ok for c in check_vlm(settings))
-    inpainter = DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER
+    chosen = inpainter is not None  # the user's choice runs as is: no fallback
+    inpainter = inpainter or (DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER)
     planner = "auto" if have_vlm else "rules"
     components = build_components(settings, inpainter=inpainter, planner=planner,
                                   segmenter=False)
@@ -432,7 +438,7 @@ def demo(
                     result = session.edit(str(image), example["instruction"], mask=str(mask),
                                           options=options, on_event=view)
                 except BrushEditError as exc:
-                    if options.inpainter == WEIGHTLESS_INPAINTER:
+                    if chosen or options.inpainter == WEIGHTLESS_INPAINTER:
                         raise
                     console.print(f"BrushNet failed ({one_line(exc)}); falling back to "
                                   f"{WEIGHTLESS_INPAINTER}",

@@ -13,7 +13,13 @@ from typing import Any
 
 from agents.families import DEFAULT_OLLAMA_MODEL
 from graphs.settings import Settings
-from graphs.weights import Check, inpainter_weight_checks, segmenter_weight_checks
+from graphs.weights import (
+    Check,
+    conductor_weight_checks,
+    inpainter_weight_checks,
+    segmenter_weight_checks,
+    usable_inpainters,
+)
 from interfaces.terminal import markup, plain
 
 TORCH_SPEC = "torch==2.13.0"
@@ -28,8 +34,21 @@ def run_checks(settings: Settings) -> list[Check]:
         check_torch(settings),
         *check_vlm(settings),
         *inpainter_weight_checks(settings, family=True),
+        *conductor_weight_checks(settings),
         *segmenter_weight_checks(settings),
     ]
+
+
+def status_cell(check: Check) -> str:
+    """ok, missing, or for an optional extra not installed (a conductor) `not installed`."""
+    if check.ok:
+        return "[green]ok[/]"
+    return "[yellow]not installed[/]" if check.optional else "[red]missing[/]"
+
+
+def failed(checks: list[Check]) -> bool:
+    """Whether a required check failed (`--strict` exits 1); optional extras do not count."""
+    return any(not check.ok and not check.optional for check in checks)
 
 
 def check_torch(settings: Settings) -> Check:
@@ -121,10 +140,11 @@ def print_report(checks: list[Check]) -> None:
     table.add_column("detail")
 
     for check in checks:  # details may quote a server's answer: printed as text, never markup
-        table.add_row(markup(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
-                      markup(check.detail))
+        table.add_row(markup(check.name), status_cell(check), markup(check.detail))
     console = Console(width=120)
     console.print(table)
+    console.print(f"Usable inpainters: {', '.join(usable_inpainters(checks))}", markup=False,
+                  highlight=False)
     fixes = [c for c in checks if not c.ok and c.fix]
     if fixes:
         console.print("To fix:")

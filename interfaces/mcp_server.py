@@ -107,6 +107,8 @@ def _option_description(name: str, info: Any) -> str:
     if not text:
         bounds = _bounds(info)
         text = name.replace("_", " ").capitalize() + (f", {bounds}" if bounds else "")
+    if info.default is None:  # steps, guidance_scale: each inpainter's own (in the text)
+        return f"{text}. Default: the inpainter's own."
     return f"{text}. Default: {json.dumps(info.default)}."
 
 

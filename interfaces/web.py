@@ -122,7 +122,9 @@ def _control(name: str) -> str:
 
 WEB_WORDING = Wording(inpainter="the {name} inpainter (Advanced options)",
                       mask="paint over the area to edit or upload a mask",
-                      installer="whoever runs this editor installs", field=_control)
+                      installer="whoever runs this editor installs", field=_control,
+                      weights="whoever runs this editor fetches them{licence} with `{command}` "
+                      "and sets {env} to that folder")
 """The editor's controls, for the fixes typed errors point at (`interfaces.wording`)."""
 
 
@@ -162,12 +164,16 @@ def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
     for item in info.metadata:
         low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
         high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
-    annotation = info.annotation
+    annotation, optional = _unwrap_optional(info.annotation)
     default = info.get_default(call_default_factory=True)
     spec: dict[str, Any] = {"name": name, "label": option_label(name), "default": default,
-                            "info": info.description or "", "minimum": low, "maximum": high}
+                            "info": info.description or "", "minimum": low, "maximum": high,
+                            "optional": optional}
     if annotation is bool:
         spec["kind"] = "checkbox"
+    elif annotation in (int, float) and optional:
+        # None means "the inpainter's own": an empty box, which a slider cannot show
+        spec.update(kind="number", precision=0 if annotation is int else None)
     elif annotation in (int, float) and low is not None and high is not None and (
         high - low <= 1000
     ):
@@ -185,11 +191,37 @@ def option_widget_spec(name: str, model: type = EditOptions) -> dict[str, Any]:
     return spec
 
 
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """`int | None` -> (int, True): an option whose None means "the inpainter's own"."""
+    import types
+
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, types.UnionType) and type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None)), True
+    return annotation, False
+
+
 def _help(text: str) -> str | None:
     """A field description as help for a person: clauses naming code (`tools.x`) left out."""
     parts = [p for p in re.split(r";\s*", text or "") if "`" not in p]
     shown = "; ".join(parts).strip()
     return (shown if shown.endswith(".") or not shown else shown + ".") or None
+
+
+def _number_help(spec: dict[str, Any], inpainter: str | None = None) -> str:
+    """A number box's help: what it does, its range, and for an option left empty by default
+    what the chosen inpainter uses then ("empty: flux2-klein's own, 4")."""
+    text = _help(spec["info"]) or ""
+    if spec.get("optional"):
+        text = text.split(";")[0].rstrip(".") + "."
+        if inpainter:
+            from tools.option_specs import model_default
+
+            own = model_default(spec["name"], inpainter)
+            text += f" Empty: {inpainter}'s own ({own:g})."
+        else:
+            text += " Empty: the inpainter's own."
+    return f"{text} ({spec['minimum']} to {spec['maximum']})"
 
 
 def _option_component(spec: dict[str, Any]) -> Any:
@@ -205,7 +237,7 @@ def _option_component(spec: dict[str, Any]) -> Any:
         # No minimum/maximum here: out-of-range values get our sentence in the status panel,
         # not Gradio's error badge. The range is in the help text.
         if spec["minimum"] is not None and spec["maximum"] is not None:
-            common["info"] = f"{_help(spec['info']) or ''} ({spec['minimum']} to {spec['maximum']})"
+            common["info"] = _number_help(spec)
         return gr.Number(value=spec["default"], precision=spec["precision"], **common)
     if kind == "checkbox":
         return gr.Checkbox(value=bool(spec["default"]), **common)
@@ -548,7 +580,7 @@ class _Actions:
                 continue
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidRequestError(f"{option_label(name)} must be a finite number")
-            annotation = EditOptions.model_fields[name].annotation
+            annotation, _ = _unwrap_optional(EditOptions.model_fields[name].annotation)
             if annotation is int and isinstance(value, float):
                 if value != int(value):
                     raise InvalidRequestError(
@@ -670,7 +702,10 @@ class _Actions:
         out = []
         for name in EditOptions.model_fields:
             unused = name in not_read
-            info = _help(option_widget_spec(name)["info"])
+            spec = option_widget_spec(name)
+            info = (_number_help(spec, inpainter) if spec["kind"] == "number"
+                    and spec["minimum"] is not None and spec["maximum"] is not None
+                    else _help(spec["info"]))
             out.append(gr.update(interactive=not unused,
                                  info=f"Not used by {inpainter}." if unused else info))
         return out

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from tools.errors import (
     InvalidRequestError,
     MaskNeededError,
+    MissingWeightsError,
     PlacementNeededError,
     UnsupportedEditError,
+    WrongPipelineError,
 )
 
 
@@ -30,12 +32,17 @@ class Wording:
         installer: who installs missing model weights, as a subject with its verb.
         field: how a request field is called here (`options.seed` -> "Seed"), or None to keep
             the engine's backticked name.
+        weights: how a conductor's missing weights get here, with `{command}` (the `hf download`
+            command), `{env}` (the setting naming them) and `{licence}` (" after accepting its
+            licence on the Hub", or nothing).
     """
 
     inpainter: str
     mask: str
     installer: str = "whoever runs this server installs"
     field: Callable[[str], str] | None = None
+    weights: str = ("whoever runs this server fetches them{licence} with `{command}` and sets "
+                    "{env} to that folder")
 
 
 def say(exc: BaseException, wording: Wording) -> str:
@@ -49,7 +56,13 @@ def say(exc: BaseException, wording: Wording) -> str:
     if isinstance(exc, MaskNeededError) and exc.segmenter_missing:
         return (f"{exc.summary}: {wording.mask} (white = edit), or {wording.installer} the "
                 "GroundingDINO and SAM weights (`brushedit doctor` says how)")
+    if isinstance(exc, MissingWeightsError):
+        licence = " after accepting its licence on the Hub" if exc.gated else ""
+        fix = wording.weights.format(command=exc.fix_command, env=exc.env_var, licence=licence)
+        return f"{' '.join(exc.summary.split()).rstrip('.')}; {fix}."
     message = " ".join(str(exc).split())
+    if isinstance(exc, WrongPipelineError) and exc.suggested:
+        return f"{message.rstrip('.')}; {wording.inpainter.format(name=exc.suggested)} loads it."
     if isinstance(exc, MaskNeededError):
         return f"{message} ({wording.mask}, white = edit)"
     if (isinstance(exc, InvalidRequestError) and wording.field is not None and exc.field

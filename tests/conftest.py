@@ -43,3 +43,24 @@ def _isolated_dirs(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("BRUSHEDIT_DATABASE_URL", raising=False)  # tests choose their database
+
+
+@pytest.fixture(scope="session")
+def tiny_conductor_dirs(tmp_path_factory):
+    """Each diffusers conductor's tiny random-weight pipeline, saved with `save_pretrained` (no
+    downloads), built once per session for every package's tests: {name: folder}."""
+    from tests.tools.conductor_parts import save_tiny_conductors
+
+    return save_tiny_conductors(tmp_path_factory.mktemp("tiny_conductors"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one torch thread; two fight the other tests for two shared
+    cores. Restores the count afterwards (module scope: use with `usefixtures`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

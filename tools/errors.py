@@ -176,8 +176,9 @@ class ConductorLoadError(ModelLoadError):
     """A diffusers conductor cannot load from what it was given (`model`): a folder, file or
     Hub id that is not a checkpoint it can use."""
 
-    def __init__(self, message: str, *, conductor: str, model: str) -> None:
-        super().__init__(message, inpainter=conductor)
+    def __init__(self, message: str, *, conductor: str, model: str,
+                 summary: str | None = None) -> None:
+        super().__init__(message, inpainter=conductor, summary=summary)
         self.conductor, self.model = conductor, model
 
 
@@ -185,7 +186,8 @@ class MissingWeightsError(ConductorLoadError):
     """A conductor's weights are not on this machine (and may not be downloaded now).
 
     `fix_command` fetches them (`hf download <repo> --local-dir <folder>`); `env_var` is the
-    setting that names them; `gated` says the Hub asks for a licence to be accepted first.
+    setting that names them; `gated` says the Hub asks for a licence to be accepted first;
+    `summary` is what is missing, without the fix (each surface words the fix).
     """
 
     def __init__(
@@ -198,8 +200,9 @@ class MissingWeightsError(ConductorLoadError):
         fix_command: str,
         env_var: str,
         gated: bool = False,
+        summary: str | None = None,
     ) -> None:
-        super().__init__(message, conductor=conductor, model=model)
+        super().__init__(message, conductor=conductor, model=model, summary=summary)
         self.repo, self.fix_command, self.env_var, self.gated = repo, fix_command, env_var, gated
 
 

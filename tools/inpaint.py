@@ -79,7 +79,8 @@ class OpenCVInpainter(Inpainter):
         self.radius = radius
         self.method = method
 
-    def unsupported_message(self, category: EditCategory) -> str:
+    @classmethod
+    def unsupported_message(cls, category: EditCategory) -> str:
         return (
             "The opencv inpainter only removes objects (it fills the mask from its surroundings) "
             f"and cannot do a {category.value} edit"
@@ -239,7 +240,8 @@ class BrushNetInpainter(Inpainter):
 
     def pipeline_kwargs(self, request: InpaintRequest) -> dict[str, Any]:
         """The keyword arguments `inpaint` passes to the pipeline (white = repaint)."""
-        image, mask, options, progress = request.image, request.mask, request.options, request.progress
+        image, mask, progress = request.image, request.mask, request.progress
+        options = request.options.resolved(self.name)  # unset steps and guidance: 50 and 7.5
         import torch
         from PIL import Image
 

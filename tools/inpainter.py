@@ -126,13 +126,7 @@ class Inpainter(ABC):
         _check_arguments(image, mask, prompt, options, seed)
         if cancel is not None and not callable(cancel):
             raise InvalidRequestError(f"`cancel` must be callable, got {type(cancel).__name__}")
-        if not self.supports(category):
-            raise UnsupportedEditError(
-                self.unsupported_message(category),
-                inpainter=self.name,
-                category=category.value,
-                supported=tuple(sorted(c.value for c in self.categories)),
-            )
+        self.check_category(category)
         return self._inpaint(
             InpaintRequest(
                 image=image.convert("RGB") if image.mode != "RGB" else image,
@@ -149,10 +143,24 @@ class Inpainter(ABC):
             )
         )
 
-    def unsupported_message(self, category: EditCategory) -> str:
+    @classmethod
+    def check_category(cls, category: EditCategory | str) -> None:
+        """`UnsupportedEditError` when this backend cannot do `category`: a class method, so
+        the graph asks before loading any weights."""
+        category = _category(category)
+        if category not in cls.categories:
+            raise UnsupportedEditError(
+                cls.unsupported_message(category),
+                inpainter=cls.name,
+                category=category.value,
+                supported=tuple(sorted(c.value for c in cls.categories)),
+            )
+
+    @classmethod
+    def unsupported_message(cls, category: EditCategory) -> str:
         """Why this backend refuses `category`, and what to use instead."""
-        allowed = ", ".join(sorted(c.value for c in self.categories))
-        return f"The {self.name} inpainter cannot do {category.value} edits (only: {allowed})."
+        allowed = ", ".join(sorted(c.value for c in cls.categories))
+        return f"The {cls.name} inpainter cannot do {category.value} edits (only: {allowed})."
 
     @classmethod
     def create(cls, **kwargs: Any) -> Inpainter:

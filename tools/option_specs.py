@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools.registry import CONDUCTOR_NAMES, DEFAULT_INPAINTER
+from tools.registry import CONDUCTOR_NAMES, DEFAULT_INPAINTER, INPAINTERS
 
 SEED_MAX = 2**32 - 1
 """Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
@@ -17,7 +17,10 @@ SEED_MAX = 2**32 - 1
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One edit option: its default, its inclusive bounds (None: unbounded) and what it does."""
+    """One edit option: its default, its inclusive bounds (None: unbounded) and what it does.
+
+    A default of None means "not chosen": the inpainter's own value applies (`model_default`).
+    """
 
     default: Any
     description: str
@@ -34,15 +37,29 @@ class OptionSpec:
         return kwargs
 
 
+def _own(field: str) -> str:
+    """`brushnet 50, flux2-klein 4, ...`: each diffusion backend's own default of `field`."""
+    def shown(spec: Any) -> str:
+        if field == "default_guidance" and spec.guidance in ("distilled", "none"):
+            return "none"
+        return f"{getattr(spec, field):g}"
+
+    return ", ".join(f"{spec.name} {shown(spec)}" for spec in INPAINTERS.values()
+                     if spec.needs_weights)
+
+
 OPTION_SPECS: dict[str, OptionSpec] = {
     "seed": OptionSpec(
         1234, "Random seed of the first attempt; retries add 1. Same seed, same result.",
         ge=0, le=SEED_MAX,
     ),
-    "steps": OptionSpec(50, "Diffusion denoising steps.", ge=1, le=200),
+    "steps": OptionSpec(
+        None, "Diffusion denoising steps; unset, each inpainter uses its own "
+        f"({_own('default_steps')}).", ge=1, le=200,
+    ),
     "guidance_scale": OptionSpec(
-        7.5, "Classifier-free guidance: how strongly the result follows the caption.",
-        ge=0.0, le=30.0,
+        None, "Guidance: how strongly the result follows the prompt; unset, each inpainter uses "
+        f"its own ({_own('default_guidance')}).", ge=0.0, le=30.0,
     ),
     "conditioning_scale": OptionSpec(
         1.0, "BrushNet conditioning scale: how strongly the unmasked image steers the fill.",
@@ -63,6 +80,21 @@ OPTION_SPECS: dict[str, OptionSpec] = {
         "ugly, low quality", "What the diffusion model should avoid.", max_length=2000
     ),
 }
+
+
+MODEL_DEFAULT_OPTIONS: tuple[str, ...] = tuple(
+    name for name, spec in OPTION_SPECS.items() if spec.default is None
+)
+"""Options whose default is the inpainter's own (steps, guidance_scale): unset, each backend
+uses its `BackendSpec.default_steps` / `default_guidance` (FLUX.2 klein 4 steps, BrushNet 50)."""
+
+
+def model_default(name: str, inpainter: str) -> Any:
+    """What `inpainter` uses for option `name` when it is not chosen (`steps` of `flux2-klein`
+    is 4), or the option's own default for options that have one."""
+    spec = INPAINTERS[inpainter]
+    return {"steps": spec.default_steps, "guidance_scale": spec.default_guidance}.get(
+        name, OPTION_SPECS[name].default)
 
 
 def option_bounds(name: str) -> tuple[float | None, float | None]:

@@ -112,20 +112,34 @@ class EditOptions(BaseModel):
 
     The defaults, bounds and descriptions come from `tools.option_specs.OPTION_SPECS`, the single
     source of truth: the CLI's flags, the HTTP API's and MCP's schemas and the web editor's
-    sliders are derived from these fields.
+    sliders are derived from these fields. `steps` and `guidance_scale` default to None, "not
+    chosen": each inpainter then runs its own (`resolved`), since BrushNet's 50 steps would be
+    wrong for FLUX.2 klein (4) and its 7.5 for FLUX.1 Fill (30); given, they are bounded.
     """
 
     model_config = ConfigDict(allow_inf_nan=False)
 
     seed: int = Field(**OPTION_SPECS["seed"].field_kwargs())
-    steps: int = Field(**OPTION_SPECS["steps"].field_kwargs())
-    guidance_scale: float = Field(**OPTION_SPECS["guidance_scale"].field_kwargs())
+    steps: int | None = Field(**OPTION_SPECS["steps"].field_kwargs())
+    guidance_scale: float | None = Field(**OPTION_SPECS["guidance_scale"].field_kwargs())
     conditioning_scale: float = Field(**OPTION_SPECS["conditioning_scale"].field_kwargs())
     samples: int = Field(**OPTION_SPECS["samples"].field_kwargs())
     blending: bool = Field(**OPTION_SPECS["blending"].field_kwargs())
     max_attempts: int = Field(**OPTION_SPECS["max_attempts"].field_kwargs())
     inpainter: InpainterName = Field(**OPTION_SPECS["inpainter"].field_kwargs())
     negative_prompt: str = Field(**OPTION_SPECS["negative_prompt"].field_kwargs())
+
+    def resolved(self, inpainter: str | None = None) -> EditOptions:
+        """These options with what is not chosen (`steps`, `guidance_scale` None) set to
+        `inpainter`'s own defaults (this edit's inpainter when None): BrushNet's 50 steps and
+        7.5, FLUX.2 klein's 4 steps, FLUX.1 Fill's guidance 30 (`tools.option_specs.
+        model_default`)."""
+        from tools.option_specs import MODEL_DEFAULT_OPTIONS, model_default
+
+        name = inpainter or self.inpainter
+        unset = {option: model_default(option, name) for option in MODEL_DEFAULT_OPTIONS
+                 if getattr(self, option) is None}
+        return self.model_copy(update=unset) if unset else self
 
 
 def field_bounds(info: Any) -> dict[str, Any]:

@@ -71,3 +71,19 @@ def test_importing_the_cli_is_cheap():
     code = "import sys, evals.cli; print(any(m in sys.modules for m in ('torch', 'langgraph')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_run_takes_a_conductor(tiny_suite, tmp_path, monkeypatch, tiny_conductor_dirs):
+    """`brushedit eval run --inpainter flux2-klein` with BRUSHEDIT_FLUX2_KLEIN_MODEL set: every
+    row is edited by that conductor (no row ends in an error), and the config records it."""
+    from tests.tools.conductor_parts import conductor_env
+
+    for key, value in conductor_env(tiny_conductor_dirs).items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "run"
+    result = runner.invoke(app, run_args(tiny_suite, out, "--limit", "1", "--inpainter",
+                                         "flux2-klein", "--steps", "1", "--no-report"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["inpainter"] == "flux2-klein"
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(row["ok"] for row in rows), rows

@@ -163,6 +163,8 @@ class SmartResponder:
             return {"object": plan.object or "main subject"}
         if title == "TargetCaption":
             return {"caption": caption_for_plan(plan)}
+        if title == "EditInstruction":
+            return {"instruction": caption_for_plan(plan, "instruction")}
         if title == "RemovalPrompt":
             return {"background": caption_for_plan(plan), "removed": plan.object or "object"}
         if title in BOX_TITLES:

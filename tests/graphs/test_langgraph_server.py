@@ -23,6 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.tools.conductor_parts import conductor_env
+from tools.registry import CONDUCTOR_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
 
@@ -39,10 +42,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_conductor_dirs):
     tmp = tmp_path_factory.mktemp("langgraph")
     port = _free_port()
-    env = {**os.environ, "BRUSHEDIT_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1",
+    # every conductor's weights setting names its tiny folder, as a user's .env would
+    env = {**os.environ, **conductor_env(tiny_conductor_dirs), "BRUSHEDIT_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1",
            "HF_HOME": str(tmp / "hf"), "BRUSHEDIT_DEVICE": "cpu",
            "BRUSHEDIT_OLLAMA_HOST": f"http://127.0.0.1:{_free_port()}",  # nobody there
            "LANGSMITH_TRACING": "false", "LANGGRAPH_NO_VERSION_CHECK": "1",
@@ -228,3 +232,33 @@ def test_mask_review_interrupt_carries_urls_and_resumes(server):
     assert httpx.get(url + payload["mask_url"], timeout=10).status_code == 200
     assert "result" not in paused or paused.get("result") is None
     assert done["result"]["accepted"] and done["result"]["mask"] == payload["mask"]
+
+
+@pytest.mark.parametrize("name", CONDUCTOR_NAMES)
+def test_the_context_knob_runs_each_conductor_and_keeps_the_background(server, name):
+    """`context={"settings": {"inpainter": "flux-fill"}}` on `langgraph dev`: the conductor paints
+    inside the mask, every pixel outside the blend zone is the photo's, and the prompt is in
+    the conductor's style (an edit instruction for instruction editors)."""
+    from tools.conductors import blend_zone
+    from tools.registry import INPAINTERS
+
+    url, tmp = server
+    photo = _photo(tmp)
+
+    async def steps(client, assistant, thread):
+        return await client.runs.wait(thread, assistant, input={
+            "image": str(photo), "instruction": "replace the dark square with a red ball",
+            "mask": _mask_uri(), "options": {"steps": 1}},
+            context={"settings": {"max_attempts": 1, "planner": "rules", "inpainter": name}})
+
+    result = _on_a_new_thread(url, steps)["result"]
+    assert result["inpainter"] == name
+    instruction = INPAINTERS[name].prompt_style == "instruction"
+    assert result["caption"].endswith("unchanged.") == instruction, result["caption"]
+    served = httpx.get(url + result["image_url"], timeout=10)
+    after = np.asarray(Image.open(io.BytesIO(served.content)).convert("RGB"))
+    before = np.asarray(Image.open(photo).convert("RGB"))
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(_mask_uri().split(",")[1]))))
+    outside = ~blend_zone(mask)
+    assert outside.any() and np.array_equal(after[outside], before[outside])
+    assert np.abs(after[mask > 0].astype(int) - before[mask > 0]).mean() > 1.0

@@ -73,6 +73,27 @@ def test_an_inpaint_retry_moves_seed_guidance_and_conditioning_up_to_their_caps(
     assert retry == {"seed_offset": 1, "guidance_scale": 30.0, "conditioning_scale": 1.2}
 
 
+def test_a_conductor_retry_turns_that_models_own_knob():
+    """FLUX.1 Fill's embedded guidance goes down from its own 30, FLUX.2 klein (distilled, no
+    guidance) gets more steps than its own 4; BrushNet's guidance counts from its own 7.5."""
+    decision = Decision("retry", "inpaint", "drifted")
+    fill = EditOptions(inpainter="flux-fill", seed=3)
+    retry, changed = policy.next_retry({}, decision, fill, MaskPolicy(), RetrySteps())
+    assert retry == {"seed_offset": 1, "guidance_scale": 25.0}
+    assert changed == {"seed": 4, "guidance_scale": 25.0}
+    retry, _ = policy.next_retry(retry, decision, fill, MaskPolicy(), RetrySteps())
+    attempt, seed = policy.attempt_options(fill, retry)
+    assert (attempt.guidance_scale, attempt.steps, seed) == (20.0, None, 5)
+    klein = EditOptions(inpainter="flux2-klein")
+    retry, changed = policy.next_retry({}, decision, klein, MaskPolicy(), RetrySteps())
+    assert retry == {"seed_offset": 1, "steps": 6} and "guidance_scale" not in changed
+    assert policy.attempt_options(klein, retry)[0].steps == 6
+    chosen = EditOptions(inpainter="flux2-klein", steps=50)  # asked for 50: 50, then 52
+    assert policy.next_retry({}, decision, chosen, MaskPolicy(), RetrySteps())[0]["steps"] == 52
+    brushnet, _ = policy.next_retry({}, decision, EditOptions(), MaskPolicy(), RetrySteps())
+    assert brushnet["guidance_scale"] == 9.0 and "steps" not in brushnet
+
+
 def test_a_retry_from_the_largest_seed_wraps_to_zero_instead_of_leaving_the_range():
     options = EditOptions(seed=SEED_MAX)
     decision = Decision("retry", "inpaint", "blurry")

@@ -296,10 +296,21 @@ def save_tiny_conductors(root: Path, names: tuple[str, ...] | None = None) -> di
     return {name: save_tiny_conductor(name, root / name) for name in names or tuple(TINY_BUILDERS)}
 
 
+def conductor_env(dirs: dict[str, Path], working_side: int = 64) -> dict[str, str]:
+    """Settings that point each conductor at its tiny folder (`BRUSHEDIT_<NAME>_MODEL`), paint
+    at `working_side` pixels squared and run on the CPU: what a user exports, for subprocesses
+    and `monkeypatch.setenv`."""
+    from tools.registry import model_env
+
+    return {**{model_env(name): str(folder) for name, folder in dirs.items()},
+            "BRUSHEDIT_CONDUCTOR_WORKING_SIDE": str(working_side), "BRUSHEDIT_DEVICE": "cpu"}
+
+
 __all__ = [
     "TINY_BUILDERS",
     "char_tokenizer",
     "char_vocab",
+    "conductor_env",
     "qwen_byte_tokenizer",
     "save_tiny_conductor",
     "save_tiny_conductors",

@@ -126,15 +126,7 @@ def rgb_image():
 
 
 @pytest.fixture(scope="session")
-def tiny_conductor_dirs(tmp_path_factory, torch_threads) -> dict[str, Path]:
-    """Each conductor's tiny random-weight pipeline, saved with `save_pretrained` (no downloads)."""
-    from tests.tools.conductor_parts import save_tiny_conductors
-
-    return save_tiny_conductors(tmp_path_factory.mktemp("tiny_conductors"))
-
-
-@pytest.fixture(scope="session")
-def tiny_conductors(tiny_conductor_dirs) -> dict:
+def tiny_conductors(tiny_conductor_dirs, torch_threads) -> dict:
     """Each conductor loaded from its tiny folder through `load_conductor`, painting at 64 px."""
     from tools.conductors import load_conductor
 

@@ -230,9 +230,15 @@ def test_knobs_default_to_the_models_own_unless_set():
     assert (chosen.steps, chosen.guidance_scale) == (8, 3.0)
     qwen = resolve_knobs(INPAINTERS["qwen-image-edit"], EditOptions(), 5, "blurry")
     assert qwen.negative_prompt == "blurry" and qwen.guidance_scale == 4.0
-    # options that went through JSON come back all "set": the global defaults still mean "its own"
+    # unset survives JSON (a checkpoint, an HTTP body): still "its own"
     round_trip = EditOptions.model_validate_json(EditOptions().model_dump_json())
     assert resolve_knobs(klein, round_trip, 5, None).steps == 4
+    # asked for exactly BrushNet's numbers, a conductor gets them (no more "50 means unset")
+    exact = resolve_knobs(klein, EditOptions(steps=50, guidance_scale=7.5), 5, None)
+    assert (exact.steps, exact.guidance_scale) == (50, 7.5)
+    assert EditOptions().resolved("brushnet").steps == 50
+    assert EditOptions(inpainter="flux-fill").resolved().guidance_scale == 30.0
+    assert EditOptions(steps=9).resolved("flux2-klein").steps == 9
 
 
 def test_retries_turn_each_conductors_own_knob():
@@ -324,3 +330,43 @@ def test_default_dtype_is_bfloat16_on_a_gpu_and_float32_on_the_cpu():
 
     assert default_dtype("cpu") is torch.float32
     assert default_dtype("cuda:1") is torch.bfloat16 and default_dtype("mps") is torch.bfloat16
+
+
+def test_a_single_file_inpainting_checkpoint_loads_its_configs_from_the_hub_cache(
+    tmp_path, monkeypatch, torch_threads
+):
+    """`BRUSHEDIT_SD_INPAINT_MODEL=model.safetensors` (an original-format SD1.5 inpainting file):
+    diffusers reads the weights from the file and the pipeline's configuration from the
+    official repository in the cache; without that repository it is one sentence naming it."""
+    import huggingface_hub.constants as hub
+    import torch
+
+    from tests.brushedit_inpaint.doc_snippets import hub_snapshot
+    from tests.brushedit_inpaint.single_file_parts import save_sd15_single_file
+    from tests.tools.conductor_parts import TINY_BUILDERS
+    from tools.conductors import load_conductor
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    pipe = TINY_BUILDERS["sd-inpaint"](tmp_path / "tokenizer")
+    single = tmp_path / "inpainting.safetensors"
+    save_sd15_single_file(single, pipe.unet, pipe.vae, pipe.text_encoder)
+    with pytest.raises(ConductorLoadError) as caught:
+        load_conductor("sd-inpaint", str(single))
+    message = str(caught.value)
+    assert one_sentence(message.replace(str(single), "F")) and caught.value.model == str(single)
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-inpainting`" in message
+
+    # the cache holds the repository (configs and all); the file's own weights must win
+    pipe.save_pretrained(hub_snapshot(tmp_path / "hub",
+                                      "stable-diffusion-v1-5/stable-diffusion-inpainting"))
+    with torch.no_grad():
+        pipe.unet.conv_in.weight.add_(0.25)
+    save_sd15_single_file(single, pipe.unet, pipe.vae, pipe.text_encoder)
+    conductor = load_conductor("sd-inpaint", str(single), working_side=64)
+    assert torch.equal(conductor.pipeline.unet.conv_in.weight, pipe.unet.conv_in.weight)
+    image, mask = photo()
+    (result,) = conductor.inpaint(image, mask, "a red ball", category="local",
+                                  options=EditOptions(steps=1))
+    outside = ~blend_zone(mask)
+    assert np.array_equal(np.asarray(result)[outside], np.asarray(image)[outside])
+    assert run_record(result).model == str(single)

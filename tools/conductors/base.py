@@ -1,7 +1,7 @@
 """What every diffusers conductor does the same way: the numbered steps of one edit.
 
 A conductor is an `Inpainter` around one diffusers pipeline. `DiffusersConductor._inpaint`
-1. resolves the knobs (the model's own default steps and guidance unless the caller set them),
+1. resolves the knobs (the model's own default steps and guidance where the caller set none),
 2. frames the edit (whole photo or the crop around the mask, at the model's native size),
 3. builds the pipeline call (what differs per model: `pipeline_call`),
 4. runs it with per-step progress and a cancel hook,
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tools.inpainter import Inpainter, InpaintRequest, StepWatch
-from tools.option_specs import OPTION_SPECS, option_bounds
+from tools.option_specs import option_bounds
 from tools.registry import INPAINTERS, BackendSpec, GuidanceKind, PromptStyle
 from tools.types import EditCategory, EditOptions
 
@@ -49,27 +49,18 @@ class Knobs:
     blending: bool
 
 
-def _chosen(options: EditOptions, name: str) -> bool:
-    """Whether the caller chose option `name`: set explicitly, and not at the global default.
-
-    The global defaults (50 steps, guidance 7.5) are BrushNet's; on a conductor they mean "its
-    own". Checking the value too keeps this true after options went through JSON (a checkpoint,
-    an HTTP body), where every field comes back as set.
-    """
-    return name in options.model_fields_set and getattr(options, name) != OPTION_SPECS[name].default
-
-
 def resolve_knobs(
     spec: BackendSpec, options: EditOptions, seed: int, negative_prompt: str | None
 ) -> Knobs:
-    """The knobs for `spec` from `options`: `steps` and `guidance_scale` the caller did not
-    choose take the model's defaults (FLUX.2 klein: 4 steps; FLUX.1 Fill: guidance 30), since
-    BrushNet's (50 steps, 7.5) would be wrong for it; the negative prompt goes only to models
-    that read one."""
+    """The knobs for `spec` from `options`: `steps` and `guidance_scale` the caller left unset
+    (None) take the model's defaults (FLUX.2 klein: 4 steps; FLUX.1 Fill: guidance 30); set,
+    they are used as given, 50 steps included. The negative prompt goes only to models that
+    read one."""
     return Knobs(
-        steps=options.steps if _chosen(options, "steps") else spec.default_steps,
+        steps=options.steps if options.steps is not None else spec.default_steps,
         guidance_scale=(
-            options.guidance_scale if _chosen(options, "guidance_scale") else spec.default_guidance
+            options.guidance_scale if options.guidance_scale is not None
+            else spec.default_guidance
         ),
         negative_prompt=negative_prompt if "negative_prompt" in spec.uses_options else None,
         seed=seed,
@@ -217,14 +208,15 @@ class DiffusersConductor(Inpainter):
             return cls(**kwargs)
         return cls.from_pretrained(**kwargs)
 
-    def unsupported_message(self, category: EditCategory) -> str:
-        allowed = ", ".join(sorted(c.value for c in self.categories))
+    @classmethod
+    def unsupported_message(cls, category: EditCategory) -> str:
+        allowed = ", ".join(sorted(c.value for c in cls.categories))
         if category is EditCategory.GLOBAL:
             return (
-                f"The {self.name} conductor fills a masked area from a caption and cannot "
+                f"The {cls.name} conductor fills a masked area from a caption and cannot "
                 f"restyle a whole photo, so it cannot do a global edit (it can do: {allowed})."
             )
-        return f"The {self.name} conductor cannot do {category.value} edits (only: {allowed})."
+        return f"The {cls.name} conductor cannot do {category.value} edits (only: {allowed})."
 
     def maskless(self, category: EditCategory) -> bool:
         """Whether an edit of `category` runs without a mask (global edits of editors that can)."""

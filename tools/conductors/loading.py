@@ -12,8 +12,10 @@ it in its conductor class.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,11 +77,11 @@ def _missing(spec: BackendSpec, model: str, why: str, folder: str = "<folder>") 
     repo = spec.default_model or model
     command = fix_command(repo, folder)
     licence = " after accepting its licence on the Hub" if spec.gated else ""
+    summary = f"The {spec.name} conductor's weights are not on this machine ({why})"
     return MissingWeightsError(
-        f"The {spec.name} conductor's weights are not on this machine ({why}); fetch them{licence} "
-        f"with `{command}` and use that folder as its model.",
+        f"{summary}; fetch them{licence} with `{command}` and use that folder as its model.",
         conductor=spec.name, model=model, repo=repo, fix_command=command,
-        env_var=spec.model_env or "", gated=spec.gated,
+        env_var=spec.model_env or "", gated=spec.gated, summary=summary,
     )  # fmt: skip
 
 
@@ -250,10 +252,13 @@ def load_pipeline(
         raise ConfigError(f"The {name} conductor cannot run in {dtype!r}: {exc}.") from None
     where = locate_weights(spec, model, local_files_only=local_files_only)
     try:
-        pipeline = _from_weights(spec, where, torch_dtype, local_files_only)
+        with _no_loading_bars():
+            pipeline = _from_weights(spec, where, torch_dtype, local_files_only)
     except (OSError, ValueError) as exc:
         if local_files_only and where.kind == "hub":
             raise _missing(spec, model, f"the cached copy of {model} is incomplete") from exc
+        if local_files_only and where.kind == "file" and _not_in_cache(exc):
+            raise _single_file_without_configs(spec, where) from exc
         raise ConductorLoadError(
             f"The {name} conductor could not load {model}: {str(exc).splitlines()[0]}",
             conductor=name, model=model,
@@ -266,6 +271,53 @@ def load_pipeline(
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, model
+
+
+def _not_in_cache(exc: BaseException) -> bool:
+    """Whether diffusers failed because a Hub repository it needs is not in the local cache."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return isinstance(exc, LocalEntryNotFoundError) or "outgoing traffic has been disabled" in str(exc)
+
+
+SDXL_INPAINT_CONFIGS = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+"""Where diffusers reads an SDXL inpainting single file's pipeline configuration from."""
+
+
+def _single_file_without_configs(spec: BackendSpec, where: WeightsLocation) -> ConductorLoadError:
+    """A single file holds weights, not its pipeline's configuration (nor, for FLUX.1, the text
+    encoders and VAE): diffusers reads those from the official repository in the Hub cache."""
+    repo = spec.default_model or ""
+    if spec.name == "sd-inpaint":
+        from brushedit_inpaint.families import base_family
+
+        with contextlib.suppress(Exception):  # unreadable: the SD1.5 repository is the guess
+            repo = SDXL_INPAINT_CONFIGS if base_family(where.source) == "sdxl" else repo
+    return ConductorLoadError(
+        f"The {spec.name} conductor could not load the single file {where.source}: diffusers "
+        f"takes its pipeline's configuration (and any part the file lacks) from {repo}, which "
+        f"is not in the local Hugging Face cache; fetch it with `hf download {repo}` or allow "
+        "downloads (BRUSHEDIT_ALLOW_DOWNLOADS=1).",
+        conductor=spec.name, model=where.source,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """diffusers' and transformers' loading bars off while a pipeline loads: the surfaces show
+    their own progress (a CLI spinner, server events), and tqdm lines would cut through it."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = [lib for lib in (diffusers_logging, transformers_logging)
+               if lib.is_progress_bar_enabled()]
+    for lib in restore:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib in restore:
+            lib.enable_progress_bar()
 
 
 def _check_device(name: str, device: str) -> None:
