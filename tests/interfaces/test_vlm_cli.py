@@ -29,8 +29,8 @@ def table_rows(output: str) -> dict[str, str]:
             continue
         cells = [c.strip() for c in line.split("│")[1:-1]]
         name = cells[0] or name
-        rows[name] = f"{rows.get(name, '')} {' '.join(cells[1:])}".strip()
-    return rows
+        rows[name] = f"{rows.get(name, '')} {' '.join(cells[1:])}"
+    return {name: " ".join(text.split()) for name, text in rows.items()}  # wrapped lines joined
 
 
 def test_edit_with_vlm_url_plans_on_that_server(files, tmp_path):
