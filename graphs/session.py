@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from graphs.artifacts import is_hash
 from graphs.cancel import CANCELLED, CancelToken
 from graphs.inputs import import_image, import_mask
-from graphs.requests import check_caption, check_instruction, check_options, check_session_name
+from graphs.requests import (
+    CHECKED_TURN,
+    check_caption,
+    check_instruction,
+    check_options,
+    check_session_name,
+)
 from tools.errors import BrushEditError, EditCancelledError, InvalidRequestError
 from tools.types import EditOptions, EditPlan, EditResult
 
@@ -100,7 +106,7 @@ class EditSession:
     def __init__(self, components: Context, session_id: str) -> None:
         self.components = components
         self.id = session_id
-        self.config = {"configurable": {"thread_id": session_id}}
+        self.config = {"configurable": {"thread_id": session_id, CHECKED_TURN: True}}
         self._compiled: Any = None
 
     @classmethod

@@ -41,9 +41,9 @@ class NodeRun:
     vlm: Any = None
     """The context's VLM wrapped in a `RecordingVLM`, or None without one."""
     raw_input: bool = False
-    """The run came without a Python context (a LangGraph-server client's run): its input is
-    whatever JSON arrived, unchecked; the session facade's runs bring their context and checked
-    input."""
+    """The run's input is whatever arrived, unchecked (a LangGraph-server client's run, a parent
+    graph embedding the editor); the session facade's runs bring their context and a checked
+    turn (`graphs.requests.CHECKED_TURN`)."""
     inputs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -188,7 +188,8 @@ def _run_node(name: str, body: Body, state: State, runtime: Runtime[Context]) ->
     try:
         result = _merged(run.update, body(state, run))
         run.raise_if_cancelled(name)
-        return result
+        update = (result if isinstance(result, dict) else result.update) or {}
+        return _merged(_shown(name, {**state, **update}, run, turn, attempt), result)
     except GraphBubbleUp:  # an interrupt: the node re-runs on resume, record nothing
         status = None
         raise
@@ -209,7 +210,7 @@ def _run_node(name: str, body: Body, state: State, runtime: Runtime[Context]) ->
 
 def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
     context = run_context(runtime.context)
-    raw = context is not runtime.context
+    raw = context is not runtime.context or not _checked_turn()
     info = runtime.execution_info
     session_id = str((info.thread_id if info is not None else None) or "default")
     recorder = None
@@ -219,6 +220,40 @@ def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
         recorder = RecordingVLM(context.vlm)
     return NodeRun(context, state, session_id, _safe_writer(runtime.stream_writer), vlm=recorder,
                    raw_input=raw, control=getattr(runtime, "control", None))
+
+
+def _shown(name: str, after: dict[str, Any], run: NodeRun, turn: int | None, attempt: int
+           ) -> dict[str, Any]:
+    """`progress` and `preview` after a node (`OutputState`), from the state it leaves
+    (`after`): a `values` stream shows them."""
+    from graphs.artifacts import artifact_url
+
+    done = [] if name == "start" else list((after.get("progress") or {}).get("done") or [])
+    update: dict[str, Any] = {"progress": {
+        "node": name, "done": [*done, name], "turn": turn, "attempt": attempt,
+        "max_attempts": after.get("max_attempts"),
+    }}
+    images = run.images
+    result = images.get("result") or images.get("result_0")
+    image = result or images.get("source")
+    if image:
+        kind = "result" if name == "finish" else "candidate" if result else "source"
+        mask = images.get("mask") or images.get("user_mask")
+        update["preview"] = {"kind": kind, "image": image, "image_url": artifact_url(image),
+                             "mask": mask, "mask_url": artifact_url(mask)}
+    return update
+
+
+def _checked_turn() -> bool:
+    """Whether the session facade checked this run's turn (`graphs.requests.CHECKED_TURN`)."""
+    from langgraph.config import get_config
+
+    from graphs.requests import CHECKED_TURN
+
+    try:
+        return bool((get_config().get("configurable") or {}).get(CHECKED_TURN))
+    except RuntimeError:  # called outside a run
+        return False
 
 
 def _merged(side: dict[str, Any], result: Any) -> Any:

@@ -10,6 +10,7 @@ import importlib.util
 
 from graphs.settings import Settings
 from graphs.weights import Check, inpainter_weight_checks, segmenter_weight_checks
+from interfaces.terminal import console as terminal_console
 from interfaces.terminal import markup, plain
 
 TORCH_SPEC = "torch==2.13.0"
@@ -51,6 +52,17 @@ def check_ollama(host: str, model: str) -> list[Check]:
     return [server, Check(label, False, status.error or "not usable", status.fix)]
 
 
+def print_json(checks: list[Check]) -> None:
+    """The checks as one JSON object on stdout: `ok` (everything in place) and each check."""
+    import json
+    import sys
+
+    report = {"ok": all(c.ok for c in checks),
+              "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix}
+                         for c in checks]}
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
 def print_report(checks: list[Check]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -63,7 +75,7 @@ def print_report(checks: list[Check]) -> None:
     for check in checks:  # details may quote a server's answer: printed as text, never markup
         table.add_row(markup(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
                       markup(check.detail))
-    console = Console(width=120)
+    console = Console(width=120) if Console().is_terminal else terminal_console()
     console.print(table)
     fixes = [c for c in checks if not c.ok and c.fix]
     if fixes:

@@ -145,3 +145,15 @@ def wait_until(check: Any, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.002)
+
+
+def tiny_brushnet_env(root: Path) -> dict[str, str]:
+    """A tiny random-weight SD1.5 base and its BrushNet saved to folders (once per `root`), as
+    the `BRUSHEDIT_` variables that make a process (the CLI, `langgraph dev`) load them."""
+    from tests.brushedit_inpaint.tiny_parts import SD15, save_tiny_base
+
+    if not (root / "brushnet" / "config.json").is_file():
+        save_tiny_base(SD15, root / "base").save_pretrained(root / "brushnet")
+    return {"BRUSHEDIT_BASE_MODEL": str(root / "base"), "BRUSHEDIT_BRUSHNET": str(root / "brushnet"),
+            "BRUSHEDIT_BRUSHNET_SUBFOLDER": "", "BRUSHEDIT_DEVICE": "cpu",
+            "BRUSHEDIT_DTYPE": "float32", "HF_HUB_OFFLINE": "1"}
