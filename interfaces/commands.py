@@ -81,7 +81,7 @@ JsonOpt = Annotated[bool, typer.Option(
 def _result_json(result: Any, out: Path | None, session: EditSession) -> str:
     """What `--json` prints for a finished edit: where it is, and what happened."""
     return json.dumps({
-        "path": str(out) if out else str(session.path(result.image)),
+        "path": str(Path(out).resolve()) if out else str(session.path(result.image)),
         "session_id": session.id, "turn": result.turn, "image": result.image,
         "accepted": result.accepted, "attempts": result.attempts, "reason": result.reason,
         "planner": result.planner, "inpainter": result.inpainter,

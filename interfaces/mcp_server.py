@@ -44,7 +44,7 @@ from interfaces.common import (
     summary,
 )
 from interfaces.roots import FileRoots, parse_root_list, path_from_uri
-from interfaces.wording import Wording, say
+from interfaces.wording import Wording, say, validation_sentences
 from tools.errors import (
     BrushEditError,
     ConfigError,
@@ -53,7 +53,7 @@ from tools.errors import (
 )
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.registry import WEIGHTLESS_INPAINTER
-from tools.types import EditOptions, EditPlan, field_bounds, options_patch_model
+from tools.types import EditPlan, field_bounds, options_patch_model
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -218,52 +218,6 @@ def model_missing_message(exc: ModelLoadError) -> str:
         "this server runs `brushedit doctor` there to see what is missing and how to fetch it, "
         "or sets BRUSHEDIT_ALLOW_DOWNLOADS=1 so models download on first use."
     )
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def validation_sentences(exc: ValidationError) -> str:
-    """Pydantic's errors as sentences naming each parameter (`options.steps must be ...`)."""
-    option_names = ", ".join(EditOptions.model_fields)
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "json-"))]
-        name = ".".join(loc) or "arguments"
-        ctx = err.get("ctx") or {}
-        kind = err.get("type", "")
-        got = f", got {_shown(err['input'])}" if "input" in err and kind != "missing" else ""
-        if kind == "missing":
-            text = f"`{name}` is required"
-        elif kind == "extra_forbidden":
-            known = f"; the options are {option_names}" if loc[:1] == ["options"] else ""
-            text = f"`{name}` is not a parameter of this tool{known}"
-        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-            words = {"greater_than_equal": "at least", "greater_than": "greater than",
-                     "less_than_equal": "at most", "less_than": "less than"}[kind]
-            bound = next(iter(ctx.values())) if ctx else "?"
-            text = f"`{name}` must be {words} {bound}{got}"
-        elif kind == "finite_number":
-            text = f"`{name}` must be a finite number{got}"
-        elif kind.startswith("int_"):
-            text = f"`{name}` must be a whole number{got}"
-        elif kind.startswith("float_"):
-            text = f"`{name}` must be a number{got}"
-        elif kind.startswith("bool_"):
-            text = f"`{name}` must be true or false{got}"
-        elif kind.startswith("string_"):
-            text = f"`{name}` must be text{got}"
-        elif kind == "literal_error":
-            text = f"`{name}` must be {ctx.get('expected', 'one of the allowed values')}{got}"
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            text = f"`{name}` must be a JSON object{got}"
-        else:
-            msg = str(err.get("msg", "is invalid"))
-            text = f"`{name}`: {msg[:1].lower() + msg[1:]}"
-        parts.append(text)
-    return "; ".join(parts) + "."
 
 
 def _error_text(exc: BaseException) -> str:
