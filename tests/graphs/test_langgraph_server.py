@@ -129,7 +129,7 @@ def test_schemas_describe_the_public_input_and_output(server):
     assert {"image", "instruction", "mask", "options", "caption", "review_mask"} <= set(inputs)
     assert "data:" in inputs["image"]["description"] and "URL" in inputs["image"]["description"]
     assert all(prop.get("description") for prop in inputs.values())
-    assert set(schemas["output_schema"]["properties"]) == {"result"}
+    assert set(schemas["output_schema"]["properties"]) == {"result", "progress", "preview"}
     assert "source_image" not in inputs and "user_mask" not in inputs  # internals stay inside
     context = schemas["context_schema"]["properties"]
     assert set(context) == {"settings"}  # the knobs; model and store handles stay out
