@@ -1,10 +1,10 @@
 """The `brushedit` command line: the root app, `doctor`, and where every command comes from.
 
 `edit`, `resume`, `chat` and `demo` are in `interfaces.commands`, the `trace` group in
-`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`. Results go
-to stdout (`--json` for one JSON object), messages and progress to stderr. Expected failures
-(`BrushEditError`) print one line and exit with a status that says their kind, never a
-traceback (`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
+`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`, `batch` in
+`interfaces.batch_cli`. Results go to stdout (`--json` for one JSON object), messages and progress
+to stderr. Expected failures (`BrushEditError`) print one line and exit with a status that says
+their kind, never a traceback (`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
 entry-point group (evals adds `eval`), so nothing here imports upward. `brushedit --help` never imports torch.
 """
 
@@ -17,8 +17,9 @@ from typing import Annotated
 
 import typer
 
-from interfaces import commands, server_commands, trace_cli
+from interfaces import batch_cli, commands, server_commands, trace_cli
 from interfaces.cli_errors import EXIT_CODES_HELP, JSON_OUTPUT, BrushEditGroup
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 
 ENTRY_POINT_GROUP = "brushedit.commands"
 
@@ -66,13 +67,16 @@ def doctor(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the checks as one JSON object on stdout.")
     ] = False,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
-    """Check torch, the Ollama server and model weights, without downloading anything."""
-    from graphs.settings import load_settings
+    """Check torch, the VLM's server (Ollama or OpenAI-compatible), its model and family, and
+    model weights, without downloading anything."""
     from interfaces.doctor import print_json, print_report, run_checks
+    from interfaces.vlm_options import settings_with
 
     ctx.meta[JSON_OUTPUT] = json_output
-    checks = run_checks(load_settings())
+    checks = run_checks(settings_with(vlm_url, vlm_model))
     (print_json if json_output else print_report)(checks)
     if strict and not all(check.ok for check in checks):
         raise typer.Exit(1)
@@ -81,6 +85,7 @@ def doctor(
 commands.register(app)
 server_commands.register(app)
 app.add_typer(trace_cli.app, name="trace")
+app.add_typer(batch_cli.app, name="batch")
 
 
 def _load_plugins(root: typer.Typer) -> None:
