@@ -111,6 +111,7 @@ def _edit(tmp_path: Path, ollama_url: str, **env: str) -> subprocess.CompletedPr
     Image.fromarray(object_mask()).save(mask)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BRUSHEDIT_"))}
     base |= {"BRUSHEDIT_DATA_DIR": str(tmp_path / "data"), "BRUSHEDIT_OLLAMA_HOST": ollama_url,
+             "BRUSHEDIT_OLLAMA_MODEL": "qwen2.5vl:7b",  # what the fake server has pulled
              "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run(
         [str(BRUSHEDIT), "edit", str(image), "remove the dark square", "-o",
