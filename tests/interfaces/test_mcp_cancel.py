@@ -44,7 +44,8 @@ def test_progress_percentages_titles_prompt_and_recent_results(stepping):
             prompts = (await client.list_prompts()).prompts
             prompt = await client.get_prompt("edit_image", {"instruction": "remove the cat",
                                                             "image": "cat.png"})
-            listed = (await client.list_resources()).resources
+            listed = [r for r in (await client.list_resources()).resources
+                      if str(r.uri).startswith("brushedit://artifacts/")]  # besides planner
             read = await client.read_resource(listed[0].uri)
             return result, tools, prompts, prompt, listed, read
 
