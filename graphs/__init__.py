@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
     from graphs.components import build_components
     from graphs.context import Context, GraphSettings
-    from graphs.graph import build_graph
+    from graphs.graph import build_graph, build_subgraph
     from graphs.session import EditSession, MaskReview, PreparedTurn, Turn
     from graphs.settings import Settings
     from graphs.traces import TraceStore
@@ -27,6 +27,7 @@ _EXPORTS = {
     "GraphSettings": "graphs.context",
     "build_components": "graphs.components",
     "build_graph": "graphs.graph",
+    "build_subgraph": "graphs.graph",
     "EditSession": "graphs.session",
     "MaskReview": "graphs.session",
     "PreparedTurn": "graphs.session",
@@ -51,6 +52,7 @@ __all__ = [
     "Turn",
     "build_components",
     "build_graph",
+    "build_subgraph",
     "build_vlm",
     "planner_info",
 ]

@@ -37,7 +37,7 @@ from graphs.run_folder import (
     read_results,
 )
 from graphs.workers import died_message, map_workers, process_memory_mb, worker_factory
-from tools.errors import BrushEditError, ConfigError
+from tools.errors import BrushEditError, ConfigError, InvalidRequestError
 from tools.types import InpainterName
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ def read_batch(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
     out = Path(out).expanduser()
     if not (out / CONFIG).is_file():
-        raise ConfigError(f"{out} holds no batch run (no {CONFIG}); give the folder passed to "
+        raise InvalidRequestError(f"{out} holds no batch run (no {CONFIG}); give the folder passed to "
                           "`brushedit batch --out`")
     config = load_json_object(out / CONFIG)
     if config.get("kind") != "brushedit-batch":

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from graphs.artifacts import ArtifactStore
 from graphs.context import Context, GraphSettings, PlannerMode
 from graphs.handles import LazyModel
+from graphs.otel import span_export_from_env
 from graphs.traces import TraceStore, enable_wal
 from tools.errors import ConfigError, InvalidRequestError
 from tools.registry import CONDUCTOR_NAMES, INPAINTER_NAMES
@@ -71,7 +72,7 @@ def build_components(
     seg = LazyModel(lambda: _load_segmenter(settings), "segmenter") if segmenter else None
     return Context(
         store=ArtifactStore(data_dir / "artifacts"),
-        traces=TraceStore(data_dir / "traces.sqlite"),
+        traces=TraceStore(data_dir / "traces.sqlite", export=span_export_from_env()),
         vlm=vlm,
         segmenter=seg,
         inpainters={

@@ -50,3 +50,17 @@ def build_graph(checkpointer: Any = None) -> Any:
     builder.add_edge("inpaint", "verify")
     builder.add_edge("finish", END)
     return builder.compile(checkpointer=checkpointer, name="brushedit")
+
+
+def build_subgraph() -> Any:
+    """The editing graph to embed as a node of your own LangGraph graph (multi-turn).
+
+    Compiled with `checkpointer=True`: it keeps its own state (the current image, the turn
+    count) in your graph's checkpointer, per thread, from one run of your graph to the next, so
+    a turn without `image` continues from the last accepted result. (The server export in
+    `graphs.app`, compiled with no checkpointer, starts afresh on every call when embedded.)
+    Your graph passes the turn's fields (`image`, `instruction`, `mask`, `options`...) in its
+    state, as a LangGraph-server client would, and runs with `context=` a `graphs.Context`
+    (`build_components(settings)`); it gets `result`, `progress` and `preview` back.
+    """
+    return build_graph(checkpointer=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tools.errors import ConfigError
+from tools.errors import ConfigError, InvalidRequestError
 from tools.types import EditOptions
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
@@ -55,19 +55,20 @@ class ManifestRow(BaseModel):
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Every row of a manifest, in order; a `ConfigError` sentence for a file that cannot be."""
+    """Every row of a manifest, in order; an `InvalidRequestError` sentence for a file that
+    cannot be (a `ConfigError` when pyarrow is missing)."""
     path = Path(path).expanduser()
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise ConfigError(f"{path.name} is not a manifest this reads: name it .jsonl, .csv or "
+        raise InvalidRequestError(f"{path.name} is not a manifest this reads: name it .jsonl, .csv or "
                           ".parquet (one edit per row)")
     if not path.is_file():
-        raise ConfigError(f"the manifest {path} does not exist" if not path.exists() else
+        raise InvalidRequestError(f"the manifest {path} does not exist" if not path.exists() else
                           f"the manifest {path} is not a file")
     try:
         raw = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[kind](path)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"the manifest {path} cannot be read ({exc})") from None
+        raise InvalidRequestError(f"the manifest {path} cannot be read ({exc})") from None
     columns = {name for _, row in raw if isinstance(row, dict) for name in row}
     _check_columns(path, columns)
     rows = [_row(path.parent, index, value) for index, value in raw]
@@ -78,14 +79,14 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
 def _check_columns(path: Path, columns: set[str]) -> None:
     unknown = sorted(str(c) for c in columns - set(COLUMNS))
     if unknown:
-        raise ConfigError(
+        raise InvalidRequestError(
             f"the manifest {path.name} has column(s) this does not know: "
             f"{', '.join(unknown[:5])}; the columns are {', '.join(COLUMNS)} (a misspelt option "
             "would silently use the default on every row)"
         )
     missing = [name for name in REQUIRED if name not in columns]
     if missing and columns:
-        raise ConfigError(f"the manifest {path.name} has no `{missing[0]}` column; every row "
+        raise InvalidRequestError(f"the manifest {path.name} has no `{missing[0]}` column; every row "
                           "needs `image` and `instruction`")
 
 
@@ -93,7 +94,7 @@ def _check_ids(path: Path, rows: list[ManifestRow]) -> None:
     seen: dict[str, int] = {}
     for row in rows:
         if row.id in seen:
-            raise ConfigError(f"rows {seen[row.id]} and {row.index} of {path.name} both have the "
+            raise InvalidRequestError(f"rows {seen[row.id]} and {row.index} of {path.name} both have the "
                               f"id {row.id!r}; give each row its own id (results are kept by id)")
         seen[row.id] = row.index
 
@@ -134,7 +135,7 @@ def _parquet(path: Path) -> list[tuple[int, Any]]:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow's errors are many; all mean "not a Parquet file we read"
-        raise ConfigError(f"the manifest {path} is not a readable Parquet file ({exc})") from None
+        raise InvalidRequestError(f"the manifest {path} is not a readable Parquet file ({exc})") from None
     return list(enumerate(table.to_pylist(), start=1))
 
 

@@ -395,8 +395,9 @@ def inpaint(state: State, run: NodeRun) -> dict[str, Any]:
     source, area = store.get_image(state["source_image"]), store.get_mask(state["edit_mask"])
     results = inpainter.inpaint(
         source, area, state.get("edit_caption") or "", category=plan.category, options=options,
-        seed=seed, negative_prompt=negative, progress=progress,
+        seed=seed, negative_prompt=negative, progress=progress, cancel=run.cancelled,
     )
+    run.raise_if_cancelled("inpaint")  # a stop after the last step: its images are no result
     new = [_candidate(store, plan, source, image, area, state, attempt, seed)
            for image in results]
     if not new:

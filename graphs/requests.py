@@ -118,6 +118,13 @@ def check_options(given: Mapping[str, Any] | EditOptions | None = None, *,
     return options
 
 
+CHECKED_TURN = "brushedit_checked_turn"
+"""The run config key (`configurable`) by which the session facade says its turn was checked
+(`EditSession.prepare`): only then does the `start` node trust the input. Any other run (a
+LangGraph-server client, a parent graph embedding the editor) is checked by `start`; a server
+client cannot claim it, because a server run brings no Python context."""
+
+
 def check_turn_input(state: Mapping[str, Any], defaults: EditOptions) -> dict[str, Any]:
     """A raw turn request's instruction, caption and options, checked; every other field's type
     and range checked too. A wrong one is refused in one sentence naming it.

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.errors import BrushEditError, ConfigError
+from tools.errors import BrushEditError, ConfigError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def load_json_object(path: Path) -> dict[str, Any]:
 def check_run_folder(out: Path) -> None:
     """Refuse a run folder that is a file, or that sits in BrushEdit's data folder."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a run folder; give a folder path")
+        raise InvalidRequestError(f"{out} is a file, not a run folder; give a folder path")
     from graphs.artifacts import check_output_folder
     from graphs.settings import load_settings
 
@@ -155,7 +155,7 @@ def check_or_store_config(
                     for name in sorted(set(stored) | set(current))
                     if stored.get(name) != current.get(name)
                 ]
-                raise ConfigError(
+                raise InvalidRequestError(
                     f"{out} holds a run with a different configuration ({'; '.join(diffs)}). "
                     "Resume it with the same options, pick another --out, or pass --force-new "
                     "to set the old run aside and start again"

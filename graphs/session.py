@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphs.artifacts import is_hash
+from graphs.cancel import CANCELLED, CancelToken
 from graphs.inputs import import_image, import_mask
-from graphs.requests import check_caption, check_instruction, check_options, check_session_name
-from tools.errors import BrushEditError, InvalidRequestError
+from graphs.requests import (
+    CHECKED_TURN,
+    check_caption,
+    check_instruction,
+    check_options,
+    check_session_name,
+)
+from tools.errors import BrushEditError, EditCancelledError, InvalidRequestError
 from tools.types import EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
@@ -57,7 +64,7 @@ class Turn(BaseModel):
     accepted: bool = False
     kept: bool = Field(default=False, description="Not accepted, but kept by the user.")
     undone: bool = False
-    status: str = Field(description="running, done, failed or abandoned.")
+    status: str = Field(description="running, done, failed, cancelled or abandoned.")
     reason: str | None = None
 
 
@@ -99,7 +106,7 @@ class EditSession:
     def __init__(self, components: Context, session_id: str) -> None:
         self.components = components
         self.id = session_id
-        self.config = {"configurable": {"thread_id": session_id}}
+        self.config = {"configurable": {"thread_id": session_id, CHECKED_TURN: True}}
         self._compiled: Any = None
 
     @classmethod
@@ -141,17 +148,21 @@ class EditSession:
         outcome = self.submit(image, instruction, **turn)
         while isinstance(outcome, MaskReview):
             assert review is not None
-            outcome = self.resume(review(outcome), on_event=turn.get("on_event"))
+            outcome = self.resume(review(outcome), on_event=turn.get("on_event"),
+                                  cancel=turn.get("cancel"))
         return outcome
 
     def submit(self, image: ImageInput, instruction: str, *,
-               on_event: EventSink | None = None, **request: Any) -> EditResult | MaskReview:
+               on_event: EventSink | None = None, cancel: CancelToken | None = None,
+               **request: Any) -> EditResult | MaskReview:
         """Start a turn; returns its result, or a `MaskReview` when it paused for a person.
 
         `prepare(image, instruction, **request)` (`mask`, `options`, `caption`, `review_mask`),
-        then `run`; `on_event` receives progress dicts (`node`, `progress`, `retry`, `load`...).
+        then `run`; `on_event` receives progress dicts (`node`, `progress`, `retry`, `load`...);
+        `cancel`, a `graphs.cancel.CancelToken`, stops the turn when another thread sets it.
         """
-        return self.run(self.prepare(image, instruction, **request), on_event=on_event)
+        return self.run(self.prepare(image, instruction, **request), on_event=on_event,
+                        cancel=cancel)
 
     def prepare(
         self,
@@ -189,9 +200,14 @@ class EditSession:
         return PreparedTurn(instruction=text, source=source, mask=user_mask, options=checked,
                             caption=caption, review_mask=bool(review_mask))
 
-    def run(self, turn: PreparedTurn, *, on_event: EventSink | None = None
-            ) -> EditResult | MaskReview:
-        """Run a prepared turn: claim the session, file the turn, run the graph."""
+    def run(self, turn: PreparedTurn, *, on_event: EventSink | None = None,
+            cancel: CancelToken | None = None) -> EditResult | MaskReview:
+        """Run a prepared turn: claim the session, file the turn, run the graph.
+
+        `cancel.cancel()` from another thread (or Ctrl-C in this one) stops the turn within a
+        diffusion step or at the next node: the turn is filed `cancelled`, no result is kept,
+        and `EditCancelledError` is raised.
+        """
         traces = self.components.traces
         with traces.claims.hold(self.id):
             for row in traces.turns(self.id):
@@ -207,10 +223,11 @@ class EditSession:
             _emit(on_event, {"type": "turn", "status": "start", "turn": number,
                              "session_id": self.id, "instruction": turn.instruction,
                              "source": turn.source})
-            return self._run(payload, number, on_event)
+            return self._run(payload, number, on_event, cancel)
 
     def resume(
-        self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None
+        self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None,
+        cancel: CancelToken | None = None,
     ) -> EditResult | MaskReview:
         """Continue a paused or interrupted turn.
 
@@ -219,10 +236,10 @@ class EditSession:
         from the last completed node.
         """
         with self.components.traces.claims.hold(self.id):
-            return self._resume(decision, on_event)
+            return self._resume(decision, on_event, cancel)
 
-    def _resume(self, decision: dict[str, Any] | None, on_event: EventSink | None
-                ) -> EditResult | MaskReview:
+    def _resume(self, decision: dict[str, Any] | None, on_event: EventSink | None,
+                cancel: CancelToken | None = None) -> EditResult | MaskReview:
         from langgraph.types import Command
 
         state = self._graph().get_state(self.config)
@@ -240,9 +257,9 @@ class EditSession:
                 decision = {**decision, "mask": import_mask(
                     self.components.store, decision["mask"], state.values["source_image"], 1.0)}
             self._set_status(turn, "running")
-            return self._run(Command(resume=decision), turn, on_event)
+            return self._run(Command(resume=decision), turn, on_event, cancel)
         self._set_status(turn, "running")
-        return self._run(None, turn, on_event)
+        return self._run(None, turn, on_event, cancel)
 
     def plan(
         self, image: ImageInput, instruction: str, *, mask: Any = None,
@@ -280,9 +297,10 @@ class EditSession:
         return None
 
     def unfinished(self) -> bool:
-        """True when a turn stopped before its end (a crash, or a pending mask review)."""
+        """True when a turn stopped before its end (a crash, Ctrl-C, a cancel, or a pending
+        mask review): `resume` finishes it from its last completed step."""
         rows = self.components.traces.turns(self.id)
-        return bool(rows) and rows[-1]["status"] in ("running", "review") and bool(
+        return bool(rows) and rows[-1]["status"] in ("running", "review", CANCELLED) and bool(
             self._graph().get_state(self.config).next
         )
 
@@ -385,16 +403,27 @@ class EditSession:
             self._compiled = build_graph(checkpointer=saver)
         return self._compiled
 
-    def _run(self, payload: Any, turn: int, on_event: EventSink | None) -> EditResult | MaskReview:
+    def _run(self, payload: Any, turn: int, on_event: EventSink | None,
+             cancel: CancelToken | None = None) -> EditResult | MaskReview:
+        from langgraph.errors import GraphDrained
+
         graph = self._graph()
         traces = self.components.traces
+        token = cancel if cancel is not None else CancelToken()
         try:
             for mode, chunk in graph.stream(
                 payload, self.config, context=self.components,
-                stream_mode=["custom", "updates"], durability="sync",
+                stream_mode=["custom", "updates"], durability="sync", control=token.control,
             ):
                 if mode == "custom":
                     _emit(on_event, chunk)
+        except (EditCancelledError, GraphDrained, KeyboardInterrupt) as exc:
+            token.cancel("interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else
+                         "stopped by the caller")
+            stopped = self._cancelled(turn, exc, token, on_event)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise stopped from None
         except BrushEditError as exc:
             self._set_status(turn, "failed", reason=str(exc))
             raise
@@ -415,6 +444,27 @@ class EditSession:
                          "planner": result.planner, "reason": result.reason,
                          "path": str(self.components.store.path(result.image))})
         return result
+
+    def _cancelled(self, turn: int, exc: BaseException, token: CancelToken,
+                   on_event: EventSink | None) -> EditCancelledError:
+        """File the turn `cancelled` with a trace row saying where it stopped; the error to
+        raise. Nothing of the turn was kept: no result, no accepted image."""
+        if isinstance(exc, EditCancelledError):
+            stopped = exc
+        else:
+            stopped = EditCancelledError(f"the edit was {token.reason or 'cancelled'} before it "
+                                         "finished")
+        where = {k: v for k, v in {"node": stopped.node, "inpainter": stopped.inpainter,
+                                   "step": stopped.step, "total": stopped.total}.items()
+                 if v is not None}
+        self.components.traces.record(
+            self.id, "cancel", turn=turn, status=CANCELLED,
+            outputs={"reason": token.reason, **where}, error=str(stopped),
+        )
+        self._set_status(turn, CANCELLED, reason=str(stopped))
+        _emit(on_event, {"type": CANCELLED, "turn": turn, "session_id": self.id,
+                         "reason": token.reason, "message": str(stopped), **where})
+        return stopped
 
     def _set_status(self, turn: int, status: str, reason: str | None = None) -> None:
         self.components.traces.set_turn_status(self.id, turn, status, reason=reason)

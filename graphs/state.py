@@ -56,13 +56,50 @@ class InputState(TypedDict, total=False):
     ]
 
 
+class Progress(TypedDict, total=False):
+    """Where the turn is, after each node: what a `values`-driven UI shows while it runs."""
+
+    node: str
+    """The node that just finished."""
+    done: list[str]
+    """The nodes finished this turn, in order (a retry runs some again)."""
+    turn: int | None
+    attempt: int
+    max_attempts: int | None
+
+
+class Preview(TypedDict, total=False):
+    """The picture to show now: the source, then the mask on it, then the latest candidate,
+    then the result."""
+
+    kind: Literal["source", "candidate", "result"]
+    image: str
+    """Content hash of the picture."""
+    image_url: str
+    """`/artifacts/<hash>` on this server."""
+    mask: str | None
+    """Hash of the mask being painted, once the mask node found it."""
+    mask_url: str | None
+
+
 class OutputState(TypedDict, total=False):
-    """What a finished turn hands back."""
+    """What a turn hands back: its result at the end, its progress and picture all along."""
 
     result: Annotated[
         dict[str, Any] | None,
         Field(description="`EditResult`: `image` (hash), `source_image` (hash), `image_url` "
               "(`/artifacts/<hash>` on this server), `accepted`, `reason`, `plan`, `metrics`..."),
+    ]
+    progress: Annotated[
+        Progress | None,
+        Field(description="Where the turn is, updated after every node: `node` (just "
+              "finished), `done` (this turn's nodes so far), `turn`, `attempt`, `max_attempts`."),
+    ]
+    preview: Annotated[
+        Preview | None,
+        Field(description="The picture to show now, updated after every node: `kind` (source, "
+              "candidate or result), `image` (hash) and `image_url`, and the `mask` being "
+              "painted (`mask_url`)."),
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from graphs.claims import SessionClaims
+
+logger = logging.getLogger(__name__)
 
 MAX_FIELD_CHARS = 64_000
 """What one trace field (a prompt, a raw answer, an error, one JSON column) may hold; the rest
@@ -231,14 +234,17 @@ class TraceStore:
 
     Args:
         path (`str` or `Path`): the SQLite file; `":memory:"` for a throwaway log.
+        export (`graphs.otel.SpanExport`, optional): also send each turn, node run and model
+            call as OpenTelemetry spans, after its row is written (`span_export_from_env`).
 
     Attributes:
         claims: the sessions of this log with a turn running in this process
             (`graphs.claims.SessionClaims`): the session facade holds one per turn.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, export: Any = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
+        self.export = export
         self._lock = threading.Lock()
         self.claims = SessionClaims()
         try:
@@ -268,6 +274,15 @@ class TraceStore:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+        if self.export is not None:
+            self._exported(self.export.close)
+
+    def _exported(self, send: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Send spans after the row is written; a failing exporter costs spans, never a row."""
+        try:
+            send(*args, **kwargs)
+        except Exception:
+            logger.warning("could not export a trace span", exc_info=True)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -301,6 +316,7 @@ class TraceStore:
         error: str | None = None,
     ) -> int:
         """Append one node run (and the model calls it made); returns the event id."""
+        calls = list(calls)
         self.touch_session(session_id)
         with self._lock, self.db:
             cursor = self.db.execute(
@@ -327,6 +343,10 @@ class TraceStore:
                         clip(c["family"], 100), c["from_thinking"],
                     ),
                 )
+        if self.export is not None:
+            self._exported(self.export.node, session_id, node, turn=turn, attempt=attempt,
+                           status=status, started=started, duration_ms=duration_ms,
+                           images=images, calls=calls, error=error)
         return event_id
 
     def start_turn(self, session_id: str, turn: int, instruction: str, source: str) -> None:
@@ -338,6 +358,8 @@ class TraceStore:
                 "created) VALUES (?, ?, ?, ?, 'running', ?)",
                 (session_id, turn, instruction, source, _now()),
             )
+        if self.export is not None:
+            self._exported(self.export.start_turn, session_id, turn, instruction)
 
     def finish_turn(
         self, session_id: str, turn: int, *, result: str, mask: str | None, accepted: bool,
@@ -349,6 +371,9 @@ class TraceStore:
                 "WHERE session_id = ? AND turn = ?",
                 (result, mask, int(accepted), clip(reason), session_id, turn),
             )
+        if self.export is not None:
+            self._exported(self.export.end_turn, session_id, turn, "done", accepted=accepted,
+                           reason=reason)
 
     def set_turn_status(
         self, session_id: str, turn: int, status: str, *, reason: str | None = None
@@ -359,6 +384,8 @@ class TraceStore:
                 "WHERE session_id = ? AND turn = ?",
                 (status, clip(reason), session_id, turn),
             )
+        if self.export is not None:
+            self._exported(self.export.end_turn, session_id, turn, status, reason=reason)
 
     def set_turn_flags(
         self, session_id: str, turns: Iterable[int], *, undone: bool | None = None,

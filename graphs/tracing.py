@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graphs.cancel import CANCELLED, drained
 from graphs.components import run_context
 from graphs.context import Context
 from graphs.traces import Stopwatch, to_jsonable
@@ -40,9 +41,9 @@ class NodeRun:
     vlm: Any = None
     """The context's VLM wrapped in a `RecordingVLM`, or None without one."""
     raw_input: bool = False
-    """The run came without a Python context (a LangGraph-server client's run): its input is
-    whatever JSON arrived, unchecked; the session facade's runs bring their context and checked
-    input."""
+    """The run's input is whatever arrived, unchecked (a LangGraph-server client's run, a parent
+    graph embedding the editor); the session facade's runs bring their context and a checked
+    turn (`graphs.requests.CHECKED_TURN`)."""
     inputs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +52,19 @@ class NodeRun:
     update: dict[str, Any] = field(default_factory=dict)
     """State changes made on the side (history, planner fallback), merged into the result."""
     why: list[dict[str, Any]] = field(default_factory=list)
+    control: Any = None
+    """LangGraph's run control (`runtime.control`): drained when the turn is cancelled."""
+
+    def cancelled(self) -> bool:
+        """Whether the turn was asked to stop (the inpainters' `cancel=` callable)."""
+        return drained(self.control)
+
+    def raise_if_cancelled(self, where: str) -> None:
+        """End the turn with `EditCancelledError` when it was asked to stop."""
+        if self.cancelled():
+            from tools.errors import EditCancelledError
+
+            raise EditCancelledError(f"the edit was cancelled during {where}", node=where)
 
     @property
     def planner(self) -> str:
@@ -103,44 +117,100 @@ def turn_of(state: State, node: str) -> int | None:
     return turn
 
 
-def traced(name: str) -> Callable[[Body], Callable[..., Any]]:
-    """Make the body `(state, run)` the traced LangGraph node `(state, runtime)` called `name`."""
+def traced(name: str) -> Any:
+    """Make the body `(state, run)` the traced LangGraph node called `name`.
 
-    def decorate(body: Body) -> Callable[..., Any]:
+    The node is a runnable with a synchronous and an asynchronous side (LangChain's
+    `RunnableLambda(func, afunc=...)`): the session facade's `graph.stream` calls the first in
+    its own thread; a LangGraph server's `astream` awaits the second, which runs the body in a
+    worker thread and, when the server cancels the run's task (`runs.cancel`, a client gone),
+    drains the run's control so the body stops at its next check, then waits for it to stop.
+    """
+
+    def decorate(body: Body) -> Any:
+        from langchain_core.runnables import RunnableLambda
+
         def node(state: State, runtime: Runtime[Context]) -> Any:
-            from langgraph.errors import GraphBubbleUp
+            return _run_node(name, body, state, runtime)
 
-            run = _start(name, state, runtime)
-            turn, attempt = turn_of(state, name), state.get("attempt", 1)
-            clock = Stopwatch()
-            run.emit({"type": "node", "node": name, "status": "start", "turn": turn,
-                      "attempt": attempt})
-            status, error = "ok", None
-            try:
-                return _merged(run.update, body(state, run))
-            except GraphBubbleUp:  # an interrupt: the node re-runs on resume, record nothing
-                status = None
-                raise
-            except Exception as exc:
-                status, error = "error", f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                calls = run.vlm.drain() if run.vlm is not None else []
-                if status is not None:
-                    _record(run, name, turn, attempt, status, error, clock, calls)
+        def sync_node(state: State, config: Any) -> Any:
+            from langgraph.runtime import get_runtime
 
-        # Not functools.wraps: LangGraph reads the signature to decide what to pass.
-        node.__name__ = node.__qualname__ = name
-        node.__doc__ = body.__doc__
-        node.__module__ = body.__module__
-        return node
+            return node(state, get_runtime())
+
+        async def async_node(state: State, config: Any) -> Any:
+            from langgraph.runtime import get_runtime
+
+            return await _until_cancelled(node, state, get_runtime())
+
+        sync_node.__doc__ = async_node.__doc__ = body.__doc__
+        return RunnableLambda(sync_node, afunc=async_node, name=name)
 
     return decorate
 
 
+async def _until_cancelled(node: Callable[..., Any], state: State, runtime: Any) -> Any:
+    """`node(state, runtime)` in a worker thread; a cancelled wait drains the run's control
+    (the body's checks then stop it within a step) and waits for the thread to finish."""
+    import asyncio
+    import contextvars
+
+    loop = asyncio.get_running_loop()
+    work = loop.run_in_executor(None, contextvars.copy_context().run, node, state, runtime)
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        control = getattr(runtime, "control", None)
+        if control is not None:
+            control.request_drain(CANCELLED)
+        with contextlib.suppress(BaseException):
+            await work  # the body stops at its next check: nothing runs on after the cancel
+        raise
+
+
+def _run_node(name: str, body: Body, state: State, runtime: Runtime[Context]) -> Any:
+    """Run one node body: time it, record its trace row and emit its `node` events.
+
+    A run cancelled while the body ran (its control drained: `CancelToken.cancel`, a server's
+    `runs.cancel`, Ctrl-C) records the node as `cancelled` and ends the run with
+    `EditCancelledError`, whatever the body returned: nothing it made claims success.
+    """
+    from langgraph.errors import GraphBubbleUp
+
+    from tools.errors import EditCancelledError
+
+    run = _start(name, state, runtime)
+    turn, attempt = turn_of(state, name), state.get("attempt", 1)
+    clock = Stopwatch()
+    run.emit({"type": "node", "node": name, "status": "start", "turn": turn,
+              "attempt": attempt})
+    status, error = "ok", None
+    try:
+        result = _merged(run.update, body(state, run))
+        run.raise_if_cancelled(name)
+        update = (result if isinstance(result, dict) else result.update) or {}
+        return _merged(_shown(name, {**state, **update}, run, turn, attempt), result)
+    except GraphBubbleUp:  # an interrupt: the node re-runs on resume, record nothing
+        status = None
+        raise
+    except EditCancelledError as exc:
+        status, error = CANCELLED, f"{type(exc).__name__}: {exc}"
+        raise
+    except Exception as exc:
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+        raise
+    except BaseException as exc:  # Ctrl-C, a cancelled task: stopped, never a success
+        status, error = CANCELLED, f"{type(exc).__name__}: stopped during {name}"
+        raise
+    finally:
+        calls = run.vlm.drain() if run.vlm is not None else []
+        if status is not None:
+            _record(run, name, turn, attempt, status, error, clock, calls)
+
+
 def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
     context = run_context(runtime.context)
-    raw = context is not runtime.context
+    raw = context is not runtime.context or not _checked_turn()
     info = runtime.execution_info
     session_id = str((info.thread_id if info is not None else None) or "default")
     recorder = None
@@ -149,7 +219,41 @@ def _start(name: str, state: State, runtime: Runtime[Context]) -> NodeRun:
 
         recorder = RecordingVLM(context.vlm)
     return NodeRun(context, state, session_id, _safe_writer(runtime.stream_writer), vlm=recorder,
-                   raw_input=raw)
+                   raw_input=raw, control=getattr(runtime, "control", None))
+
+
+def _shown(name: str, after: dict[str, Any], run: NodeRun, turn: int | None, attempt: int
+           ) -> dict[str, Any]:
+    """`progress` and `preview` after a node (`OutputState`), from the state it leaves
+    (`after`): a `values` stream shows them."""
+    from graphs.artifacts import artifact_url
+
+    done = [] if name == "start" else list((after.get("progress") or {}).get("done") or [])
+    update: dict[str, Any] = {"progress": {
+        "node": name, "done": [*done, name], "turn": turn, "attempt": attempt,
+        "max_attempts": after.get("max_attempts"),
+    }}
+    images = run.images
+    result = images.get("result") or images.get("result_0")
+    image = result or images.get("source")
+    if image:
+        kind = "result" if name == "finish" else "candidate" if result else "source"
+        mask = images.get("mask") or images.get("user_mask")
+        update["preview"] = {"kind": kind, "image": image, "image_url": artifact_url(image),
+                             "mask": mask, "mask_url": artifact_url(mask)}
+    return update
+
+
+def _checked_turn() -> bool:
+    """Whether the session facade checked this run's turn (`graphs.requests.CHECKED_TURN`)."""
+    from langgraph.config import get_config
+
+    from graphs.requests import CHECKED_TURN
+
+    try:
+        return bool((get_config().get("configurable") or {}).get(CHECKED_TURN))
+    except RuntimeError:  # called outside a run
+        return False
 
 
 def _merged(side: dict[str, Any], result: Any) -> Any:
@@ -171,9 +275,13 @@ def _record(run: NodeRun, name: str, turn: int | None, attempt: int, status: str
         outputs={**run.outputs, **({"history": run.why} if run.why else {})},
         params=run.params, verdict=run.verdict, images=run.images, calls=calls, error=error,
     )
-    run.emit({"type": "node", "node": name, "status": "end" if status == "ok" else "error",
+    run.emit({"type": "node", "node": name, "status": _EVENT_STATUS.get(status, "error"),
               "turn": turn, "attempt": attempt, "duration_ms": duration,
               "summary": _summary(run.outputs), **({"error": error} if error else {})})
+
+
+_EVENT_STATUS = {"ok": "end", CANCELLED: CANCELLED}
+"""A trace row's status as its `node` event says it."""
 
 
 def _safe_writer(writer: Callable[[Any], None]) -> Callable[[dict[str, Any]], None]:

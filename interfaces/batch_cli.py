@@ -2,10 +2,10 @@
 report DIR` (an HTML page of a run's results).
 
 The engine is `graphs.batch`; this module reads the flags, shows progress on stderr and puts the
-summary on stdout (`--json`: one JSON object). Exit status: 0 when every row is done, 1 when some
-rows failed (the summary says how many), 2 when the run could not start (a bad manifest or
-option, another run's folder), 3 when it stopped before every row ran (the Ray pipeline failed),
-130 after Ctrl-C. Runs resume: the same command again skips the rows already done.
+summary on stdout (`--json`: one JSON object). Exit status, as every command's
+(`interfaces.cli_errors`): 0 when every row is done; 2 a usage error; 3 when the run was refused
+(a bad manifest or option, another run's folder); 4 when some rows failed or it stopped before
+every row ran (the Ray pipeline failed; the summary says which and how many); 130 after Ctrl-C. Runs resume: the same command again skips the rows already done.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 import typer
 
-from interfaces.cli_errors import BrushEditGroup, cli_message
+from interfaces.cli_errors import CANCELLED_EXIT, FAILED_EXIT, BrushEditGroup, cli_message
 from interfaces.commands import INPAINTERS, PLANNERS, InpainterOpt, PlannerOpt, _choice, edit_option
 from interfaces.terminal import markup, one_line, plain
 from tools.registry import DEFAULT_INPAINTER
 
-EXIT_ROWS_FAILED = 1
-EXIT_INCOMPLETE = 3
-EXIT_INTERRUPTED = 130
+EXIT_ROWS_FAILED = FAILED_EXIT
+EXIT_INCOMPLETE = FAILED_EXIT
+EXIT_INTERRUPTED = CANCELLED_EXIT
 
 
 class BatchGroup(BrushEditGroup):

@@ -1,9 +1,10 @@
 """The `brushedit` command line: the root app, `doctor`, and where every command comes from.
 
 `edit`, `resume`, `chat` and `demo` are in `interfaces.commands`, the `trace` group in
-`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`, `batch` in `interfaces.batch_cli`. Expected
-failures (`BrushEditError`) print one line and exit 2, never a traceback
-(`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
+`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`, `batch` in
+`interfaces.batch_cli`. Results go to stdout (`--json` for one JSON object), messages and progress
+to stderr. Expected failures (`BrushEditError`) print one line and exit with a status that says
+their kind, never a traceback (`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
 entry-point group (evals adds `eval`), so nothing here imports upward. `brushedit --help` never imports torch.
 """
 
@@ -17,7 +18,7 @@ from typing import Annotated
 import typer
 
 from interfaces import batch_cli, commands, server_commands, trace_cli
-from interfaces.cli_errors import BrushEditGroup
+from interfaces.cli_errors import EXIT_CODES_HELP, JSON_OUTPUT, BrushEditGroup
 from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 
 ENTRY_POINT_GROUP = "brushedit.commands"
@@ -28,7 +29,7 @@ app = typer.Typer(
     help="Instruction-guided image editing with VLM agents, segmentation and BrushNet.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    epilog=EXIT_CODES_HELP,
 )
 
 
@@ -39,28 +40,45 @@ def _root(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if not verbose:  # library notices (e.g. "requires torchvision; falling back") are not for users
-        for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
-            os.environ.setdefault(variable, "error")
-        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """No third-party notices without `--verbose`: deprecation warnings (diffusers'
+    `torch_dtype is deprecated`), library log lines ("requires torchvision; falling back"),
+    and their tqdm bars ("Loading pipeline components...") on stderr."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(variable, "error")
+    for variable in ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "HF_HUB_DISABLE_PROGRESS_BARS",
+                     "TQDM_DISABLE"):
+        os.environ.setdefault(variable, "1")
 
 
 @app.command()
 def doctor(
+    ctx: typer.Context,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when anything required is missing (a "
                            "conductor left at its default weights is optional).")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the checks as one JSON object on stdout.")
     ] = False,
     vlm_url: VlmUrlOpt = None,
     vlm_model: VlmModelOpt = None,
 ) -> None:
     """Check torch, the VLM's server (Ollama or OpenAI-compatible), its model and family, and
     model weights, without downloading anything."""
-    from interfaces.doctor import failed, print_report, run_checks
+    from interfaces.doctor import failed, print_json, print_report, run_checks
     from interfaces.vlm_options import settings_with
 
+    ctx.meta[JSON_OUTPUT] = json_output
     checks = run_checks(settings_with(vlm_url, vlm_model))
-    print_report(checks)
+    (print_json if json_output else print_report)(checks)
     if strict and failed(checks):
         raise typer.Exit(1)
 

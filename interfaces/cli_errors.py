@@ -1,4 +1,5 @@
-"""How the command line shows an expected failure: one line on stderr, exit 2, no traceback.
+"""How the command line shows an expected failure: one line on stderr, no traceback, and an exit
+status that says what kind of failure it was.
 
 The root group and every sub-command group (`eval` included) use `BrushEditGroup`; commands
 that keep running after an error (`chat`, the mask review on stdin) print `cli_message`.
@@ -6,28 +7,77 @@ that keep running after an error (`chat`, the mask review on stdin) print `cli_m
 
 from __future__ import annotations
 
+import json
+
 import typer
 from typer.core import TyperGroup
 
 from interfaces.wording import Wording, say
-from tools.errors import BrushEditError
+from tools.errors import (
+    BrushEditError,
+    EditCancelledError,
+    InvalidImageError,
+    InvalidMaskError,
+    InvalidRequestError,
+    UnsupportedEditError,
+)
 
-USER_ERROR_EXIT = 2
+USAGE_EXIT = 2
+"""A command line click cannot parse: an unknown option, a missing argument, a bad value."""
+REFUSED_EXIT = 3
+"""The request was refused: a bad image, mask, instruction, option or output path, a session
+that does not exist or is busy, an edit the chosen inpainter cannot do. Change the input."""
+FAILED_EXIT = 4
+"""The edit could not run or failed: models that cannot load, a bad `BRUSHEDIT_` setting or
+data folder, the VLM server down (with `--planner vlm`). Fix the setup (`brushedit doctor`)."""
+CANCELLED_EXIT = 130
+"""Stopped with Ctrl-C (128 + SIGINT, as shells report it)."""
+
+EXIT_CODES_HELP = (
+    "Exit status: 0 done (the result is written, accepted or not); 1 an unexpected error (a "
+    "bug); 2 a usage error; 3 the input was refused (image, mask, instruction, options, output "
+    "path, session); 4 the edit failed (models, settings, the VLM server: see `brushedit "
+    "doctor`); 130 cancelled with Ctrl-C."
+)
+
 CLI_WORDING = Wording(inpainter="`--inpainter {name}`", mask="pass a mask with `--mask MASK.png`",
                       installer="install",
                       weights="fetch them{licence} with `{command}` and set {env} to that folder")
 """The CLI's flags, for the fixes typed errors point at (`interfaces.wording`)."""
 
+JSON_OUTPUT = "brushedit_json"
+"""`ctx.meta` key a command sets with `--json`: its errors are JSON on stdout too."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit status of an expected failure (see `EXIT_CODES_HELP`)."""
+    from graphs.claims import ConflictError
+
+    if isinstance(exc, (EditCancelledError, KeyboardInterrupt)):
+        return CANCELLED_EXIT
+    if isinstance(exc, (InvalidRequestError, InvalidImageError, InvalidMaskError,
+                        UnsupportedEditError, ConflictError)):
+        return REFUSED_EXIT
+    return FAILED_EXIT
+
 
 class BrushEditGroup(TyperGroup):
-    """A group that prints expected errors on one line and exits 2, never a traceback."""
+    """A group that prints expected errors on one line (also as JSON on stdout after `--json`)
+    and exits with their status, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            typer.echo(f"Error: {cli_message(exc)}", err=True)
-            raise typer.Exit(USER_ERROR_EXIT) from None
+            message = cli_message(exc)
+            if ctx.meta.get(JSON_OUTPUT):
+                typer.echo(json.dumps({"error": {"type": type(exc).__name__,
+                                                 "message": message}}))
+            typer.echo(f"Error: {message}", err=True)
+            raise typer.Exit(exit_code_for(exc)) from None
+        except KeyboardInterrupt:
+            typer.echo("Cancelled.", err=True)
+            raise typer.Exit(CANCELLED_EXIT) from None
 
 
 def cli_message(exc: BrushEditError) -> str:

@@ -71,9 +71,40 @@ def _components(inpainter: str, planner: str, max_attempts: int | None = None, *
 
 
 def _console(stderr: bool = True) -> Any:
-    from rich.console import Console
+    """stderr for messages and progress, stdout for results; never wrapped in a pipe."""
+    from interfaces.terminal import console
 
-    return Console(stderr=stderr, highlight=False)
+    return console(stderr=stderr)
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the result as one JSON object on stdout (errors too).")]
+
+
+def _result_json(result: Any, out: Path | None, session: EditSession) -> str:
+    """What `--json` prints for a finished edit: where it is, and what happened."""
+    return json.dumps({
+        "path": str(Path(out).resolve()) if out else str(session.path(result.image)),
+        "session_id": session.id, "turn": result.turn, "image": result.image,
+        "accepted": result.accepted, "attempts": result.attempts, "reason": result.reason,
+        "planner": result.planner, "inpainter": result.inpainter,
+    })
+
+
+def _run_edit(session: EditSession, json_output: bool, work: Any) -> Any:
+    """`work(view)` with progress on stderr; Ctrl-C stops it within a diffusion step and says
+    how to finish the turn later (`brushedit resume`)."""
+    from interfaces.cli_errors import CANCELLED_EXIT
+
+    try:
+        with EventView(_console()) as view:
+            return work(view)
+    except KeyboardInterrupt:
+        hint = f"`brushedit resume {session.id} -o OUT` finishes it"
+        if json_output:
+            typer.echo(json.dumps({"cancelled": True, "session_id": session.id}))
+        typer.echo(f"Cancelled: the edit stopped (session {session.id}); {hint}.", err=True)
+        raise typer.Exit(CANCELLED_EXIT) from None
 
 
 class EventView:
@@ -199,6 +230,7 @@ def _summary(console: Any, result: Any, out: Path | None, session: EditSession) 
 
 
 def edit(
+    ctx: typer.Context,
     image: Annotated[Path, typer.Argument(help="Image to edit (or '-' with --session).")],
     instruction: Annotated[str, typer.Argument(help="What to change, e.g. 'remove the cat'.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
@@ -217,8 +249,15 @@ def edit(
     vlm_model: VlmModelOpt = None,
     review_mask: Annotated[bool, typer.Option("--review-mask",
                                               help="Approve or replace the mask first.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
-    """Edit IMAGE as INSTRUCTION says and write the result to OUT."""
+    """Edit IMAGE as INSTRUCTION says and write the result to OUT.
+
+    Prints the result (the path written, the session and turn) on stdout, progress on stderr.
+    """
+    from interfaces.cli_errors import JSON_OUTPUT
+
+    ctx.meta[JSON_OUTPUT] = json_output
     _choice(inpainter, INPAINTERS, "--inpainter")
     _choice(planner, PLANNERS, "--planner")
     from graphs.requests import check_options, check_session_name
@@ -242,17 +281,23 @@ def edit(
             raise InvalidRequestError(f"no session {session_id!r} to continue from; "
                                       "`brushedit trace list` shows the recent ones")
         session = EditSession.open(components, session_id)
-        console = _console()
-        with EventView(console) as view:
-            result = session.edit(
-                str(source) if source is not None else None, instruction, mask=mask,
-                options=flags, review_mask=review_mask,
-                review=_stdin_review(console) if review_mask else None, on_event=view,
-            )
+        result = _run_edit(session, json_output, lambda view: session.edit(
+            str(source) if source is not None else None, instruction, mask=mask,
+            options=flags, review_mask=review_mask,
+            review=_stdin_review(_console()) if review_mask else None, on_event=view,
+        ))
         _save(components, result.image, out)
-        _summary(console, result, out, session)
+        _report(result, out, session, json_output)
     finally:
         components.close()
+
+
+def _report(result: Any, out: Path | None, session: EditSession, json_output: bool) -> None:
+    """The finished edit on stdout: one JSON object, or the summary lines."""
+    if json_output:
+        typer.echo(_result_json(result, out, session))
+    else:
+        _summary(_console(stderr=False), result, out, session)
 
 
 def _check_inputs(image: Path | None, mask: Path | None) -> None:
@@ -266,15 +311,19 @@ def _check_inputs(image: Path | None, mask: Path | None) -> None:
 
 
 def resume(
+    ctx: typer.Context,
     session_id: Annotated[str, typer.Argument(help="Session whose last edit was cut short.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
+    json_output: JsonOpt = False,
     vlm_url: VlmUrlOpt = None,
     vlm_model: VlmModelOpt = None,
 ) -> None:
-    """Finish an edit that was interrupted (crash, kill) from its last completed step."""
+    """Finish an edit that was interrupted (crash, kill, Ctrl-C) from its last completed step."""
     from graphs.requests import check_session_name
     from graphs.session import EditSession
+    from interfaces.cli_errors import JSON_OUTPUT
 
+    ctx.meta[JSON_OUTPUT] = json_output
     check_session_name(session_id)
     out = _check_output(out)
     components = _components(DEFAULT_INPAINTER, "auto", vlm_url=vlm_url, vlm_model=vlm_model)
@@ -283,13 +332,11 @@ def resume(
             raise InvalidRequestError(f"no session {session_id!r}; `brushedit trace list` "
                                       "shows the recent ones")
         session = EditSession.open(components, session_id)
-        console = _console()
-        with EventView(console) as view:
-            result = session.resume(on_event=view)
+        result = _run_edit(session, json_output, lambda view: session.resume(on_event=view))
         if not hasattr(result, "image"):
             raise InvalidRequestError("the edit is waiting for a mask review; use the Python API")
         _save(components, result.image, out)
-        _summary(console, result, out, session)
+        _report(result, out, session, json_output)
     finally:
         components.close()
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from graphs.cancel import CancelToken
 from graphs.claims import ConflictError
 from graphs.requests import check_hash, check_options, check_session_name
 from graphs.session import EditSession, PreparedTurn, Turn
@@ -30,6 +31,7 @@ from graphs.traces import to_jsonable as jsonable  # noqa: F401 - the interfaces
 from tools.errors import (
     BrushEditError,
     ConfigError,
+    EditCancelledError,
     InvalidImageError,
     InvalidRequestError,
     MaskNeededError,
@@ -121,7 +123,7 @@ def http_status_for(exc: BaseException) -> int:
     """Map the project's error hierarchy onto HTTP: client faults are 4xx, setup faults 503."""
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, ConflictError):
+    if isinstance(exc, (ConflictError, EditCancelledError)):  # stopped: the edit's state, not input
         return 409
     if isinstance(exc, (ModelLoadError, ConfigError)) or (
         isinstance(exc, MaskNeededError) and exc.segmenter_missing
@@ -396,12 +398,14 @@ def run_prepared(
     open_session: SessionOpener,
     prepared: PreparedEdit,
     on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> EditResult:
-    """Open (or create) the session and run the prepared edit through the facade."""
+    """Open (or create) the session and run the prepared edit through the facade; `cancel`
+    (a `graphs.cancel.CancelToken`) stops it from another thread."""
     if prepared.session_id is None:
         session = new_session(open_session, components)
     else:
         session = open_session(components, prepared.session_id)
-    result = session.run(prepared.turn, on_event=on_event)
+    result = session.run(prepared.turn, on_event=on_event, cancel=cancel)
     assert isinstance(result, EditResult)  # a prepared edit never asks for a mask review
     return result

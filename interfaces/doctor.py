@@ -20,6 +20,7 @@ from graphs.weights import (
     segmenter_weight_checks,
     usable_inpainters,
 )
+from interfaces.terminal import console as terminal_console
 from interfaces.terminal import markup, plain
 
 TORCH_SPEC = "torch==2.13.0"
@@ -130,6 +131,18 @@ def _family_check(vlm: Any, status: Any) -> Check:
                  f"{family.label}, by {match.evidence}; {vision}; {boxes}{thinks}")
 
 
+def print_json(checks: list[Check]) -> None:
+    """The checks as one JSON object on stdout: `ok` (everything required is in place), the
+    inpainters usable now, and each check (`optional`: an extra not installed)."""
+    import json
+    import sys
+
+    report = {"ok": not failed(checks), "usable_inpainters": usable_inpainters(checks),
+              "checks": [{"name": c.name, "ok": c.ok, "optional": c.optional,
+                          "detail": c.detail, "fix": c.fix} for c in checks]}
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
 def print_report(checks: list[Check]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -141,7 +154,7 @@ def print_report(checks: list[Check]) -> None:
 
     for check in checks:  # details may quote a server's answer: printed as text, never markup
         table.add_row(markup(check.name), status_cell(check), markup(check.detail))
-    console = Console(width=120)
+    console = Console(width=120) if Console().is_terminal else terminal_console()
     console.print(table)
     console.print(f"Usable inpainters: {', '.join(usable_inpainters(checks))}", markup=False,
                   highlight=False)

@@ -1,19 +1,19 @@
 """A LangChain tool that edits images, for agents built on LangChain or LangGraph.
 
 `make_edit_tool(components)` returns a `StructuredTool` whose pydantic args schema the model sees;
-the tool runs in process (a trusted caller), so it accepts local file paths as well as artifact
-hashes, and answers with a JSON-able summary (hashes, plan, planner path, result file path).
+the tool runs in process (a trusted caller), so it takes the references the server takes (a
+`data:` URI, an http(s) URL, an artifact hash) and local file paths, and answers with a JSON-able
+summary (hashes, plan, planner path, result file path). Bad arguments, a direct `invoke`'s
+included, come back as one sentence that quotes at most a few dozen characters of them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from interfaces.common import (
-    HASH_PATTERN,
     EditOptionsPatch,
     SessionOpener,
     artifact_path,
@@ -22,8 +22,7 @@ from interfaces.common import (
     run_prepared,
     summary,
 )
-from interfaces.wording import Wording, say
-from tools.errors import InvalidImageError
+from interfaces.wording import Wording, say, validation_sentences
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.types import MAX_INSTRUCTION_CHARS
 
@@ -47,11 +46,12 @@ class EditImageArgs(BaseModel):
     )
     image: str | None = Field(
         default=None,
-        description="Path to an image file, or the sha256 hash of an earlier result. Omit to "
-        "continue from the session's last result.",
+        description="Path to an image file, an http(s) URL, a data: URI, or the sha256 hash of "
+        "an earlier result. Omit to continue from the session's last result.",
     )
     mask: str | None = Field(
-        default=None, description="Optional mask file path or hash (white = area to edit)."
+        default=None,
+        description="Optional mask (white = area to edit), in the same forms as `image`."
     )
     options: EditOptionsPatch | None = Field(default=None, description="Diffusion options.")
     session_id: str | None = Field(default=None, description="Continue this session.")
@@ -81,8 +81,8 @@ def make_edit_tool(
     ) -> dict[str, Any]:
         try:
             prepared = prepare_edit(
-                components, opener, instruction=instruction, image=_source(image),
-                mask=_source(mask), options=options, session_id=session_id,
+                components, opener, instruction=instruction, image=image, mask=mask,
+                options=options, session_id=session_id,
                 max_pixels=max_pixels,
             )
             result = run_prepared(components, opener, prepared)
@@ -98,6 +98,7 @@ def make_edit_tool(
         description=TOOL_DESCRIPTION,
         args_schema=EditImageArgs,
         handle_tool_error=True,
+        handle_validation_error=lambda exc: f"InvalidRequestError: {validation_sentences(exc)}",
     )
 
 
@@ -105,14 +106,3 @@ TOOL_WORDING = Wording(inpainter='`options.inpainter` = "{name}"',
                        mask="give a mask as `mask` (a mask file's path or a stored mask's hash)")
 """The tool's arguments, for the fixes typed errors point at (`interfaces.wording`)."""
 
-
-def _source(value: str | None) -> bytes | str | None:
-    """A hash stays a hash; anything else is read as a local file."""
-    if value is None:
-        return None
-    if HASH_PATTERN.fullmatch(value):
-        return value
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise InvalidImageError(f"{value} is not a file (nor an artifact hash)")
-    return path.read_bytes()

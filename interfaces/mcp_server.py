@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError
 
+from graphs.cancel import CancelToken
 from interfaces.common import (
     ComponentsFactory,
     LazyComponents,
@@ -43,7 +44,7 @@ from interfaces.common import (
     summary,
 )
 from interfaces.roots import FileRoots, parse_root_list, path_from_uri
-from interfaces.wording import Wording, say
+from interfaces.wording import Wording, say, validation_sentences
 from tools.errors import (
     BrushEditError,
     ConfigError,
@@ -52,7 +53,7 @@ from tools.errors import (
 )
 from tools.images import DEFAULT_MAX_PIXELS
 from tools.registry import WEIGHTLESS_INPAINTER
-from tools.types import EditOptions, EditPlan, field_bounds, options_patch_model
+from tools.types import EditPlan, field_bounds, options_patch_model
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -221,52 +222,6 @@ def model_missing_message(exc: ModelLoadError) -> str:
     )
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def validation_sentences(exc: ValidationError) -> str:
-    """Pydantic's errors as sentences naming each parameter (`options.steps must be ...`)."""
-    option_names = ", ".join(EditOptions.model_fields)
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "json-"))]
-        name = ".".join(loc) or "arguments"
-        ctx = err.get("ctx") or {}
-        kind = err.get("type", "")
-        got = f", got {_shown(err['input'])}" if "input" in err and kind != "missing" else ""
-        if kind == "missing":
-            text = f"`{name}` is required"
-        elif kind == "extra_forbidden":
-            known = f"; the options are {option_names}" if loc[:1] == ["options"] else ""
-            text = f"`{name}` is not a parameter of this tool{known}"
-        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-            words = {"greater_than_equal": "at least", "greater_than": "greater than",
-                     "less_than_equal": "at most", "less_than": "less than"}[kind]
-            bound = next(iter(ctx.values())) if ctx else "?"
-            text = f"`{name}` must be {words} {bound}{got}"
-        elif kind == "finite_number":
-            text = f"`{name}` must be a finite number{got}"
-        elif kind.startswith("int_"):
-            text = f"`{name}` must be a whole number{got}"
-        elif kind.startswith("float_"):
-            text = f"`{name}` must be a number{got}"
-        elif kind.startswith("bool_"):
-            text = f"`{name}` must be true or false{got}"
-        elif kind.startswith("string_"):
-            text = f"`{name}` must be text{got}"
-        elif kind == "literal_error":
-            text = f"`{name}` must be {ctx.get('expected', 'one of the allowed values')}{got}"
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            text = f"`{name}` must be a JSON object{got}"
-        else:
-            msg = str(err.get("msg", "is invalid"))
-            text = f"`{name}`: {msg[:1].lower() + msg[1:]}"
-        parts.append(text)
-    return "; ".join(parts) + "."
-
-
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, BrushEditError):
         return f"{type(exc).__name__}: {mcp_message(exc)}"
@@ -312,8 +267,10 @@ def create_mcp_server(
     _add_plan_edit(server, deps)
     _add_get_trace(server, deps)
     _add_artifact_resource(server, deps)
+    _add_edit_prompt(server)
     _add_planner_resource(server, deps)
     _strict_arguments(server)
+    server.recent_artifacts = lambda: recent_artifacts(deps.lazy.get())
     return server
 
 
@@ -388,7 +345,22 @@ def _server_class() -> type:
     from mcp.server.mcpserver.exceptions import ToolError
 
     class BrushEditMCPServer(MCPServer):
-        """Arguments the schema refuses are answered in sentences, not pydantic's dump."""
+        """Arguments the schema refuses are answered in sentences, not pydantic's dump;
+        `resources/list` lists the recent results and masks (`recent_artifacts`)."""
+
+        recent_artifacts: Callable[[], list[Any]] | None = None
+
+        async def list_resources(self) -> list[Any]:
+            import anyio.to_thread
+
+            listed = await super().list_resources()
+            if self.recent_artifacts is None:
+                return listed
+            try:
+                return [*listed, *await anyio.to_thread.run_sync(self.recent_artifacts)]
+            except Exception:  # the store unusable: the templates still work
+                logger.warning("could not list the recent artifacts", exc_info=True)
+                return listed
 
         async def call_tool(self, name: str, arguments: dict[str, Any],
                             context: Any = None) -> Any:
@@ -495,34 +467,88 @@ def _tool_error(exc: BaseException) -> Exception:
     return ToolError(_error_text(exc))
 
 
+PROGRESS_TOTAL = 100.0
+"""Progress is reported as a percentage (`total` 100), so clients can show a bar."""
+STAGE_PERCENT = {"start": 0.0, "classify": 3.0, "identify": 6.0, "mask": 10.0, "review": 14.0,
+                 "caption": 16.0, "inpaint": 20.0, "verify": 90.0, "finish": 96.0}
+"""Where each node starts within an attempt; the inpaint node's diffusion steps fill 20 to 90."""
+
+
+class EditProgress:
+    """A turn's events as a percentage that only increases (as MCP requires): each node and
+    diffusion step has its place within an attempt, and a retry spreads over what is left."""
+
+    def __init__(self) -> None:
+        self.last, self.base, self.span, self.attempt = 0.0, 0.0, 100.0, 1
+
+    def value(self, event: dict[str, Any]) -> tuple[float, str] | None:
+        """(percent, message) for a `node` start or a `progress` event; None for the rest or
+        when it would not move forward."""
+        attempt = event.get("attempt")
+        if isinstance(attempt, int) and attempt > self.attempt:  # a retry: fit in what is left
+            self.attempt, self.base, self.span = attempt, self.last, 99.0 - self.last
+        if event.get("type") == "node" and event.get("status") == "start":
+            node = str(event.get("node"))
+            percent = STAGE_PERCENT.get(node, 0.0)
+            message = f"{node} (attempt {self.attempt})" if self.attempt > 1 else node
+        elif event.get("type") == "progress":
+            step, total = event.get("step"), event.get("total")
+            if not isinstance(step, int) or not isinstance(total, int) or total < 1:
+                return None
+            done = min(max(step, 0), total) / total
+            percent = STAGE_PERCENT["inpaint"] + (STAGE_PERCENT["verify"] - 20.0) * done
+            message = f"inpaint step {step}/{total}"
+        else:
+            return None
+        value = round(self.base + self.span * percent / 100.0, 3)
+        if value <= self.last:
+            return None
+        self.last = value
+        return value, message
+
+
 def _progress_reporter(ctx: Any) -> Callable[[dict[str, Any]], None]:
     """An `on_event` callback (run in a worker thread) reporting steps as MCP progress."""
     import anyio.from_thread
 
-    steps = {"n": 0, "last": 0.0}
+    progress = EditProgress()
 
     def on_event(event: dict[str, Any]) -> None:
-        if event.get("type") == "node" and event.get("status") == "start":
-            steps["n"] += 1
-            value, message = float(steps["n"]), f"{event.get('node')}"
-        elif event.get("type") == "progress":
-            step, total = event.get("step"), event.get("total")
-            if not isinstance(step, int) or not isinstance(total, int) or total < 1:
-                return
-            # Within the node: n + step/(total+1) stays below the next node's n + 1.
-            value = steps["n"] + min(max(step, 0), total) / (total + 1)
-            message = f"step {step}/{total}"
-        else:
+        reported = progress.value(event)
+        if reported is None:
             return
-        if value <= steps["last"]:  # MCP: progress must increase with every notification
-            return
-        steps["last"] = value
         try:
-            anyio.from_thread.run(ctx.report_progress, value, None, message)
+            anyio.from_thread.run(ctx.report_progress, reported[0], PROGRESS_TOTAL, reported[1])
         except Exception:
             logger.debug("progress report failed", exc_info=True)
 
     return on_event
+
+
+async def _cancellable(work: Callable[[CancelToken], Any]) -> Any:
+    """`work(token)` in a worker thread, stopped by MCP cancellation: a client's
+    `notifications/cancelled` cancels this task, which sets the turn's token (the edit stops
+    within a diffusion step) and waits for the thread to finish before the task ends."""
+    import threading
+
+    import anyio
+    import anyio.to_thread
+
+    token, finished = CancelToken(), threading.Event()
+
+    def run() -> Any:
+        try:
+            return work(token)
+        finally:
+            finished.set()
+
+    try:
+        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        token.cancel("cancelled by the MCP client")
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(finished.wait, 120.0)
+        raise
 
 
 def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
@@ -538,6 +564,7 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
             "(brushedit://artifacts/<hash>) and a JSON summary (session_id, turn, hashes of "
             "image/mask/candidates, plan, planner path, accepted)."
         ),
+        title="Edit an image",
         annotations=_hints("Edit an image", read_only=False),
     )
     async def edit_image(
@@ -590,9 +617,11 @@ def _add_edit_image(server: Any, deps: _ToolDeps) -> None:
             )
             on_event = _progress_reporter(ctx)
             # a second edit on a busy session: the facade's `ConflictError`, as a tool error
-            result = await anyio.to_thread.run_sync(
-                lambda: run_prepared(components, deps.opener, prepared, on_event)
+            result = await _cancellable(
+                lambda token: run_prepared(components, deps.opener, prepared, on_event,
+                                           cancel=token)
             )
+            await ctx.report_progress(PROGRESS_TOTAL, PROGRESS_TOTAL, "done")
             data = None
             if include_image:
                 data = await anyio.to_thread.run_sync(
@@ -624,6 +653,7 @@ def _add_plan_edit(server: Any, deps: _ToolDeps) -> None:
             "proposed mask (returned as an image and a resource link, white = area that would "
             "change). Give your own mask to see the plan for it."
         ),
+        title="Plan an edit",
         annotations=_hints("Plan an edit", read_only=True),
     )
     async def plan_edit(
@@ -672,6 +702,7 @@ def _add_get_trace(server: Any, deps: _ToolDeps) -> None:
             "Every agent step of a session: node, inputs, outputs, VLM prompts and raw answers, "
             "image hashes (each readable as brushedit://artifacts/<hash>). Returns JSON."
         ),
+        title="Read a session's trace",
         annotations=_hints("Read a session's trace", read_only=True),
     )
     async def get_trace(
@@ -736,6 +767,55 @@ def _add_artifact_resource(server: Any, deps: _ToolDeps) -> None:
             return png_bytes(stored)
 
         return await anyio.to_thread.run_sync(work)
+
+
+RECENT_SESSIONS = 10
+"""`resources/list` lists the results, masks and sources of this many recent sessions."""
+
+
+def recent_artifacts(components: Any, sessions: int = RECENT_SESSIONS) -> list[Any]:
+    """The recent sessions' images as MCP resources, newest first: each turn's result, mask
+    and source (`brushedit://artifacts/<hash>`), named by turn and instruction."""
+    from mcp_types import Resource
+
+    traces, seen, out = components.traces, set(), []
+    for info in traces.sessions(limit=sessions):
+        session_id = info["id"]
+        for turn in reversed(traces.turns(session_id)):
+            what = " ".join(str(turn["instruction"]).split())[:80]
+            for role, digest in (("result", turn["result"]), ("mask", turn["mask"]),
+                                 ("source", turn["source"])):
+                if not digest or digest in seen:
+                    continue
+                seen.add(digest)
+                out.append(Resource(
+                    uri=artifact_uri(digest), name=f"{role}-{digest[:12]}",
+                    title=f"{role.capitalize()} of turn {turn['turn']}: {what}",
+                    description=f"Session {session_id}, turn {turn['turn']} "
+                    f"({turn['status']}): the {role} image.",
+                    mime_type="image/png",
+                ))
+    return out
+
+
+EDIT_PROMPT = (
+    "Edit the image {image} with the `edit_image` tool, following this instruction: "
+    "{instruction}\n\nGive the image as `image_path` (a file in the shared folders), `image_hash` "
+    "(an earlier result) or `image` (base64). When the answer says `accepted: false`, read its "
+    "`reason` and try again with a mask (`mask_path`) or other `options`; keep `session_id` to "
+    "edit the result further."
+)
+
+
+def _add_edit_prompt(server: Any) -> None:
+    @server.prompt(name="edit_image", title="Edit an image",
+                   description="Ask the assistant to edit an image with the edit_image tool.")
+    def edit_prompt(
+        instruction: Annotated[str, Field(description="What to change, e.g. 'remove the cat'.")],
+        image: Annotated[str, Field(description="The image: a file path, or the hash of an "
+                                    "earlier result.")] = "the user gives",
+    ) -> str:
+        return EDIT_PROMPT.format(image=image, instruction=instruction)
 
 
 PLANNER_URI = "brushedit://planner"

@@ -41,3 +41,16 @@ def one_line(text: Any, limit: int | None = None) -> str:
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return flat
+
+
+def console(*, stderr: bool = False, **options: Any) -> Any:
+    """A Rich console for the command line: results go to stdout, messages to stderr.
+
+    A pipe or a file gets lines as they are, never wrapped or cut at 80 columns (a script reads
+    a result path whole); a terminal keeps its own width.
+    """
+    from rich.console import Console
+
+    if Console(stderr=stderr).is_terminal:
+        return Console(stderr=stderr, highlight=False, **options)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=100_000, **options)

@@ -25,9 +25,9 @@ def _settings() -> Any:
 
 
 def _stdout() -> Any:
-    from rich.console import Console
+    from interfaces.terminal import console
 
-    return Console(highlight=False)
+    return console()
 
 
 def _data_dir() -> Path:
@@ -54,15 +54,23 @@ def _session_events(store: Any, session_id: str) -> list[dict[str, Any]]:
 @app.command("list")
 def trace_list(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print the sessions as one JSON object on stdout.")] = False,
 ) -> None:
     """Sessions, newest first."""
     from rich.table import Table
 
     store = _traces()
     try:
-        rows = store.sessions()[:limit]
+        rows = store.sessions(limit=limit)
     finally:
         store.close()
+    if json_output:
+        import json
+
+        keys = ("id", "created", "updated", "title", "turns", "events")
+        typer.echo(json.dumps({"sessions": [{k: row[k] for k in keys} for row in rows]}))
+        return
     if not rows:
         typer.echo("no sessions yet")
         return

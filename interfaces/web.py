@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graphs.cancel import CancelToken
 from graphs.session import EditSession
 from interfaces.common import (
     LOOPBACK_HOSTS,
@@ -56,6 +57,7 @@ from interfaces.wording import Wording, say
 from tools.errors import (
     BrushEditError,
     ConfigError,
+    EditCancelledError,
     InvalidImageError,
     InvalidMaskError,
     InvalidRequestError,
@@ -349,6 +351,7 @@ def _input_column(ui: dict[str, Any]) -> None:
     with gr.Row():
         ui["propose_btn"] = gr.Button("Propose mask", elem_id="propose")
         ui["run_btn"] = gr.Button("Run edit", variant="primary", elem_id="run")
+        ui["stop_btn"] = gr.Button("Stop edit", variant="stop", elem_id="stop")
     with gr.Accordion("Advanced options", open=False):
         ui["option_inputs"] = [_option_component(option_widget_spec(name))
                                for name in EditOptions.model_fields]
@@ -385,7 +388,8 @@ def _output_column(ui: dict[str, Any]) -> None:
             }
         with gr.Row():
             ui["px"] = gr.Slider(1, 64, value=8, step=1, label="Pixels")
-            for op, text in (("left", "←"), ("right", "→"), ("up", "↑"), ("down", "↓")):
+            for op, text in (("left", "← Shift left"), ("right", "Shift right →"),
+                             ("up", "↑ Shift up"), ("down", "↓ Shift down")):
                 tool_buttons[op] = gr.Button(text, size="sm", elem_id=f"mask_{op}")
     ui["tool_buttons"] = tool_buttons
 
@@ -403,7 +407,8 @@ def _history_row(ui: dict[str, Any]) -> None:
                 value="", label="Undo to turn (empty = one back, 0 = original)",
                 elem_id="undo_turn",
             )
-            ui["undo_btn"] = gr.Button("Undo", elem_id="undo")
+            # "Undo turn": the editor's own "Undo" takes back a brush stroke
+            ui["undo_btn"] = gr.Button("Undo turn", elem_id="undo")
     with gr.Column(scale=3), gr.Accordion("Trace: every agent step", open=True):
         ui["trace"] = gr.HTML(elem_id="trace")
         ui["trace_gallery"] = gr.Gallery(
@@ -416,7 +421,12 @@ def _history_row(ui: dict[str, Any]) -> None:
 
 def _snapshot_then(trigger: Any, ui: dict[str, Any]) -> Any:
     """A browser-side copy of the visible editor into the hidden one, before a server event."""
-    return trigger(None, [ui["editor"]], [ui["snapshot"]], js=SNAPSHOT_JS, queue=False)
+    return trigger(None, [ui["editor"]], [ui["snapshot"]], js=SNAPSHOT_JS, queue=False,
+                   api_visibility="private")
+
+
+INTERNAL = {"api_visibility": "private"}
+"""Events the page needs but an API client does not (they are not listed in "Use via API")."""
 
 
 def _wire(demo: gr.Blocks, ui: dict[str, Any], actions: _Actions) -> None:
@@ -429,38 +439,42 @@ def _wire(demo: gr.Blocks, ui: dict[str, Any], actions: _Actions) -> None:
     run_inputs = [ui[name] for name in (
         "snapshot", "mask_upload", "instruction", "caption", "session_state", "mask_state",
         "keep_mask", "randomise")] + options
-    for trigger in (ui["run_btn"].click, ui["instruction"].submit):
+    for trigger, visibility in ((ui["run_btn"].click, {"api_name": "edit"}),
+                                (ui["instruction"].submit, INTERNAL)):  # one `/edit` endpoint
         _snapshot_then(trigger, ui).then(
             actions.run, inputs=run_inputs, outputs=after_edit,
-            show_progress="hidden", concurrency_id="edit",
+            show_progress="hidden", concurrency_id="edit", **visibility,
         )
+    # Not queued behind the edit it stops; the edit's own handler then says it stopped.
+    ui["stop_btn"].click(actions.stop, inputs=[ui["session_state"]], outputs=[ui["status"]],
+                         queue=False, api_name="stop_edit")
     _snapshot_then(ui["propose_btn"].click, ui).then(
         actions.propose, inputs=[ui["snapshot"], ui["instruction"], ui["mask_upload"]],
         outputs=[ui["mask_state"], ui["mask_view"], ui["caption"], ui["status"]],
-        concurrency_id="edit",
+        concurrency_id="edit", api_name="propose_mask",
     )
     mask_outputs = [ui["mask_state"], ui["mask_view"], ui["status"]]
     for op, button in ui["tool_buttons"].items():
         _snapshot_then(button.click, ui).then(
             _bind(actions.mask_op, op), inputs=[ui["snapshot"], ui["mask_state"], ui["px"]],
-            outputs=mask_outputs, show_progress="hidden",
+            outputs=mask_outputs, show_progress="hidden", api_name=f"mask_{op}",
         )
     _snapshot_then(ui["mask_upload"].upload, ui).then(
         actions.preview_upload, inputs=[ui["snapshot"], ui["mask_upload"]],
-        outputs=mask_outputs, show_progress="hidden",
+        outputs=mask_outputs, show_progress="hidden", api_name="preview_mask",
     )
-    ui["mask_upload"].clear(actions.clear_upload, outputs=mask_outputs)
+    ui["mask_upload"].clear(actions.clear_upload, outputs=mask_outputs, **INTERNAL)
     ui["undo_btn"].click(
         actions.undo, inputs=[ui["session_state"], ui["undo_turn"]],
         outputs=[ui[name] for name in ("status", "next_image", "turns", "trace",
-                                       "trace_gallery", "result")],
-        concurrency_id="edit",
+                                       "trace_gallery", "result", "gallery")],
+        concurrency_id="edit", api_name="undo_turn",
     )
     ui["next_image"].change(None, [ui["next_image"]], [ui["editor"]], js=SHOW_JS, queue=False)
     inpainter_box = options[_index("inpainter")]
     inpainter_box.change(actions.option_states, inputs=[inpainter_box], outputs=options,
-                         show_progress="hidden")
-    demo.load(actions.defaults, outputs=[ui["planner"], *options])
+                         show_progress="hidden", **INTERNAL)
+    demo.load(actions.defaults, outputs=[ui["planner"], *options], **INTERNAL)
 
 
 def _index(name: str) -> int:
@@ -494,6 +508,7 @@ class _Actions:
         self.settings = settings
         self.max_pixels = max_pixels
         self._thumbs: dict[str, str] = {}
+        self._running: dict[str, CancelToken] = {}  # session id -> the Stop switch of its turn
         self._shown_dir = Path(tempfile.mkdtemp(prefix="brushedit-web-"))
         self._shown_count = 0
 
@@ -845,37 +860,56 @@ class _Actions:
         feed = ProgressFeed()
         events: queue.Queue[dict[str, Any]] = queue.Queue()
         outcome: dict[str, Any] = {}
+        token = self._running[session.id] = CancelToken()
 
         def work() -> None:
             try:
-                outcome["result"] = session.run(turn, on_event=events.put)
+                outcome["result"] = session.run(turn, on_event=events.put, cancel=token)
             except BaseException as exc:  # handed to the handler thread
                 outcome["error"] = exc
 
         worker = threading.Thread(target=work, name="brushedit-web-edit", daemon=True)
         worker.start()
-        yield only_status(feed.html())  # clears the last error at once
+        # clears the last error at once, and tells the page which session Stop stops
+        yield only_status(feed.html(), _7=session.id)
         shown = time.monotonic()
-        while worker.is_alive() or not events.empty():
-            try:
-                event = events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            changed_node = feed.update(event)
-            if changed_node or time.monotonic() - shown > 0.2:
-                shown = time.monotonic()
-                yield only_status(feed.html())
-        worker.join()
+        try:
+            while worker.is_alive() or not events.empty():
+                try:
+                    event = events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                changed_node = feed.update(event)
+                if changed_node or time.monotonic() - shown > 0.2:
+                    shown = time.monotonic()
+                    yield only_status(feed.html())
+            worker.join()
+        finally:
+            if self._running.get(session.id) is token:
+                del self._running[session.id]
         if "error" in outcome:
             trace_html, trace_images = self._trace(session)
+            error = outcome["error"]
+            status = (f"<div class='be-done'>Stopped: turn {feed.turn or ''} was cancelled and "
+                      "nothing of it was kept.</div>"
+                      if isinstance(error, EditCancelledError) else self._refused(error, "edit"))
             yield only_status(
-                self._refused(outcome["error"], "edit"), _4=self._turns_rows(session),
+                status, _4=self._turns_rows(session),
                 _5=trace_html, _6=trace_images, _7=session.id,
             )
             return
         result = outcome["result"]
         yield self._after_edit(session, result, image, user_mask, origin, keep_mask,
                                turn.options)
+
+    def stop(self, session_id: str | None) -> str:
+        """The Stop button: the running turn stops within a diffusion step (or at the next
+        node); its own handler then shows that it stopped."""
+        token = self._running.get(session_id or "")
+        if token is None:
+            return "<div class='be-done'>Nothing is running to stop.</div>"
+        token.cancel("stopped with the Stop button")
+        return "<div class='be-done'>Stopping the edit…</div>"
 
     def _after_edit(
         self, session: Any, result: Any, image: Image.Image, user_mask: np.ndarray | None,
@@ -890,6 +924,7 @@ class _Actions:
             if path
         ]
         verdict = "accepted" if result.accepted else "not accepted (best attempt kept)"
+        growth = mask_growth(jsonable(session.trace()), result.turn)
         used = f"{origin} mask" if user_mask is not None else "mask found by the agents"
         status = (
             f"<div class='be-done'><b>Turn {result.turn}</b>: {verdict} after "
@@ -898,6 +933,7 @@ class _Actions:
             f"{html.escape(result.plan.category.value)} · {html.escape(used)}"
             + (f" · <i>{html.escape(result.caption)}</i>" if result.caption else "")
             + (f"<br>{html.escape(result.reason)}" if result.reason else "")
+            + (f"<br>{html.escape(growth)}" if growth else "")
             + ("<br>The mask is kept for the next turn." if keep_mask else "")
             + "</div>"
         )
@@ -932,7 +968,7 @@ class _Actions:
         """Step back one turn (or to `turn`); the editor shows the image the next edit uses."""
         import gradio as gr
 
-        unchanged = (gr.update(),) * 5
+        unchanged = (gr.update(),) * 6
         try:
             if not session_id:
                 raise InvalidRequestError("nothing to undo yet: run an edit first")
@@ -960,7 +996,23 @@ class _Actions:
             trace_html,
             trace_images,
             self._path(last_image(session)),
+            [],  # the candidates were the undone turn's
         )
+
+
+def mask_growth(events: list[dict[str, Any]], turn: int) -> str | None:
+    """A sentence when the turn's retries grew the mask (the verifier blamed it), with how much
+    of the image it covered at the first and the last attempt; None when it did not grow."""
+    coverage = [(e.get("attempt") or 0, e["outputs"]["coverage"]) for e in events
+                if e.get("turn") == turn and e.get("node") == "mask"
+                and isinstance((e.get("outputs") or {}).get("coverage"), (int, float))]
+    if len(coverage) < 2:
+        return None
+    (_, first), (last_attempt, last) = min(coverage), max(coverage)
+    if last <= first + 1e-4:
+        return None
+    return (f"The verifier blamed the mask, so the retries grew it: from {first:.1%} of the "
+            f"image to {last:.1%} by attempt {last_attempt}.")
 
 
 class ProgressFeed:
@@ -973,6 +1025,7 @@ class ProgressFeed:
         self.step: tuple[int, int] | None = None
         self.done: list[tuple[str, float | None]] = []
         self.note: str | None = None
+        self.coverage: float | None = None  # of the turn's first mask
 
     def update(self, event: dict[str, Any]) -> bool:
         """Fold one event in; True when worth showing at once (a new node, first or last step)."""
@@ -984,6 +1037,12 @@ class ProgressFeed:
             self.turn = event.get("turn", self.turn)
             return True
         elif kind == "node":
+            coverage = (event.get("summary") or {}).get("coverage")
+            if event.get("node") == "mask" and isinstance(coverage, (int, float)):
+                if self.coverage is not None and coverage > self.coverage + 1e-4:
+                    self.note = (f"the mask grew from {self.coverage:.1%} to {coverage:.1%} "
+                                 "of the image")
+                self.coverage = self.coverage if self.coverage is not None else coverage
             ms = event.get("duration_ms")
             self.done.append((str(event.get("node")), ms if isinstance(ms, (int, float))
                               else None))

@@ -9,8 +9,10 @@ together. Only `tools.errors` is imported, so the CLI's error path stays light.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import (
     InvalidRequestError,
@@ -20,6 +22,9 @@ from tools.errors import (
     UnsupportedEditError,
     WrongPipelineError,
 )
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,52 @@ def say(exc: BaseException, wording: Wording) -> str:
         name = wording.field(exc.field)
         return f"{name[:1].upper()}{name[1:]} {' '.join(exc.problem.split())}"
     return message
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_sentences(exc: ValidationError) -> str:
+    """Pydantic's errors as sentences naming each parameter (`options.steps must be ...`), each
+    quoting at most 60 characters of what was sent (MCP's and the LangChain tool's arguments)."""
+    from tools.types import EditOptions
+
+    option_names = ", ".join(EditOptions.model_fields)
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "json-"))]
+        name = ".".join(loc) or "arguments"
+        ctx = err.get("ctx") or {}
+        kind = err.get("type", "")
+        got = f", got {_shown(err['input'])}" if "input" in err and kind != "missing" else ""
+        if kind == "missing":
+            text = f"`{name}` is required"
+        elif kind == "extra_forbidden":
+            known = f"; the options are {option_names}" if loc[:1] == ["options"] else ""
+            text = f"`{name}` is not a parameter of this tool{known}"
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            words = {"greater_than_equal": "at least", "greater_than": "greater than",
+                     "less_than_equal": "at most", "less_than": "less than"}[kind]
+            bound = next(iter(ctx.values())) if ctx else "?"
+            text = f"`{name}` must be {words} {bound}{got}"
+        elif kind == "finite_number":
+            text = f"`{name}` must be a finite number{got}"
+        elif kind.startswith("int_"):
+            text = f"`{name}` must be a whole number{got}"
+        elif kind.startswith("float_"):
+            text = f"`{name}` must be a number{got}"
+        elif kind.startswith("bool_"):
+            text = f"`{name}` must be true or false{got}"
+        elif kind.startswith("string_"):
+            text = f"`{name}` must be text{got}"
+        elif kind == "literal_error":
+            text = f"`{name}` must be {ctx.get('expected', 'one of the allowed values')}{got}"
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            text = f"`{name}` must be a JSON object{got}"
+        else:
+            msg = str(err.get("msg", "is invalid"))
+            text = f"`{name}`: {msg[:1].lower() + msg[1:]}"
+        parts.append(text)
+    return "; ".join(parts) + "."

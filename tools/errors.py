@@ -165,11 +165,16 @@ class UnsupportedEditError(BrushEditError):
 
 
 class EditCancelledError(BrushEditError):
-    """The caller stopped an edit while it ran (`cancel` answered True after a step)."""
+    """The caller stopped an edit while it ran (`cancel` answered True after a step).
 
-    def __init__(self, message: str, *, inpainter: str, step: int, total: int) -> None:
+    `inpainter`, `step` and `total` say where diffusion stopped; they are None when the edit
+    stopped between two steps of the graph (`node` names the last one that ran).
+    """
+
+    def __init__(self, message: str, *, inpainter: str | None = None, step: int | None = None,
+                 total: int | None = None, node: str | None = None) -> None:
         super().__init__(message)
-        self.inpainter, self.step, self.total = inpainter, step, total
+        self.inpainter, self.step, self.total, self.node = inpainter, step, total, node
 
 
 class ConductorLoadError(ModelLoadError):

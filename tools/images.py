@@ -386,6 +386,19 @@ def _read_bytes(
     return data, name
 
 
+SHOWN_NAME_CHARS = 80
+"""Longest file name an error quotes whole: a longer one (a pasted data: URI, a model's
+run-on argument) is shown by its ends, so the sentence stays one line and echoes no payload."""
+
+
+def shown_name(path: str | Path) -> str:
+    """A file name as an error quotes it: whole when short, else its start and its end."""
+    name = str(path)
+    if len(name) <= SHOWN_NAME_CHARS:
+        return name
+    return f"{name[:40]}…{name[-30:]} ({len(name)} characters)"
+
+
 def read_user_file(
     source: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "a file"
 ) -> bytes:
@@ -397,7 +410,7 @@ def read_user_file(
     checked while reading, so a file that grows, or lies about its size, cannot exhaust memory.
     """
     path = Path(source)
-    name = str(path)
+    name = shown_name(path)
     try:
         info = path.stat()
     except FileNotFoundError:

@@ -102,7 +102,7 @@ def create_app(
     from interfaces.api.artifacts import add_artifact_routes
     from interfaces.api.auth import auth_dependencies
     from interfaces.api.docs import ErrorDocs, add_meta_routes
-    from interfaces.api.edits import add_edit_routes, add_resume_routes
+    from interfaces.api.edits import add_cancel_routes, add_edit_routes, add_resume_routes
     from interfaces.api.handlers import install_error_handlers
     from interfaces.api.job_store import JobStore
     from interfaces.api.models import package_version
@@ -128,6 +128,7 @@ def create_app(
         version=package_version(),
         description="Instruction-guided image editing: sessions, edits, artifacts and traces.",
         docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan(state),
+        generate_unique_id_function=_operation_id,
     )
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.brushedit = state
@@ -138,9 +139,16 @@ def create_app(
     add_session_routes(app, state, auth, errors)
     add_edit_routes(app, state, auth, errors)
     add_resume_routes(app, state, auth, errors)
+    add_cancel_routes(app, state, auth, errors)
     add_artifact_routes(app, state, auth, errors)
     add_planner_routes(app, state, auth, errors)
     return app
+
+
+def _operation_id(route: Any) -> str:
+    """A route's operationId is its function's name (`create_edit`, `cancel_edit`...), so a
+    generated client's methods read as the API's verbs, not `post_..._post`."""
+    return route.name
 
 
 def _lifespan(state: ApiState) -> Callable[[Any], Any]:

@@ -22,10 +22,12 @@ def add_artifact_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: 
         dependencies=auth,
         tags=["artifacts"],
         response_class=FileResponse,
-        responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
+        responses={200: {"content": {"image/png": {"schema": {"type": "string",
+                                                               "format": "binary"}}},
+                          "description": "The PNG"},
                    **errors("/artifacts/{digest}", "get", 404, 422)},
     )
-    def artifact(digest: Digest) -> FileResponse:
+    def get_artifact(digest: Digest) -> FileResponse:
         """An image or mask by its sha256 content hash (never by path)."""
         path = artifact_path(state.components_now(), digest)
         return FileResponse(
@@ -33,4 +35,4 @@ def add_artifact_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: 
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
 
-    app.head("/artifacts/{digest}", dependencies=auth, include_in_schema=False)(artifact)
+    app.head("/artifacts/{digest}", dependencies=auth, include_in_schema=False)(get_artifact)

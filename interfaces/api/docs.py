@@ -91,9 +91,12 @@ def finish_openapi(
                 }
             if 401 not in declared:
                 operation.pop("security", None)
-    schemas = spec.get("components", {}).get("schemas", {})
+        _document_headers(operations)
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    schemas.update(_event_schemas())
+    _binary_uploads(spec)
     for name, schema in schemas.items():
         docs = FIELD_DOCS.get(name, {})
         for prop, body in schema.get("properties", {}).items():
@@ -102,11 +105,58 @@ def finish_openapi(
     return spec
 
 
+RETRY_AFTER = {"description": "Seconds to wait before asking again.",
+               "schema": {"type": "integer", "minimum": 0}}
+
+
+def _document_headers(operations: dict[str, Any]) -> None:
+    """`Location` and `Retry-After` of a 202, `Retry-After` of a 503, as the answers send them."""
+    for operation in operations.values():
+        responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+        if "202" in responses:
+            responses["202"]["headers"] = {
+                "Location": {"description": "The edit's URL (poll it).",
+                             "schema": {"type": "string"}},
+                "Retry-After": RETRY_AFTER,
+            }
+        if "503" in responses:
+            responses["503"]["headers"] = {"Retry-After": RETRY_AFTER}
+
+
+def _event_schemas() -> dict[str, Any]:
+    """`EditEvent` (what each server-sent event holds) and its parts, as component schemas."""
+    from pydantic import TypeAdapter
+
+    from interfaces.api.events import EditEvent
+
+    schema = TypeAdapter(EditEvent).json_schema(ref_template="#/components/schemas/{model}")
+    parts = schema.pop("$defs", {})
+    schema["title"] = "EditEvent"
+    schema["description"] = ("One server-sent event of an edit: its `data`, a JSON object whose "
+                             "`type` is also the SSE `event:` name.")
+    return {**parts, "EditEvent": schema}
+
+
+def _binary_uploads(node: Any) -> None:
+    """File fields as `format: binary` (OpenAPI 3.0 style, which client generators read as
+    uploads) instead of `contentMediaType`, which they read as text."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and node.get("contentMediaType") == \
+                "application/octet-stream":
+            del node["contentMediaType"]
+            node["format"] = "binary"
+        for value in node.values():
+            _binary_uploads(value)
+    elif isinstance(node, list):
+        for value in node:
+            _binary_uploads(value)
+
+
 def add_meta_routes(app: FastAPI, docs_auth: list[Any], errors: ErrorDocs) -> None:
     """Register `/healthz`, `/openapi.json`, `/docs`, `/redoc` and the docs' static files."""
 
     @app.get("/healthz", response_model=Health, tags=["meta"])
-    def healthz() -> Health:
+    def get_health() -> Health:
         """Liveness: answers without loading any model (and without a token)."""
         return Health(version=package_version())
 

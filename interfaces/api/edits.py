@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from sse_starlette import EventSourceResponse
 
 from interfaces.api.docs import ErrorDocs
@@ -38,6 +38,11 @@ from interfaces.common import (
 from tools.errors import InvalidRequestError
 
 EDIT_PATH = "/sessions/{session_id}/edits"
+EVENT_SCHEMA = {"type": "string", "description": "Server-sent events (`event:`, `id:` and "
+                "`data:` lines); each `data` is one `EditEvent` as JSON."}
+"""A `text/event-stream` body: text to a generated client, its events typed by `itemSchema`
+(`interfaces.api.docs.finish_openapi` adds `EditEvent`, from `interfaces.api.events`)."""
+EVENT_CONTENT = {"schema": EVENT_SCHEMA, "itemSchema": {"$ref": "#/components/schemas/EditEvent"}}
 
 
 def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs
@@ -55,15 +60,16 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
         openapi_extra={"x-body": "form"},
         responses={
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "With `stream=true`: the edit's server-sent events.",
+                "content": {"text/event-stream": EVENT_CONTENT},
+                "description": "With `stream=true`: the edit's server-sent events (each `data` "
+                "is an `EditEvent`).",
             },
             201: {"model": EditOut, "description": "The finished edit (`Location`: its URL)."},
             202: {"model": EditOut, "description": "Started, with `wait=false` (`Location`)."},
             **errors(edit_path, "post", 400, 404, 409, 413, 415, 422, 503),
         },
     )
-    async def post_edit(
+    async def create_edit(
         request: Request,
         session_id: SessionId,
         instruction: str = Form(..., description="What to change, e.g. 'remove the cat'."),
@@ -108,7 +114,8 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
         except BaseException:
             state.release_session(session_id)
             raise
-        state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit))
+        state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit,
+                                                       cancel=job.cancel))
         return await answer(state, job, stream=stream, wait=wait, created=True)
 
     @app.get(edit_path, response_model=EditList, dependencies=auth, tags=["edits"],
@@ -177,7 +184,7 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
             state.release_session(session_id)
             raise
         after = job.seq
-        state.start_job(job, lambda emit: session.resume(on_event=emit))
+        state.start_job(job, lambda emit: session.resume(on_event=emit, cancel=job.cancel))
         return await answer(state, job, stream=stream, wait=wait, created=False, after=after)
 
     @app.get(
@@ -186,12 +193,13 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
         tags=["edits"],
         response_class=EventSourceResponse,
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                  "description": "The edit's events, each with an `id`."},
+            200: {"content": {"text/event-stream": EVENT_CONTENT},
+                  "description": "The edit's events, each with an `id` (each `data` is an "
+                  "`EditEvent`)."},
             **errors(edit_path + "/{edit_id}/events", "get", 404, 422),
         },
     )
-    def edit_events(
+    def get_edit_events(
         session_id: SessionId,
         edit_id: EditId,
         last_event_id: Annotated[
@@ -207,3 +215,34 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
             sse_stream(state, record.edit_id, last_event_id or 0), ping=15,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+def add_cancel_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs
+                      ) -> None:
+    """Register on `app`: cancel a running edit, and delete an edit (cancelling it first)."""
+    path = EDIT_PATH + "/{edit_id}"
+
+    @app.post(
+        path + "/cancel",
+        response_model=EditOut,
+        dependencies=auth,
+        tags=["edits"],
+        responses={
+            200: {"model": EditOut, "description": "The edit, stopped (`status: cancelled`)."},
+            **errors(path + "/cancel", "post", 404, 409),
+        },
+    )
+    async def cancel_edit(session_id: SessionId, edit_id: EditId) -> EditOut:
+        """Stop a running edit within one diffusion step (or at its next step) and answer once
+        it has stopped. Its turn is filed `cancelled` and nothing it made is kept; 409 for an
+        edit that is already finished."""
+        return state.edit_out(await state.cancel_edit(session_id, edit_id))
+
+    @app.delete(path, status_code=204, dependencies=auth, tags=["edits"],
+                responses=errors(path, "delete", 404, 409))
+    async def delete_edit(session_id: SessionId, edit_id: EditId) -> Response:
+        """Forget an edit (its record and events), cancelling it first if it runs; the
+        session's turn stays, filed `cancelled` or as it ended."""
+        await state.cancel_edit(session_id, edit_id, finished=True)
+        await asyncio.to_thread(state.jobs().delete, edit_id)
+        return Response(status_code=204)

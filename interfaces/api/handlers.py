@@ -19,7 +19,13 @@ from tools.errors import BrushEditError
 logger = logging.getLogger("interfaces.api")  # one logger for the whole API
 
 
+RETRY_AFTER_503_S = 30
+"""`Retry-After` of a 503: a model loading, the database or the VLM server away for a while."""
+
+
 def error_response(status: int, detail: ErrorDetail, headers: dict | None = None) -> JSONResponse:
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_503_S), **(headers or {})}
     return JSONResponse(
         ErrorBody(error=detail).model_dump(mode="json"), status_code=status, headers=headers
     )

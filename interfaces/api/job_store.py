@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-JobStatus = Literal["running", "done", "failed", "interrupted"]
+JobStatus = Literal["running", "done", "failed", "cancelled", "interrupted"]
 
 DEFAULT_MAX_JOBS = 1000
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -233,6 +233,10 @@ class JobStore:
             (edit_id, seq, json.dumps(event)),
         )
         return True
+
+    def delete(self, edit_id: str) -> None:
+        """Forget one job and its events."""
+        self._delete([edit_id])
 
     def delete_session(self, session_id: str) -> None:
         ids = [r[0] for r in self._query(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from graphs.cancel import CancelToken
 from interfaces.api.errors import api_error
 from interfaces.api.models import EditLinks, EditOut, SessionOut
 from interfaces.common import (
@@ -27,7 +28,7 @@ from interfaces.common import (
     session_exists,
     turn_out,
 )
-from tools.errors import BrushEditError
+from tools.errors import BrushEditError, EditCancelledError
 from tools.types import EditResult
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class EditJob:
     """Events up to this number were emitted before (by the server that was interrupted)."""
     turn: int | None = None
     events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    status: Literal["running", "done", "failed"] = "running"
+    status: Literal["running", "done", "failed", "cancelled"] = "running"
+    cancel: CancelToken = field(default_factory=CancelToken)
+    """Set by `POST .../cancel` or `DELETE`: the edit stops within a diffusion step."""
     result: EditResult | None = None
     error: ErrorDetail | None = None
     http_status: int = 200
@@ -137,12 +140,13 @@ class ApiState:
             self._jobs.close()
 
     def links(self, session_id: str, edit_id: str, image: str | None,
-              interrupted: bool = False) -> EditLinks:
+              interrupted: bool = False, running: bool = False) -> EditLinks:
         base = f"/sessions/{session_id}/edits/{edit_id}"
         return EditLinks(
             events=f"{base}/events",
             status=base,
             resume=f"{base}/resume" if interrupted else None,
+            cancel=f"{base}/cancel" if running or interrupted else None,
             image=f"/artifacts/{image}" if image else None,
             trace=f"/sessions/{session_id}/trace",
         )
@@ -155,7 +159,8 @@ class ApiState:
             edit_id=record.edit_id, session_id=record.session_id, turn=record.turn,
             status=status, result=result, error=error,
             links=self.links(record.session_id, record.edit_id,
-                             result.image if result else None, status == "interrupted"),
+                             result.image if result else None, status == "interrupted",
+                             status == "running"),
         )
 
 
@@ -185,6 +190,37 @@ class ApiState:
         record = self.jobs().get(edit_id) if len(edit_id) <= 64 else None
         if record is None or record.session_id != session_id:
             raise NotFoundError(f"no edit {edit_id[:80]!r} in session {session_id!r}")
+        return record
+
+    async def cancel_edit(self, session_id: str, edit_id: str, *, finished: bool = False
+                          ) -> "JobRecord":
+        """Stop an edit and answer once it has stopped: a running one within a diffusion step
+        (its turn filed cancelled), an interrupted one at once. A finished edit is a
+        `ConflictError`, unless `finished` (DELETE forgets any edit)."""
+        record = await asyncio.to_thread(self.get_record, session_id, edit_id)
+        store = self.jobs()
+        job = self.live.get(edit_id)
+        if job is not None:
+            job.cancel.cancel("cancelled through the HTTP API")
+            while not job.done.is_set():  # no thread held while it stops
+                await job.wait(job.seq, timeout=5.0)
+            record = await asyncio.to_thread(store.get, edit_id) or record
+        elif (status := self.edit_out(record).status) == "interrupted":
+            error = ErrorDetail(type="EditCancelledError",
+                                message="the edit was cancelled while its server was stopped")
+            await asyncio.to_thread(store.finish, edit_id, "cancelled",
+                                    error=error.model_dump(), http_status=409)
+            if record.turn is not None:
+                traces = self.components_now().traces
+                await asyncio.to_thread(traces.set_turn_status, session_id, record.turn,
+                                        "cancelled", reason=error.message)
+            record = await asyncio.to_thread(store.get, edit_id) or record
+        elif status == "running":
+            raise ConflictError(f"edit {edit_id} runs on another server process; cancel it "
+                                "through that server")
+        if record.status != "cancelled" and not finished:
+            raise ConflictError(f"edit {edit_id} is {record.status}; only a running or "
+                                "interrupted edit can be cancelled")
         return record
 
     # -- one edit per session at a time ------------------------------------------------------
@@ -239,11 +275,12 @@ class ApiState:
             except Exception as exc:
                 if not isinstance(exc, BrushEditError):
                     logger.exception("edit %s failed", job.edit_id)
-                job.status = "failed"
+                job.status = "cancelled" if isinstance(exc, EditCancelledError) else "failed"
                 job.http_status, job.error = api_error(exc)
                 try:
-                    job.emit({"type": "error", "error": job.error.model_dump()})
-                    store.finish(job.edit_id, "failed", error=job.error.model_dump(),
+                    if job.status == "failed":  # a cancel has its own `cancelled` event
+                        job.emit({"type": "error", "error": job.error.model_dump()})
+                    store.finish(job.edit_id, job.status, error=job.error.model_dump(),
                                  http_status=job.http_status)
                 except Exception:
                     logger.exception("could not record the failure of edit %s", job.edit_id)

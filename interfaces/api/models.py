@@ -54,19 +54,24 @@ class EditLinks(BaseModel):
     resume: str | None = Field(
         default=None, description="POST here to resume the edit; present while interrupted."
     )
+    cancel: str | None = Field(
+        default=None, description="POST here to stop the edit; present while it runs (or is "
+        "interrupted)."
+    )
     image: str | None = Field(default=None, description="The result PNG, once done.")
     trace: str = Field(description="The session's full trace.")
 
 
 class EditOut(BaseModel):
-    """One edit: running, done (with its result), failed (with its error) or interrupted."""
+    """One edit: running, done (with its result), failed (with its error), cancelled or
+    interrupted."""
 
     edit_id: str = Field(description="Edit id, used in `/sessions/{session_id}/edits/{edit_id}`.")
     session_id: str = Field(description="The session the edit belongs to.")
     turn: int | None = Field(default=None, description="The session turn it runs, once known.")
-    status: Literal["running", "done", "failed", "interrupted"] = Field(
-        description="`interrupted`: the server stopped during the edit; resume it with "
-        "`links.resume`."
+    status: Literal["running", "done", "failed", "cancelled", "interrupted"] = Field(
+        description="`cancelled`: stopped through `links.cancel` (nothing of it was kept); "
+        "`interrupted`: the server stopped during the edit; resume it with `links.resume`."
     )
     result: EditResult | None = Field(default=None, description="The result, once done.")
     error: ErrorDetail | None = Field(default=None, description="Why it failed, if it did.")

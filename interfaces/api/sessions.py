@@ -78,7 +78,7 @@ def add_session_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: E
               tags=["sessions"], openapi_extra={"x-body": "json"},
               responses=errors("/sessions/{session_id}/undo", "post", 400, 404, 409, 413, 415,
                                422))
-    def undo(session_id: SessionId, body: UndoIn | None = None) -> SessionOut:
+    def undo_turn(session_id: SessionId, body: UndoIn | None = None) -> SessionOut:
         """Go back one turn, or to `turn`; the next edit continues from there."""
         session = state.existing_session(session_id)
         with state.lock:
@@ -91,7 +91,7 @@ def add_session_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: E
 
     @app.get("/sessions/{session_id}/trace", response_model=TraceOut, dependencies=auth,
              tags=["sessions"], responses=errors("/sessions/{session_id}/trace", "get", 404))
-    def trace(session_id: SessionId) -> TraceOut:
+    def get_trace(session_id: SessionId) -> TraceOut:
         """Every agent step: node, inputs, outputs, model prompts and answers, image hashes."""
         session = state.existing_session(session_id)
         return TraceOut(session_id=session_id, events=jsonable(session.trace()))

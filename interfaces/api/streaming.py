@@ -15,6 +15,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from interfaces.api.handlers import error_response
 from interfaces.api.jobs import ApiState, EditJob
 
+POLL_AFTER_S = 1
+"""`Retry-After` of a 202: when a client polling `links.status` should look again."""
+
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
@@ -32,10 +35,10 @@ async def answer(state: ApiState, job: EditJob, *, stream: bool, wait: bool, cre
     if not wait:
         record = await asyncio.to_thread(state.jobs().get, job.edit_id)
         return JSONResponse(state.edit_out(record).model_dump(mode="json"), status_code=202,
-                            headers={"Location": location})
+                            headers={"Location": location, "Retry-After": str(POLL_AFTER_S)})
     while not job.done.is_set():  # no thread held while waiting
         await job.wait(job.seq, timeout=5.0)
-    if job.status == "failed":
+    if job.status in ("failed", "cancelled"):
         assert job.error is not None
         return error_response(job.http_status, job.error)
     record = await asyncio.to_thread(state.jobs().get, job.edit_id)
@@ -72,7 +75,7 @@ async def sse_stream(state: ApiState, edit_id: str, after: int) -> AsyncIterator
         if items:
             continue
         record = await asyncio.to_thread(store.get, edit_id)
-        if record is None or record.status in ("done", "failed"):
+        if record is None or record.status in ("done", "failed", "cancelled"):
             return
         if record.status == "interrupted":
             out = state.edit_out(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from graphs.artifacts import ArtifactStore
 from graphs.context import Context, GraphSettings
 from graphs.traces import TraceStore
 from tools.inpaint import OpenCVInpainter
+from tools.inpainter import Inpainter
 from tools.segment import Segmentation, Segmenter
+from tools.types import EditCategory
 
 SIZE = 64
 
@@ -97,3 +100,60 @@ def make_components(root: Path, *, vlm: Any = None, planner: str = "auto",
 
 def nodes_of(events: list[dict[str, Any]]) -> list[str]:
     return [e["node"] for e in events]
+
+
+class SteppingInpainter(Inpainter):
+    """A diffusion stand-in: `total` steps of `step_s` seconds, through the diffusers pipelines'
+    own per-step hook (`tools.inpainter.StepWatch`: progress, then `cancel`, then the pipeline's
+    `interrupt`). Counts the steps it ran, so a test sees how far work went after a cancel."""
+
+    name = "brushnet"
+    categories = frozenset(EditCategory)
+
+    def __init__(self, total: int = 400, step_s: float = 0.01,
+                 interrupt_at: int | None = None) -> None:
+        self.total, self.step_s, self.interrupt_at = total, step_s, interrupt_at
+        self.steps_run = 0
+        self.started = threading.Event()
+
+    def _inpaint(self, request: Any) -> list[Image.Image]:
+        from types import SimpleNamespace
+
+        from tools.inpainter import StepWatch
+
+        watch = StepWatch(request.progress, request.cancel, self.total, self.name)
+        pipe = SimpleNamespace(_interrupt=False, num_timesteps=self.total)
+        self.started.set()
+        for step in range(self.total):
+            if pipe._interrupt:  # as diffusers' loops do: the remaining steps are skipped
+                break
+            time.sleep(self.step_s)
+            self.steps_run += 1
+            if self.interrupt_at is not None and self.steps_run == self.interrupt_at:
+                raise KeyboardInterrupt  # what Ctrl-C does to the main thread mid-step
+            watch(pipe, step, None, {})
+        watch.raise_if_cancelled()
+        filled = np.asarray(request.image).copy()
+        filled[np.asarray(request.mask) > 0] = 128
+        return [Image.fromarray(filled)] * request.options.samples
+
+
+def wait_until(check: Any, timeout: float = 30.0) -> None:
+    """Poll `check()` until it is true (a test's own thread watching another's progress)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.002)
+
+
+def tiny_brushnet_env(root: Path) -> dict[str, str]:
+    """A tiny random-weight SD1.5 base and its BrushNet saved to folders (once per `root`), as
+    the `BRUSHEDIT_` variables that make a process (the CLI, `langgraph dev`) load them."""
+    from tests.brushedit_inpaint.tiny_parts import SD15, save_tiny_base
+
+    if not (root / "brushnet" / "config.json").is_file():
+        save_tiny_base(SD15, root / "base").save_pretrained(root / "brushnet")
+    return {"BRUSHEDIT_BASE_MODEL": str(root / "base"), "BRUSHEDIT_BRUSHNET": str(root / "brushnet"),
+            "BRUSHEDIT_BRUSHNET_SUBFOLDER": "", "BRUSHEDIT_DEVICE": "cpu",
+            "BRUSHEDIT_DTYPE": "float32", "HF_HUB_OFFLINE": "1"}

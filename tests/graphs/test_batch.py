@@ -29,7 +29,7 @@ from tests.graphs.batch_helpers import (
     write_manifest,
     write_slow_manifest,
 )
-from tools.errors import ConfigError
+from tools.errors import InvalidRequestError
 
 
 def config(manifest, **values) -> BatchConfig:
@@ -64,9 +64,9 @@ def test_jsonl_csv_and_parquet_manifests_read_the_same(tmp_path):
 
 
 def test_unknown_manifest_formats_and_missing_files_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"name it \.jsonl, \.csv or \.parquet"):
+    with pytest.raises(InvalidRequestError, match=r"name it \.jsonl, \.csv or \.parquet"):
         read_manifest(tmp_path / "m.txt")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(InvalidRequestError, match="does not exist"):
         read_manifest(tmp_path / "m.jsonl")
 
 

@@ -53,9 +53,10 @@ def server(tmp_path_factory, tiny_conductor_dirs):
            "PYTHONPATH": str(REPO)}
     exe = str(LANGGRAPH) if LANGGRAPH.exists() else "langgraph"
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    proc = subprocess.Popen(  # from another folder, as `langgraph dev --config /abs/...` runs
+        [exe, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
+         "--config", str(REPO / "langgraph.json")],
+        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -132,7 +133,7 @@ def test_schemas_describe_the_public_input_and_output(server):
     assert {"image", "instruction", "mask", "options", "caption", "review_mask"} <= set(inputs)
     assert "data:" in inputs["image"]["description"] and "URL" in inputs["image"]["description"]
     assert all(prop.get("description") for prop in inputs.values())
-    assert set(schemas["output_schema"]["properties"]) == {"result"}
+    assert set(schemas["output_schema"]["properties"]) == {"result", "progress", "preview"}
     assert "source_image" not in inputs and "user_mask" not in inputs  # internals stay inside
     context = schemas["context_schema"]["properties"]
     assert set(context) == {"settings"}  # the knobs; model and store handles stay out

@@ -131,7 +131,10 @@ def test_import_graphs_is_light_and_langgraph_json_points_at_app():
                          check=True)
     assert out.stdout.strip() == "[]"
     config = json.loads((REPO / "langgraph.json").read_text())
-    assert config["graphs"]["editor"] == "./graphs/app.py:graph"
+    # modules, not paths: `langgraph dev` reads paths from its working folder, modules from the
+    # installed project (`dependencies: ["."]`), so `--config /abs/langgraph.json` works anywhere
+    assert config["graphs"]["editor"] == "graphs.app:graph"
+    assert config["http"]["app"] == "graphs.app:http_app"
 
 
 def test_server_graph_is_compiled_without_a_checkpointer(monkeypatch):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from interfaces.batch_cli import BatchProgress
 from interfaces.cli import app
+from interfaces.cli_errors import FAILED_EXIT, REFUSED_EXIT
 from tests.graphs.batch_helpers import GOOD_ROWS, read_lines, write_manifest, write_slow_manifest
 
 runner = CliRunner()
@@ -32,14 +33,14 @@ def batch(manifest, out, *flags):
 def test_a_manifest_problem_refuses_the_run_in_one_sentence(tmp_path, text, sentence):
     (tmp_path / "m.jsonl").write_text(text)
     result = batch(tmp_path / "m.jsonl", tmp_path / "out")
-    assert result.exit_code == 2 and sentence in result.output, result.output
+    assert result.exit_code == REFUSED_EXIT and sentence in result.output, result.output
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_bad_rows_fail_alone_and_a_rerun_redoes_nothing(tmp_path):
     manifest, out = write_manifest(tmp_path / "m"), tmp_path / "out"
     result = batch(manifest, out, "--json")
-    assert result.exit_code == 1, result.output  # some rows failed
+    assert result.exit_code == FAILED_EXIT, result.output  # some rows failed
     summary = json.loads(result.stdout)
     assert summary == {**summary, "rows": 8, "done": GOOD_ROWS, "failed": 3, "ran": 8}
     assert "8/8 rows, 3 failed · " in result.stderr and "ETA 0s" in result.stderr  # a log's end
@@ -61,7 +62,7 @@ def test_bad_rows_fail_alone_and_a_rerun_redoes_nothing(tmp_path):
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
     again = batch(manifest, out, "--json")
-    assert again.exit_code == 1
+    assert again.exit_code == FAILED_EXIT
     assert json.loads(again.stdout) == {**summary, "ran": 3, "skipped": GOOD_ROWS}
     assert {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == stamps
     assert len(read_lines(out)) == 8  # the retried failures replaced their lines: one per row
@@ -71,7 +72,7 @@ def test_a_different_configuration_is_refused_and_force_new_sets_the_old_run_asi
     manifest, out = write_slow_manifest(tmp_path / "m", 2), tmp_path / "out"
     assert batch(manifest, out).exit_code == 0
     refused = batch(manifest, out, "--seed", "9")
-    assert refused.exit_code == 2
+    assert refused.exit_code == REFUSED_EXIT
     assert "different configuration (options:" in refused.output and "--force-new" in \
         refused.output
     fresh = batch(manifest, out, "--seed", "9", "--force-new")
@@ -94,13 +95,13 @@ def test_the_report_shows_thumbnails_and_the_failures(tmp_path):
                                     str(tmp_path / "pages" / "r.html")])
     assert elsewhere.exit_code == 0
     assert "src='../out/thumbs/" in (tmp_path / "pages" / "r.html").read_text()
-    assert runner.invoke(app, ["batch", "report", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(app, ["batch", "report", str(tmp_path)]).exit_code == REFUSED_EXIT
 
 
 def test_gpus_need_ray(tmp_path):
     manifest = write_slow_manifest(tmp_path / "m", 1)
     result = batch(manifest, tmp_path / "out", "--gpus-per-worker", "1")
-    assert result.exit_code == 2 and "--ray local" in result.output
+    assert result.exit_code == FAILED_EXIT and "--ray local" in result.output  # a ConfigError
 
 
 def test_progress_counts_rows_failures_rate_and_time_left():

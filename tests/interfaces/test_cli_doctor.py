@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from interfaces.cli_errors import FAILED_EXIT, REFUSED_EXIT, USAGE_EXIT
 from tests.fakes.ollama_server import FakeOllama
 
 
@@ -105,15 +106,15 @@ def test_doctor_flags_unusable_models(monkeypatch, tmp_path, models, capabilitie
     assert expected in result.output
 
 
-def test_brushedit_errors_are_one_line_exit_2(tmp_path) -> None:
+def test_usage_errors_are_one_line_exit_2(tmp_path) -> None:
     """Through the real console script: a user error prints one line, no traceback."""
     exe = os.path.join(os.path.dirname(sys.executable), "brushedit")
     result = subprocess.run([exe, "doctor", "--no-such-flag"], capture_output=True, text=True)
-    assert result.returncode == 2
+    assert result.returncode == USAGE_EXIT
     assert "Traceback" not in result.stderr
 
 
-def test_expected_errors_become_one_line_and_exit_2() -> None:
+def test_refused_input_is_one_line_and_exit_3() -> None:
     import typer
 
     from interfaces.cli_errors import BrushEditGroup
@@ -130,7 +131,7 @@ def test_expected_errors_become_one_line_and_exit_2() -> None:
         pass
 
     result = CliRunner().invoke(probe, ["explode"])
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT
     assert result.output.strip() == "Error: photo.jpg is damaged or truncated and cannot be read"
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -158,7 +159,7 @@ def test_missing_weights_fail_at_once_with_doctors_fix(tmp_path) -> None:
          "--planner", "rules"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == FAILED_EXIT, result.stderr  # the setup, not the input
     assert result.stderr.strip().startswith("Error: the BrushNet inpainter cannot load")
     assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in result.stderr
     assert "hf download TencentARC/BrushEdit --include 'brushnetX/*'" in result.stderr

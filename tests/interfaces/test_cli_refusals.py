@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from interfaces.cli_errors import FAILED_EXIT, REFUSED_EXIT, USAGE_EXIT
 from tests.graphs.helpers import object_mask, picture
 
 EDIT = ("--inpainter", "opencv", "--planner", "rules")
@@ -33,9 +34,10 @@ def run(*args: str, input: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
-def refused(res, *words: str) -> None:
+def refused(res, *words: str, status: int = REFUSED_EXIT) -> None:
+    """Refused in one line, with the exit status of its kind (input refused, or setup)."""
     text = " ".join(res.output.split())
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == status, res.output
     assert "Traceback" not in res.output, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), res.output
     for word in words:
@@ -228,7 +230,7 @@ def test_numbers_out_of_range_are_one_line(files, tmp_path, flag, value):
     image, mask = files
     res = run("edit", image, "remove the dark square", "-o", tmp_path / "o.png", "--mask", mask,
               flag, value, *EDIT)
-    assert res.exit_code == 2, res.output
+    assert res.exit_code in (USAGE_EXIT, REFUSED_EXIT), res.output  # click's, or the facade's
     assert "Traceback" not in res.output, res.output
     assert flag in res.output or "finite" in res.output, res.output
     assert not (tmp_path / "o.png").exists()
@@ -247,7 +249,7 @@ def test_cli_bounds_and_help_come_from_edit_options():
     params = {p.opts[0]: p for p in command.params if p.opts}
     for flag, name in fields.items():
         low, high = option_bounds(name)
-        assert (params[flag].min, params[flag].max) == (low, high), flag
+        assert (params[flag].type.min, params[flag].type.max) == (low, high), flag  # click's range type
         assert params[flag].help == EditOptions.model_fields[name].description
     for name, info in EditOptions.model_fields.items():
         assert info.description, f"EditOptions.{name} has no description"
@@ -586,18 +588,18 @@ def test_bad_settings_are_one_line(files, tmp_path, monkeypatch, env, value, wor
     res = run(*command)
     if command == ["doctor"] and env == "BRUSHEDIT_DATA_DIR":
         return  # doctor does not use the data folder
-    refused(res, words)
+    refused(res, words, status=FAILED_EXIT)  # the setup, not the request
 
 
 def test_a_damaged_database_is_one_line(files, tmp_path, data_dir):
     image, mask = files
     data_dir.mkdir(parents=True)
     (data_dir / "traces.sqlite").write_bytes(b"this is not sqlite" * 100)
-    refused(run("trace", "list"), "not a SQLite database")
+    refused(run("trace", "list"), "not a SQLite database", status=FAILED_EXIT)
     (data_dir / "traces.sqlite").unlink()
     (data_dir / "sessions.sqlite").write_bytes(b"this is not sqlite" * 100)
     refused(run("edit", image, "remove it", "-o", tmp_path / "o.png", "--mask", mask, *EDIT),
-            "session database")
+            "session database", status=FAILED_EXIT)
 
 
 def test_chat_survives_bytes_that_are_not_text(files):
@@ -661,7 +663,7 @@ def test_a_bad_ollama_address_is_one_line(files, tmp_path, monkeypatch, host):
     image, mask = files
     monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", host)
     refused(run("edit", image, "remove it", "-o", tmp_path / "o.png", "--mask", mask,
-                "--inpainter", "opencv"), "BRUSHEDIT_OLLAMA_HOST")
+                "--inpainter", "opencv"), "BRUSHEDIT_OLLAMA_HOST", status=FAILED_EXIT)
     assert "BRUSHEDIT_BRUSHEDIT" not in run("doctor").output
 
 

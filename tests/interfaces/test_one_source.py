@@ -6,10 +6,9 @@ evals commands are all read back here and compared with `tools.registry` and `Ed
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterator
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import pytest
 import typer
@@ -86,13 +85,10 @@ def click_commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield from click_commands(command, f"{prefix} {name}".strip())
 
 
-def choice_values(annotation: Any) -> tuple[str, ...]:
-    """The choices a typer parameter offers: an enum's values or a Literal's arguments."""
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return tuple(str(member.value) for member in annotation)
-    if get_origin(annotation) is Literal:
-        return tuple(map(str, get_args(annotation)))
-    return ()
+def choice_values(param: Any) -> tuple[str, ...]:
+    """The choices a command-line parameter offers, as click sees it (`click.Choice`): the same
+    whatever typer version built it (typer < 0.28 is what openapi-python-client allows)."""
+    return tuple(str(getattr(c, "value", c)) for c in getattr(param.type, "choices", ()) or ())
 
 
 def test_every_cli_flag_takes_the_registry_names_and_the_option_bounds():
@@ -107,14 +103,14 @@ def test_every_cli_flag_takes_the_registry_names_and_the_option_bounds():
     choices = ranges = 0
     for path, command in click_commands(root):
         for param in getattr(command, "params", []):
-            named = choice_values(param.type_descriptor.annotation)
+            named = choice_values(param)
             if KNOWN_NAMES & set(named):
                 assert named in (INPAINTER_NAMES, SEGMENTER_NAMES), (path, param.opts)
                 choices += 1
             field = next((flags[o] for o in param.opts if o in flags), None)
             if field:
                 expected = field_bounds(EditOptions.model_fields[field])
-                assert (param.min, param.max) == (expected["ge"], expected["le"]), (
+                assert (param.type.min, param.type.max) == (expected["ge"], expected["le"]), (
                     path, param.opts)
                 ranges += 1
     assert choices >= 4  # ui, serve, mcp and the evals commands
@@ -157,6 +153,7 @@ def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
 
     from graphs.requests import check_instruction
     from interfaces.cli import app
+    from interfaces.cli_errors import REFUSED_EXIT
     from tools.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match=re.escape(words)):
@@ -167,7 +164,7 @@ def test_the_facade_refuses_a_bad_instruction_and_every_surface_says_the_same(
     image = tmp_path / "in.png"
     image.write_bytes(image_png)
     res = CliRunner().invoke(app, ["edit", str(image), instruction, "-o", str(tmp_path / "o.png")])
-    assert res.exit_code == 2 and words in " ".join(res.output.split())
+    assert res.exit_code == REFUSED_EXIT and words in " ".join(res.output.split())
 
 
 def test_hash_and_mask_rules_are_the_facades_on_every_path(offline_factory, tmp_path):

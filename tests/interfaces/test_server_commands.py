@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from interfaces.cli_errors import BrushEditGroup
+from interfaces.cli_errors import FAILED_EXIT, BrushEditGroup
 from interfaces.server_commands import register
 
 
@@ -30,7 +30,7 @@ def test_open_binds_without_a_token_are_refused(monkeypatch, tmp_path):
     for args in (["serve", "--host", "0.0.0.0"], ["ui", "--host", "0.0.0.0"],
                  ["mcp", "--transport", "http", "--host", "0.0.0.0"]):
         result = runner.invoke(make_app(), args)
-        assert result.exit_code == 2, (args, result.output)
+        assert result.exit_code == FAILED_EXIT, (args, result.output)  # a setting to fix
         assert "refusing" in result.output
 
 

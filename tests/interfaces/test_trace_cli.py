@@ -5,6 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from interfaces.cli_errors import REFUSED_EXIT
 from tests.graphs.helpers import object_mask, picture
 
 
@@ -23,7 +24,7 @@ def test_trace_outputs_named_like_images_are_refused(tmp_path, monkeypatch):
     for args in (["trace", "export", "s1", "-o", "photo.png"],
                  ["trace", "report", "s1", "-o", "PHOTO.PNG"]):
         res = runner.invoke(app, args)
-        assert res.exit_code == 2, res.output
+        assert res.exit_code == REFUSED_EXIT, res.output
         assert "named like an image" in res.output and "Traceback" not in res.output
     assert (tmp_path / "photo.png").read_bytes() == before
     ok = runner.invoke(app, ["trace", "export", "s1", "-o", "events.jsonl"])

@@ -108,8 +108,79 @@ def test_run_and_undo_in_process(actions):
     assert "inpaint" in trace_html and trace_images
     undone = actions.undo(session_id, "")
     assert "original image" in undone[0] and undone[2][0][4] is True
+    assert undone[6] == []  # the candidates shown were the undone turn's
     refused = actions.undo(None, "")
     assert "nothing to undo" in refused[0] and all(is_unchanged(v) for v in refused[1:])
+
+
+def _stepping_actions(tmp_path, **components):
+    from interfaces.common import LazyComponents, default_session_opener
+    from tests.graphs.helpers import make_components
+
+    built = make_components(tmp_path / "data", **components)
+    return _Actions(LazyComponents(lambda: built), default_session_opener, None, 10_000_000), built
+
+
+def test_stop_stops_the_running_edit_within_a_step(tmp_path):
+    """The Stop button's handler, while the run handler streams: the diffusion loop stops
+    within a step, the run says it stopped, the turn is filed cancelled and nothing is kept."""
+    import threading
+
+    from tests.graphs.helpers import SteppingInpainter, wait_until
+
+    inpainter = SteppingInpainter(total=3000, step_s=0.02)
+    actions, built = _stepping_actions(tmp_path, planner="rules", max_attempts=1,
+                                       inpainter="brushnet", inpainters={"brushnet": inpainter})
+    assert "Nothing is running" in actions.stop(None)
+    values = dict(zip(EditOptions.model_fields, OPTION_VALUES, strict=True), inpainter="brushnet")
+    outputs: list = []
+    runner = threading.Thread(target=lambda: outputs.extend(actions.run(
+        editor_value(painted=make_mask()), None, "remove the dark square", "", None, None,
+        False, False, *values.values())))
+    runner.start()
+    wait_until(lambda: inpainter.steps_run >= 3)
+    session_id = outputs[0][7]  # the first panel tells the page which session Stop stops
+    artifacts = set(built.store.root.rglob("*.png"))
+    at_stop = inpainter.steps_run
+    assert "Stopping" in actions.stop(session_id)
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert inpainter.steps_run - at_stop <= 2 and inpainter.steps_run < 3000
+    status = outputs[-1][0]
+    assert "Stopped: turn 1 was cancelled" in status and "be-error" not in status
+    assert [t["status"] for t in built.traces.turns(session_id)] == ["cancelled"]
+    assert set(built.store.root.rglob("*.png")) == artifacts  # no result stored
+    assert "Nothing is running" in actions.stop(session_id)
+    built.close()
+
+
+def test_retries_that_grow_the_mask_say_so(tmp_path):
+    from tests.fakes.ollama_server import FakeOllama
+
+    with FakeOllama() as server:
+        server.set_verdicts("retry:mask", "accept")
+        actions, built = _stepping_actions(tmp_path, vlm=server.vlm(), planner="vlm")
+        out, statuses = run_once(actions, editor_value(painted=make_mask()),
+                                 "remove the dark square")
+    assert "Turn 1" in out[0], out[0]
+    assert "after 2 attempt(s)" in out[0]
+    grew = re.search(r"grew it: from ([\d.]+)% of the image to ([\d.]+)% by attempt 2", out[0])
+    assert grew and float(grew[2]) > float(grew[1]), out[0]
+    assert any("the mask grew from" in s for s in statuses)  # said while it ran, too
+    built.close()
+
+
+def test_every_endpoint_has_one_name_and_the_controls_say_what_they_do(offline_factory):
+    demo = build_ui(offline_factory)
+    named = set(demo.get_api_info()["named_endpoints"])
+    assert named == {"/edit", "/stop_edit", "/propose_mask", "/preview_mask", "/undo_turn",
+                     *(f"/mask_{op}" for op in ("invert", "dilate", "erode", "box", "ellipse",
+                                                "clear", "left", "right", "up", "down"))}
+    buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button)]
+    labels = [b.value for b in buttons]
+    assert len(labels) == len(set(labels)) and "Undo" not in labels  # the editor has "Undo"
+    assert {"Undo turn", "Stop edit", "← Shift left", "Shift right →"} <= set(labels)
+    assert all(re.search(r"[A-Za-z]{3}", label) for label in labels)  # words, not only arrows
 
 
 def test_missing_inputs_are_named_image_first_in_editor_words(actions):
@@ -465,3 +536,60 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
     if keep:
         for name in ("error.png", "mask-preview.png", "after-edit.png"):
             shutil.copy(shots / name, Path(keep) / name)
+
+
+@pytest.mark.browser
+def test_stop_and_the_controls_names_in_a_real_browser(tmp_path):
+    """In headless Chromium, by the names a screen reader reads: one "Undo" (the editor's
+    stroke undo) and "Undo turn", shift buttons in words, and "Stop edit" stopping a long
+    diffusion loop within a step, the page saying so."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    from tests.graphs.helpers import SteppingInpainter
+
+    inpainter = SteppingInpainter(total=3000, step_s=0.02)
+    _, built = _stepping_actions(tmp_path, planner="rules", max_attempts=1,
+                                 inpainter="brushnet", inpainters={"brushnet": inpainter})
+    demo = build_ui(lambda: built)
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                        quiet=True)
+    source, mask_file = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.fromarray(make_image(192, 128)).save(source)
+    Image.fromarray(make_mask(192, 128)).save(mask_file)
+    errors: list = []
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                        headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.on("pageerror", lambda e: errors.append(e))
+            page.goto(f"http://127.0.0.1:{port}", wait_until="load")
+            _upload_photo(page, source, errors, playwright)
+            assert page.get_by_role("button", name="Undo turn", exact=True).count() == 1
+            assert page.get_by_role("button", name="Undo", exact=True).count() <= 1
+            for words in ("Shift left", "Shift right", "Shift up", "Shift down"):
+                assert page.get_by_role("button", name=re.compile(words)).count() == 1, words
+            page.locator("#mask_upload input[type=file]").first.set_input_files(str(mask_file))
+            page.wait_for_selector("#mask_view img", timeout=30_000)
+            page.locator("#instruction textarea").fill("remove the dark square")
+            page.get_by_role("button", name="Run edit").click()
+            page.wait_for_function(
+                "document.querySelector('#status').innerText.includes('step')", timeout=60_000)
+            at_stop = inpainter.steps_run
+            page.get_by_role("button", name="Stop edit").click()
+            page.wait_for_function(
+                "document.querySelector('#status').innerText.includes('Stopped')",
+                timeout=30_000)
+            stopped = inpainter.steps_run
+            assert stopped - at_stop <= 25, (at_stop, stopped)  # the click's trip, then a step
+            page.wait_for_timeout(500)
+            assert inpainter.steps_run == stopped < 3000
+            assert "nothing of it was kept" in page.locator("#status").inner_text()
+            browser.close()
+    finally:
+        demo.close()
+        built.close()
