@@ -20,7 +20,7 @@ from evals.paper import TABLES, PaperTable
 from evals.report import _CSS, _img, run_config, write_outputs
 from evals.runner import RESULTS, read_results
 from evals.scorers import QUALITY_METRICS
-from tools.errors import BrushEditError
+from tools.errors import InvalidRequestError
 from tools.metrics import PSNR_CAP
 
 METRICS = (
@@ -36,7 +36,7 @@ OPTIONAL = QUALITY_METRICS
 SHOWN_CASES = 12
 
 
-class BenchReportError(BrushEditError):
+class BenchReportError(InvalidRequestError):
     """The folder holds no benchmark run."""
 
 

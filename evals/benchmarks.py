@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import BrushEditError
+from tools.errors import InvalidRequestError
 from tools.types import EditCategory
 
 BENCH_SIZE = (512, 512)
@@ -58,7 +58,7 @@ BrushBenchMask = Literal["inside", "outside"]
 BRUSHBENCH_KEYS: dict[str, str] = {"inside": "inpainting_mask", "outside": "outpainting_mask"}
 
 
-class BenchmarkError(BrushEditError, ValueError):
+class BenchmarkError(InvalidRequestError):
     """A benchmark folder is missing, or its mapping file does not have the expected layout."""
 
 

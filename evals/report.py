@@ -22,14 +22,14 @@ import numpy as np
 from evals.metrics import compare_to_canonical, group_summaries, planned, summarise
 from evals.perturb import CANONICAL
 from evals.runner import CONFIG, DATA, RESULTS, read_results
-from tools.errors import BrushEditError
+from tools.errors import BrushEditError, InvalidRequestError
 
 VLM_ERRORS = {"VLMUnavailableError", "VLMModelNotFoundError", "VLMTimeoutError"}
 WORST_CASES = 12
 THUMB = 128
 
 
-class ReportError(BrushEditError):
+class ReportError(InvalidRequestError):
     """The folder holds no run to report on."""
 
 

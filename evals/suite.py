@@ -21,11 +21,11 @@ from pydantic import (
     field_validator,
 )
 
-from tools.errors import BrushEditError
+from tools.errors import InvalidRequestError
 from tools.types import MAX_INSTRUCTION_CHARS, EditCategory
 
 
-class SuiteError(BrushEditError, ValueError):
+class SuiteError(InvalidRequestError):
     """A suite file cannot be read or one of its lines is invalid."""
 
 

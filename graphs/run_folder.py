@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.errors import BrushEditError, ConfigError, InvalidRequestError
+from tools.errors import BrushEditError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +100,20 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def load_json_object(path: Path) -> dict[str, Any]:
-    """A run folder's JSON file (config, summary) as a dict, or one `ConfigError` sentence."""
+    """A run folder's JSON file (config, summary) as a dict, or one `InvalidRequestError`
+    sentence (the folder is the user's input: refused, exit 3)."""
     from tools.images import read_user_file
 
     try:
         raw = read_user_file(path, max_bytes=MAX_CONFIG_BYTES, what="a JSON file")
         value = json.loads(raw.decode("utf-8"))
     except BrushEditError as exc:
-        raise ConfigError(str(exc)) from None
+        raise InvalidRequestError(str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path} is damaged: it is not JSON ({exc}); restore it or set the "
+        raise InvalidRequestError(f"{path} is damaged: it is not JSON ({exc}); restore it or set the "
                           "folder aside") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an "
+        raise InvalidRequestError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an "
                           "object; restore it or set the folder aside")
     return value
 
@@ -127,7 +128,7 @@ def check_run_folder(out: Path) -> None:
     try:
         check_output_folder(out, data_dir=load_settings().data_dir)
     except BrushEditError as exc:
-        raise ConfigError(str(exc)) from None
+        raise InvalidRequestError(str(exc)) from None
 
 
 DEFAULT_SET_ASIDE = (CONFIG, RESULTS, "summary.json", "items.jsonl", "report.html")

@@ -193,6 +193,13 @@ class ServedInpainter(Inpainter):
     def method(self) -> str | None:
         return self._describe().get("method")
 
+    def check_category(self, category: EditCategory | str) -> None:  # type: ignore[override]
+        """The registered backend's class decides, as in the graph's own check (the base
+        class's check reads a class attribute, which a proxy's categories are not)."""
+        from tools.inpaint import INPAINTERS as CLASSES
+
+        CLASSES[self.name].check_category(category)
+
     def variant(self, retry: int) -> Inpainter:
         return ServedInpainter(self.handle, self.name, retry, self._described)
 

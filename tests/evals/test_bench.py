@@ -26,6 +26,7 @@ from evals.benchmarks import (
     load_pie_bench,
 )
 from evals.cli import app
+from interfaces.cli_errors import REFUSED_EXIT
 from tests.evals.bench_data import (
     PIE_ITEMS,
     build_tiny_clip,
@@ -382,7 +383,7 @@ def test_limit_resume_and_a_changed_config(pie, tiny_clip, tmp_path):
     assert [r["key"] for r in rows] == ["000000000000", "000000000002"]
     assert rows[0]["finished"] == stamp
     changed = runner.invoke(app, pie_args(pie, out, tiny_clip, "--types", "3", "--seed", "7"))
-    assert changed.exit_code == 2
+    assert changed.exit_code == REFUSED_EXIT
     assert "different configuration" in changed.output and "seed" in changed.output
     assert len(read_rows(out)) == 2
 
@@ -425,7 +426,7 @@ def test_two_workers_give_the_same_rows_as_one(pie, tiny_clip, tmp_path):
 
 def test_a_folder_without_a_mapping_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["bench", "pie-bench", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT
     assert result.output.startswith("Error: ") and "mapping_file.json" in result.output
     assert "Traceback" not in result.output
 

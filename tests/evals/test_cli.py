@@ -9,6 +9,7 @@ import sys
 from typer.testing import CliRunner
 
 from evals.cli import app
+from interfaces.cli_errors import REFUSED_EXIT
 from tests.evals.conftest import run_args
 
 runner = CliRunner()
@@ -41,10 +42,10 @@ def test_expected_errors_are_one_line_without_traceback(tmp_path):
     result = runner.invoke(
         app, ["run", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT
     assert "does not exist" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT
     assert "is not an eval run folder" in result.output
 
 
@@ -53,7 +54,7 @@ def test_changed_config_is_refused_with_a_hint(tiny_suite, tmp_path):
     base = run_args(tiny_suite, out, "--limit", "1", "--no-report")
     assert runner.invoke(app, base).exit_code == 0
     result = runner.invoke(app, [*base[:-1], "--seed", "9"])
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT
     assert "seed: 0 -> 9" in result.output and "--force-new" in result.output
 
 

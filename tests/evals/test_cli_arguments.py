@@ -8,14 +8,17 @@ import pytest
 from typer.testing import CliRunner
 
 from evals.cli import _MAX_VARIANTS, _MAX_WORKERS, app
+from interfaces.cli_errors import REFUSED_EXIT, USAGE_EXIT
 from tests.evals.conftest import run_args
 
 runner = CliRunner()
 
 
-def _refused(result, *words: str) -> str:
+def _refused(result, *words: str, code: int = REFUSED_EXIT) -> str:
+    """One line, no traceback, the words, and the exit status: 3 for a refused input (a run
+    folder), 2 for a command line click refuses."""
     output = result.output
-    assert result.exit_code == 2, output
+    assert result.exit_code == code, output
     assert "Traceback" not in output and "ValidationError" not in output, output
     for word in words:
         assert word in output, output
@@ -26,7 +29,8 @@ def _refused(result, *words: str) -> str:
                                              ("--workers", str(10**5))])
 def test_numbers_out_of_range_are_refused_by_the_flag(tiny_suite, tmp_path, flag, value):
     out = tmp_path / "run"
-    _refused(runner.invoke(app, run_args(tiny_suite, out, "--limit", "1", flag, value)), flag)
+    _refused(runner.invoke(app, run_args(tiny_suite, out, "--limit", "1", flag, value)), flag,
+             code=USAGE_EXIT)
     assert not out.exists()  # nothing ran, nothing was written
 
 

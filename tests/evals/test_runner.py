@@ -24,7 +24,7 @@ from evals.runner import (
     run_eval,
 )
 from tests.evals.conftest import run_args
-from tools.errors import ConfigError
+from tools.errors import ConfigError, InvalidRequestError
 
 FAMILIES = "typos,reorder"
 
@@ -110,7 +110,7 @@ def test_a_different_config_is_refused_unless_forced(tiny_suite, tmp_path):
     out = tmp_path / "run"
     run_eval(_config(tiny_suite), RunOptions(out=str(out), limit=1))
     with pytest.raises(
-        ConfigError, match=r"different configuration \(variants: 1 -> 2\).*--force-new"
+        InvalidRequestError, match=r"different configuration \(variants: 1 -> 2\).*--force-new"
     ):
         run_eval(_config(tiny_suite, variants=2), RunOptions(out=str(out), limit=1))
     counts = run_eval(
