@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MAX_CAPTION_WORDS = 30
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 def _description(value: str, strip: str, empty: str) -> str:
@@ -39,6 +40,29 @@ def _description(value: str, strip: str, empty: str) -> str:
     if looks_like_refusal(value):
         raise ValueError("this is an apology or refusal; describe the picture content instead")
     return " ".join(value.split()[:MAX_CAPTION_WORDS])
+
+
+_NO_ANSWER = {
+    "caption": "no usable caption from the model (%s); using a rule caption",
+    "removal": "no usable removal prompt from the model (%s); using the rules",
+    "instruction": "no usable edit instruction from the model (%s); using the rules",
+}
+
+
+def _ask(vlm: VisionLanguageModel, image: Image.Image, instruction: str, prompt: str,
+         schema: type[_Answer], **fields: str) -> _Answer | None:
+    """The model's answer to the `prompt` templates about `instruction`, or None (logged: the
+    rules stand in) when it gives no usable one."""
+    try:
+        return vlm.ask(
+            system=system_prompt(prompt),
+            user=user_prompt(prompt, **fields, request=request_block(instruction)),
+            images=[image],
+            schema=schema,
+        ).value
+    except VLMInvalidAnswerError as exc:
+        logger.warning(_NO_ANSWER[prompt], exc.error)
+        return None
 
 
 class TargetCaption(BaseModel):
@@ -86,22 +110,9 @@ def caption_target(
     category = EditCategory.parse(category) if isinstance(category, str) else category
     if style == "instruction":
         return _edit_instruction(vlm, image, instruction, category, object)
-    try:
-        answer = vlm.ask(
-            system=system_prompt("caption"),
-            user=user_prompt(
-                "caption",
-                category=category.value,
-                object=neutralise(object or "none", limit=80),
-                request=request_block(instruction),
-            ),
-            images=[image],
-            schema=TargetCaption,
-        )
-        return answer.value.caption
-    except VLMInvalidAnswerError as exc:
-        logger.warning("no usable caption from the model (%s); using a rule caption", exc.error)
-    return _rule_caption(instruction, category, object)
+    answer = _ask(vlm, image, instruction, "caption", TargetCaption,
+                  category=category.value, object=neutralise(object or "none", limit=80))
+    return answer.caption if answer is not None else _rule_caption(instruction, category, object)
 
 
 class RemovalPrompt(BaseModel):
@@ -137,21 +148,10 @@ def describe_removal(
 
     Falls back to the rule planner's (`background` / the plan's object) if the model won't.
     """
-    try:
-        answer = vlm.ask(
-            system=system_prompt("removal"),
-            user=user_prompt(
-                "removal",
-                object=neutralise(object or "the object named in the request", limit=80),
-                request=request_block(instruction),
-            ),
-            images=[image],
-            schema=RemovalPrompt,
-        )
-        return answer.value
-    except VLMInvalidAnswerError as exc:
-        logger.warning("no usable removal prompt from the model (%s); using the rules",
-                       exc.error)
+    answer = _ask(vlm, image, instruction, "removal", RemovalPrompt,
+                  object=neutralise(object or "the object named in the request", limit=80))
+    if answer is not None:
+        return answer
     from agents.rules import negative_for_plan
 
     caption = _rule_caption(instruction, EditCategory.REMOVAL, object)
@@ -162,22 +162,10 @@ def describe_removal(
 def _edit_instruction(vlm: VisionLanguageModel, image: Image.Image, instruction: str,
                       category: EditCategory, object: str | None) -> str:
     """The VLM's instruction for an instruction editor, or the rule planner's template."""
-    try:
-        answer = vlm.ask(
-            system=system_prompt("instruction"),
-            user=user_prompt(
-                "instruction",
-                category=category.value,
-                object=neutralise(object or "none", limit=80),
-                request=request_block(instruction),
-            ),
-            images=[image],
-            schema=EditInstruction,
-        )
-        return answer.value.instruction
-    except VLMInvalidAnswerError as exc:
-        logger.warning("no usable edit instruction from the model (%s); using the rules",
-                       exc.error)
+    answer = _ask(vlm, image, instruction, "instruction", EditInstruction,
+                  category=category.value, object=neutralise(object or "none", limit=80))
+    if answer is not None:
+        return answer.instruction
     return _rule_caption(instruction, category, object, style="instruction")
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +117,20 @@ def wait_for_marker(folder: Path, timeout: float = 120.0) -> int:
         time.sleep(0.05)
     raise AssertionError(f"no worker started a row within {timeout} s")
 
+
+
+def kill_a_worker(markers: Path, killed: list[int]) -> Callable[[int, int], None]:
+    """A batch's `on_start` hook that SIGKILLs the first worker caught in the middle of a row
+    (from a thread, so the run goes on) and appends its pid to `killed`."""
+
+    def on_start(total: int, done: int) -> None:
+        def kill() -> None:
+            killed.append(wait_for_marker(markers))
+            os.kill(killed[0], signal.SIGKILL)
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    return on_start
 
 def read_lines(out: Path) -> list[dict[str, Any]]:
     """Every line of a run's results.jsonl (no de-duplication: tests count them)."""

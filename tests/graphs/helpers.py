@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,17 @@ def tiny_brushnet_env(root: Path) -> dict[str, str]:
     return {"BRUSHEDIT_BASE_MODEL": str(root / "base"), "BRUSHEDIT_BRUSHNET": str(root / "brushnet"),
             "BRUSHEDIT_BRUSHNET_SUBFOLDER": "", "BRUSHEDIT_DEVICE": "cpu",
             "BRUSHEDIT_DTYPE": "float32", "HF_HUB_OFFLINE": "1"}
+
+
+@contextmanager
+def stepping_components(root: Path, *, total: int, step_s: float
+                        ) -> Iterator[tuple[SteppingInpainter, Context]]:
+    """A `SteppingInpainter` of `total` steps as the rules-planned, one-attempt context's
+    brushnet, closed afterwards: what a test that stops a running edit drives."""
+    inpainter = SteppingInpainter(total=total, step_s=step_s)
+    components = make_components(root, planner="rules", max_attempts=1, inpainter="brushnet",
+                                 inpainters={"brushnet": inpainter})
+    try:
+        yield inpainter, components
+    finally:
+        components.close()

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -22,10 +21,10 @@ from graphs.settings import Settings
 from tests.graphs.batch_helpers import (
     GOOD_ROWS,
     REPO,
+    kill_a_worker,
     output_bytes,
     read_lines,
     slow_components,
-    wait_for_marker,
     write_manifest,
     write_slow_manifest,
 )
@@ -98,17 +97,10 @@ def test_two_local_workers_match_one_process_and_a_killed_worker_costs_a_retry(t
     monkeypatch.setenv("BRUSHEDIT_DATA_DIR", str(tmp_path / "not-this"))
     killed: list[int] = []
 
-    def kill_one(total, done):
-        def kill():
-            killed.append(wait_for_marker(markers))
-            os.kill(killed[0], signal.SIGKILL)
-
-        threading.Thread(target=kill, daemon=True).start()
-
     two = run_batch(config(manifest), BatchOptions(out=str(tmp_path / "two"), workers=2),
                     settings=Settings(data_dir=tmp_path / "given", _env_file=None),
                     components=functools.partial(slow_components, str(markers), 0.5),
-                    on_start=kill_one)
+                    on_start=kill_a_worker(markers, killed))
     assert killed and (one.done, one.failed) == (two.done, two.failed) == (GOOD_ROWS, 3)
     lines = read_lines(tmp_path / "two")
     assert sorted(r["id"] for r in lines) == sorted(r["id"] for r in read_lines(tmp_path / "one"))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import threading
 
 import numpy as np
 import pytest
@@ -20,11 +18,11 @@ from graphs.batch import BatchConfig, BatchOptions, run_batch
 from graphs.settings import Settings
 from tests.graphs.batch_helpers import (
     GOOD_ROWS,
+    kill_a_worker,
     output_bytes,
     read_lines,
     repo_pythonpath,
     slow_components,
-    wait_for_marker,
     write_manifest,
 )
 
@@ -65,18 +63,11 @@ def test_ray_data_matches_one_process_survives_a_killed_actor_and_resumes(
     one = run_batch(config, BatchOptions(out=str(tmp_path / "one")), settings=settings)
     killed: list[int] = []
 
-    def kill_one(total, done):
-        def kill():
-            killed.append(wait_for_marker(markers))
-            os.kill(killed[0], signal.SIGKILL)
-
-        threading.Thread(target=kill, daemon=True).start()
-
     out = tmp_path / "ray"
     two = run_batch(config, BatchOptions(out=str(out), ray="local", workers=2),
                     settings=settings,
                     components=functools.partial(slow_components, str(markers), 0.5),
-                    on_start=kill_one)
+                    on_start=kill_a_worker(markers, killed))
     assert killed, "no actor was killed"
     assert (one.done, one.failed) == (two.done, two.failed) == (GOOD_ROWS, 3)
     lines = read_lines(out)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.graphs.helpers import SteppingInpainter, make_components, wait_until
+from tests.graphs.helpers import stepping_components, wait_until
 from tests.interfaces.conftest import make_image, make_mask, png
 from tests.interfaces.test_api_server import Server, edit_files
 
@@ -25,11 +25,8 @@ GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
 @pytest.fixture
 def stepping(tmp_path):
-    inpainter = SteppingInpainter(total=3000, step_s=0.05)
-    components = make_components(tmp_path / "data", planner="rules", max_attempts=1,
-                                 inpainter="brushnet", inpainters={"brushnet": inpainter})
-    yield inpainter, components
-    components.close()
+    with stepping_components(tmp_path / "data", total=3000, step_s=0.05) as pair:
+        yield pair
 
 
 def _running(http, inpainter, steps: int = 3):

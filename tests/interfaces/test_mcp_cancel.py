@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from interfaces.mcp_server import create_mcp_server
-from tests.graphs.helpers import SteppingInpainter, make_components, wait_until
+from tests.graphs.helpers import stepping_components, wait_until
 from tests.interfaces.conftest import make_image, make_mask, png
 from tests.interfaces.test_mcp import b64, run, text_json
 
@@ -22,11 +22,8 @@ EDIT = {"instruction": "remove the dark square", "image": b64(png(make_image()))
 
 @pytest.fixture
 def stepping(tmp_path):
-    inpainter = SteppingInpainter(total=40, step_s=0.002)
-    components = make_components(tmp_path / "data", planner="rules", max_attempts=1,
-                                 inpainter="brushnet", inpainters={"brushnet": inpainter})
-    yield inpainter, components
-    components.close()
+    with stepping_components(tmp_path / "data", total=40, step_s=0.002) as pair:
+        yield pair
 
 
 def test_progress_percentages_titles_prompt_and_recent_results(stepping):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from graphs.settings import Settings
-from tests.interfaces.conftest import make_image, make_mask, png
+from tests.interfaces.test_api_server import edit_files
 from tools.errors import ConfigError
 
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
@@ -51,17 +51,17 @@ def events_of(client: httpx.Client, location: str) -> list[dict]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
 
 
+def post_edit(client: httpx.Client, instruction: str, **options: int) -> httpx.Response:
+    """A new session's one-attempt edit of the test picture with its mask, waited for."""
+    session = client.post("/sessions").json()["id"]
+    return client.post(f"/sessions/{session}/edits", files=edit_files(), data={
+        "instruction": instruction, "options": json.dumps({"max_attempts": 1, **options})})
+
+
 def test_six_concurrent_edits_succeed_and_both_replicas_serve(served_api):
     def edit(index: int) -> tuple[dict, list[dict]]:
         with httpx.Client(base_url=served_api, timeout=300) as client:
-            session = client.post("/sessions").json()["id"]
-            answer = client.post(
-                f"/sessions/{session}/edits",
-                files={"image": ("in.png", png(make_image()), "image/png"),
-                       "mask": ("m.png", png(make_mask()), "image/png")},
-                data={"instruction": "remove the dark square", "options": json.dumps(
-                    {"max_attempts": 1, "seed": index})},
-            )
+            answer = post_edit(client, "remove the dark square", seed=index)
             assert answer.status_code == 201, answer.text
             return answer.json(), events_of(client, answer.headers["location"])
 
@@ -79,13 +79,7 @@ def test_a_refusal_travels_back_in_api_words(served_api):
     """The replica's `UnsupportedEditError` (OpenCV cannot add things) keeps its class, so the
     API answers 422 with its sentence, as it does without Ray."""
     with httpx.Client(base_url=served_api, timeout=300) as client:
-        session = client.post("/sessions").json()["id"]
-        answer = client.post(
-            f"/sessions/{session}/edits",
-            files={"image": ("in.png", png(make_image()), "image/png"),
-                   "mask": ("m.png", png(make_mask()), "image/png")},
-            data={"instruction": "add a red ball", "options": json.dumps({"max_attempts": 1})},
-        )
+        answer = post_edit(client, "add a red ball")
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["type"] == "UnsupportedEditError" and "opencv" in error["message"]
