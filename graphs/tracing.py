@@ -69,6 +69,13 @@ class NodeRun:
         self.update["history"] = [*base, entry]
         self.why.append(entry)
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why this turn plans with the rules after all (the VLM failed), or None."""
+        entries = self.update.get("history", self.state.get("history") or [])
+        reasons = [e.get("reason") for e in entries if e.get("event") == "fallback"]
+        return str(reasons[-1]) if reasons and reasons[-1] else None
+
     def fall_back(self, step: str, reason: str) -> None:
         """Plan the rest of the turn with the rule parser, saying why."""
         self.update["planner"] = "rules"
@@ -86,8 +93,25 @@ class NodeRun:
             yield
         except AgentError as exc:
             if self.context.settings.planner == "vlm":
+                name_model_server(exc, self.context.vlm)
                 raise
             self.fall_back(step, f"{type(exc).__name__}: {exc}")
+
+
+def name_model_server(exc: BaseException, vlm: Any) -> None:
+    """Make a model server's failure say which server it was (its kind and address), on every
+    surface alike: `exc` gets `server`/`url` fields when it lacks them, and its sentence names
+    the server when it does not yet."""
+    from agents.errors import server_name
+
+    kind = getattr(exc, "server", None) or getattr(vlm, "server", None)
+    url = getattr(exc, "url", None) or getattr(vlm, "host", None) or getattr(vlm, "url", None)
+    if not url:
+        return
+    exc.server, exc.url = kind, url  # type: ignore[attr-defined]
+    text = str(exc)
+    if exc.args and str(url) not in text:
+        exc.args = (f"{text} (the {server_name(kind)} at {url})", *exc.args[1:])
 
 
 def turn_of(state: State, node: str) -> int | None:

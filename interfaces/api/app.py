@@ -103,6 +103,7 @@ def create_app(
     from interfaces.api.auth import auth_dependencies
     from interfaces.api.docs import ErrorDocs, add_meta_routes
     from interfaces.api.edits import add_edit_routes, add_resume_routes
+    from interfaces.api.form_text import Utf8FormFields
     from interfaces.api.handlers import install_error_handlers
     from interfaces.api.job_store import JobStore
     from interfaces.api.models import package_version
@@ -128,6 +129,7 @@ def create_app(
         description="Instruction-guided image editing: sessions, edits, artifacts and traces.",
         docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan(state),
     )
+    app.add_middleware(Utf8FormFields)  # inside the size limit: what it reads is bounded
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.brushedit = state
     auth, docs_auth = auth_dependencies(token)

@@ -100,7 +100,7 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
             )
         )
         store = await asyncio.to_thread(state.jobs)
-        await asyncio.to_thread(state.claim_session, session_id)
+        lease = await asyncio.to_thread(state.claim_session, session_id)
         try:
             await asyncio.to_thread(abandon_interrupted, store, session_id)
             job = EditJob(edit_id=uuid.uuid4().hex, session_id=session_id, store=store)
@@ -108,7 +108,8 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
         except BaseException:
             state.release_session(session_id)
             raise
-        state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit))
+        state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit,
+                                                       lease=lease))
         return await answer(state, job, stream=stream, wait=wait, created=True)
 
     @app.get(edit_path, response_model=EditList, dependencies=auth, tags=["edits"],
@@ -159,7 +160,7 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
         session = await asyncio.to_thread(state.open_session, comps, session_id)
         if not hasattr(session, "resume"):
             raise InvalidRequestError("this server's sessions cannot resume edits")
-        await asyncio.to_thread(state.claim_session_for_resume, session_id)
+        lease = await asyncio.to_thread(state.claim_session, session_id)
         try:
             store = state.jobs()
             latest = await asyncio.to_thread(lambda: [t.turn for t in session.turns()])
@@ -177,7 +178,7 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
             state.release_session(session_id)
             raise
         after = job.seq
-        state.start_job(job, lambda emit: session.resume(on_event=emit))
+        state.start_job(job, lambda emit: session.resume(on_event=emit, lease=lease))
         return await answer(state, job, stream=stream, wait=wait, created=False, after=after)
 
     @app.get(

@@ -130,13 +130,11 @@ class JobStore:
 
     @classmethod
     def sqlite(cls, path: str | Path, **kwargs: Any) -> JobStore:
-        from graphs.traces import enable_wal
+        from graphs.sqlite_files import connect
 
         if str(path) not in ("", ":memory:"):
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(Path(path).expanduser()), check_same_thread=False,
-                                   timeout=30)
-            enable_wal(conn)
+            conn = connect(Path(path).expanduser())  # WAL; deleted events overwritten
         else:
             conn = sqlite3.connect(":memory:", check_same_thread=False)
         return cls(conn, "sqlite", **kwargs)
@@ -235,9 +233,14 @@ class JobStore:
         return True
 
     def delete_session(self, session_id: str) -> None:
+        """Delete a session's jobs and their events, gone from the file's write-ahead log too."""
         ids = [r[0] for r in self._query(
             "SELECT edit_id FROM brushedit_jobs WHERE session_id = ?", (session_id,))]
         self._delete(ids)
+        if self.dialect == "sqlite":
+            from graphs.sqlite_files import truncate_wal
+
+            truncate_wal(self.conn, self._lock)
 
     def prune(self) -> int:
         """Drop finished jobs past the retention time, then all but the newest `max_jobs`."""

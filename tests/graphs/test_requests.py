@@ -177,12 +177,22 @@ def trickling_server():
     listener.close()
 
 
+def _private_urls_allowed(monkeypatch):
+    """The server's context fetching loopback URLs (BRUSHEDIT_ALLOW_PRIVATE_URLS=1)."""
+    import graphs.components as built
+    from graphs.input_access import InputAccess
+
+    context = built.SERVER_CONTEXT.get()
+    monkeypatch.setattr(context, "inputs", InputAccess(allow_private_urls=True))
+
+
 def test_a_trickling_url_is_cut_at_a_total_deadline(graph_and_photo, trickling_server,
                                                     monkeypatch):
-    import graphs.inputs
+    import graphs.input_access
 
-    monkeypatch.setattr(graphs.inputs, "FETCH_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(graphs.input_access, "FETCH_TIMEOUT_S", 1.0)
     graph, _ = graph_and_photo
+    _private_urls_allowed(monkeypatch)
     began = time.monotonic()
     error = _refusal(graph, {"image": f"{trickling_server}/slow.png",
                              "instruction": "remove the dark square"})
@@ -190,8 +200,9 @@ def test_a_trickling_url_is_cut_at_a_total_deadline(graph_and_photo, trickling_s
     assert "took over 1 s" in str(error)
 
 
-def test_an_image_url_error_does_not_show_its_credentials(graph_and_photo):
+def test_an_image_url_error_does_not_show_its_credentials(graph_and_photo, monkeypatch):
     graph, _ = graph_and_photo
+    _private_urls_allowed(monkeypatch)
     closed_port = free_port()
     url = f"http://alice:s3cret-token@127.0.0.1:{closed_port}/x.png?sig=abcdef123"
     message = str(_refusal(graph, {"image": url, "instruction": "remove it"}))

@@ -134,7 +134,7 @@ def test_async_edit_and_status(client, image_png, mask_png):
         ({"mask": png(np.full((32, 48), 255, np.uint8))}, 422, "InvalidMaskError", "48x32"),
         ({"mask": png(np.full((64, 64), 255, np.uint8))}, 422, "InvalidMaskError", "96x64"),
         ({"mask": png(np.zeros((64, 96), np.uint8))}, 422, "InvalidMaskError", "empty"),
-        ({"caption": "x" * 501}, 422, "InvalidRequestError", "caption"),
+        ({"caption": "x" * 501}, 422, "InvalidTextError", "`caption` has 501 characters; the limit is 500"),
     ],
 )
 def test_bad_edits_are_4xx_and_leave_nothing(client, image_png, kwargs, status, kind, words):
