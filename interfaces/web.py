@@ -18,7 +18,6 @@ the server writes is copied into it, so it never gets a loading status.
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import logging
@@ -296,20 +295,19 @@ def _input_column(ui: dict[str, Any]) -> None:
     import gradio as gr
 
     editor_kwargs = _editor_kwargs()
-    uploaded_editor, uploaded_image = undecoded_components()
     ui["editor"] = gr.ImageEditor(
         label="Image (paint the area to edit: optional)",
         sources=("upload", "clipboard"), elem_id="editor", **editor_kwargs,
     )
     # What the server reads (a snapshot of the editor, as files: nothing decodes an upload
     # before its header is checked) and writes (its next picture).
-    ui["snapshot"] = uploaded_editor(visible=False, **editor_kwargs)
+    ui["snapshot"] = pass_files(gr.ImageEditor(visible=False, **editor_kwargs))
     ui["next_image"] = gr.Image(visible=False, type="filepath", format="png",
                                 interactive=False)
-    ui["mask_upload"] = uploaded_image(
+    ui["mask_upload"] = pass_files(gr.Image(
         label="…or upload a mask (white = edit)", type="filepath",
         format="png", sources=("upload",), height=160, elem_id="mask_upload",
-    )
+    ))
     ui["instruction"] = gr.Textbox(
         label="Instruction", placeholder="remove the dog", elem_id="instruction"
     )
@@ -1023,37 +1021,27 @@ def _alpha(layer: Any, max_pixels: int) -> np.ndarray | None:
         return np.asarray(opened.getchannel("A"))
 
 
-def undecoded_components() -> tuple[type, type]:
-    """`gr.ImageEditor` and `gr.Image` that hand the server an upload's file (its path, or its
-    bytes) instead of decoding it first: Gradio's own decoding would run before any size check
-    (a 164 KB mask cost 1.85 GB; over Pillow's limit, a traceback)."""
-    return _undecoded()
-
-
-@functools.cache
-def _undecoded() -> tuple[type, type]:
-    import gradio as gr
+def pass_files(component: Any) -> Any:
+    """`component` (a `gr.ImageEditor` or `gr.Image`) handing the server its uploads as files
+    (a path, or the bytes the browser sent) instead of decoding them first: Gradio's own
+    decoding would run before any size check (a 164 KB mask cost 1.85 GB; over Pillow's limit,
+    a traceback). The instance's public conversion method is replaced, not subclassed: a
+    subclass of a Gradio component writes a `.pyi` file beside its module."""
     from gradio.data_classes import FileData
 
-    class UploadedEditor(gr.ImageEditor):
-        """The image editor, its background and layers passed on as files."""
+    def as_file(file: Any, flatten_on_white: bool = False) -> Any:
+        if file is None:
+            return None
+        return file.path if isinstance(file, FileData) else bytes(file)
 
-        is_template = True  # the browser shows the stock ImageEditor
+    def as_path(payload: Any) -> Any:
+        return None if payload is None else payload.path
 
-        def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
-            if file is None:
-                return None
-            return file.path if isinstance(file, FileData) else bytes(file)
-
-    class UploadedImage(gr.Image):
-        """An image input passed on as its uploaded file's path."""
-
-        is_template = True
-
-        def preprocess(self, payload: Any) -> Any:
-            return None if payload is None else payload.path
-
-    return UploadedEditor, UploadedImage
+    if hasattr(component, "convert_and_format_image"):
+        component.convert_and_format_image = as_file
+    else:
+        component.preprocess = as_path
+    return component
 
 
 def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
