@@ -43,6 +43,9 @@ _SCHEMA = (
         heartbeat DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS brushedit_jobs_session ON brushedit_jobs (session_id, created)",
+    # The edit's checked request (a `PreparedTurn`), so a server killed before the turn was
+    # filed can still run it on resume. Added after the table: older databases lack it.
+    "ALTER TABLE brushedit_jobs ADD COLUMN IF NOT EXISTS request TEXT",
     """CREATE TABLE IF NOT EXISTS brushedit_job_events (
         edit_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -66,6 +69,8 @@ class JobRecord(BaseModel):
     created: float
     updated: float
     heartbeat: float = Field(description="Last sign of life of the server running it (epoch s).")
+    request: dict[str, Any] | None = Field(
+        default=None, description="The edit's checked request (`PreparedTurn` fields).")
 
 
 class JobStore:
@@ -97,7 +102,16 @@ class JobStore:
         self._owns = owns_connection
         self._lock = threading.Lock()
         for statement in _SCHEMA:
-            self._execute(statement)
+            if self.dialect == "sqlite" and "ADD COLUMN IF NOT EXISTS" in statement:
+                columns = {row[1] for row in self._query("PRAGMA table_info(brushedit_jobs)")}
+                if "request" in columns:
+                    continue
+                statement = statement.replace(" IF NOT EXISTS", "")
+            try:
+                self._execute(statement)
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -163,13 +177,14 @@ class JobStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def create(self, edit_id: str, session_id: str, owner: str) -> JobRecord:
-        """File a new running job (and prune old ones)."""
+    def create(self, edit_id: str, session_id: str, owner: str,
+               request: dict[str, Any] | None = None) -> JobRecord:
+        """File a new running job with its checked request (and prune old ones)."""
         now = time.time()
         self._execute(
             "INSERT INTO brushedit_jobs (edit_id, session_id, status, owner, created, updated, "
-            "heartbeat) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            (edit_id, session_id, owner, now, now, now),
+            "heartbeat, request) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            (edit_id, session_id, owner, now, now, now, _dump(request)),
         )
         self.prune()
         record = self.get(edit_id)
@@ -262,13 +277,14 @@ class JobStore:
     def get(self, edit_id: str) -> JobRecord | None:
         rows = self._query(
             "SELECT edit_id, session_id, turn, status, result, error, http_status, owner, "
-            "created, updated, heartbeat FROM brushedit_jobs WHERE edit_id = ?", (edit_id,))
+            "created, updated, heartbeat, request FROM brushedit_jobs WHERE edit_id = ?",
+            (edit_id,))
         return self._record(rows[0]) if rows else None
 
     def list(self, session_id: str) -> list[JobRecord]:
         rows = self._query(
             "SELECT edit_id, session_id, turn, status, result, error, http_status, owner, "
-            "created, updated, heartbeat FROM brushedit_jobs WHERE session_id = ? "
+            "created, updated, heartbeat, request FROM brushedit_jobs WHERE session_id = ? "
             "ORDER BY created, edit_id", (session_id,))
         return [self._record(row) for row in rows]
 
@@ -287,13 +303,13 @@ class JobStore:
 
     def _record(self, row: Any) -> JobRecord:
         (edit_id, session_id, turn, status, result, error, http_status, owner, created,
-         updated, heartbeat) = row
+         updated, heartbeat, request) = row
         if status == "running" and time.time() - float(heartbeat) > self.stale_s:
             status = "interrupted"
         return JobRecord(
             edit_id=edit_id, session_id=session_id, turn=turn, status=status,
             result=_load(result), error=_load(error), http_status=http_status, owner=owner,
-            created=created, updated=updated, heartbeat=heartbeat,
+            created=created, updated=updated, heartbeat=heartbeat, request=_load(request),
         )
 
     def _delete(self, ids: list[str]) -> None:
