@@ -144,10 +144,25 @@ def _artifact(request: Any) -> Any:
 
 
 def _http_app() -> Any:
+    """The artifact route, and the guard the server applies to every route (the LangGraph
+    server makes a mounted app's middleware its outermost): loopback's host names only (or
+    `BRUSHEDIT_ALLOWED_HOSTS`), and no page of another origin (but `BRUSHEDIT_CORS_ORIGINS`),
+    whatever CORS answer `langgraph dev` itself would give (a wildcard)."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.routing import Route
 
-    return Starlette(routes=[Route("/artifacts/{digest}", _artifact, methods=["GET"])])
+    from graphs.http_guard import RequestGuard
+
+    def setting(name: str) -> Any:
+        from graphs.settings import Settings
+
+        return lambda: getattr(Settings(), name)
+
+    guard = Middleware(RequestGuard, hosts=setting("allowed_hosts"),
+                       origins=setting("cors_origins"))
+    return Starlette(routes=[Route("/artifacts/{digest}", _artifact, methods=["GET"])],
+                     middleware=[guard])
 
 
 http_app = _http_app()

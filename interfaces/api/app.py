@@ -99,6 +99,7 @@ def create_app(
     """
     from fastapi import FastAPI
 
+    from graphs.http_guard import RequestGuard, split_list
     from interfaces.api.artifacts import add_artifact_routes
     from interfaces.api.auth import auth_dependencies
     from interfaces.api.docs import ErrorDocs, add_meta_routes
@@ -131,6 +132,12 @@ def create_app(
     )
     app.add_middleware(Utf8FormFields)  # inside the size limit: what it reads is bounded
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # Outermost: a foreign Host (DNS rebinding) or a foreign page's Origin goes no further.
+    # Without a token only loopback's names (and BRUSHEDIT_ALLOWED_HOSTS) are answered.
+    hosts = split_list(getattr(settings, "allowed_hosts", None))
+    app.add_middleware(RequestGuard, hosts=hosts,
+                       origins=split_list(getattr(settings, "cors_origins", None)),
+                       check_host=not token or bool(hosts))
     app.state.brushedit = state
     auth, docs_auth = auth_dependencies(token)
     errors = ErrorDocs(secured=(401,) if token else ())
