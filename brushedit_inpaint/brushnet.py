@@ -7,6 +7,7 @@ Written against diffusers 0.42.1. State-dict names and shapes follow the referen
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -421,6 +422,70 @@ class BrushNetModel(ModelMixin, ConfigMixin):
             brushnet.up_blocks.load_state_dict(unet.up_blocks.state_dict(), strict=False)
 
         return brushnet
+
+    @classmethod
+    def from_single_file(
+        cls,
+        pretrained_model_link_or_path: str | os.PathLike,
+        *,
+        config: str | os.PathLike | dict | None = None,
+        subfolder: str | None = None,
+        dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | None = None,
+        local_files_only: bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        proxies: dict | None = None,
+    ) -> BrushNetModel:
+        r"""
+        Load a BrushNet saved as one file: the tensors of a diffusers BrushNet folder without its `config.json`.
+
+        Args:
+            pretrained_model_link_or_path (`str` or `os.PathLike`):
+                A local `.safetensors` (or `.bin`/`.ckpt`) file, or its Hub URL
+                (`https://huggingface.co/<repo>/blob/main/<file>`), as for diffusers' `from_single_file`.
+            config (`str`, `os.PathLike` or `dict`, *optional*):
+                The folder or Hub id holding the checkpoint's `config.json` (with `subfolder`), or the config itself.
+                Without it the config is inferred from the tensor shapes (block widths and depth, mask channels,
+                SDXL's `text_time` embedding), with the released checkpoints' 32 GroupNorm groups.
+            subfolder (`str`, *optional*): Where `config.json` sits inside `config`, e.g. `"brushnetX"`.
+            dtype (`torch.dtype`, *optional*, defaults to `torch.float32`): The weights' dtype after loading.
+            torch_dtype (`torch.dtype`, *optional*): Deprecated name of `dtype` (as in diffusers).
+            local_files_only, cache_dir, revision, token, force_download, proxies (*optional*):
+                As for `from_pretrained`, for a Hub URL or a Hub `config`.
+
+        Raises:
+            ValueError: the file is not a BrushNet, or does not fit `config` (missing, unexpected or differently
+                shaped tensors, named).
+
+        Example:
+
+        ```py
+        >>> brushnet = BrushNetModel.from_single_file("brushnet_segmentation_mask.safetensors", dtype=torch.float16)
+        >>> brushnet = BrushNetModel.from_single_file("brushnetX.safetensors", config="TencentARC/BrushEdit",
+        ...                                           subfolder="brushnetX")
+        ```
+        """
+        from diffusers.utils import deprecate
+
+        from .single_file import load_single_file
+
+        if torch_dtype is not None:
+            if dtype is not None:
+                raise ValueError("Pass `dtype` only: `torch_dtype` is its deprecated name.")
+            deprecate("torch_dtype", "1.0.0", "`torch_dtype` is deprecated: pass `dtype` instead.")
+            dtype = torch_dtype
+        hub_kwargs = {
+            "local_files_only": local_files_only,
+            "cache_dir": cache_dir,
+            "revision": revision,
+            "token": token,
+            "force_download": force_download,
+            "proxies": proxies,
+        }
+        return load_single_file(cls, pretrained_model_link_or_path, config, subfolder, dtype, **hub_kwargs)
 
     def forward(
         self,

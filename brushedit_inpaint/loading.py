@@ -121,7 +121,11 @@ _BASE_COMPONENTS = {
 
 
 def _load_base_components(
-    base: str, dtype: torch.dtype, local_files_only: bool, family: Family = "sd15"
+    base: str,
+    dtype: torch.dtype,
+    local_files_only: bool,
+    family: Family = "sd15",
+    config: str | None = None,
 ) -> dict[str, Any]:
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -138,8 +142,10 @@ def _load_base_components(
                     f"Base model file {base} must be a .safetensors or .ckpt single-file checkpoint."
                 )
             single = {"safety_checker": None} if family == "sd15" else {}
+            if config is not None:
+                single["config"] = config
             base_pipe = pipeline_cls.from_single_file(
-                str(path), torch_dtype=dtype, local_files_only=local_files_only, **single
+                str(path), dtype=dtype, local_files_only=local_files_only, **single
             )
         elif path.is_dir():
             if not (path / "model_index.json").is_file():
@@ -147,12 +153,12 @@ def _load_base_components(
                     f"Base model folder {base} has no model_index.json: expected a diffusers-format Stable Diffusion "
                     "folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."
                 )
-            base_pipe = pipeline_cls.from_pretrained(str(path), torch_dtype=dtype, **extra)
+            base_pipe = pipeline_cls.from_pretrained(str(path), dtype=dtype, **extra)
         elif _looks_like_path(base):
             raise BrushNetLoadError(f"Base model path {base} does not exist.")
         else:
             base_pipe = pipeline_cls.from_pretrained(
-                base, torch_dtype=dtype, local_files_only=local_files_only, **extra
+                base, dtype=dtype, local_files_only=local_files_only, **extra
             )
     except BrushNetLoadError:
         raise
@@ -167,6 +173,29 @@ def _load_base_components(
     return out
 
 
+def _check_single_file_config(
+    config: Any, base: str, family: Family, local_files_only: bool
+) -> str | None:
+    """`config` as a str, after checking it goes with a single-file `base` of the same family."""
+    if config is None:
+        return None
+    if isinstance(config, os.PathLike):
+        config = os.fspath(config)
+    if not isinstance(config, str) or not config.strip():
+        raise BrushNetLoadError(f"`config` must be a diffusers folder or Hub id (a str), got {config!r:.80}.")
+    if not Path(base).expanduser().is_file():
+        raise BrushNetLoadError(
+            f"`config` is for a single-file `base`; {base} is a folder or Hub id, which carries its own config."
+        )
+    config_family = base_family(config, local_files_only=local_files_only)
+    if config_family != family:
+        raise BrushNetLoadError(
+            f"`config` {config} is {A_FAMILY[config_family]} model's layout but the single file {base} holds "
+            f"{A_FAMILY[family]} model: pass the config of the file's family."
+        )
+    return str(Path(config).expanduser()) if Path(config).expanduser().exists() else config
+
+
 def _load_vae(vae: str, dtype: torch.dtype, local_files_only: bool) -> Any:
     from diffusers import AutoencoderKL
 
@@ -174,9 +203,7 @@ def _load_vae(vae: str, dtype: torch.dtype, local_files_only: bool) -> Any:
     if not path.exists() and _looks_like_path(vae):
         raise BrushNetLoadError(f"VAE path {vae} does not exist.")
     try:
-        return AutoencoderKL.from_pretrained(
-            vae, torch_dtype=dtype, local_files_only=local_files_only
-        )
+        return AutoencoderKL.from_pretrained(vae, dtype=dtype, local_files_only=local_files_only)
     except (OSError, ValueError, RuntimeError) as exc:
         raise BrushNetLoadError(f"Could not load the VAE {vae!r}: {exc}") from exc
 
@@ -217,11 +244,17 @@ def _weights_variant(folder: Path) -> str | None:
 def _read_brushnet_config(
     brushnet: str, subfolder: str | None, local_files_only: bool
 ) -> tuple[str, str | None, dict[str, Any]]:
-    """Locate the BrushNet and read its config: (where, subfolder, config), checked for the 9 input channels."""
+    """Locate the BrushNet and read its config: (where, subfolder, config), checked for the 9 input channels.
+
+    A `.safetensors` file is a single-file BrushNet: its config is inferred from the tensor shapes.
+    """
     path = Path(brushnet).expanduser()
+    if path.is_file() and path.suffix == ".safetensors":
+        return _read_single_file_brushnet(path, subfolder)
     if path.exists() and not path.is_dir():
         raise BrushNetLoadError(
-            f"BrushNet path {brushnet} is not a folder; pass the folder holding config.json and the weights."
+            f"BrushNet path {brushnet} is not a folder or a .safetensors file; pass the folder holding config.json "
+            "and the weights, or the weights as one .safetensors file."
         )
     if path.exists():
         path, subfolder = _find_brushnet_folder(path, subfolder)
@@ -243,17 +276,37 @@ def _read_brushnet_config(
     return brushnet, subfolder, config
 
 
+def _read_single_file_brushnet(path: Path, subfolder: str | None) -> tuple[str, None, dict[str, Any]]:
+    from .single_file import infer_brushnet_config, read_checkpoint_shapes
+
+    if subfolder is not None:
+        raise BrushNetLoadError(
+            f"`brushnet_subfolder`={subfolder!r} applies to folders and Hub ids, but BrushNet {path} is one file."
+        )
+    try:
+        config = infer_brushnet_config(read_checkpoint_shapes(path), f"BrushNet {path}")
+    except (OSError, ValueError) as exc:  # safetensors raises its own errors for damaged headers, as OSError/ValueError
+        raise BrushNetLoadError(f"Could not read the BrushNet file {path}: {exc}") from exc
+    _check_brushnet_config(config, f"BrushNet {path}")
+    return str(path), None, config
+
+
 def _load_brushnet(
     brushnet: str, subfolder: str | None, dtype: torch.dtype, local_files_only: bool
 ) -> BrushNetModel:
     source = brushnet if subfolder is None else f"{brushnet} (subfolder {subfolder!r})"
     path = Path(brushnet).expanduser()
+    if path.is_file():
+        try:
+            return BrushNetModel.from_single_file(str(path), dtype=dtype)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise BrushNetLoadError(f"Could not load the BrushNet weights of {source}: {exc}") from exc
     variant = _weights_variant(path / subfolder if subfolder else path) if path.exists() else None
     try:
         return BrushNetModel.from_pretrained(
             brushnet,
             subfolder=subfolder,
-            torch_dtype=dtype,
+            dtype=dtype,
             local_files_only=local_files_only,
             variant=variant,
         )
@@ -317,6 +370,8 @@ def load_pipeline(
     memory_format: str | None = "auto",
     compile: bool = False,
     vae: str | None = None,
+    cpu_allocator: str | None = "auto",
+    config: str | os.PathLike | None = None,
 ) -> StableDiffusionBrushNetPipeline | StableDiffusionXLBrushNetPipeline:
     r"""
     Build a ready-to-call BrushNet pipeline for an SD1.5 or an SDXL base.
@@ -327,9 +382,10 @@ def load_pipeline(
     Args:
         base (`str`): SD1.5 or SDXL base: a Hub id, a local diffusers folder, or a single `.safetensors`/`.ckpt`
             file (loaded with `from_single_file` of `StableDiffusionPipeline` / `StableDiffusionXLPipeline`;
-            offline, that needs the base's diffusers config cached).
-        brushnet (`str`): BrushNet checkpoint: a Hub id (e.g. `"TencentARC/BrushEdit"`) or a local folder, e.g.
-            BrushNet's `segmentation_mask_brushnet_ckpt_sdxl_v1/` or the download folder holding it.
+            offline, that needs `config`, or the base's diffusers config in the Hugging Face cache).
+        brushnet (`str`): BrushNet checkpoint: a Hub id (e.g. `"TencentARC/BrushEdit"`), a local folder, e.g.
+            BrushNet's `segmentation_mask_brushnet_ckpt_sdxl_v1/` or the download folder holding it, or the weights
+            as one `.safetensors` file (config inferred, see [`BrushNetModel.from_single_file`]).
         brushnet_subfolder (`str`, *optional*): e.g. `"brushnetX"` inside the BrushEdit repository, or
             `"random_mask_brushnet_ckpt_sdxl_v0"` inside a folder of checkpoints.
         device (`str`, defaults to `"cpu"`): Where to run (ignored for placement when `cpu_offload=True`).
@@ -345,6 +401,12 @@ def load_pipeline(
             then compiles (minutes on a CPU). For long-lived processes.
         vae (`str`, *optional*): A VAE to use instead of the base's (Hub id or folder), e.g.
             `"madebyollin/sdxl-vae-fp16-fix"`, which runs SDXL in float16 without the float32 VAE passes.
+        cpu_allocator (`str`, *optional*, defaults to `"auto"`): on a CPU, make this process's malloc keep freed
+            memory for reuse, so steps stop page-faulting their tensors in (`speed.keep_freed_memory`; process-wide);
+            `"keep"` always, None never. Results are unchanged.
+        config (`str` or `os.PathLike`, *optional*): For a single-file `base` only: the diffusers folder or Hub id
+            whose layout the file's weights are read into (component configs, tokenizers, scheduler), e.g. a local
+            `stable-diffusion-v1-5` or `stable-diffusion-xl-base-1.0` folder: what makes a single file load offline.
 
     Returns:
         [`StableDiffusionBrushNetPipeline`] for an SD1.5 base, [`StableDiffusionXLBrushNetPipeline`] for SDXL.
@@ -369,9 +431,10 @@ def load_pipeline(
         brushnet, brushnet_subfolder, local_files_only
     )
     family = base_family(base, local_files_only=local_files_only)
+    config = _check_single_file_config(config, base, family, local_files_only)
     _check_family_pair(family, brushnet_family(branch_config), base, brushnet)
     branch = _load_brushnet(where, subfolder, dtype, local_files_only)
-    components = _load_base_components(base, dtype, local_files_only, family)
+    components = _load_base_components(base, dtype, local_files_only, family, config)
     if vae is not None:
         components["vae"] = _load_vae(vae, dtype, local_files_only)
     _check_unet_config(components["unet"].config, base, family)
@@ -386,4 +449,6 @@ def load_pipeline(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    return optimize_for_inference(pipe, memory_format=memory_format, compile=compile)
+    return optimize_for_inference(
+        pipe, memory_format=memory_format, compile=compile, cpu_allocator=cpu_allocator
+    )

@@ -21,6 +21,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusio
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 
+from .auto_pipeline import register_auto_pipeline
 from .brushnet import BrushNetModel
 from .caching import EncodeCache
 from .pipeline_common import BrushNetPipelineMixin, encode_masked_image, retrieve_latents
@@ -217,33 +218,27 @@ class StableDiffusionBrushNetPipeline(
     ) -> dict[str, torch.Tensor]:
         """The denoising loop's text tensors: the CLIP hidden states as the UNet takes them, both CFG halves.
 
-        `callback_on_step_end` sees `prompt_embeds` / `negative_prompt_embeds` as `encode_prompt` gave them; the UNet
-        reads the batch made here once. SD1.5 has no micro-conditioning, so the working size, device and batch size
-        are not needed.
+        As in diffusers' SD pipelines, `prompt_embeds` is what the UNet reads (negative half first under CFG), so a
+        `callback_on_step_end` that replaces it (e.g. `SDCFGCutoffCallback`, which keeps `prompt_embeds[-1:]`)
+        changes the next steps; `negative_prompt_embeds` is the negative half as `encode_prompt` gave it. SD1.5 has
+        no micro-conditioning, so the working size, device and batch size are not needed.
         """
         prompt_embeds, negative_prompt_embeds = encoded
-        unet_prompt_embeds = (
-            torch.cat([negative_prompt_embeds, prompt_embeds])
-            if self.do_classifier_free_guidance
-            else prompt_embeds
-        )
-        return {
-            "prompt_embeds": prompt_embeds,
-            "negative_prompt_embeds": negative_prompt_embeds,
-            "unet_prompt_embeds": unet_prompt_embeds,
-        }
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+        return {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
 
     @staticmethod
     def _text_inputs(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The UNet's `encoder_hidden_states` for a step, and no added text conditioning (that is SDXL's)."""
-        return tensors["unet_prompt_embeds"], {}
+        return tensors["prompt_embeds"], {}
 
     @torch.no_grad()
     def __call__(
         self,
         prompt: str | list[str] | None = None,
-        image: ImageLike | None = None,
-        mask_image: ImageLike | None = None,
+        image: ImageLike | list[ImageLike] | None = None,
+        mask_image: ImageLike | list[ImageLike] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
@@ -274,17 +269,20 @@ class StableDiffusionBrushNetPipeline(
         ip_adapter_image_embeds: list[torch.Tensor] | None = None,
         padding_mask_crop: int | None = None,
         encode_cache: EncodeCache | None = None,
+        strength: float = 1.0,
     ) -> StableDiffusionBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
 
         Args:
             prompt (`str` or `list[str]`, *optional*): What the masked region should show. Or pass `prompt_embeds`.
-            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
                 The original image: PIL, `(H, W, 3)` uint8 or float in [0, 1], or a float tensor `(3, H, W)` in
-                [0, 1]. The pipeline masks it itself.
-            mask_image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
-                Same size as `image`; white (255 / 1.0) where content is generated, black where it is kept.
+                [0, 1]. The pipeline masks it itself. A list (all of one size) edits a batch: one prompt per image,
+                or one prompt for all images (one image for several prompts works too).
+            mask_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                Same size as `image`; white (255 / 1.0) where content is generated, black where it is kept. A list
+                gives one mask per image; a single mask serves every image.
             negative_prompt (`str` or `list[str]`, *optional*): Defaults to the empty prompt.
             num_inference_steps (`int`, *optional*, defaults to 50): Denoising steps.
             guidance_scale (`float`, *optional*, defaults to 7.5): Classifier-free guidance; off when <= 1.
@@ -293,13 +291,20 @@ class StableDiffusionBrushNetPipeline(
             control_guidance_end (`float`, *optional*, defaults to 1.0): Fraction of steps after which it stops.
             num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt.
             generator (`torch.Generator`, *optional*): Seeds the initial noise and the masked-image latent.
-            latents (`torch.Tensor`, *optional*): Initial noise `(batch, 4, h/8, w/8)` at the working size.
+            latents (`torch.Tensor`, *optional*): Initial noise `(batch, 4, h/8, w/8)` at the working size (with
+                `strength` < 1, the noise added to the image's latents).
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed CLIP hidden states.
             blending (`bool`, *optional*, defaults to `True`):
                 Blur-blend the result onto the original so pixels outside the mask (and its 21 px seam) are kept.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
-            callback_on_step_end (`Callable`, *optional*): `fn(pipe, step, timestep, callback_kwargs) -> dict`.
-            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Tensors passed in `callback_kwargs`.
+            callback_on_step_end (`Callable` or [`~diffusers.callbacks.PipelineCallback`], *optional*):
+                `fn(pipe, step, timestep, callback_kwargs) -> dict`, called after each step; the tensors it returns
+                replace the loop's. diffusers' own callbacks work as on its pipelines, e.g.
+                `SDCFGCutoffCallback(cutoff_step_ratio=0.4)` (guidance off after 40% of the steps) and
+                `IPAdapterScaleCutoffCallback`; their `tensor_inputs` are passed.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Tensors passed in `callback_kwargs`, from
+                `_callback_tensor_inputs`: `latents`, `prompt_embeds` (what the UNet reads, both CFG halves),
+                `negative_prompt_embeds`.
             height, width (`int`, *optional*):
                 Working size (multiples of 8). Default: the input size rounded down to multiples of 8, shrunk to
                 `max_side` on the longer side only when larger; the output is always resized back to the input size.
@@ -329,6 +334,11 @@ class StableDiffusionBrushNetPipeline(
             encode_cache ([`EncodeCache`], *optional*):
                 Reuse the prompt embeddings and the masked image's VAE encoding across calls (a verifier retry with a
                 new seed or guidance scale then costs only its denoising loop). Results are unchanged.
+            strength (`float`, *optional*, defaults to 1.0):
+                As in diffusers' inpaint pipelines: below 1, denoising starts from `image` itself, noised to the
+                timestep `strength` of the way through the schedule, and runs only `int(num_inference_steps *
+                strength)` steps, so the masked area keeps more of the original (its colours, its layout). 1 starts
+                from pure noise.
 
         Returns:
             [`StableDiffusionBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
@@ -336,3 +346,6 @@ class StableDiffusionBrushNetPipeline(
         # The steps are the SDXL pipeline's too: `BrushNetPipelineMixin._inpaint`.
         arguments = {name: value for name, value in locals().items() if name != "self"}
         return self._inpaint(StableDiffusionBrushNetPipelineOutput, **arguments)
+
+
+register_auto_pipeline(StableDiffusionBrushNetPipeline)  # AutoPipelineForInpainting finds it (see auto_pipeline.py)

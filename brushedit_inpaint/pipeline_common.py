@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -24,6 +25,7 @@ from .processing import (
     blur_blend,
     callback_updates,
     check_call_arguments,
+    check_strength_steps,
     hole_to_known_mask,
     resize_image,
     resize_mask,
@@ -32,7 +34,7 @@ from .processing import (
 )
 from .toolbox import (
     check_toolbox_inputs,
-    crop_to_mask,
+    crop_to_masks,
     guidance_embedding,
     paste_crop,
     region_working_size,
@@ -147,6 +149,32 @@ class BrushNetPipelineMixin:
             )
         return original, hole
 
+    @classmethod
+    def _originals_and_holes(cls, image, mask_image) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """`image` and `mask_image`, each one image or a list, as equally long lists of float RGB images and hole
+        masks of one size. A single image or mask goes with every entry of the other list."""
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else [mask_image]
+        for name, values in (("image", images), ("mask_image", masks)):
+            if not values:
+                raise ValueError(f"`{name}` is an empty list: pass an image or a non-empty list of them.")
+        if len(images) != len(masks) and 1 not in (len(images), len(masks)):
+            raise ValueError(
+                f"`mask_image` has {len(masks)} entries but `image` has {len(images)}: pass one mask per image, "
+                "or one mask for all images."
+            )
+        count = max(len(images), len(masks))
+        images, masks = images * (count // len(images)), masks * (count // len(masks))
+        pairs = [cls._original_and_hole(im, m) for im, m in zip(images, masks, strict=True)]
+        sizes = {original.shape[:2] for original, _ in pairs}
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+            raise ValueError(
+                f"The entries of `image` must all have the same size (WxH), got {shown}: resize them first or "
+                "make one call per size."
+            )
+        return [original for original, _ in pairs], [hole for _, hole in pairs]
+
     @staticmethod
     def _prompt_batch_size(prompt, prompt_embeds) -> int:
         if prompt is not None and isinstance(prompt, str):
@@ -154,6 +182,33 @@ class BrushNetPipelineMixin:
         if prompt is not None:
             return len(prompt)
         return prompt_embeds.shape[0]
+
+    def _batch(
+        self, prompts: dict[str, Any], embeddings: dict[str, Any], num_images: int
+    ) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        """The call's batch size, one entry per prompt and per image: they must be as many, or one of them 1.
+
+        One prompt (or one row of embeddings) with several images is repeated for each image, as diffusers repeats a
+        single image for several prompts. Returns the batch size and the prompts and embeddings to encode.
+        """
+        num_prompts = self._prompt_batch_size(prompts["prompt"], embeddings["prompt_embeds"])
+        if num_images == 1 or num_images == num_prompts:
+            return num_prompts, prompts, embeddings
+        if num_prompts != 1:
+            given = "`prompt`" if prompts["prompt"] is not None else "`prompt_embeds`"
+            raise ValueError(
+                f"`image` has {num_images} entries but {given} has {num_prompts}: pass one prompt per image, one "
+                "prompt for all images, or one image for all prompts."
+            )
+        prompts = {
+            name: [value] * num_images if isinstance(value, str) else value * num_images if value else value
+            for name, value in prompts.items()
+        }
+        embeddings = {
+            name: None if value is None else value.repeat(num_images, *[1] * (value.ndim - 1))
+            for name, value in embeddings.items()
+        }
+        return num_images, prompts, embeddings
 
     @staticmethod
     def _check_image_and_prompts(image, mask_image, prompts: dict[str, Any], prompt_embeds) -> None:
@@ -249,8 +304,9 @@ class BrushNetPipelineMixin:
                     f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed: {self._callback_tensor_inputs}."
                 )
 
-    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
-    # (diffusers 0.42.1)
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
+    # (diffusers 0.42.1): with `image_latents` (`strength` < 1) the noise is added to them at `timestep`, as diffusers'
+    # inpaint pipelines do, instead of being scaled by the scheduler's initial sigma.
     def prepare_latents(
         self,
         batch_size,
@@ -261,6 +317,8 @@ class BrushNetPipelineMixin:
         device,
         generator,
         latents=None,
+        image_latents=None,
+        timestep=None,
     ):
         shape = (
             batch_size,
@@ -279,8 +337,43 @@ class BrushNetPipelineMixin:
             if tuple(latents.shape) != shape:
                 raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
             latents = latents.to(device)
+        if image_latents is not None:
+            return self.scheduler.add_noise(image_latents, latents, timestep)
         # scale the initial noise by the standard deviation required by the scheduler
         return latents * self.scheduler.init_noise_sigma
+
+    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint.StableDiffusionInpaintPipeline
+    # .get_timesteps (diffusers 0.42.1)
+    def get_timesteps(self, num_inference_steps, strength, device):
+        # get the original timestep using init_timestep
+        init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+
+        t_start = max(num_inference_steps - init_timestep, 0)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
+
+        return timesteps, num_inference_steps - t_start
+
+    def prepare_image_latents(
+        self,
+        images: list[np.ndarray],
+        repeats: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generators: list[torch.Generator | None],
+        encode_cache: EncodeCache | None = None,
+    ) -> torch.Tensor:
+        """The VAE latents of the whole working-size `images` (float `(h, w, 3)` in [0, 1]), each repeated `repeats`
+        times: where a `strength` < 1 edit starts from (noised to its first timestep). `generators`: one per image."""
+        latents = []
+        with self._vae_precision():
+            for image, generator in zip(images, generators, strict=True):
+                pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None] * 2.0 - 1.0
+                pixels = pixels.to(device=device, dtype=self.vae.dtype)
+                latent = encode_masked_image(self.vae, pixels, generator, encode_cache)
+                latents.append(latent.repeat(repeats, 1, 1, 1))
+        return (torch.cat(latents) * self.vae.config.scaling_factor).to(dtype=dtype)
 
     def _vae_precision(self) -> contextlib.AbstractContextManager:
         """The context the VAE encodes and decodes in: as it is (the SDXL pipeline upcasts an overflowing one)."""
@@ -414,6 +507,7 @@ class BrushNetPipelineMixin:
         ip_adapter_image_embeds,
         padding_mask_crop,
         encode_cache,
+        strength,
         **text_arguments,
     ):
         """The steps of both pipelines' `__call__`, given its arguments by name (see the pipelines for their docs).
@@ -424,7 +518,9 @@ class BrushNetPipelineMixin:
         prompts = {name: text_arguments.pop(name) for name in self._prompt_arguments}
         embeddings = {name: text_arguments.pop(name) for name in self._embedding_arguments}
 
-        # 1. Check inputs
+        # 1. Check inputs; diffusers' own callbacks (`PipelineCallback`) name the tensors they read
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         check_call_arguments(
             num_inference_steps=num_inference_steps,
             max_steps=int(getattr(self.scheduler.config, "num_train_timesteps", None) or 1000),
@@ -432,7 +528,7 @@ class BrushNetPipelineMixin:
             num_images_per_prompt=num_images_per_prompt, generator=generator, max_side=max_side,
             eta=eta, cross_attention_kwargs=cross_attention_kwargs,
             callback_on_step_end=callback_on_step_end, blending=blending, return_dict=return_dict,
-            prompts=prompts,
+            prompts=prompts, strength=strength,
         )
         self._begin_run(guidance_scale, guidance_rescale, clip_skip, cross_attention_kwargs)
         check_toolbox_inputs(
@@ -456,11 +552,16 @@ class BrushNetPipelineMixin:
             branch_cfg_batching,
             callback_on_step_end_tensor_inputs,
         )
-        original, hole = self._original_and_hole(image, mask_image)
+        originals, holes = self._originals_and_holes(image, mask_image)
 
-        # 2. Define call parameters
-        batch_size = self._prompt_batch_size(prompts["prompt"], embeddings["prompt_embeds"])
+        # 2. Define call parameters: one entry per prompt and per image (one of them may serve all)
+        batch_size, prompts, embeddings = self._batch(prompts, embeddings, len(originals))
         total_batch = batch_size * num_images_per_prompt
+        if isinstance(generator, list) and len(generator) != total_batch:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} but the call makes {total_batch} images (prompts or "
+                "images x `num_images_per_prompt`): pass one generator per image, or a single one."
+            )
         device = self._execution_device
         do_cfg = self.do_classifier_free_guidance
 
@@ -474,23 +575,36 @@ class BrushNetPipelineMixin:
                 ip_adapter_image, ip_adapter_image_embeds, device, total_batch, do_cfg
             )
 
-        # 4. Prepare image and mask at the working size (aspect ratio kept); optionally only a crop around the mask
-        full_image, full_hole = original, hole
-        original, hole, crop_box = crop_to_mask(original, hole, padding_mask_crop, height, width)
-        orig_h, orig_w = original.shape[:2]
+        # 4. Prepare images and masks at the working size (aspect ratio kept); optionally only a crop around the masks
+        full_images, full_holes = originals, holes
+        originals, holes, crop_box = crop_to_masks(originals, holes, padding_mask_crop, height, width)
+        orig_h, orig_w = originals[0].shape[:2]
         height, width = region_working_size(
             self, orig_h, orig_w, height, width, max_side, cropped=crop_box is not None
         )
-        work_image = resize_image(original, height, width)
-        work_hole = resize_mask(hole, height, width)
+        work_images = [resize_image(original, height, width) for original in originals]
+        work_holes = [resize_mask(hole, height, width) for hole in holes]
+        per_image = total_batch // len(work_images)  # outputs per distinct image
+        # with one generator per output, image j's VAE samples come from its first output's generator (as in diffusers)
+        image_generators = [
+            generator[j * per_image] if isinstance(generator, list) else generator for j in range(len(work_images))
+        ]
 
-        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps)
+        # 5. Prepare timesteps (custom `timesteps` / `sigmas` through diffusers' retrieve_timesteps), cut by `strength`
         timesteps, num_inference_steps = retrieve_timesteps(
             self.scheduler, num_inference_steps, device, timesteps, sigmas
         )
+        image_latents = None
+        if strength < 1.0:
+            timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, strength, device)
+            check_strength_steps(strength, num_inference_steps)
+            image_latents = self.prepare_image_latents(
+                work_images, per_image, encoded[0].dtype, device, image_generators, encode_cache
+            )
         self._num_timesteps = len(timesteps)
 
-        # 6. Prepare latent variables, then the conditioning (masked image encoded once)
+        # 6. Prepare latent variables (from noise, or with `strength` < 1 from the noised image), then the conditioning
+        #    (each masked image encoded once)
         latents = self.prepare_latents(
             total_batch,
             self.unet.config.in_channels,
@@ -500,10 +614,13 @@ class BrushNetPipelineMixin:
             device,
             generator,
             latents,
+            image_latents,
+            None if image_latents is None else timesteps[:1].repeat(total_batch),
         )
-        conditioning_latents = self.prepare_conditioning(
-            work_image, work_hole, total_batch, device, generator, encode_cache
-        )
+        conditioning_latents = torch.cat([
+            self.prepare_conditioning(image, hole, per_image, device, image_generator, encode_cache)
+            for image, hole, image_generator in zip(work_images, work_holes, image_generators, strict=True)
+        ])
 
         # 7. The loop's text tensors (the pipeline's) and the branch's batch. The branch sees the text only through its
         #    added conditioning (none on SD1.5): one pass serves both CFG halves iff those inputs agree.
@@ -534,6 +651,7 @@ class BrushNetPipelineMixin:
                 if self.interrupt:
                     continue
 
+                do_cfg = self.do_classifier_free_guidance  # a callback may switch it off (diffusers' CFG cutoff)
                 latents = tensors["latents"]
                 latent_model_input = torch.cat([latents] * 2) if do_cfg else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
@@ -545,7 +663,7 @@ class BrushNetPipelineMixin:
                 # 9.1 BrushNet: skipped outside [start, end], where the reference adds zeros.
                 add_samples = {}
                 if keep[i] > 0:
-                    if shared:  # the text half; both halves hold the same latents
+                    if shared and do_cfg:  # the text half; both halves hold the same latents
                         branch_input = latent_model_input[total_batch:]
                         branch_embeds = encoder_hidden_states[total_batch:]
                         branch_added = {k: v[total_batch:] for k, v in text_added.items()}
@@ -556,7 +674,7 @@ class BrushNetPipelineMixin:
                         branch_input,
                         t,
                         encoder_hidden_states=branch_embeds,
-                        brushnet_cond=branch_cond,
+                        brushnet_cond=branch_cond if do_cfg else conditioning_latents,
                         conditioning_scale=brushnet_conditioning_scale * keep[i],
                         added_cond_kwargs=branch_added or None,
                         return_dict=False,
@@ -606,8 +724,8 @@ class BrushNetPipelineMixin:
             output_class,
             size=(orig_h, orig_w),
             crop_box=crop_box,
-            full_image=full_image,
-            full_hole=full_hole,
+            full_images=full_images,
+            full_holes=full_holes,
             blending=blending,
         )
 
@@ -629,18 +747,23 @@ class BrushNetPipelineMixin:
         *,
         size: tuple[int, int],
         crop_box: Any,
-        full_image: np.ndarray,
-        full_hole: np.ndarray,
+        full_images: list[np.ndarray],
+        full_holes: list[np.ndarray],
         blending: bool,
     ):
-        """Decode, resize back to the input `size` (h, w), paste a crop back, blend, and wrap as `output_class`."""
+        """Decode, resize back to the input `size` (h, w), paste a crop back, blend, and wrap as `output_class`.
+
+        Output `k` belongs to input image `k // (len(latents) // len(full_images))` (images in order, each repeated
+        for its prompt's `num_images_per_prompt`)."""
         if output_type == "latent":
             self.maybe_free_model_hooks()
             return output_class(images=latents) if return_dict else (latents,)
 
         generated = self.image_processor.postprocess(self._decode(latents, generator), output_type="np")
         results = []
-        for gen in generated:
+        per_image = len(generated) // len(full_images)
+        for k, gen in enumerate(generated):
+            full_image, full_hole = full_images[k // per_image], full_holes[k // per_image]
             gen = resize_image(gen.astype(np.float32), *size)
             if crop_box is not None:
                 gen = paste_crop(full_image, gen, crop_box)

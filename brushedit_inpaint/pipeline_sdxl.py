@@ -28,6 +28,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline, StableDiffusio
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 
+from .auto_pipeline import register_auto_pipeline
 from .brushnet import BrushNetModel
 from .caching import EncodeCache
 from .pipeline_common import BrushNetPipelineMixin
@@ -415,8 +416,8 @@ class StableDiffusionXLBrushNetPipeline(
         self,
         prompt: str | list[str] | None = None,
         prompt_2: str | list[str] | None = None,
-        image: ImageLike | None = None,
-        mask_image: ImageLike | None = None,
+        image: ImageLike | list[ImageLike] | None = None,
+        mask_image: ImageLike | list[ImageLike] | None = None,
         negative_prompt: str | list[str] | None = None,
         negative_prompt_2: str | list[str] | None = None,
         num_inference_steps: int = 50,
@@ -456,6 +457,7 @@ class StableDiffusionXLBrushNetPipeline(
         ip_adapter_image_embeds: list[torch.Tensor] | None = None,
         padding_mask_crop: int | None = None,
         encode_cache: EncodeCache | None = None,
+        strength: float = 1.0,
     ) -> StableDiffusionXLBrushNetPipelineOutput | tuple:
         r"""
         Inpaint `image` where `mask_image` is white, guided by `prompt`.
@@ -463,11 +465,13 @@ class StableDiffusionXLBrushNetPipeline(
         Args:
             prompt (`str` or `list[str]`, *optional*): What the masked region should show. Or pass `prompt_embeds`.
             prompt_2 (`str` or `list[str]`, *optional*): Prompt for `text_encoder_2`; defaults to `prompt`.
-            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
                 The original image: PIL, `(H, W, 3)` uint8 or float in [0, 1], or a float tensor `(3, H, W)` in
-                [0, 1]. The pipeline masks it itself.
-            mask_image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`):
-                Same size as `image`; white (255 / 1.0) where content is generated, black where it is kept.
+                [0, 1]. The pipeline masks it itself. A list (all of one size) edits a batch: one prompt per image,
+                or one prompt for all images (one image for several prompts works too).
+            mask_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                Same size as `image`; white (255 / 1.0) where content is generated, black where it is kept. A list
+                gives one mask per image; a single mask serves every image.
             negative_prompt, negative_prompt_2 (`str` or `list[str]`, *optional*):
                 Without them (and `force_zeros_for_empty_prompt`, SDXL's default) the negative embeddings are zeros.
             num_inference_steps (`int`, *optional*, defaults to 50): Denoising steps.
@@ -477,7 +481,8 @@ class StableDiffusionXLBrushNetPipeline(
             control_guidance_end (`float`, *optional*, defaults to 1.0): Fraction of steps after which it stops.
             num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt.
             generator (`torch.Generator`, *optional*): Seeds the initial noise and the masked-image latent.
-            latents (`torch.Tensor`, *optional*): Initial noise `(batch, 4, h/8, w/8)` at the working size.
+            latents (`torch.Tensor`, *optional*): Initial noise `(batch, 4, h/8, w/8)` at the working size (with
+                `strength` < 1, the noise added to the image's latents).
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*):
                 Pre-computed hidden states of both encoders, concatenated (`(batch, 77, 2048)` for SDXL).
             pooled_prompt_embeds, negative_pooled_prompt_embeds (`torch.Tensor`, *optional*):
@@ -491,8 +496,12 @@ class StableDiffusionXLBrushNetPipeline(
             blending (`bool`, *optional*, defaults to `True`):
                 Blur-blend the result onto the original so pixels outside the mask (and its 21 px seam) are kept.
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
-            callback_on_step_end (`Callable`, *optional*): `fn(pipe, step, timestep, callback_kwargs) -> dict`.
-            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Tensors passed in `callback_kwargs`.
+            callback_on_step_end (`Callable` or [`~diffusers.callbacks.PipelineCallback`], *optional*):
+                As for [`StableDiffusionBrushNetPipeline`]; `SDXLCFGCutoffCallback` switches guidance off after its
+                cutoff step.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Tensors passed in `callback_kwargs`:
+                `latents`, and what the UNet reads, both CFG halves (negative first): `prompt_embeds`,
+                `add_text_embeds` (pooled), `add_time_ids`.
             height, width (`int`, *optional*):
                 Working size (multiples of 8). Default: the input size rounded down to multiples of 8, shrunk to
                 `max_side` on the longer side only when larger; the output is always resized back to the input size.
@@ -512,6 +521,8 @@ class StableDiffusionXLBrushNetPipeline(
             encode_cache ([`EncodeCache`], *optional*): As for [`StableDiffusionBrushNetPipeline`]: the prompt
                 embeddings (both encoders, pooled included) and the masked image's VAE encoding are reused across
                 calls; results are unchanged.
+            strength (`float`, *optional*, defaults to 1.0): As for [`StableDiffusionBrushNetPipeline`]: below 1 the
+                edit starts from the noised `image` and runs `int(num_inference_steps * strength)` steps.
 
         Returns:
             [`StableDiffusionXLBrushNetPipelineOutput`] or `tuple`: `images` at the input size.
@@ -519,6 +530,9 @@ class StableDiffusionXLBrushNetPipeline(
         # The steps are the SD1.5 pipeline's too: `BrushNetPipelineMixin._inpaint`.
         arguments = {name: value for name, value in locals().items() if name != "self"}
         return self._inpaint(StableDiffusionXLBrushNetPipelineOutput, **arguments)
+
+
+register_auto_pipeline(StableDiffusionXLBrushNetPipeline)  # AutoPipelineForInpainting finds it (see auto_pipeline.py)
 
 
 def _repeat(embeds: torch.Tensor, times: int) -> torch.Tensor:

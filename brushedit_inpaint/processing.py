@@ -44,6 +44,7 @@ def check_call_arguments(
     blending: object,
     return_dict: object,
     prompts: dict[str, object],
+    strength: object = 1.0,
 ) -> None:
     """The `__call__` arguments both BrushNet pipelines share, checked before any work starts.
 
@@ -71,6 +72,11 @@ def check_call_arguments(
             "`generator` must be a torch.Generator or a list of them, got "
             f"{type(generator).__name__}."
         )
+    if not _is_number(strength) or not 0.0 < strength <= 1.0:
+        raise ValueError(
+            f"`strength` must be a number in (0, 1] (1 starts from pure noise, lower keeps more of `image`), got "
+            f"{strength!r}."
+        )
     if not _is_count(max_side) or max_side < 8:
         raise ValueError(f"`max_side` must be an int >= 8, got {max_side!r}.")
     if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
@@ -89,6 +95,15 @@ def check_call_arguments(
             continue
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise ValueError(f"`{name}` must be a str or a non-empty list of str, got {value!r:.80}.")
+
+
+def check_strength_steps(strength: float, num_steps: int) -> None:
+    """After `strength` cut the schedule (diffusers' `get_timesteps`), at least one step must be left to run."""
+    if num_steps < 1:
+        raise ValueError(
+            f"`strength`={strength} leaves no denoising step: it runs int(num_inference_steps * strength) of the "
+            "steps; raise `strength` or `num_inference_steps`."
+        )
 
 
 def callback_updates(outputs: object) -> dict:

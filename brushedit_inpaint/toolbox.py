@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import inspect
 import json
 import os
 import re
@@ -31,7 +32,9 @@ from diffusers.loaders import TextualInversionLoaderMixin
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
     StableDiffusionPipeline,
     rescale_noise_cfg,
-    retrieve_timesteps,
+)
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
+    retrieve_timesteps as diffusers_retrieve_timesteps,
 )
 from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
 
@@ -251,6 +254,57 @@ def check_toolbox_inputs(
         raise ValueError("Pass either `timesteps` or `sigmas`, not both.")
 
 
+# Preferred first when suggesting a scheduler for custom timesteps: UniPC's multistep sibling, then the rest by name.
+_SUGGESTED_SCHEDULERS = ("DPMSolverMultistepScheduler", "EulerDiscreteScheduler")
+
+
+def _takes(scheduler_cls: type, argument: str) -> bool:
+    """Whether `scheduler_cls.set_timesteps` takes `argument` (False for diffusers' placeholders of schedulers whose
+    extra dependency is missing)."""
+    try:
+        return argument in inspect.signature(scheduler_cls.set_timesteps).parameters
+    except ImportError:
+        return False
+
+
+def custom_schedule_error(scheduler: Any, argument: str) -> str | None:
+    """Why `scheduler` cannot run a custom `timesteps` / `sigmas` schedule, and which scheduler to switch to."""
+    if _takes(type(scheduler), argument):
+        return None
+    takers = sorted(
+        {cls.__name__ for cls in getattr(scheduler, "compatibles", []) if _takes(cls, argument)},
+        key=lambda n: (_SUGGESTED_SCHEDULERS.index(n) if n in _SUGGESTED_SCHEDULERS else len(_SUGGESTED_SCHEDULERS), n),
+    )
+    name = type(scheduler).__name__
+    switch = (
+        f"switch first, e.g. `pipe.scheduler = {takers[0]}.from_config(pipe.scheduler.config)`"
+        + (f" (also {', '.join(takers[1:4])})" if len(takers) > 1 else "")
+        if takers
+        else "switch to a scheduler whose `set_timesteps` takes it"
+    )
+    other = "sigmas" if argument == "timesteps" else "timesteps"
+    instead = f", or pass `{other}=`, which {name} takes" if _takes(type(scheduler), other) else ""
+    return f"{name} does not support custom `{argument}`: {switch}{instead}."
+
+
+def retrieve_timesteps(
+    scheduler: Any,
+    num_inference_steps: int | None,
+    device: Any,
+    timesteps: list[int] | None = None,
+    sigmas: list[float] | None = None,
+):
+    """diffusers' `retrieve_timesteps`, refusing a custom schedule the scheduler cannot take with the scheduler to
+    switch to (diffusers only says it is unsupported)."""
+    for argument, values in (("timesteps", timesteps), ("sigmas", sigmas)):
+        message = custom_schedule_error(scheduler, argument) if values is not None else None
+        if message is not None:
+            raise ValueError(message)
+    return diffusers_retrieve_timesteps(
+        scheduler, num_inference_steps, device, timesteps=timesteps, sigmas=sigmas
+    )
+
+
 def encode_clip_text(
     pipe: Any,
     text: str | list[str],
@@ -373,6 +427,23 @@ def crop_to_mask(
     )
     x1, y1, x2, y2 = box
     return image[y1:y2, x1:x2], hole_mask[y1:y2, x1:x2], box
+
+
+def crop_to_masks(
+    images: list[np.ndarray],
+    hole_masks: list[np.ndarray],
+    padding_mask_crop: int | None,
+    height: int | None,
+    width: int | None,
+) -> tuple[list[np.ndarray], list[np.ndarray], tuple[int, int, int, int] | None]:
+    """[`crop_to_mask`] for a batch of same-size images: one box around the white pixels of all the masks, so every
+    crop has the same size. Returns `(images, hole_masks, box)`, `box=None` when uncropped."""
+    if padding_mask_crop is None:
+        return images, hole_masks, None
+    union = hole_masks[0] if len(hole_masks) == 1 else np.maximum.reduce(hole_masks)
+    _, _, box = crop_to_mask(images[0], union, padding_mask_crop, height, width)
+    x1, y1, x2, y2 = box
+    return [im[y1:y2, x1:x2] for im in images], [h[y1:y2, x1:x2] for h in hole_masks], box
 
 
 def region_working_size(

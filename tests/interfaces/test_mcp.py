@@ -348,7 +348,7 @@ def test_file_size_is_capped_while_reading(root):
         ("edit_image", {"instruction": "x", "image": "AAAA", "options": {"sed": 1}},
          "`options.sed` is not a parameter"),
         ("edit_image", {"instruction": "x", "image": "AAAA", "options": {"inpainter": "gimp"}},
-         "`options.inpainter` must be 'brushnet' or 'opencv'"),
+         "`options.inpainter` must be 'brushnet', 'opencv', "),
         ("edit_image", {"image": "AAAA"}, "`instruction` is required"),
         ("edit_image", {"instruction": ["a"], "image": "AAAA"}, "`instruction` must be text"),
         ("plan_edit", {"instruction": "remove it"}, "`image`, `image_path` or `image_hash`"),
