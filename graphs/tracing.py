@@ -146,7 +146,7 @@ def traced(name: str) -> Callable[[Body], Callable[..., Any]]:
                 status = None
                 raise
             except Exception as exc:
-                status, error = "error", f"{type(exc).__name__}: {exc}"
+                status, error = "error", public_error(exc)
                 raise
             finally:
                 calls = run.vlm.drain() if run.vlm is not None else []
@@ -198,6 +198,21 @@ def _record(run: NodeRun, name: str, turn: int | None, attempt: int, status: str
     run.emit({"type": "node", "node": name, "status": "end" if status == "ok" else "error",
               "turn": turn, "attempt": attempt, "duration_ms": duration,
               "summary": _summary(run.outputs), **({"error": error} if error else {})})
+
+
+def public_error(exc: BaseException) -> str:
+    """A node's failure as its trace row and `error` event say it (both reach clients): an
+    expected error's type and sentence; a full disk as `StorageFullError`; a bug only as
+    `InternalError`, whose details the caller logs."""
+    from graphs.storage import storage_full
+    from tools.errors import BrushEditError, InternalError
+
+    if isinstance(exc, BrushEditError):
+        return f"{type(exc).__name__}: {exc}"
+    full = storage_full(exc)
+    if full is not None:
+        return f"{type(full).__name__}: {full}"
+    return f"{InternalError.__name__}: {InternalError.MESSAGE}"
 
 
 def _safe_writer(writer: Callable[[Any], None]) -> Callable[[dict[str, Any]], None]:

@@ -7,6 +7,7 @@ hashes, and answers with a JSON-able summary (hashes, plan, planner path, result
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ TOOL_DESCRIPTION = (
     "the result's hash and file path, the plan and whether the verifier accepted it."
 )
 
+logger = logging.getLogger(__name__)
+
 
 class EditImageArgs(BaseModel):
     """What the model fills in to call the tool."""
@@ -68,7 +71,7 @@ def make_edit_tool(
     """Wrap the session facade as a LangChain `StructuredTool` (errors become tool messages)."""
     from langchain_core.tools import StructuredTool, ToolException
 
-    from tools.errors import BrushEditError
+    from tools.errors import BrushEditError, InternalError
 
     opener = session_opener or default_session_opener
 
@@ -88,6 +91,9 @@ def make_edit_tool(
             result = run_prepared(components, opener, prepared)
         except BrushEditError as exc:
             raise ToolException(f"{type(exc).__name__}: {say(exc, TOOL_WORDING)}") from exc
+        except Exception as exc:  # a bug: the agent reads one sentence, the log the details
+            logger.error("the edit_image tool failed unexpectedly", exc_info=exc)
+            raise ToolException(f"{InternalError.__name__}: {InternalError.MESSAGE}") from exc
         info = summary(result)
         info["image_path"] = str(artifact_path(components, result.image))
         return info

@@ -1073,8 +1073,11 @@ def launch(
     *,
     host: str = "127.0.0.1",
     port: int = 7860,
-) -> None:
-    """Serve the editor (blocking). Off loopback it needs BRUSHEDIT_API_TOKEN as the password."""
+    block: bool = True,
+) -> Any:
+    """Serve the editor (blocking unless `block` is False: then it returns the running
+    `gr.Blocks`, for its caller to `close()`). Off loopback it needs BRUSHEDIT_API_TOKEN as the
+    password."""
     token = getattr(settings, "api_token", None)
     token = token.strip() if isinstance(token, str) else token
     if host not in LOOPBACK_HOSTS and not token:
@@ -1102,5 +1105,6 @@ def launch(
                        check_host=not token or bool(split_list(hosts)))
     demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, auth=auth, show_error=True,
-        app_kwargs={"middleware": [guard]},
+        app_kwargs={"middleware": [guard]}, prevent_thread_lock=not block,
     )
+    return demo

@@ -21,7 +21,6 @@ from pathlib import Path
 import uvicorn
 
 from graphs.artifacts import ArtifactStore
-
 from interfaces.api import create_app
 from tests.graphs.helpers import SleepyInpainter, make_components
 
