@@ -63,10 +63,13 @@ class InputAccess:
         roots = [Path(os.path.realpath(root)) for root in self.roots]
         candidates = [given] if given.is_absolute() else [root / given for root in roots]
         for candidate in candidates:
-            real = Path(os.path.realpath(candidate))
-            if any(real == root or real.is_relative_to(root) for root in roots) and \
-                    real.is_file():
-                return real
+            try:  # a NUL byte, a name too long, a loop of links: refused alike
+                real = Path(os.path.realpath(candidate))
+                if any(real == root or real.is_relative_to(root) for root in roots) and \
+                        real.is_file():
+                    return real
+            except (OSError, ValueError):
+                continue
         raise refused
 
     def fetch(self, url: str, what: str = "image") -> bytes:
@@ -141,10 +144,25 @@ def _is_public(address: str) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    mapped = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
-    if mapped is not None and not _is_public(str(mapped)):
-        return False
+    if ip.version == 6:
+        for embedded in _embedded_ipv4(ip):
+            if not _is_public(str(embedded)):
+                return False
     return ip.is_global and not ip.is_multicast
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries to: mapped (`::ffff:127.0.0.1`), 6to4,
+    Teredo's server and client, IPv4-compatible (`::127.0.0.1`) and NAT64 (`64:ff9b::7f00:1`)."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if int(ip) >> 32 == 0 and int(ip) > 1:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip in network for network in _NAT64):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]
 
 
 def _body(response: object, what: str, shown: str, deadline: float) -> bytes:

@@ -13,10 +13,8 @@ import base64
 import io
 import socket
 import sqlite3
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,12 @@ from PIL import Image
 
 from tests.interfaces.conftest import make_image, make_mask, png
 from tests.interfaces.test_api_server import Server
-from tests.tools.image_files import exif_with_orientation, png_bytes, stored_for_orientation
+from tests.tools.image_files import (
+    exif_with_orientation,
+    png_bytes,
+    png_header_only,
+    stored_for_orientation,
+)
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -38,16 +41,6 @@ SECRET_PATH = "/srv/brushedit-secret/artifacts/b1"
 
 
 # -- what a hostile client sends ---------------------------------------------------------------
-
-
-def header_only_png(width: int, height: int, bit_depth: int = 16) -> bytes:
-    """A PNG that declares `width`x`height` and holds no pixels: only its header is cheap."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 def grey16_mask() -> tuple[bytes, float]:
@@ -297,7 +290,7 @@ def test_kind9_small_and_thin_images_are_422_everywhere_not_a_crash(world, tmp_p
 
 def test_kind11_a_huge_image_is_413_from_its_header_before_decoding(world):
     http, components = world["http"], world["components"]
-    bomb = header_only_png(7000, 7000)  # 49 MP declared, 60 bytes sent
+    bomb = png_header_only(7000, 7000, 16)  # 49 MP declared, 60 bytes sent
     message = _error(_edit(http, _session(http), bomb), 413, "ImageTooLargeError")
     assert "7000x7000" in message and "over the limit" in message
     assert "ImageTooLargeError" in _mcp_error(components, {"instruction": INSTRUCTION,
@@ -368,7 +361,7 @@ def test_web_uploads_are_read_by_the_one_loader_after_their_header(web, tmp_path
     red = np.asarray(Image.open(view).convert("RGB")).astype(int)
     marked = (red[..., 0] - red[..., 1]) > 60
     assert "Mask uploaded" in status and abs(marked.mean() - share) < 0.1
-    _, status = _preview(web, tmp_path, header_only_png(7000, 7000, 8))
+    _, status = _preview(web, tmp_path, png_header_only(7000, 7000))
     assert "7000x7000" in status and "over the limit" in status
     _, status = _preview(web, tmp_path, png(make_mask()), png(np.zeros((10, 10, 3), np.uint8)))
     assert "both sides must be at least 16 px" in status
