@@ -10,6 +10,7 @@ import logging
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from interfaces.wording import Wording, say
 from tools.errors import BrushEditError, InternalError
@@ -34,7 +35,8 @@ class BrushEditGroup(TyperGroup):
             typer.echo(f"Error: {cli_message(exc)}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
         except (click.exceptions.ClickException, click.exceptions.Exit,
-                click.exceptions.Abort):
+                click.exceptions.Abort, typer.Exit, typer.Abort,
+                TyperException):  # typer's own (vendored click): help, usage errors, exits
             raise
         except Exception as exc:
             log = logging.getLogger("interfaces.cli")

@@ -447,6 +447,18 @@ def test_kind3_the_cli_says_internal_error_in_one_line(tmp_path, monkeypatch):
     assert SECRET_PATH not in res.output
 
 
+def test_kind3_help_and_usage_errors_are_not_internal_errors():
+    """Typer's own exits (help, a bad option) are not bugs: before, `brushedit edit --help`
+    printed its help, then "InternalError" and exited 1."""
+    for args, code, words in ((("edit", "--help"), 0, "Continue this session"),
+                              (("edit", "--bogus"), 2, "No such option"),
+                              (("edit",), 2, "Missing argument"),
+                              (("serve", "--help"), 0, "Usage")):
+        res = _cli(*args)
+        assert res.exit_code == code and words in res.output, (args, res.output)
+        assert "InternalError" not in res.output, (args, res.output)
+
+
 # -- kind 4: DELETE really deletes; Host check ---------------------------------------------------
 
 
