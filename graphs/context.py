@@ -127,7 +127,8 @@ class Context:
         inputs: which local files and URLs image references may reach
             (`graphs.input_access.InputAccess`; by default any path and no private URL).
         claims: where "a turn runs in this session" is recorded for every process
-            (`graphs.claims.SessionClaims`); None uses the trace log's.
+            (`graphs.claims.SessionClaims`); None: the checkpointer's database when it has
+            one (so every process on those sessions sees the claim), else the trace log's.
         slots: the bound on edits running at once in this process (`graphs.admission`), or
             None for no bound.
     """
@@ -151,6 +152,15 @@ class Context:
     def __post_init__(self) -> None:
         if not isinstance(self.settings, GraphSettings):  # a server client's JSON context
             self.settings = GraphSettings.from_json(self.settings)
+
+    def session_claims(self) -> Any:
+        """The claims every turn takes (`claims`, opened in the checkpointer's database on
+        first use when unset): one table for every process, whoever built its context."""
+        if self.claims is None and getattr(self.checkpointer, "conn", None) is not None:
+            from graphs.claims import SessionClaims
+
+            self.claims = SessionClaims.for_checkpointer(self.checkpointer)
+        return self.claims if self.claims is not None else self.traces.claims
 
     def close(self) -> None:
         """Close the trace store and a SQLite or Postgres checkpointer's connection."""

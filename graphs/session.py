@@ -202,7 +202,7 @@ class EditSession:
         session, `ServerBusyError` when every slot is taken. `run`, `resume` and `delete`
         take one themselves; a caller that must answer before the turn starts (the HTTP API)
         takes it first and hands it over."""
-        claims = self.components.claims or self.components.traces.claims
+        claims = self.components.session_claims()
         claim = claims.claim(self.id)
         try:
             slots = self.components.slots

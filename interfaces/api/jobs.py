@@ -212,7 +212,7 @@ class ApiState:
         with self.lock:
             if session_id in self.leases:
                 return True
-        return (comps.claims or comps.traces.claims).busy(session_id)
+        return comps.session_claims().busy(session_id)
 
     def start_job(self, job: EditJob, work: Callable[[Callable[[dict], None]], EditResult]
                   ) -> None:
