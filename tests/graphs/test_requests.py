@@ -208,3 +208,69 @@ def test_an_image_url_error_does_not_show_its_credentials(graph_and_photo, monke
     message = str(_refusal(graph, {"image": url, "instruction": "remove it"}))
     assert "could not fetch the image" in message and f"127.0.0.1:{closed_port}/x.png" in message
     assert "s3cret" not in message and "alice" not in message and "abcdef123" not in message
+
+
+# -- issue 24 kinds 3 and 12 as the LangGraph server runs the graph ------------------------------
+
+
+def _server_graph(monkeypatch, components):
+    """`graphs.app.graph` (the class the server runs: its failures are what clients read) on
+    the test's components, with an in-memory saver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    import graphs.app as app
+    from graphs import components as built
+
+    context = built.ServerContext(lambda: components)
+    monkeypatch.setattr(built, "SERVER_CONTEXT", context)
+    monkeypatch.setattr(app, "SERVER_CONTEXT", context)
+    return app.graph.copy(update={"checkpointer": InMemorySaver()})
+
+
+def _server_run(graph, photo: str) -> Exception:
+    with pytest.raises(Exception) as info:
+        graph.invoke({"image": photo, "instruction": "remove the dark square",
+                      "mask": _uri(np.asarray(object_mask()))},
+                     {"configurable": {"thread_id": "t"}})
+    return info.value
+
+
+def test_a_bug_reaches_a_server_client_as_internal_error_only(tmp_path, monkeypatch, caplog):
+    """Kind 3: before, a failing node's raw text (`[Errno 17] File exists: '/…/b1'`) reached
+    the client and the trace row."""
+    from tests.interfaces.test_hostile_round import SECRET_PATH, broken_inpainter
+    from tools.errors import InternalError
+
+    components = make_components(tmp_path / "data", planner="rules",
+                                 inpainters={"opencv": broken_inpainter()})
+    photo = tmp_path / "photo.png"
+    picture().save(photo)
+    error = _server_run(_server_graph(monkeypatch, components), str(photo))
+    assert type(error) is InternalError and str(error) == InternalError.MESSAGE
+    assert SECRET_PATH in caplog.text  # the details: the server's log
+    rows = [e for s in components.traces.sessions() for e in components.traces.events(s["id"])]
+    assert rows and not [r for r in rows if SECRET_PATH in str(r)]
+    assert any("InternalError" in str(r.get("error")) for r in rows)
+    components.close()
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("http500", "VLMRequestError"),
+                                            ("empty", "VLMBadResponseError"),
+                                            ("cut", "VLMBadResponseError"),
+                                            ("hang", "VLMTimeoutError")])
+def test_a_model_server_fault_reaches_a_server_client_naming_that_server(
+        tmp_path, monkeypatch, mode, kind):
+    """Kind 12: before, a model server's 500, empty or never-valid answer read as the
+    client's bad input."""
+    from agents.ollama_vlm import OllamaVLM
+    from tests.fakes.faulty_model_server import FaultyModelServer
+
+    with FaultyModelServer(mode, hang_s=3) as fake:
+        components = make_components(tmp_path / "data", planner="vlm", vlm=OllamaVLM(
+            host=fake.url, timeout=1.0, retry_base_delay=0.01))
+        photo = tmp_path / "photo.png"
+        picture().save(photo)
+        error = _server_run(_server_graph(monkeypatch, components), str(photo))
+        components.close()
+    assert type(error).__name__ == kind, repr(error)
+    assert fake.url in str(error) and "Ollama" in str(error), str(error)
