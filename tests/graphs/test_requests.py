@@ -274,3 +274,24 @@ def test_a_model_server_fault_reaches_a_server_client_naming_that_server(
         components.close()
     assert type(error).__name__ == kind, repr(error)
     assert fake.url in str(error) and "Ollama" in str(error), str(error)
+
+
+def test_past_the_bound_a_server_run_is_busy_and_the_slot_comes_back(tmp_path, monkeypatch):
+    """Kind 11: BRUSHEDIT_MAX_CONCURRENT_EDITS bounds the LangGraph server's runs too."""
+    from graphs.admission import EditSlots, ServerBusyError
+
+    components = make_components(tmp_path / "data", planner="rules")
+    components.slots = EditSlots(1)
+    photo = tmp_path / "photo.png"
+    picture().save(photo)
+    graph = _server_graph(monkeypatch, components)
+    held = components.slots.take()  # another run holds the only slot
+    error = _server_run(graph, str(photo))
+    assert isinstance(error, ServerBusyError) and "(1)" in str(error)
+    held.release()
+    done = graph.invoke({"image": str(photo), "instruction": "remove the dark square",
+                         "mask": _uri(np.asarray(object_mask()))},
+                        {"configurable": {"thread_id": "t2"}})
+    assert done["result"]["image"]
+    assert components.slots.take() is not None  # the finished run gave its slot back
+    components.close()
