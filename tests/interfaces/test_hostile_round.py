@@ -414,6 +414,15 @@ def test_kind3_a_bug_is_internal_error_with_details_only_in_the_log(tmp_path, ca
                                     "mask": ("m.png", png(make_mask()), "image/png")},
                              data={"instruction": INSTRUCTION}).text
         assert "InternalError" in streamed and SECRET_PATH not in streamed
+        for path in (f"/sessions/{sid}/edits", f"/sessions/{sid}/trace", f"/sessions/{sid}"):
+            shown = http.get(path)  # the job's error, the trace rows, the turns
+            assert shown.status_code == 200 and SECRET_PATH not in shown.text, path
+            assert "FileExistsError" not in shown.text and "Errno" not in shown.text, path
+        edits = http.get(f"/sessions/{sid}/edits").json()["edits"]
+        assert edits and edits[0]["status"] == "failed"
+        for edit in edits:
+            assert SECRET_PATH not in http.get(f"/sessions/{sid}/edits/{edit['edit_id']}"
+                                               "/events").text
     text = _mcp_error(components, {"instruction": INSTRUCTION, "image": _b64(png(make_image())),
                                    "mask": _b64(png(make_mask()))})
     assert text == f"InternalError: {internal}"
