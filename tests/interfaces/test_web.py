@@ -466,3 +466,16 @@ def test_edit_in_a_real_browser(offline_factory, tmp_path):
     if keep:
         for name in ("error.png", "mask-preview.png", "after-edit.png"):
             shutil.copy(shots / name, Path(keep) / name)
+
+
+def test_instruction_text_is_normalised_or_refused_in_editor_words(actions):
+    """Issue 24 kind 8 in the editor: a bidi override is refused, text the rules cannot read
+    is refused in one sentence (a VLM planner can), invisible characters are dropped."""
+    value = editor_value(painted=make_mask())
+    out, _ = run_once(actions, value, "remove the dark \u202eerauqs")
+    assert "be-error" in out[0] and "right-to-left override" in out[0]
+    assert "\u202e" not in out[0]
+    out, _ = run_once(actions, value, "删除深色方块")
+    assert "be-error" in out[0] and "Han (Chinese characters) script" in out[0]
+    out, _ = run_once(actions, value, "\ufeff\u200bremove the dark square")
+    assert "be-error" not in out[0], out[0]
