@@ -312,6 +312,39 @@ def test_kind7_a_16bit_mask_is_scaled_and_kind13_an_exif_mask_fits(world):
     assert world["components"].store.get_image(done.json()["result"]["image"]).size == (64, 96)
 
 
+def test_kind7_and_kind13_over_mcp_and_the_langchain_tool(world, tmp_path):
+    """The same 16-bit and EXIF masks through the MCP SDK's client and the LangChain tool."""
+    import anyio
+
+    from interfaces.mcp_server import create_mcp_server
+
+    components = world["components"]
+    mask, share = grey16_mask()
+    photo, exif_mask = exif_pair()
+    server = create_mcp_server(lambda: components)
+
+    async def call(args):
+        async with mcp.Client(server) as client:
+            return await client.call_tool("edit_image", args)
+
+    grey = anyio.run(call, {"instruction": INSTRUCTION, "image": _b64(png(make_image())),
+                            "mask": _b64(mask)})
+    assert not grey.is_error, grey.content
+    assert abs(grey.structured_content["metrics"]["coverage"] - share) < 0.02
+    turned = anyio.run(call, {"instruction": INSTRUCTION, "image": _b64(photo),
+                              "mask": _b64(exif_mask)})
+    assert not turned.is_error, turned.content
+    tool = _tool(components)
+    reply = tool.invoke({"instruction": INSTRUCTION,
+                         "image": _stored(tmp_path, png(make_image())),
+                         "mask": _stored(tmp_path, mask, "m16.png")})
+    assert isinstance(reply, dict), reply
+    assert abs((components.store.get_mask(reply["mask"]) > 0).mean() - share) < 0.02
+    reply = tool.invoke({"instruction": INSTRUCTION, "image": _stored(tmp_path, photo, "p.jpg"),
+                         "mask": _stored(tmp_path, exif_mask, "m.jpg")})
+    assert isinstance(reply, dict), reply
+
+
 @pytest.fixture(scope="module")
 def web(world):
     """The launched web editor (its own data folder) and a gradio_client on it."""
