@@ -414,6 +414,18 @@ def test_kind2_the_web_editor_serves_no_file_of_its_data_folder(web):
     for path in files:
         reply = httpx.get(f"{web['url']}/gradio_api/file={path}", timeout=10)
         assert reply.status_code == 403, path
+    from urllib.parse import quote
+
+    wal = data / "sessions.sqlite"
+    for spelling in (f"/gradio_api/file={data}/../{data.name}/sessions.sqlite",
+                     f"/gradio_api/file={quote(str(wal), safe='')}",
+                     f"/gradio_api/file={str(wal).replace('/', '//')}",
+                     f"/gradio_api/file={data}/./sessions.sqlite", f"/file={wal}",
+                     f"/gradio_api/file={data}/%2e%2e/{data.name}/sessions.sqlite",
+                     "/gradio_api/file=/etc/passwd", f"/gradio_api/file={Path.home()}"):
+        reply = httpx.get(web["url"] + spelling, timeout=10)
+        assert reply.status_code in (403, 404), (spelling, reply.status_code)
+        assert b"SQLite format" not in reply.content and b"root:" not in reply.content
 
 
 def test_kind4_the_web_editor_answers_only_loopback_host_names(web):
