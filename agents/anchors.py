@@ -11,7 +11,6 @@ no detector here: the graph finds the anchor's box and calls this.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,12 +30,18 @@ _RELATIONS: tuple[tuple[str, Relation], ...] = (
     ("in front of", "in_front_of"),
     ("inside", "in"), ("into", "in"), ("in", "in"),
 )
-_RELATION = re.compile(r"\s(" + "|".join(re.escape(p) for p, _ in _RELATIONS) + r")\s+(.+)$")
 _NOT_THINGS = vocab(
     "picture image photo photograph scene frame it them middle center centre left right top "
     "bottom corner side edge foreground background distance front back sky"
 )
 """Anchors the detector cannot find as one thing: the picture itself and places in it."""
+_DESCRIBES_THE_NEW_THING = vocab("a an another some")
+"""Articles that start a description of the added thing itself ("a man in a red coat")."""
+_COLOURS = vocab(
+    "red orange yellow green blue purple violet pink brown black white grey gray gold golden "
+    "silver beige navy dark light bright pale"
+)
+"""A phrase of colours alone ("a man in red") describes the new thing, not a thing to find."""
 
 
 class Anchor(BaseModel):
@@ -51,21 +56,45 @@ class Anchor(BaseModel):
 
 def find_anchor(instruction: str) -> Anchor | None:
     """The anchor of an addition ("add a hat on the man" -> on / man); None for other edits,
-    or when the place named is the picture itself or a part of it ("in the top left corner")."""
+    or when the place named is the picture itself or a part of it ("in the top left corner").
+
+    The first relation whose words name a definite thing wins, reading left to right: a
+    relation that describes the new thing ("a man *in a red coat* next to the car", "a man in
+    red") or names a place that is no thing ("a cat in the corner next to the lamp") is passed
+    over, and a relation inside the anchor's own clause ("next to the woman *sitting on the
+    bench*") comes after the anchor and is never reached.
+    """
     from agents.rules import parse_instruction
 
     if parse_instruction(instruction).category is not EditCategory.ADDITION:
         return None
     text = " ".join(instruction.lower().replace("’", "'").split()).rstrip(".!?")
-    found = _RELATION.search(text)
-    if found is None:
+    for phrase, rest in _relations(text):
+        anchor = _thing(rest)
+        if anchor is not None:
+            return Anchor(anchor=anchor, relation=dict(_RELATIONS)[phrase],
+                          words=f"{phrase} {rest}")
+    return None
+
+
+def _relations(text: str) -> list[tuple[str, str]]:
+    """(relation words, the rest of the text) for every relation, left to right; where two
+    start at one place ("in front of", "in") the longer comes first."""
+    longest_first = sorted((phrase for phrase, _ in _RELATIONS), key=len, reverse=True)
+    return [(phrase, text[start + len(phrase):].strip())
+            for start in range(1, len(text)) if text[start - 1] == " "
+            for phrase in longest_first if text.startswith(phrase + " ", start)]
+
+
+def _thing(words: str) -> str | None:
+    """The noun phrase `words` start with, when it names a thing already in the picture."""
+    first = words.split()[0] if words.split() else ""
+    if first in _DESCRIBES_THE_NEW_THING:
         return None
-    phrase, rest = found.group(1), found.group(2)
-    anchor = normalise_noun_phrase(rest)
-    if not anchor or set(anchor.split()) & _NOT_THINGS:
+    anchor = normalise_noun_phrase(words)
+    if not anchor or set(anchor.split()) & _NOT_THINGS or set(anchor.split()) <= _COLOURS:
         return None
-    relation = dict(_RELATIONS)[phrase]
-    return Anchor(anchor=anchor, relation=relation, words=f"{phrase} {rest}")
+    return anchor
 
 
 def place_by_anchor(anchor: Box, relation: Relation, image_size: tuple[int, int]) -> Box:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from agents.families import DEFAULT_OLLAMA_MODEL
 from tools.errors import BrushEditError, InvalidRequestError
 
 ServerKind = Literal["ollama", "openai"]
@@ -63,8 +64,10 @@ class VLMModelNotFoundError(AgentError):
         where = f" at {host}" if host else ""
         reason = f" ({detail})" if detail else ""
         if server == "ollama":
+            pulled = (f" (pulled there: {', '.join(self.available[:8])})"
+                      if self.available else "")
             text = (f"the Ollama server{where} has no model {model!r}{reason}; "
-                    f"download it with `ollama pull {model}`")
+                    f"download it with `ollama pull {model}`{pulled}")
         else:
             served = (f"it serves {', '.join(repr(m) for m in self.available[:8])}"
                       if self.available else "use a model name the server lists under /models")
@@ -121,7 +124,7 @@ class VLMNoVisionError(AgentError):
     Fields: `model`, `capabilities` (as the server listed them), `server`, `url`, `fix`.
     """
 
-    SUGGESTED = "qwen2.5vl:7b"
+    SUGGESTED = DEFAULT_OLLAMA_MODEL
 
     def __init__(self, model: str, capabilities: list[str] | tuple[str, ...] = (), *,
                  server: ServerKind = "ollama", url: str | None = None, detail: str = "") -> None:

@@ -50,6 +50,14 @@ class BoxConvention(StrEnum):
     """Unknown family: the model says its units and `agents.box.infer_units` checks them."""
 
 
+DEFAULT_OLLAMA_MODEL = "qwen3-vl:8b-instruct"
+"""The model asked when none is configured: the best-grounding vision model a user can pull
+today at the usual 8 GB of GPU memory (6.1 GB). Qwen3-VL points more precisely than Qwen2.5-VL
+("stronger 2D grounding", its model card) and answers on a 0-1000 grid of the picture, so no
+guess about how the server resized the picture enters its boxes. The `-instruct` build does not
+think: the plain `qwen3-vl:8b` tag is the Thinking build, which on Ollama puts its JSON in the
+thinking text (ollama #12831) and takes longer. Needs Ollama 0.12.7 or later."""
+
 Thinking = Literal["never", "variant", "always"]
 Grounding = Literal["strong", "fair", "none", "unknown"]
 

@@ -30,7 +30,7 @@ from agents.errors import (
     VLMTimeoutError,
     VLMUnavailableError,
 )
-from agents.families import FamilyMatch, ModelCard, resolve_family
+from agents.families import DEFAULT_OLLAMA_MODEL, FamilyMatch, ModelCard, resolve_family
 from agents.http import (
     AnswerTooLarge,
     DeadlineExceeded,
@@ -52,9 +52,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "qwen2.5vl:7b"
+DEFAULT_MODEL = DEFAULT_OLLAMA_MODEL
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
+_NO_THINKING = "does not support thinking"
+"""Ollama's refusal of `think` for a model whose template has no thinking switch."""
 DEFAULT_MAX_ANSWER_BYTES = 1_000_000
 """1 MB: a structured answer here is a few hundred bytes; more is a runaway model or a wrong
 server, and would only bloat the trace."""
@@ -156,6 +158,8 @@ class OllamaVLM(ReAskingVLM):
         self.max_answer_bytes = max_answer_bytes
         self.check_vision = check_vision
         self.family_override = family
+        self.thinking_switch = True
+        """False once the server said the model does not support thinking (not sent again)."""
         self._http = http_client
         self._card: ModelCard | None = None
         self._card_lock = threading.Lock()
@@ -209,7 +213,7 @@ class OllamaVLM(ReAskingVLM):
                 except (VLMTimeoutError, VLMRequestError, httpx.TransportError):
                     return None  # the chat call itself will report what is wrong
                 if status == 404:
-                    raise VLMModelNotFoundError(self.model, self.host, _error_text(data))
+                    raise self._missing(_error_text(data))
                 if status >= 400 or not isinstance(data, dict):
                     return None
                 self._card = ModelCard.from_ollama_show(data)
@@ -226,7 +230,7 @@ class OllamaVLM(ReAskingVLM):
 
     def _think_for(self, match: FamilyMatch) -> bool | None:
         """`think=true` for a model that thinks (so `format` holds); otherwise not sent."""
-        return True if match.thinks else None
+        return True if match.thinks and self.thinking_switch else None
 
     def _ensure_vision(self, match: FamilyMatch) -> None:
         """Refuse a model whose server says it has no vision capability."""
@@ -245,10 +249,9 @@ class OllamaVLM(ReAskingVLM):
         if images:
             user_message["images"] = [png_bytes(image) for image in images]
         json_schema = schema.model_json_schema()
-        think = self._think_for(match)
 
         def reply(history: list[dict[str, Any]]) -> Said[T]:
-            raw, from_thinking = self._chat(history, json_schema, think)
+            raw, from_thinking = self._chat(history, json_schema, self._think_for(match))
             return Said(parse_keeping_raw(raw, schema), raw, from_thinking)
 
         return [{"role": "system", "content": system}, user_message], reply
@@ -270,8 +273,9 @@ class OllamaVLM(ReAskingVLM):
         }
         if think is not None:
             body["think"] = think
-        for attempt in range(self.transport_retries + 1):
-            last_try = attempt == self.transport_retries
+        attempt = 0
+        while True:
+            last_try = attempt >= self.transport_retries
             try:
                 status, data = self._request("POST", "/api/chat", body)
             except VLMTimeoutError:
@@ -285,20 +289,27 @@ class OllamaVLM(ReAskingVLM):
                 if last_try:
                     raise VLMUnavailableError(self.host, type(exc).__name__) from None
                 self._back_off(attempt, type(exc).__name__)
+                attempt += 1
+                continue
+            if status == 400 and "think" in body and _NO_THINKING in _error_text(data):
+                logger.info("%s does not support thinking; asking without the switch",
+                            self.model)
+                self.thinking_switch = False
+                body.pop("think")
                 continue
             if status >= 400:
                 error = _error_text(data)
                 if status == 404:
-                    raise VLMModelNotFoundError(self.model, self.host, error)
+                    raise self._missing(error)
                 if status >= 500 and not last_try:
                     self._back_off(attempt, f"HTTP {status}: {error}")
+                    attempt += 1
                     continue
                 raise VLMRequestError(
                     f"the Ollama server at {self.host} refused the request (HTTP {status}): "
                     f"{error}", server="ollama", url=self.host, status=status,
                 )
             return self._content(data)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _content(self, data: Any) -> tuple[str, bool]:
         """The answer's text from a parsed `/api/chat` reply (the thinking text when the answer
@@ -351,6 +362,20 @@ class OllamaVLM(ReAskingVLM):
             raise VLMRequestError(f"the Ollama address {self.host!r} is not a valid URL ({exc})",
                                   server="ollama", url=self.host) from None
         return reply.status_code, parse_body(reply.text)
+
+    def _missing(self, detail: str) -> VLMModelNotFoundError:
+        """The server has no such model: the error lists the models it has (as OpenAI-compatible
+        servers' errors do), when `/api/tags` answers."""
+        import httpx
+
+        try:
+            code, listing = self._request("GET", "/api/tags")
+        except (ConnectionError, httpx.TransportError, VLMTimeoutError, VLMRequestError):
+            listing = None
+        models = listing.get("models") if isinstance(listing, dict) and code < 400 else None
+        pulled = [str(m.get("model") or m.get("name")) for m in models or ()
+                  if isinstance(m, dict) and (m.get("model") or m.get("name"))]
+        return VLMModelNotFoundError(self.model, self.host, detail, available=pulled)
 
     def _back_off(self, attempt: int, reason: str) -> None:
         delay = self.retry_base_delay * (2**attempt)

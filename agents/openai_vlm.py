@@ -7,7 +7,10 @@ bounded httpx client: one deadline per call and a size cap, `agents.http`) and r
 falling back to `json_object` and then to the schema in the prompt when a server refuses it
 (remembered for later calls). Faults map to the same `AgentError` classes as Ollama's, with
 `server="openai"` and the URL as fields. Thinking models' reasoning arrives as
-`reasoning_content` (or `reasoning`); the JSON is read from it when the answer is empty.
+`reasoning_content` (or `reasoning`); the JSON is read from it when the answer is empty. A model
+that thinks is asked with `chat_template_kwargs={"enable_thinking": true}` (vLLM's and llama.cpp's
+switch), so that a server started with thinking off cannot make it drop the answer format; a
+server that refuses the field is asked without it from then on.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ class _FormatRefused(Exception):
     """The server refused the answer format; the next mode is tried."""
 
 
+class _SwitchRefused(Exception):
+    """The server refused `chat_template_kwargs`; the thinking switch is no longer sent."""
+
+
+_SWITCH_WORDS = re.compile(r"chat_template_kwargs|enable_thinking", re.I)
+
+
 class OpenAIVLM(ReAskingVLM):
     """Ask a vision model behind an OpenAI-compatible server for schema-checked JSON.
 
@@ -148,6 +158,8 @@ class OpenAIVLM(ReAskingVLM):
         self.check_vision = check_vision
         self.family_override = family
         self.format_mode: FormatMode = "json_schema"
+        self.thinking_switch = True
+        """False once the server refused `chat_template_kwargs` (it is not sent again)."""
         self._http = http_client
         self._client: openai.OpenAI | None = None
         self._listing: dict[str, Any] | None = None
@@ -218,8 +230,22 @@ class OpenAIVLM(ReAskingVLM):
 
     @property
     def family(self) -> FamilyMatch:  # type: ignore[override]
-        """The model's family, by its name (or `family=`), with the capabilities listed."""
-        return resolve_family(self.model, self.card(), self.family_override)
+        """The model's family, by its name (or `family=`), with the capabilities listed; a
+        served name that says nothing (`vllm serve ... --served-model-name vlm`) goes by the
+        checkpoint the server says it serves (`root` in vLLM's `/models`)."""
+        card = self.card()
+        match = resolve_family(self.model, card, self.family_override)
+        root = (self.listing() or {}).get("root") if match.source == "fallback" else None
+        if isinstance(root, str) and root.strip() and root != self.model:
+            served = resolve_family(root, card)
+            if served.source == "name":
+                return served.model_copy(update={
+                    "model": self.model, "evidence": f"served from {root!r}"})
+        return match
+
+    def _think_for(self, match: FamilyMatch) -> bool | None:
+        """`enable_thinking=true` for a model that thinks (so the format holds); else not sent."""
+        return True if match.thinks and self.thinking_switch else None
 
     # --- asking ---------------------------------------------------------------------------------
 
@@ -234,7 +260,7 @@ class OpenAIVLM(ReAskingVLM):
         content += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images]
 
         def reply(history: list[dict[str, Any]]) -> Said[T]:
-            raw, from_thinking = self._chat(history, schema)
+            raw, from_thinking = self._chat(history, schema, match)
             return Said(parse_keeping_raw(raw, schema), raw, from_thinking)
 
         return [{"role": "system", "content": system}, {"role": "user", "content": content}], reply
@@ -242,14 +268,19 @@ class OpenAIVLM(ReAskingVLM):
     def _follow_up(self, raw: str, reask: str) -> list[dict[str, Any]]:
         return [{"role": "assistant", "content": raw}, {"role": "user", "content": reask}]
 
-    def _chat(self, history: list[dict[str, Any]], schema: type[Any]) -> tuple[str, bool]:
+    def _chat(self, history: list[dict[str, Any]], schema: type[Any], match: FamilyMatch
+              ) -> tuple[str, bool]:
         """One answer's text: retried after transport faults, the format stepped down when
-        the server refuses it."""
+        the server refuses it, the thinking switch dropped when it refuses that."""
         attempt = 0
         while True:
             mode = self.format_mode
             try:
-                return self._complete(history, schema, mode)
+                return self._complete(history, schema, mode, self._think_for(match))
+            except _SwitchRefused:
+                self.thinking_switch = False
+                logger.info("%s refuses chat_template_kwargs; the thinking switch is left to "
+                            "the server", self.url)
             except _FormatRefused:
                 self.format_mode = FORMAT_MODES[FORMAT_MODES.index(mode) + 1]
                 logger.info("%s refuses response_format %s; using %s", self.url, mode,
@@ -263,9 +294,9 @@ class OpenAIVLM(ReAskingVLM):
                 time.sleep(delay)
                 attempt += 1
 
-    def _request(self, history: list[dict[str, Any]], schema: type[Any], mode: FormatMode
-                 ) -> dict[str, Any]:
-        """The chat-completions parameters for `mode`."""
+    def _request(self, history: list[dict[str, Any]], schema: type[Any], mode: FormatMode,
+                 think: bool | None = None) -> dict[str, Any]:
+        """The chat-completions parameters for `mode` (and the thinking switch, unless None)."""
         messages = [dict(m) for m in history]
         if mode != "json_schema":
             messages[0]["content"] = with_schema_hint(messages[0]["content"], schema)
@@ -280,16 +311,21 @@ class OpenAIVLM(ReAskingVLM):
                 "name": schema_name(schema), "schema": schema.model_json_schema()}}
         elif mode == "json_object":
             params["response_format"] = {"type": "json_object"}
+        if think is not None:
+            params["extra_body"] = {"chat_template_kwargs": {"enable_thinking": think}}
         return params
 
-    def _complete(self, history: list[dict[str, Any]], schema: type[Any], mode: FormatMode
-                  ) -> tuple[str, bool]:
+    def _complete(self, history: list[dict[str, Any]], schema: type[Any], mode: FormatMode,
+                  think: bool | None = None) -> tuple[str, bool]:
         import openai
 
-        params = self._request(history, schema, mode)
+        params = self._request(history, schema, mode, think)
         try:
             reply = self._call(lambda c: c.chat.completions.with_raw_response.create(**params))
         except openai.APIStatusError as exc:
+            if think is not None and exc.status_code in (400, 422) and _SWITCH_WORDS.search(
+                    exc.response.text):
+                raise _SwitchRefused() from None
             raise self._status_error(exc, mode) from None
         return self._content(parse_body(reply.text))
 
@@ -398,8 +434,8 @@ class OpenAIVLM(ReAskingVLM):
             return []
 
     def check(self) -> VLMStatus:
-        """Ask the server whether it answers, serves the model, and (where it says) whether the
-        model can see images."""
+        """Ask the server whether it answers, serves the model, and whether the model can see
+        images: as its `/models` lists it, else by showing it a tiny picture."""
         status = VLMStatus(server="openai", host=self.url, model=self.model)
         try:
             models = self._models()
@@ -422,6 +458,9 @@ class OpenAIVLM(ReAskingVLM):
         card = self.card()
         status.capabilities = list(card.capabilities) if card else []
         status.vision = ("vision" in card.capabilities) if card else None
+        if status.vision is None:  # vLLM and llama.cpp do not list it: show it a picture
+            status.vision = self._sees_a_picture()
+            status.vision_probed = status.vision is not None
         status.family = self.family
         if status.vision is False:
             refusal = errors.VLMNoVisionError(self.model, status.capabilities, server="openai",
@@ -429,6 +468,28 @@ class OpenAIVLM(ReAskingVLM):
             status.error = str(refusal).split(";")[0]
             status.fix = refusal.fix
         return status
+
+
+    def _sees_a_picture(self) -> bool | None:
+        """Whether the server takes a picture for the model: True when a one-token answer to a
+        32-px picture comes back, False when the server refuses images (a text-only model,
+        llama.cpp without its projector), None when the probe itself fails."""
+        import openai
+        from PIL import Image
+
+        picture = data_url(Image.new("RGB", (32, 32), (255, 0, 0)))
+        params = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Answer with one word: which colour is this?"},
+                {"type": "image_url", "image_url": {"url": picture}}]}]}
+        try:
+            self._call(lambda c: c.chat.completions.with_raw_response.create(**params))
+        except openai.APIStatusError as exc:
+            message = error_text(parse_body(exc.response.text))
+            return False if _NO_IMAGES.search(message) else None
+        except (AgentError, _Retry):
+            return None
+        return True
 
 
 def _text(content: Any) -> str | None:

@@ -19,6 +19,9 @@ class VLMStatus(BaseModel):
     version: str | None = None
     model_present: bool = False
     vision: bool | None = Field(default=None, description="None when the server does not say.")
+    vision_probed: bool = Field(
+        default=False, description="`vision` comes from showing the model a tiny picture, not "
+        "from the server's listing.")
     capabilities: list[str] = Field(default_factory=list)
     available_models: list[str] = Field(default_factory=list)
     family: FamilyMatch | None = Field(

@@ -27,7 +27,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from evals.benchmarks import BenchItem, Benchmark, load_brushbench, load_pie_bench
-from evals.parallel import in_processes, ray_session
 from evals.runner import (
     RESULTS,
     ResultLog,
@@ -37,6 +36,7 @@ from evals.runner import (
     vlm_problem,
 )
 from evals.scorers import ScorerSettings
+from graphs.workers import died_message, map_workers, worker_factory
 from tools.errors import BrushEditError, ConfigError
 from tools.types import SEED_MAX, EditCategory, InpainterName
 
@@ -258,52 +258,20 @@ def _first_attempt(session: Any, fallback: str) -> str | None:
 # -- executing workers -----------------------------------------------------------------------------
 
 
-_PROCESS_WORKER: dict[str, BenchWorker] = {}
-"""The one worker of a pool process (set by the pool's initializer; empty in the parent)."""
-
-
-def _init_process(config: BenchConfig) -> None:
-    _PROCESS_WORKER["worker"] = BenchWorker(config)
-
-
-def _edit_in_process(item: BenchItem) -> dict[str, Any]:
-    return _PROCESS_WORKER["worker"](item)
-
-
 def _execute(
     todo: list[BenchItem], config: BenchConfig, options: BenchOptions
 ) -> Iterator[dict[str, Any]]:
+    """One `BenchWorker` per process or Ray actor, each holding its own loaded models."""
     if not todo:
         return
-    if options.ray:
-        yield from _execute_ray(todo, config, options)
-    elif options.workers > 1:
-        yield from in_processes(
-            _edit_in_process,
-            [(item,) for item in todo],
-            options.workers,
-            initializer=_init_process,
-            initargs=(config,),
-        )
-    else:
-        worker = BenchWorker(config)
-        try:
-            for item in todo:
-                yield worker(item)
-        finally:
-            worker.close()
+    yield from map_workers(worker_factory(BenchWorker, config), todo, workers=options.workers,
+                           ray=options.ray, on_death=_died_row)
 
 
-def _execute_ray(
-    todo: list[BenchItem], config: BenchConfig, options: BenchOptions
-) -> Iterator[dict[str, Any]]:
-    """One Ray actor per worker, each holding its own loaded models."""
-    with ray_session(options.ray, options.workers) as ray:
-        from ray.util import ActorPool
-
-        actor = ray.remote(num_cpus=1)(BenchWorker)
-        pool = ActorPool([actor.remote(config) for _ in range(options.workers)])
-        yield from pool.map_unordered(lambda a, item: a.edit.remote(item), todo)
+def _died_row(item: BenchItem, deaths: int) -> dict[str, Any]:
+    """The row of an item whose worker process died every time it ran it."""
+    return {"key": item.key, "id": item.id, "ok": False, "error_type": "WorkerDiedError",
+            "error": died_message(deaths)}
 
 
 # -- the run ---------------------------------------------------------------------------------------

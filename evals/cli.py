@@ -19,6 +19,7 @@ import typer
 
 from interfaces.cli_errors import BrushEditGroup
 from interfaces.commands import edit_option
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt, export_to_environment
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER
 
 _MAX_VARIANTS = 100
@@ -126,8 +127,8 @@ class _RunExecution:
     ray: Annotated[
         str | None,
         typer.Option(
-            help="Run on a Ray cluster at this address (`auto`, `ray://...`; `local` "
-            "starts one with --workers CPUs)."
+            help="Run on the Ray cluster at this address (`auto`, `ray://...`; `local` "
+            "starts one on this machine) as a Ray Data pipeline of --workers actors."
         ),
     ] = None
     limit: LimitOption = None
@@ -149,11 +150,14 @@ def run(
     measures: _RunMeasures,
     execution: _RunExecution,
     report: Annotated[bool, typer.Option(help="Write the report when done.")] = True,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
     """Run (or resume) an eval: every item x variant x planner is one edit session."""
     from evals.perturb import resolve_families
     from evals.runner import RunOptions, make_config, run_eval
 
+    export_to_environment(vlm_url, vlm_model)  # the workers build their VLM from it
     try:
         families = resolve_families(perturb)
     except ValueError as exc:
@@ -276,7 +280,8 @@ class _BenchExecution:
     ray: Annotated[
         str | None,
         typer.Option(
-            help="Ray address (`auto`, `ray://...`); `local` starts one with --workers CPUs."
+            help="Ray address (`auto`, `ray://...`; `local` starts one on this machine): "
+            "--workers actors, each holding its models."
         ),
     ] = None
     device: Annotated[
@@ -314,8 +319,11 @@ def bench_pie(
     edit: _BenchEdit,
     scoring: _Scoring,
     execution: _BenchExecution,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
     """Run PIE-Bench (700 images, 10 editing types) and write the paper's metrics."""
+    export_to_environment(vlm_url, vlm_model)  # agent mode's planner reads it
     type_ids = [t.strip() for t in types.split(",") if t.strip()] if types else None
     _bench(
         "pie-bench", folder, out, edit, scoring, execution, mode=mode, types=type_ids,

@@ -2,14 +2,14 @@
 
 The unit of work is `evaluate_variant(item, variant, planner, config) -> dict`: it builds its
 own components (fresh in-memory checkpointer, new session id), so the same plain function runs
-in this process, in a `ProcessPoolExecutor` worker or as a Ray task. The parent process is the
+in this process, in a local worker process or in a Ray Data actor (`graphs.workers`, the pool
+the batch engine uses too). The parent process is the
 only writer of `DIR/results.jsonl`: one line per finished key, flushed at once and never
 rewritten, which is what makes a killed run resumable.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -21,17 +21,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from evals.parallel import in_processes, ray_session
 from evals.perturb import CANONICAL, Variant, make_variants, resolve_families
 from evals.suite import SuiteItem, load_suite
+from graphs.run_folder import (
+    CONFIG,
+    RESULTS,
+    ResultLog,
+    check_or_store_config,
+    check_run_folder,
+    load_json_object,
+    read_results,
+)
+from graphs.workers import died_message, map_workers, worker_factory
 from tools.errors import BrushEditError, ConfigError
 from tools.types import SEED_MAX, InpainterName
 
 logger = logging.getLogger(__name__)
 
 PlannerName = Literal["rules", "vlm"]
-RESULTS = "results.jsonl"
-CONFIG = "config.json"
 DATA = "data"
 
 
@@ -289,140 +296,6 @@ def build_tasks(config: EvalConfig, limit: int | None = None) -> list[Task]:
     return tasks
 
 
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """All complete rows of a results file, the last row per key winning.
-
-    A line cut short by a kill is skipped (and logged); everything else must parse.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows: dict[str, dict[str, Any]] = {}
-    broken = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                broken += 1
-                continue
-            if isinstance(row, dict) and "key" in row:
-                rows[row["key"]] = row
-    if broken:
-        logger.warning("%s: skipped %d incomplete line(s) (an interrupted write)", path, broken)
-    return list(rows.values())
-
-
-class ResultLog:
-    """Append-only JSONL writer: one line per row, flushed and synced before returning."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8")
-        if self.path.stat().st_size and not _ends_with_newline(self.path):
-            self._handle.write("\n")  # isolate a half-written line left by a kill
-            self._handle.flush()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> ResultLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
-
-
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
-
-
-def load_json_object(path: Path) -> dict[str, Any]:
-    """A run folder's JSON file (config, summary) as a dict, or one `ConfigError` sentence."""
-    from tools.images import read_user_file
-
-    try:
-        raw = read_user_file(path, max_bytes=MAX_CONFIG_BYTES, what="a JSON file")
-        value = json.loads(raw.decode("utf-8"))
-    except BrushEditError as exc:
-        raise ConfigError(str(exc)) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path} is damaged: it is not JSON ({exc}); restore it or set the "
-                          "folder aside") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an "
-                          "object; restore it or set the folder aside")
-    return value
-
-
-def check_run_folder(out: Path) -> None:
-    """Refuse a run folder that is a file, or that sits in BrushEdit's data folder."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a run folder; give a folder path")
-    from graphs.artifacts import check_output_folder
-    from graphs.settings import load_settings
-
-    try:
-        check_output_folder(out, data_dir=load_settings().data_dir)
-    except BrushEditError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def check_or_store_config(config: EvalConfig, out: Path, *, force_new: bool = False) -> None:
-    """Write `config.json` on the first start; refuse a restart that measures something else.
-
-    With `force_new`, an earlier run in `out` is moved to `out/previous-<time>/` first.
-    """
-    path = out / CONFIG
-    check_run_folder(out)
-    if path.is_file():
-        stored = load_json_object(path)
-        current = config.model_dump(mode="json")
-        if stored != current:
-            if not force_new:
-                diffs = [
-                    f"{name}: {stored.get(name)!r} -> {current.get(name)!r}"
-                    for name in sorted(set(stored) | set(current))
-                    if stored.get(name) != current.get(name)
-                ]
-                raise ConfigError(
-                    f"{out} holds a run with a different configuration ({'; '.join(diffs)}). "
-                    "Resume it with the same options, pick another --out, or pass --force-new "
-                    "to set the old run aside and start again"
-                )
-            _set_aside(out)
-        elif force_new:
-            _set_aside(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not path.is_file():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-
-
-def _set_aside(out: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    target = out / f"previous-{stamp}"
-    target.mkdir()
-    for name in (CONFIG, RESULTS, "summary.json", "items.jsonl", "report.html"):
-        if (out / name).exists():
-            os.replace(out / name, target / name)
-    return target
-
-
 def pending_tasks(
     tasks: list[Task], done: Iterable[dict[str, Any]], retry_errors: bool
 ) -> list[Task]:
@@ -478,20 +351,19 @@ def run_eval(
 
 
 def vlm_problem() -> str | None:
-    """None when the configured Ollama server answers and has the model; else what is wrong."""
-    from agents.vlm import OllamaVLM
-    from graphs import Settings
+    """None when the configured VLM's server (Ollama, or the OpenAI-compatible one at
+    `BRUSHEDIT_VLM_URL`) answers and has the model; else what is wrong."""
+    from agents.errors import server_name
+    from graphs import Settings, build_vlm
 
     settings = Settings()
-    vlm = OllamaVLM(
-        model=settings.ollama_model,
-        host=settings.ollama_host,
-        timeout=min(settings.ollama_timeout, 10.0),
-    )
+    vlm = build_vlm(settings, timeout=min(settings.ollama_timeout, 10.0))
     try:
         status = vlm.check()
     except Exception as exc:  # any failure to ask is the same answer: not usable
-        return f"cannot ask the Ollama server at {vlm.host} ({type(exc).__name__}: {exc})"
+        where = getattr(vlm, "url", None) or getattr(vlm, "host", "")
+        return (f"cannot ask the {server_name(vlm.server)} at {where} "
+                f"({type(exc).__name__}: {exc})")
     if status.ok:
         return None
     return "; ".join(part for part in (status.error, status.fix) if part) or "VLM not usable"
@@ -518,39 +390,34 @@ def skipped_row(task: Task, error_type: str, error: str) -> dict[str, Any]:
     }
 
 
+class VariantWorker:
+    """A worker of the shared pool (`graphs.workers`): `evaluate_variant` for each task it gets.
+
+    Each task still builds its own components (a fresh session), so a row never depends on which
+    worker, process or Ray actor ran it.
+    """
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+
+    def __call__(self, task: Task) -> dict[str, Any]:
+        return evaluate_variant(task.item, task.variant, task.planner, self.config)
+
+
+def _died_row(task: Task, deaths: int) -> dict[str, Any]:
+    """The row of a task whose worker died every time it ran it (`--retry-errors` redoes it)."""
+    return skipped_row(task, "WorkerDiedError", died_message(deaths))
+
+
 def _execute(
     todo: list[Task], config: EvalConfig, out: Path, options: RunOptions
 ) -> Iterator[dict[str, Any]]:
+    """The tasks on the shared worker pool: this process, `--workers N` local processes, or a
+    Ray Data pipeline of `--workers` actors (`--ray`)."""
     if not todo:
         return
-    if options.ray:
-        yield from _execute_ray(todo, config, out, options)
-    elif options.workers > 1:
-        yield from _execute_processes(todo, config, out, options.workers)
-    else:
-        for task in todo:
-            yield evaluate_variant(task.item, task.variant, task.planner, config)
-
-
-def _execute_processes(
-    todo: list[Task], config: EvalConfig, out: Path, workers: int
-) -> Iterator[dict[str, Any]]:
-    """Local worker processes, one fresh session per task."""
-    calls = [(t.item, t.variant, t.planner, config) for t in todo]
-    yield from in_processes(evaluate_variant, calls, workers)
-
-
-def _execute_ray(
-    todo: list[Task], config: EvalConfig, out: Path, options: RunOptions
-) -> Iterator[dict[str, Any]]:
-    """Ray tasks on an existing cluster (`--ray ADDRESS`) or a local one (`--ray local`)."""
-    with ray_session(options.ray, options.workers) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=1)(evaluate_variant)
-        pending = [remote.remote(t.item, t.variant, t.planner, config) for t in todo]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                yield ray.get(ref)
+    yield from map_workers(worker_factory(VariantWorker, config), todo,
+                           workers=options.workers, ray=options.ray, on_death=_died_row)
 
 
 def make_config(
@@ -584,12 +451,17 @@ def make_config(
 
 __all__ = [
     "CANONICAL",
+    "CONFIG",
+    "RESULTS",
     "EvalConfig",
     "ResultLog",
     "RunOptions",
     "Task",
     "build_tasks",
+    "check_or_store_config",
+    "check_run_folder",
     "evaluate_variant",
+    "load_json_object",
     "make_config",
     "read_results",
     "result_key",

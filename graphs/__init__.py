@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from graphs.session import EditSession, MaskReview, PreparedTurn, Turn
     from graphs.settings import Settings
     from graphs.traces import TraceStore
+    from graphs.vlm_setup import PlannerInfo, build_vlm, planner_info
 
 _EXPORTS = {
     "ArtifactStore": "graphs.artifacts",
@@ -32,6 +33,9 @@ _EXPORTS = {
     "Turn": "graphs.session",
     "Settings": "graphs.settings",
     "TraceStore": "graphs.traces",
+    "PlannerInfo": "graphs.vlm_setup",
+    "build_vlm": "graphs.vlm_setup",
+    "planner_info": "graphs.vlm_setup",
 }
 
 __all__ = [
@@ -40,12 +44,15 @@ __all__ = [
     "EditSession",
     "GraphSettings",
     "MaskReview",
+    "PlannerInfo",
     "PreparedTurn",
     "Settings",
     "TraceStore",
     "Turn",
     "build_components",
     "build_graph",
+    "build_vlm",
+    "planner_info",
 ]
 
 

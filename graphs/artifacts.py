@@ -260,6 +260,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write bytes through a temporary file and a rename."""
+    path = Path(path)
+    _write_atomic(path, lambda handle: handle.write(data), named=True)
+    return path
+
+
 def _write_atomic(
     target: Path,
     write: Callable[[IO[Any]], object],

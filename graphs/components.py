@@ -52,8 +52,9 @@ def build_components(
     Args:
         settings: where models, data and the database are.
         inpainter: default inpainter, `brushnet` or `opencv` (both stay available by name).
-        planner: `auto` tries the Ollama VLM and falls back to the rule parser; `vlm` fails when
-            the VLM does; `rules` never calls it.
+        planner: `auto` tries the VLM (Ollama, or the OpenAI-compatible server at
+            `settings.vlm_url`) and falls back to the rule parser; `vlm` fails when the VLM
+            does; `rules` never calls it.
         segmenter: build a (lazy) GroundingDINO + SAM segmenter; False for user masks only.
         persist: open the session checkpointer (SQLite in `data_dir`, or Postgres when
             `database_url` says so); False opens none: each session object keeps its
@@ -70,11 +71,9 @@ def build_components(
     data_dir = check_data_dir(settings.data_dir)
     vlm = None
     if planner != "rules":
-        from agents.vlm import OllamaVLM
+        from graphs.vlm_setup import build_vlm
 
-        vlm = OllamaVLM(
-            model=settings.ollama_model, host=settings.ollama_host, timeout=settings.ollama_timeout
-        )
+        vlm = build_vlm(settings)
     seg = LazyModel(lambda: _load_segmenter(settings), "segmenter") if segmenter else None
     saver = open_checkpointer(settings) if persist else None
     return Context(

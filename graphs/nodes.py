@@ -211,7 +211,9 @@ def mask(state: State, run: NodeRun) -> dict[str, Any]:
     if user_mask is None and plan.category in NEEDS_SEGMENTATION and segmenter is None:
         raise MaskNeededError.no_segmenter(_what(plan))
     if user_mask is None and plan.category == EditCategory.ADDITION and plan.box is None:
-        plan = _addition_box(run, plan, image)
+        from graphs.placement import addition_box
+
+        plan = addition_box(run, plan, image, rules)
     proposal = _propose(run, plan, image, user_mask, rules)
     mask, notes = proposal.mask, list(proposal.notes)
     extra = int(retry.get("extra_dilation_px", 0))
@@ -221,27 +223,12 @@ def mask(state: State, run: NodeRun) -> dict[str, Any]:
         mask = dilate(mask, extra)
         notes.append(f"user mask dilated by {extra} px after the verifier blamed the mask")
     digest = store.put_mask(mask)
-    run.outputs = {"mask_source": proposal.source, "found": bool(proposal.found),
-                   "coverage": round(float((mask > 0).mean()), 4), "notes": notes,
-                   "proposal": proposal.summary()}
+    run.outputs.update({"mask_source": proposal.source, "found": bool(proposal.found),
+                        "coverage": round(float((mask > 0).mean()), 4), "notes": notes,
+                        "proposal": proposal.summary()})
     run.images = {"source": state["source_image"], "mask": digest}
     return {"edit_mask": digest, "mask_source": str(proposal.source), "mask_notes": notes,
             "plan": plan.model_dump(mode="json")}
-
-
-def _addition_box(run: NodeRun, plan: EditPlan, image: Any) -> EditPlan:
-    """Where an addition goes: the VLM's box, or the middle third of the image (said why)."""
-    from agents.box import propose_box
-
-    box = None
-    if run.asks_vlm:
-        with run.fallback("propose_box"):
-            box = propose_box(run.vlm, image, plan.instruction)
-    if box is None:
-        box = _default_box(image.size)
-        run.history("default_box", box=box, reason="no VLM box proposal; a centred box "
-                    "was used (give a mask to choose where)")
-    return plan.model_copy(update={"box": box})
 
 
 def _propose(run: NodeRun, plan: EditPlan, image: Any, user_mask: Any, rules: Any) -> Any:
@@ -542,12 +529,3 @@ def finish(state: State, run: NodeRun) -> dict[str, Any]:
 
 def _what(plan: EditPlan) -> str:
     return f"“{plan.object}”" if plan.object else f"the area for this {plan.category.value} edit"
-
-
-def _default_box(size: tuple[int, int]) -> Any:
-    """The middle third of the image, where an addition without a proposed box goes."""
-    from tools.types import Box
-
-    width, height = size
-    return Box(x0=width // 3, y0=height // 3, x1=max(width * 2 // 3, width // 3 + 1),
-               y1=max(height * 2 // 3, height // 3 + 1))

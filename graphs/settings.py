@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.families import DEFAULT_OLLAMA_MODEL
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DTypeName = Literal["auto", "float32", "float16", "bfloat16"]
@@ -35,10 +37,32 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BRUSHEDIT_OLLAMA_HOST", "OLLAMA_HOST"),
         description="Where the Ollama server answers.",
     )
-    ollama_model: str = Field(default="qwen2.5vl:7b", description="Vision model served by Ollama.")
+    ollama_model: str = Field(
+        default=DEFAULT_OLLAMA_MODEL,
+        description="Vision model served by Ollama (`BRUSHEDIT_VLM_MODEL` wins when set).",
+    )
     ollama_timeout: float = Field(
         default=120.0, gt=0, le=3600, allow_inf_nan=False,
         description="Seconds allowed for each VLM call, from connecting to the last byte.",
+    )
+    vlm_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible server's API root (vLLM, llama.cpp's llama-server, LM "
+        "Studio), e.g. http://127.0.0.1:8000/v1: the agents ask the model there instead of "
+        "Ollama.",
+    )
+    vlm_model: str | None = Field(
+        default=None,
+        description="The model's name on its server (vLLM: the served name, such as "
+        "Qwen/Qwen3-VL-8B-Instruct); unset: BRUSHEDIT_OLLAMA_MODEL.",
+    )
+    vlm_api_key: SecretStr | None = Field(
+        default=None, description="The key an OpenAI-compatible server asks for, if any."
+    )
+    vlm_family: str | None = Field(
+        default=None,
+        description="The model's family (`agents.families`: qwen2.5-vl, qwen3-vl, minicpm-v, "
+        "llava, gemma3...) when its name does not say it, e.g. a vLLM served name.",
     )
 
     base_model: str = Field(
@@ -118,6 +142,31 @@ class Settings(BaseSettings):
         """`max_concurrent_edits`, or the number of CPU cores when unset."""
         return self.max_concurrent_edits or os.cpu_count() or 1
 
+    # `brushedit serve --ray`: the model deployments on Ray Serve (graphs.serving)
+    serve_replicas: int = Field(
+        default=1, ge=1, le=1024,
+        description="Replicas of each model deployment (inpainter, segmenter); the initial "
+        "count when serve_max_replicas sets autoscaling.",
+    )
+    serve_min_replicas: int = Field(
+        default=1, ge=0, le=1024, description="Autoscaling's lower bound (0: scale to zero)."
+    )
+    serve_max_replicas: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Autoscaling's upper bound; unset, the deployments keep serve_replicas.",
+    )
+    serve_gpus_per_replica: float = Field(
+        default=0.0, ge=0, le=64, allow_inf_nan=False, description="GPUs each replica holds."
+    )
+    serve_cpus_per_replica: float = Field(
+        default=1.0, ge=0, le=1024, allow_inf_nan=False, description="CPUs each replica holds."
+    )
+    serve_max_ongoing_requests: int = Field(
+        default=1, ge=1, le=1000,
+        description="Calls a replica runs at once (1: a pipeline is not run twice at once on "
+        "one GPU); more wait in Ray Serve's queue for a free replica.",
+    )
+
     @field_validator("brushnet_subfolder")
     @classmethod
     def _empty_subfolder_is_none(cls, value: str | None) -> str | None:
@@ -141,6 +190,43 @@ class Settings(BaseSettings):
         if not parts.hostname or any(c.isspace() for c in value):
             raise ValueError(f"{value!r} is not a valid server address (no host name)")
         return value
+
+    @field_validator("vlm_url", "vlm_model", "vlm_family", "vlm_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vlm_url")
+    @classmethod
+    def _openai_api_root(cls, value: str | None) -> str | None:
+        """The API root the address means (`/v1` added when it has no path)."""
+        if value is None:
+            return None
+        from agents.openai_vlm import openai_base_url
+
+        try:
+            return openai_base_url(value)
+        except ValueError as exc:
+            raise ValueError(f"{value.strip()[:80]!r} is not a server address ({exc})") from None
+
+    @field_validator("vlm_family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from agents.families import family_named
+
+        return family_named(value).name
+
+    @property
+    def vlm_server(self) -> str:
+        """`openai` when `vlm_url` is set, else `ollama`: the kind of server the VLM is on."""
+        return "openai" if self.vlm_url else "ollama"
+
+    @property
+    def planner_model(self) -> str:
+        """The VLM's name on its server: `vlm_model`, else `ollama_model`."""
+        return (self.vlm_model or self.ollama_model).strip()
 
     def resolved_device(self) -> str:
         """cuda > mps > cpu when `device` is auto (imports torch: call only when loading models)."""

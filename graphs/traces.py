@@ -103,6 +103,13 @@ def m002_turns(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_call_family(db: sqlite3.Connection) -> None:
+    """Which model family each answer was read as, and whether it came from the thinking."""
+    db.execute("ALTER TABLE calls ADD COLUMN family TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN from_thinking INTEGER")
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now.
 
@@ -297,11 +304,13 @@ class TraceStore:
                 c = call_record(call)
                 self.db.execute(
                     "INSERT INTO calls (event_id, session_id, model, system, prompt, images, raw, "
-                    "parsed, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "parsed, duration_ms, error, family, from_thinking) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event_id, session_id, clip(c["model"], 500), clip(c["system"]),
                         clip(c["prompt"]), dumps_capped(c["images"]), clip(c["raw"]),
                         dumps_capped(c["parsed"]), c["duration_ms"], clip(c["error"]),
+                        clip(c["family"], 100), c["from_thinking"],
                     ),
                 )
         return event_id
@@ -370,6 +379,8 @@ class TraceStore:
             item = dict(call)
             item["images"] = _loads(item["images"])
             item["parsed"] = _loads(item["parsed"])
+            if item.get("from_thinking") is not None:
+                item["from_thinking"] = bool(item["from_thinking"])
             by_event.setdefault(item.pop("event_id"), []).append(item)
         out = []
         for row in rows:
@@ -471,6 +482,8 @@ def call_record(call: Any) -> dict[str, Any]:
         "parsed": parsed,
         "duration_ms": duration,
         "error": None if pick("error") is None else str(pick("error")),
+        "family": None if pick("family") is None else str(pick("family")),
+        "from_thinking": None if pick("from_thinking") is None else bool(pick("from_thinking")),
     }
 
 

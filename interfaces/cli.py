@@ -1,7 +1,7 @@
 """The `brushedit` command line: the root app, `doctor`, and where every command comes from.
 
 `edit`, `resume`, `chat` and `demo` are in `interfaces.commands`, the `trace` group in
-`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`. Expected
+`interfaces.trace_cli`, `ui`, `serve` and `mcp` in `interfaces.server_commands`, `batch` in `interfaces.batch_cli`. Expected
 failures (`BrushEditError`) print one line and exit 2, never a traceback
 (`interfaces.cli_errors`). Other packages add sub-commands through the `brushedit.commands`
 entry-point group (evals adds `eval`), so nothing here imports upward. `brushedit --help` never imports torch.
@@ -16,8 +16,9 @@ from typing import Annotated
 
 import typer
 
-from interfaces import commands, server_commands, trace_cli
+from interfaces import batch_cli, commands, server_commands, trace_cli
 from interfaces.cli_errors import BrushEditGroup
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 
 ENTRY_POINT_GROUP = "brushedit.commands"
 
@@ -49,12 +50,15 @@ def doctor(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when anything is missing.")
     ] = False,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
-    """Check torch, the Ollama server and model weights, without downloading anything."""
-    from graphs.settings import load_settings
+    """Check torch, the VLM's server (Ollama or OpenAI-compatible), its model and family, and
+    model weights, without downloading anything."""
     from interfaces.doctor import print_report, run_checks
+    from interfaces.vlm_options import settings_with
 
-    checks = run_checks(load_settings())
+    checks = run_checks(settings_with(vlm_url, vlm_model))
     print_report(checks)
     if strict and not all(check.ok for check in checks):
         raise typer.Exit(1)
@@ -63,6 +67,7 @@ def doctor(
 commands.register(app)
 server_commands.register(app)
 app.add_typer(trace_cli.app, name="trace")
+app.add_typer(batch_cli.app, name="batch")
 
 
 def _load_plugins(root: typer.Typer) -> None:

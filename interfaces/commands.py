@@ -14,6 +14,7 @@ import typer
 
 from interfaces.cli_errors import cli_message
 from interfaces.terminal import markup, one_line, plain
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt
 from tools.errors import InvalidRequestError
 from tools.option_specs import OPTION_SPECS, option_bounds
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES, WEIGHTLESS_INPAINTER, inpainter_help
@@ -30,7 +31,7 @@ InpainterOpt = Annotated[
     str, typer.Option("--inpainter", help=inpainter_help() + ".")
 ]
 PlannerOpt = Annotated[
-    str, typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama).")
+    str, typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no VLM).")
 ]
 SessionOpt = Annotated[
     str | None, typer.Option("--session", help="Continue this session (a new one if omitted).")
@@ -59,11 +60,13 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _components(inpainter: str, planner: str, max_attempts: int | None = None) -> Context:
+def _components(inpainter: str, planner: str, max_attempts: int | None = None, *,
+                vlm_url: str | None = None, vlm_model: str | None = None) -> Context:
     from graphs.components import build_components
+    from interfaces.vlm_options import settings_with
 
-    return build_components(_settings(), inpainter=inpainter, planner=planner,  # type: ignore[arg-type]
-                            max_attempts=max_attempts)
+    return build_components(settings_with(vlm_url, vlm_model), inpainter=inpainter,
+                            planner=planner, max_attempts=max_attempts)  # type: ignore[arg-type]
 
 
 def _console(stderr: bool = True) -> Any:
@@ -194,8 +197,14 @@ def _stdin_review(console: Any) -> Any:
 def _summary(console: Any, result: Any, out: Path | None, session: EditSession) -> None:
     verdict = "[green]accepted[/]" if result.accepted else "[yellow]not accepted[/]"
     where = f"wrote {markup(out)}" if out else f"result {markup(session.path(result.image))}"
+    planner = result.planner
+    if planner == "vlm":
+        from graphs.vlm_setup import planner_info
+
+        info = planner_info(session.components)
+        planner = f"vlm: {info.model} ({info.family_label})" if info.model else planner
     console.print(f"{where} ({verdict} after {result.attempts} attempt(s); planner "
-                  f"{result.planner}, inpainter {result.inpainter})")
+                  f"{markup(planner)}, inpainter {result.inpainter})")
     if not result.accepted:
         console.print(f"  reason: {one_line(result.reason)}", markup=False)
     console.print(f"  session {session.id}, turn {result.turn}: `brushedit trace show "
@@ -217,6 +226,8 @@ def edit(
     max_attempts: Annotated[int | None, edit_option("--max-attempts", "max_attempts")] = None,
     inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
     review_mask: Annotated[bool, typer.Option("--review-mask",
                                               help="Approve or replace the mask first.")] = False,
 ) -> None:
@@ -237,7 +248,8 @@ def edit(
     check_options(flags)  # the facade's rule, before anything runs: NaN or inf stop here
     out = _check_output(out, source, mask)
     _check_inputs(source, mask)
-    components = _components(inpainter, planner, max_attempts)
+    components = _components(inpainter, planner, max_attempts, vlm_url=vlm_url,
+                             vlm_model=vlm_model)
     try:
         if source is None and not components.traces.has_session(str(session_id)):
             raise InvalidRequestError(f"no session {session_id!r} to continue from; "
@@ -269,6 +281,8 @@ def _check_inputs(image: Path | None, mask: Path | None) -> None:
 def resume(
     session_id: Annotated[str, typer.Argument(help="Session whose last edit was cut short.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
     """Finish an edit that was interrupted (crash, kill) from its last completed step."""
     from graphs.requests import check_session_name
@@ -276,7 +290,7 @@ def resume(
 
     check_session_name(session_id)
     out = _check_output(out)
-    components = _components(DEFAULT_INPAINTER, "auto")
+    components = _components(DEFAULT_INPAINTER, "auto", vlm_url=vlm_url, vlm_model=vlm_model)
     try:
         if not components.traces.has_session(session_id):
             raise InvalidRequestError(f"no session {session_id!r}; `brushedit trace list` "
@@ -301,6 +315,8 @@ def chat(
     session_id: SessionOpt = None,
     inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask for the first turn.")] = None,
 ) -> None:
     """Edit IMAGE over several turns, reading instructions from stdin (one per line)."""
@@ -313,7 +329,7 @@ def chat(
     if session_id is not None:
         check_session_name(session_id)
     _check_inputs(image, mask)
-    components = _components(inpainter, planner)
+    components = _components(inpainter, planner, vlm_url=vlm_url, vlm_model=vlm_model)
     console = _console(stderr=False)
     try:
         session = EditSession.open(components, session_id)
@@ -385,17 +401,21 @@ def examples_dir() -> Path:
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for results and the report.")] = Path(
         "brushedit-demo"),
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
 ) -> None:
     """Edit the bundled examples offline with whatever is installed, and write a report."""
     from graphs.artifacts import check_output_folder
     from graphs.components import build_components
     from graphs.session import EditSession
+    from graphs.vlm_setup import planner_info
     from graphs.weights import check_weights
-    from interfaces.doctor import check_ollama
+    from interfaces.doctor import check_vlm
     from interfaces.trace_view import write_report
+    from interfaces.vlm_options import settings_with
     from tools.errors import BrushEditError
 
-    settings = _settings()
+    settings = settings_with(vlm_url, vlm_model)
     out = check_output_folder(out, data_dir=Path(settings.data_dir).expanduser())
     console = _console(stderr=False)
     have_brushnet = all(c.ok for c in (
@@ -404,15 +424,14 @@ def demo(
         check_weights("BrushNet", settings.brushnet, "BRUSHEDIT_BRUSHNET", "config.json",
                       subfolder=settings.brushnet_subfolder),
     ))
-    have_vlm = all(c.ok for c in check_ollama(settings.ollama_host, settings.ollama_model))
+    have_vlm = all(c.ok for c in check_vlm(settings))
     inpainter = DEFAULT_INPAINTER if have_brushnet else WEIGHTLESS_INPAINTER
     planner = "auto" if have_vlm else "rules"
-    console.print(f"demo: planner {'VLM (' + settings.ollama_model + ')' if have_vlm else 'rules'}"
-                  f", inpainter {inpainter}"
-                  + ("" if have_brushnet else " (BrushNet weights not found; see `brushedit "
-                     "doctor`)"), markup=False)
     components = build_components(settings, inpainter=inpainter, planner=planner,
                                   segmenter=False)
+    console.print(f"demo: planner {planner_info(components).summary}, inpainter {inpainter}"
+                  + ("" if have_brushnet else " (BrushNet weights not found; see `brushedit "
+                     "doctor`)"), markup=False)
     try:
         session = EditSession.open(components, None)
         manifest = json.loads((examples_dir() / "examples.json").read_text())

@@ -312,6 +312,7 @@ def create_mcp_server(
     _add_plan_edit(server, deps)
     _add_get_trace(server, deps)
     _add_artifact_resource(server, deps)
+    _add_planner_resource(server, deps)
     _strict_arguments(server)
     return server
 
@@ -733,6 +734,30 @@ def _add_artifact_resource(server: Any, deps: _ToolDeps) -> None:
                     f"artifact {digest} is damaged on disk (its pixels no longer match its hash)"
                 )
             return png_bytes(stored)
+
+        return await anyio.to_thread.run_sync(work)
+
+
+PLANNER_URI = "brushedit://planner"
+
+
+def _add_planner_resource(server: Any, deps: _ToolDeps) -> None:
+    import anyio.to_thread
+
+    @server.resource(
+        PLANNER_URI,
+        name="planner",
+        title="Who plans the edits",
+        description="The planner mode and the vision model that plans edits: its server (ollama "
+        "or an OpenAI-compatible one) and address, model, family and whether it can point at "
+        "places (JSON).",
+        mime_type="application/json",
+    )
+    async def read_planner() -> str:
+        def work() -> str:
+            from graphs.vlm_setup import planner_info
+
+            return planner_info(deps.lazy.get()).model_dump_json()
 
         return await anyio.to_thread.run_sync(work)
 

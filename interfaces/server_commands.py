@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from interfaces.vlm_options import VlmModelOpt, VlmUrlOpt, settings_with
 from tools.registry import DEFAULT_INPAINTER, INPAINTER_NAMES
 
 InpainterChoice = StrEnum("InpainterChoice", {name: name for name in INPAINTER_NAMES})
@@ -38,7 +39,7 @@ InpainterOption = Annotated[
 ]
 PlannerOption = Annotated[
     PlannerChoice,
-    typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no Ollama)."),
+    typer.Option("--planner", help="auto: VLM with rule fallback; vlm; rules (no VLM)."),
 ]
 
 
@@ -50,11 +51,11 @@ def _server_command(default_port: int, start: Callable[..., None], doc: str) -> 
         port: PortOption = default_port,
         inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
         planner: PlannerOption = PlannerChoice.auto,
+        vlm_url: VlmUrlOpt = None,
+        vlm_model: VlmModelOpt = None,
     ) -> None:
-        from graphs.settings import load_settings
-
-        start(load_settings(), host=host, port=port, inpainter=inpainter.value,
-              planner=planner.value)
+        start(settings_with(vlm_url, vlm_model), host=host, port=port,
+              inpainter=inpainter.value, planner=planner.value)
 
     command.__doc__ = doc
     return command
@@ -77,10 +78,30 @@ def _start_api(settings: Any, **server: Any) -> None:
 ui = _server_command(
     7860, _start_ui, "Open the web editor (Gradio) in your browser at http://HOST:PORT."
 )
-serve = _server_command(
-    8000, _start_api,
-    "Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback.",
-)
+_serve_here = _server_command(8000, _start_api, "")
+
+
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
+    planner: PlannerOption = PlannerChoice.auto,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Serve on Ray Serve, the inpainter and the segmenter as deployments "
+        "(replicas and GPUs from BRUSHEDIT_SERVE_*): `local` starts a cluster here, an address "
+        "joins one.")] = None,
+) -> None:
+    """Run the HTTP API (docs at http://HOST:PORT/docs); set BRUSHEDIT_API_TOKEN off loopback."""
+    if ray is None:
+        _serve_here(host=host, port=port, inpainter=inpainter, planner=planner)
+        return
+    from graphs.settings import load_settings
+    from interfaces.api.ray_serve import serve_on_ray
+
+    serve_on_ray(load_settings(), address=ray, host=host, port=port, inpainter=inpainter.value,
+                 planner=planner.value, on_ready=lambda url: typer.echo(
+                     f"serving the API at {url} (docs at {url}/docs) on Ray Serve; Ctrl-C stops "
+                     "it", err=True))
 
 
 def mcp(
@@ -91,6 +112,8 @@ def mcp(
     port: PortOption = 8765,
     inpainter: InpainterOption = InpainterChoice(DEFAULT_INPAINTER),
     planner: PlannerOption = PlannerChoice.auto,
+    vlm_url: VlmUrlOpt = None,
+    vlm_model: VlmModelOpt = None,
     root: Annotated[
         list[Path] | None,
         typer.Option(
@@ -101,11 +124,10 @@ def mcp(
     ] = None,
 ) -> None:
     """Serve the MCP tools edit_image, plan_edit and get_trace (HTTP: http://HOST:PORT/mcp)."""
-    from graphs.settings import load_settings
     from interfaces.mcp_server import run_mcp
 
     run_mcp(
-        load_settings(), transport=transport.value, host=host, port=port,
+        settings_with(vlm_url, vlm_model), transport=transport.value, host=host, port=port,
         inpainter=inpainter.value, planner=planner.value, roots=root or None,
     )
 

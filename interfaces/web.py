@@ -328,7 +328,8 @@ def _input_column(ui: dict[str, Any]) -> None:
         ui["randomise"] = gr.Checkbox(value=False, label="Randomise seed")
         ui["planner"] = gr.Textbox(
             label="Planner", interactive=False, elem_id="planner",
-            info="Chosen when the editor was started; shown for reference.",
+            info="Chosen when the editor was started (the mode, and the vision model's server "
+            "and family); shown for reference.",
         )
 
 
@@ -667,13 +668,13 @@ class _Actions:
 
         components = self.components
         names = inpainter_names(components)
-        planner_mode = getattr(getattr(components, "settings", None), "planner", "auto")
+        planner = _planner_text(components)
         defaults = default_options(components, self.settings)
         values = [gr.update(value=getattr(defaults, n)) for n in EditOptions.model_fields]
         values[_index("inpainter")] = gr.update(choices=names, value=names[0])
         states = self.option_states(names[0])
         merged = [gr.update(**{**v, **s}) for v, s in zip(values, states, strict=True)]
-        return (gr.update(value=planner_mode), *merged)
+        return (gr.update(value=planner), *merged)
 
     def option_states(self, inpainter: str | None) -> list[Any]:
         """Options the chosen inpainter does not read are shown, greyed, with why."""
@@ -1056,6 +1057,16 @@ def overlay_on_black(mask: np.ndarray) -> np.ndarray:
     """A mask alone (no photo yet): red = edit on black."""
     marked = (np.asarray(mask) > 127)[..., None]
     return np.where(marked, MASK_TINT, 0).astype(np.uint8)
+
+
+def _planner_text(components: Any) -> str:
+    """Who plans: the VLM's model, family and server, or the rules (`graphs.vlm_setup`)."""
+    from graphs.context import Context
+    from graphs.vlm_setup import planner_info
+
+    if isinstance(components, Context):
+        return planner_info(components).summary
+    return str(getattr(getattr(components, "settings", None), "planner", "auto"))
 
 
 def _box_mask(mask: np.ndarray) -> np.ndarray:

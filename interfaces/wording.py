@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tools.errors import InvalidRequestError, MaskNeededError, UnsupportedEditError
+from tools.errors import (
+    InvalidRequestError,
+    MaskNeededError,
+    PlacementNeededError,
+    UnsupportedEditError,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ def say(exc: BaseException, wording: Wording) -> str:
     if isinstance(exc, UnsupportedEditError) and exc.alternatives:
         choices = " or ".join(wording.inpainter.format(name=name) for name in exc.alternatives)
         return f"{exc.reason}; use {choices}."
+    if isinstance(exc, PlacementNeededError):
+        return (f"{exc.summary}; {wording.mask} where it should go (white = the new object), "
+                f"or name a thing in the picture to put it by, as in {exc.EXAMPLE}")
     if isinstance(exc, MaskNeededError) and exc.segmenter_missing:
         return (f"{exc.summary}: {wording.mask} (white = edit), or {wording.installer} the "
                 "GroundingDINO and SAM weights (`brushedit doctor` says how)")

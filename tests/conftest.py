@@ -8,8 +8,11 @@ import socket
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-os.environ.setdefault("MKL_NUM_THREADS", "2")  # read by torch when it is first imported
+# Under pytest-xdist each worker gets one intra-op thread: workers already fill the cores, and
+# tiny models gain nothing from more (idle-spinning threads only stall the other worker).
+_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+os.environ.setdefault("OMP_NUM_THREADS", _THREADS)
+os.environ.setdefault("MKL_NUM_THREADS", _THREADS)  # read by torch when it is first imported
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 with contextlib.suppress(ImportError):  # the agents' Ollama test server, for every package
@@ -27,6 +30,8 @@ def closed_port() -> int:
 def _no_real_ollama(monkeypatch):
     """Settings point at a closed port: no test reaches an Ollama server it did not start."""
     monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
+    for name in ("URL", "MODEL", "API_KEY", "FAMILY"):  # an OpenAI-compatible server: none
+        monkeypatch.delenv(f"BRUSHEDIT_VLM_{name}", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -89,6 +89,38 @@ class MaskNeededError(InvalidRequestError):
         )
 
 
+class PlacementNeededError(MaskNeededError):
+    """An addition has nowhere to go: the vision model cannot point at places in a picture, and
+    the instruction names no thing that was found to put the new object by.
+
+    A family without grounding (Gemma, Llama 3.2 Vision, moondream) is never asked for a box and
+    its additions never go to a made-up place; each surface says how to give the place in its own
+    terms (a mask of where the object goes), or to name a thing to put it by.
+
+    Attributes:
+        model: the vision model's name; family: its family as people write it ("Gemma 3").
+        anchor: the thing the instruction named to put the object by, when it was not found.
+        why: why the anchor was not found ("the detector found nothing"), or None.
+    """
+
+    EXAMPLE = "\u201cadd a hat on the man\u201d"
+
+    def __init__(self, model: str, family: str, *, anchor: str | None = None,
+                 why: str | None = None) -> None:
+        self.model, self.family, self.anchor, self.why = model, family, anchor, why
+        summary = f"{model} ({family}) cannot point at places in a picture"
+        if anchor is None:
+            summary += ", so it cannot say where to add the new object"
+        else:
+            summary += f", and \u201c{anchor}\u201d, the thing to put the new object by, was " \
+                       f"not found ({why or 'nothing detected'})"
+        super().__init__(
+            f"{summary}; give a mask of where the new object goes, or name a thing in the "
+            f"picture to put it by, as in {self.EXAMPLE}",
+            looked_for=anchor, summary=summary,
+        )
+
+
 class ModelLoadError(BrushEditError):
     """Model weights are missing or do not fit the class they are loaded into.
 

@@ -108,6 +108,7 @@ def create_app(
     from interfaces.api.handlers import install_error_handlers
     from interfaces.api.job_store import JobStore
     from interfaces.api.models import package_version
+    from interfaces.api.planner import add_planner_routes
     from interfaces.api.sessions import add_session_routes
 
     token = clean_token(token if token is not None else getattr(settings, "api_token", None))
@@ -147,6 +148,7 @@ def create_app(
     add_edit_routes(app, state, auth, errors)
     add_resume_routes(app, state, auth, errors)
     add_artifact_routes(app, state, auth, errors)
+    add_planner_routes(app, state, auth, errors)
     return app
 
 

@@ -18,6 +18,13 @@ from tools.types import Box
         ("add a rug under the table", "table", "under"),
         ("add a ball in front of the dog", "dog", "in_front_of"),
         ("add a fish into the bowl", "bowl", "in"),
+        # a relation that describes the new thing is passed over for the one that places it
+        ("add a man in a red coat next to the car", "car", "beside"),
+        ("add a man in red to the right of the car", "car", "right_of"),
+        ("add a woman with a hat in front of the house", "house", "in_front_of"),
+        ("add a cat in the corner next to the lamp", "lamp", "beside"),
+        ("add a hat on the man in the photo", "man", "on"),
+        ("add a bird with blue wings above the tall tree in the picture", "tall tree", "above"),
     ],
 )
 def test_an_addition_by_a_thing_names_it(instruction, anchor, relation):
@@ -28,6 +35,7 @@ def test_an_addition_by_a_thing_names_it(instruction, anchor, relation):
 @pytest.mark.parametrize(
     "instruction",
     ["add sunglasses", "add a cat in the top left corner", "add a bird in the sky",
+     "add a man in a red coat", "add a girl in blue",
      "add a boat in the picture", "remove the cat on the sofa", "make the car on the left red"],
 )
 def test_no_anchor_where_there_is_no_thing_to_find(instruction):

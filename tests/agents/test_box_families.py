@@ -163,3 +163,23 @@ def test_a_box_that_is_not_finite_is_re_asked():
         placement = locate_box(server.vlm(), scene((800, 600), marker), "add a cat")
         assert len(server.requests_for("GroundedBox")) == 2
     assert_near(placement.box, marker, 3)
+
+
+def test_a_served_alias_goes_by_the_checkpoint_vllm_serves():
+    """`vllm serve Qwen/Qwen3-VL-8B-Instruct --served-model-name vlm`: the name says nothing,
+    `/v1/models` says `root`; read as pixels the 0-1000 answer would land elsewhere."""
+    marker = (600, 400, 900, 700)
+    with FakeOpenAI(models=["vlm"], family="qwen3-vl",
+                    roots={"vlm": "Qwen/Qwen3-VL-8B-Instruct"}) as server:
+        vlm = server.vlm()
+        placement = locate_box(vlm, scene((1008, 756), marker), "add a cat")
+    assert placement.family == "qwen3-vl" and not placement.heuristic
+    assert vlm.family.evidence == "served from 'Qwen/Qwen3-VL-8B-Instruct'"
+    assert vlm.family.model == "vlm" and placement.model == "vlm"
+    assert_near(placement.box, marker, 3)
+
+
+def test_an_alias_of_an_unknown_checkpoint_stays_unknown_and_says_so():
+    with FakeOpenAI(models=["vlm"], roots={"vlm": "/models/mystery-vision"}) as server:
+        match = server.vlm().family
+    assert match.source == "fallback" and match.heuristic and "'vlm'" in match.evidence

@@ -80,7 +80,7 @@ def test_a_model_without_vision_is_refused_with_the_fix(image):
 
         status = vlm.check()
         assert not status.ok and status.vision is False
-        assert "ollama pull qwen2.5vl:7b" in status.fix
+        assert "ollama pull qwen3-vl:8b-instruct" in status.fix  # the default model
 
 
 def test_a_vision_model_is_checked_once_and_then_used(fake_ollama, image):
@@ -108,7 +108,7 @@ def test_doctor_refuses_a_blind_model_with_the_pull_fix():
     from interfaces.doctor import check_ollama
 
     with FakeOllama(models=["llama3.2:3b"], capabilities=["completion"]) as server:
-        server_check, model_check = check_ollama(server.url, "llama3.2:3b")
-    assert server_check.ok and not model_check.ok
+        server_check, model_check, family_check = check_ollama(server.url, "llama3.2:3b")
+    assert server_check.ok and not model_check.ok and not family_check.ok
     assert "no vision capability" in model_check.detail
     assert model_check.fix.startswith("ollama pull ")

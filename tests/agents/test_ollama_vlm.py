@@ -128,11 +128,12 @@ def test_backoff_is_exponential(fake_ollama, monkeypatch):
 
 
 def test_timeout_raises_vlm_timeout(fake_ollama):
-    fake_ollama.delay_next(1.0)
+    fake_ollama.delay_next(4.0)
     started = time.perf_counter()
     with pytest.raises(VLMTimeoutError, match=r"0\.3 s"):
         ask(fake_ollama.vlm(timeout=0.3))
-    assert time.perf_counter() - started < 0.9
+    # well before the server's 4 s answer, with room for a loaded machine
+    assert time.perf_counter() - started < 2.5
 
 
 def test_unknown_model_says_how_to_pull_it(fake_ollama):

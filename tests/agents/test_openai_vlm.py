@@ -171,6 +171,24 @@ def test_check_reports_a_missing_model_and_a_blind_one():
     assert status.model_present and status.vision is False and not status.ok
 
 
+@pytest.mark.parametrize("sees", [True, False])
+def test_check_shows_a_server_that_lists_no_vision_a_picture(sees):
+    """vLLM and llama.cpp list no capabilities: the model is shown a tiny picture, and a
+    server that refuses images (llama.cpp without its projector) is a blind model."""
+    with FakeOpenAI(vision=sees, lists_vision=False) as server:
+        status = server.vlm().check()
+        (probe,) = server.chat_requests
+    assert status.capabilities == [] and status.vision is sees and status.vision_probed
+    assert status.ok is sees and probe["max_tokens"] == 1
+    assert probe["messages"][0]["content"][1]["type"] == "image_url"
+
+
+def test_check_leaves_vision_unknown_when_the_probe_itself_fails(fake_openai):
+    fake_openai.fail_next(400, "max_tokens must be at least 16")
+    status = fake_openai.vlm().check()
+    assert status.vision is None and not status.vision_probed and status.ok
+
+
 def test_check_reports_an_unreachable_server_and_a_proxy_page(fake_openai):
     status = OpenAIVLM("m", f"http://127.0.0.1:{_closed_port()}").check()
     assert not status.reachable and "/v1" in status.fix
@@ -207,7 +225,7 @@ def test_make_vlm_picks_the_server_by_whether_a_url_is_given(monkeypatch):
     assert openai_vlm.timeout == 9
     ollama_vlm = make_vlm(host="http://h:1", family="qwen3-vl")
     assert isinstance(ollama_vlm, OllamaVLM) and ollama_vlm.host == "http://h:1"
-    assert ollama_vlm.model == "qwen2.5vl:7b" and ollama_vlm.family_override == "qwen3-vl"
+    assert ollama_vlm.model == "qwen3-vl:8b-instruct" and ollama_vlm.family_override == "qwen3-vl"
     with pytest.raises(ValueError, match="`model`"):
         make_vlm(url="http://127.0.0.1:8000/v1")
     with pytest.raises(ValueError, match="unknown model family"):

@@ -59,7 +59,8 @@ def test_parser_is_fast_and_deterministic():
     texts = [r["text"] for r in load_rows() + load_rows(HELDOUT)]
     start = time.perf_counter()
     first = [parse_instruction(t) for t in texts]
-    assert time.perf_counter() - start < 0.5
+    # a rule pass, not a model call: well under 10 ms an instruction even on a loaded machine
+    assert (time.perf_counter() - start) / len(texts) < 0.01
     assert first == [parse_instruction(t) for t in texts]
 
 

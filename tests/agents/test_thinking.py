@@ -125,3 +125,54 @@ def test_the_recording_keeps_the_family_and_where_the_json_came_from(image):
     (call,) = vlm.drain()
     assert call.family == "qwen3-vl" and call.from_thinking
     assert vlm.family.family.name == "qwen3-vl"  # the wrapped model's family stays visible
+
+
+def test_a_thinking_model_on_an_openai_server_is_switched_to_think(image):
+    """A qwen3.5 served with thinking off drops the format (vLLM's reasoning parser constrains
+    only the answer after thinking): asked with vLLM's switch on, it answers in one go."""
+    with FakeOpenAI(models=["Qwen/Qwen3.5-9B"], family="qwen3.5", thinks=False,
+                    ignores_format="think_off") as server:
+        answer = ask(server.vlm(), image)
+        (sent,) = server.chat_requests
+    assert sent["chat_template_kwargs"] == {"enable_thinking": True}
+    assert answer.attempts == 1 and answer.family == "qwen3.5"
+
+
+def test_without_the_switch_that_server_is_refused_with_the_family(image):
+    with FakeOpenAI(models=["Qwen/Qwen3.5-9B"], family="qwen3.5", thinks=False,
+                    ignores_format="think_off", strict=True) as server:
+        vlm = server.vlm(invalid_answer_retries=1)
+        with pytest.raises(VLMFormatIgnoredError, match=r"Qwen3\.5") as caught:
+            ask(vlm, image)
+        sent = server.chat_requests
+    assert [("chat_template_kwargs" in r) for r in sent] == [True, False, False]
+    assert not vlm.thinking_switch and caught.value.think is None
+
+
+def test_a_server_refusing_the_switch_is_asked_without_it_from_then_on(image):
+    with FakeOpenAI(models=["Qwen/Qwen3-VL-8B-Thinking"], family="qwen3-vl", thinks=True,
+                    json_in_thinking=True, strict=True) as server:
+        vlm = server.vlm()
+        first, second = ask(vlm, image), ask(vlm, image)
+        sent = server.chat_requests
+    assert [("chat_template_kwargs" in r) for r in sent] == [True, False, False]
+    assert first.from_thinking and second.from_thinking and first.attempts == 1
+
+
+def test_a_model_that_does_not_think_gets_no_switch_on_an_openai_server(image):
+    with FakeOpenAI(models=["Qwen/Qwen3-VL-8B-Instruct"], family="qwen3-vl") as server:
+        ask(server.vlm(), image)
+        (sent,) = server.chat_requests
+    assert "chat_template_kwargs" not in sent
+
+
+def test_an_ollama_model_without_a_thinking_switch_is_asked_without_it(image):
+    """An Ollama that lists no capabilities: the family says qwen3.5 thinks, the server says the
+    model does not support thinking; asked again without the switch, and not sent it again."""
+    with FakeOllama.as_family("qwen3.5") as server:
+        server.capabilities = []
+        vlm = server.vlm(transport_retries=0)
+        first, second = ask(vlm, image), ask(vlm, image)
+        sent = server.chat_requests
+    assert [r.get("think") for r in sent] == [True, None, None]
+    assert first.attempts == 1 and second.attempts == 1 and not vlm.thinking_switch

@@ -431,6 +431,7 @@ def test_a_folder_without_a_mapping_file_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time under xdist
 def test_ray_actors_hold_one_worker_each(pie, tiny_clip, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "ray"
@@ -449,6 +450,7 @@ def test_agent_mode_measures_a_retry_of_the_verifier_loop(
     segmenter then fail the objective checks, so the loop gives up and returns attempt 1: the
     summary must show three attempts, no acceptance and no gain over the first attempt."""
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", fake_ollama.models[0])
     monkeypatch.setenv("BRUSHEDIT_DETECTOR", str(tiny_segmenter_dirs["detector"]))
     monkeypatch.setenv("BRUSHEDIT_SAM", str(tiny_segmenter_dirs["sam"]))
     monkeypatch.setenv("BRUSHEDIT_DEVICE", "cpu")

@@ -138,6 +138,7 @@ def test_two_workers_give_the_same_keys_as_serial(tiny_suite, tmp_path):
 
 
 @pytest.mark.slow  # starting a local Ray instance takes 20-40 s on two cores
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time under xdist
 def test_ray_local_cluster(tiny_suite, tmp_path):
     pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
     config = _config(tiny_suite, families="casing")
@@ -173,6 +174,7 @@ def test_vlm_and_rules_side_by_side_with_the_fake_ollama(
     tiny_suite, tmp_path, fake_ollama, monkeypatch
 ):
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", fake_ollama.models[0])
     out = tmp_path / "run"
     config = _config(tiny_suite, families="casing", planner="both")
     run_eval(config, RunOptions(out=str(out), limit=1))

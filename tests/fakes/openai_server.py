@@ -71,8 +71,16 @@ class FakeOpenAI(ScriptedServer):
         json_object: False refuses `response_format: json_object` too.
         vision: None lists no capability; True/False lists LM Studio's `type` "vlm"/"llm", and
             False also refuses images as llama.cpp does without its projector.
+        lists_vision: False keeps `type` out of `/v1/models` (vLLM, llama.cpp), whatever
+            `vision` is.
         reasoning_field: where the thinking text goes (`reasoning_content` or `reasoning`).
-        thinks: the model thinks on every request (a Thinking build; no switch is sent).
+        thinks: the model thinks unless the request's `chat_template_kwargs` says
+            `enable_thinking` (vLLM's and llama.cpp's switch); False: a non-thinking build, or a
+            server started with thinking off.
+        roots: the checkpoint each served name comes from (vLLM's `root`; the name itself
+            when not given, as `--served-model-name` leaves it).
+        strict: refuse fields the OpenAI API does not define (`chat_template_kwargs`), as
+            OpenAI's own API does.
         behaviour: `SmartResponder` options (`json_in_thinking`, `ignores_format`, ...).
     """
 
@@ -82,14 +90,17 @@ class FakeOpenAI(ScriptedServer):
                  models: Iterable[str] = (DEFAULT_MODEL,), family: str = "qwen2.5-vl",
                  json_schema: bool = True, json_object: bool = True,
                  vision: bool | None = None, reasoning_field: str = "reasoning_content",
-                 thinks: bool = False, **behaviour: Any) -> None:
+                 thinks: bool = False, strict: bool = False, lists_vision: bool = True,
+                 roots: dict[str, str] | None = None, **behaviour: Any) -> None:
         assert family in FAKE_FAMILIES, family
         self.smart = SmartResponder(family=family, **behaviour)
         super().__init__(responder or self.smart)
         self.models = list(models)
         self.json_schema, self.json_object = json_schema, json_object
-        self.vision, self.thinks = vision, thinks
+        self.vision, self.thinks, self.strict = vision, thinks, strict
         self.reasoning_field = reasoning_field
+        self.roots = dict(roots or {})
+        self.lists_vision = lists_vision
 
     @property
     def base_url(self) -> str:
@@ -128,8 +139,9 @@ class FakeOpenAI(ScriptedServer):
 
     def _listed(self, model: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": model, "object": "model", "created": 1_760_000_000,
-                                 "owned_by": "vllm", "max_model_len": 32768}
-        if self.vision is not None:
+                                 "owned_by": "vllm", "root": self.roots.get(model, model),
+                                 "parent": None, "max_model_len": 32768}
+        if self.vision is not None and self.lists_vision:
             entry["type"] = "vlm" if self.vision else "llm"
         return entry
 
@@ -140,6 +152,9 @@ class FakeOpenAI(ScriptedServer):
     def _refusal(self, body: dict[str, Any]) -> Response | None:
         """What a real server says before the model runs: unknown model, format, images."""
         model = body.get("model", "")
+        if self.strict and "chat_template_kwargs" in body:
+            return self._error(400, "Unrecognized request argument supplied: "
+                               "chat_template_kwargs")
         if model not in self.models:
             return json_response({"object": "error", "message": f"The model `{model}` does not "
                                   "exist.", "type": "NotFoundError", "param": None, "code": 404},
@@ -162,7 +177,9 @@ class FakeOpenAI(ScriptedServer):
         injected = self._injected(self.chat_path)
         if injected is not None:
             return injected
-        reply = self._next_reply({**as_ollama_request(body), "think": self.thinks})
+        switch = (body.get("chat_template_kwargs") or {}).get("enable_thinking")
+        think = self.thinks if switch is None else bool(switch)
+        reply = self._next_reply({**as_ollama_request(body), "think": think})
         if reply.raw is not None:
             return Response(reply.raw, status=reply.status, content_type=reply.content_type)
         if reply.status >= 400:

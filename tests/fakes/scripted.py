@@ -77,6 +77,8 @@ class RecordedRequest:
     method: str
     path: str
     json: dict[str, Any] | None
+    authorization: str | None = None
+    """The `Authorization` header, as sent."""
 
 
 @dataclass
@@ -180,7 +182,8 @@ class ScriptedServer:
     def _record(self, request: Request) -> Response:
         body = request.get_json(silent=True) if request.data else None
         with self._lock:
-            self.requests.append(RecordedRequest(request.method, request.path, body))
+            self.requests.append(RecordedRequest(request.method, request.path, body,
+                                                 request.headers.get("Authorization")))
         return self._handle(request, body)
 
     def _handle(self, request: Request, body: Any) -> Response:

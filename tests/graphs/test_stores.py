@@ -42,9 +42,11 @@ def test_trace_migrations_are_forward_only_and_recorded(tmp_path):
     store = TraceStore(path)  # re-opening applies nothing twice
     db = sqlite3.connect(path)
     applied = [r[0] for r in db.execute("SELECT name FROM _brushedit_migrations")]
-    assert applied == [name for name, _ in MIGRATIONS] == ["m001_initial", "m002_turns"]
+    assert applied == [name for name, _ in MIGRATIONS] == ["m001_initial", "m002_turns",
+                                                            "m003_call_family"]
     columns = {r[1] for r in db.execute("PRAGMA table_info(calls)")}
-    assert {"event_id", "system", "prompt", "raw", "parsed", "model", "images"} <= columns
+    assert {"event_id", "system", "prompt", "raw", "parsed", "model", "images", "family",
+            "from_thinking"} <= columns
     event = store.record("s1", "classify", turn=1, attempt=1, outputs={"x": np.float32(0.5)},
                          calls=[{"model": "m", "system": "sys", "user": "u", "raw": "{}",
                                  "parsed": {"a": 1}, "duration_s": 0.25,
@@ -53,6 +55,30 @@ def test_trace_migrations_are_forward_only_and_recorded(tmp_path):
     assert row["id"] == event and row["outputs"] == {"x": 0.5}
     assert row["calls"][0]["prompt"] == "u" and row["calls"][0]["duration_ms"] == 250.0
     assert store.sessions()[0]["id"] == "s1" and store.events("other") == []
+    assert (row["calls"][0]["family"], row["calls"][0]["from_thinking"]) == (None, None)
+
+
+def test_a_log_from_before_families_is_upgraded_and_keeps_its_calls(tmp_path):
+    """A trace log written before `m003_call_family` gains the columns; old calls read None."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE _brushedit_migrations (name TEXT PRIMARY KEY, applied TEXT)")
+    for name, apply in MIGRATIONS[:2]:  # the log as the version before families wrote it
+        apply(old)
+        old.execute("INSERT INTO _brushedit_migrations VALUES (?, 'then')", (name,))
+    old.execute("INSERT INTO sessions VALUES ('s', 'now', 'now', NULL)")
+    old.execute("INSERT INTO events (session_id, node, status, started) "
+                "VALUES ('s', 'classify', 'ok', 'now')")
+    old.execute("INSERT INTO calls (event_id, session_id, model) VALUES (1, 's', 'ollama:m')")
+    old.commit()
+    old.close()
+    store = TraceStore(path)
+    store.record("s", "mask", calls=[{"model": "ollama:qwen3-vl:8b", "family": "qwen3-vl",
+                                      "from_thinking": True, "raw": "{}"}])
+    before, after = [e["calls"][0] for e in store.events("s")]
+    assert (before["model"], before["family"], before["from_thinking"]) == ("ollama:m", None, None)
+    assert (after["family"], after["from_thinking"]) == ("qwen3-vl", True)
+    store.close()
 
 
 def test_checkpointer_selection():

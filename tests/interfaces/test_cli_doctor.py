@@ -58,7 +58,7 @@ def test_doctor_offline_tells_the_truth(monkeypatch, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "torch" in result.output and "ok" in result.output
     assert "ollama serve" in result.output
-    assert "ollama pull qwen2.5vl:7b" in result.output
+    assert "ollama pull qwen3-vl:8b-instruct" in result.output
     assert "hf download TencentARC/BrushEdit --include 'brushnetX/*'" in result.output
     assert "hf download facebook/sam-vit-huge" in result.output
     strict = CliRunner().invoke(app, ["doctor", "--strict"])
@@ -66,7 +66,7 @@ def test_doctor_offline_tells_the_truth(monkeypatch, tmp_path) -> None:
 
 
 def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path) -> None:
-    server = FakeOllama(models=["qwen2.5vl:7b"], capabilities=["completion", "vision"]).start()
+    server = FakeOllama(models=["qwen3-vl:8b-instruct"], capabilities=["completion", "vision"]).start()
     _offline_env(monkeypatch, tmp_path, server.url)
     base = tmp_path / "sd15"
     base.mkdir()
@@ -81,7 +81,8 @@ def test_doctor_sees_server_model_and_local_weights(monkeypatch, tmp_path) -> No
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
     assert "answers at" in lines["Ollama server"]
-    assert "capabilities: completion, vision" in lines["Ollama model qwen2.5vl:7b"]
+    assert "capabilities: completion, vision" in lines["Ollama model qwen3-vl:8b-instruct"]
+    assert "Qwen3-VL, by details.family 'qwen3vl'" in lines["VLM family"]
     assert "local folder" in lines["Base model"] and "local folder" in lines["BrushNet"]
     assert "missing" in lines["GroundingDINO"]
     assert "BRUSHEDIT_DETECTOR" in result.output

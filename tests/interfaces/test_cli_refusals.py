@@ -544,6 +544,7 @@ def test_the_cli_prints_why_it_fell_back(files, tmp_path, fake_ollama, monkeypat
     for _ in range(12):
         fake_ollama.send_next(Reply.body('{"cut": "off'))
     monkeypatch.setenv("BRUSHEDIT_OLLAMA_HOST", fake_ollama.url)
+    monkeypatch.setenv("BRUSHEDIT_OLLAMA_MODEL", fake_ollama.models[0])
     res = run("edit", image, "remove the dark square", "-o", tmp_path / "o.png", "--mask", mask,
               "--inpainter", "opencv", "--planner", "auto")
     assert res.exit_code == 0, res.output
