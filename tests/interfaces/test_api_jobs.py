@@ -16,6 +16,7 @@ import pytest
 from interfaces.api.job_store import JobStore
 from tests.graphs.conftest import POSTGRES_URL  # read before the tests clear it
 from tests.graphs.helpers import nodes_of, object_mask, picture
+from tests.interfaces.conftest import LOOPBACK
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -205,7 +206,7 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
                         database_url=POSTGRES_URL)
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
-    with TestClient(create_app(lambda: components)) as client:
+    with TestClient(create_app(lambda: components), base_url=LOOPBACK) as client:
         sid, created = _send_edit(client.post)
         assert created.status_code == 201, created.text
         edit_id = created.json()["edit_id"]
