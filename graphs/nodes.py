@@ -60,11 +60,14 @@ def start(state: State, run: NodeRun) -> dict[str, Any]:
     run.images = {"source": source, "user_mask": user_mask}
     run.params = {"planner_mode": run.context.settings.planner,
                   "max_attempts": options.max_attempts}
+    run.update["history"] = []  # the turn's own: the last turn's why-lines stay with it
+    planner = _planner_path(run)  # may say why it falls back (kept for later refusals)
     return {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
             "options": options.model_dump(mode="json"), "max_attempts": options.max_attempts,
             "source_image": source, "current_image": source, "user_mask": user_mask,
             "user_caption": caption, "mask_review": bool(state.get("review_mask")),
-            "turn": turn, "last_turn": turn, "history": [], "planner": _planner_path(run)}
+            "turn": turn, "last_turn": turn, "history": run.update["history"],
+            "planner": planner}
 
 
 def _receive(state: State, run: NodeRun) -> tuple[str, EditOptions, str, str | None, str | None]:

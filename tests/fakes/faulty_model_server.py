@@ -18,7 +18,9 @@ import threading
 import time
 from typing import Any
 
-MODEL = "qwen2.5vl:7b"
+from agents.families import DEFAULT_OLLAMA_MODEL
+
+MODEL = DEFAULT_OLLAMA_MODEL  # the model a default OllamaVLM asks for
 MODES = ("http500", "empty", "garbage", "cut", "hang")
 
 

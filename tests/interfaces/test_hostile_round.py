@@ -631,3 +631,23 @@ def test_kind12_model_server_faults_are_5xx_naming_the_server(faulty, mode, stat
     assert text.startswith(kind) and fake.url in text, text
     if mode == "cut":
         assert "cannot reach" not in message and "mid-way" in message
+
+
+def test_kind8_when_the_probe_finds_the_vlm_unusable_the_refusal_says_so(tmp_path):
+    """The start node's fallback (a model not pulled) reaches the refusal too: before, its
+    why-line was overwritten and the refusal said "a VLM planner can read it"."""
+    from agents.ollama_vlm import OllamaVLM
+    from graphs.session import EditSession
+    from tests.fakes.faulty_model_server import FaultyModelServer
+    from tests.graphs.helpers import make_components, object_mask, picture
+    from tools.errors import BrushEditError
+
+    with FaultyModelServer("garbage") as fake:
+        components = make_components(tmp_path / "d", planner="auto", vlm=OllamaVLM(
+            host=fake.url, model="absent:1b", timeout=5, retry_base_delay=0.01))
+        with pytest.raises(BrushEditError) as info:
+            EditSession.open(components, "s").edit(picture(), "entferne das dunkle Quadrat",
+                                                   mask=object_mask())
+        components.close()
+    assert "the VLM planner, which could, failed (model 'absent:1b' is not pulled" in str(
+        info.value)
