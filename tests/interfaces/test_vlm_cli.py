@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from interfaces.cli import app
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
+from tests.interfaces.conftest import LOOPBACK
 
 MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -142,7 +143,7 @@ def test_the_http_api_says_which_model_plans(qwen_factory):
 
     from interfaces.api import create_app
 
-    with TestClient(create_app(qwen_factory)) as client:
+    with TestClient(create_app(qwen_factory), base_url=LOOPBACK) as client:
         body = client.get("/planner").json()
         spec = client.get("/openapi.json").json()
     assert body["server"] == "openai" and body["url"] == "http://gpu:8000/v1"
