@@ -40,6 +40,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS brushedit_claims (
     pid INTEGER NOT NULL,
     heartbeat DOUBLE PRECISION NOT NULL
 )"""
+_SCHEMA_LOCK = 0x6272_7573_636C_6169  # "brusclai": the advisory lock around the claims' schema
 
 
 class ConflictError(BrushEditError):
@@ -246,8 +247,9 @@ class SessionClaims:
             conn = self._connect()
             if self._dialect == "sqlite":
                 conn.execute(_SCHEMA)
-            else:
-                with conn.cursor() as cursor:
+            else:  # one process at a time: a simultaneous CREATE IF NOT EXISTS collides
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     cursor.execute(_SCHEMA)
             self._conn = conn
         return self._conn
