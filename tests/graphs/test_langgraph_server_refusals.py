@@ -114,8 +114,9 @@ def _bad_runs(web_url, root, photo):
          "not in the store"),
         ("mask of another size", {**good, "mask": _uri(np.full((90, 40), 255, np.uint8))}, RULES,
          "InvalidMaskError", "aspect ratio"),
-        ("nan option", {**good, "options": {"guidance_scale": float("nan")}}, RULES,
-         "InvalidRequestError", "`options.guidance_scale`"),
+        # NaN as JSON text: the SDK's orjson sends a float NaN as null, which is the default
+        ("nan option", {**good, "options": {"guidance_scale": "nan"}}, RULES,
+         "InvalidRequestError", "`options.guidance_scale` must be a finite number"),
         ("negative seed", {**good, "options": {"seed": -1}}, RULES, "InvalidRequestError",
          "`options.seed`"),
         ("unknown option", {**good, "options": {"frobnicate": 1}}, RULES, "InvalidRequestError",
