@@ -52,7 +52,7 @@ def test_an_addition_a_model_cannot_place_is_one_line_naming_the_mask_flag(files
     with FakeOpenAI(models=["gemma3:4b"], family="gemma3") as server:
         result = run("edit", str(image), "add a hat", "-o", str(tmp_path / "o.png"),
                      "--inpainter", "opencv", "--vlm-url", server.url, "--vlm-model", "gemma3:4b")
-    assert result.exit_code == 2
+    assert result.exit_code == 3, result.output  # refused: the input needs a mask
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: gemma3:4b (Gemma 3) cannot point at places in a picture")
     assert "pass a mask with `--mask MASK.png` where it should go" in line
