@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from interfaces.cli_errors import REFUSED_EXIT
 from tests.graphs.helpers import object_mask, picture
 from tests.interfaces.test_api_jobs import _free_port, _png, _start, _stop
 
@@ -88,7 +89,7 @@ def _the_cli_is_refused_while_a_server_edits(root: Path, base: str, marker: Path
         "--planner", "rules"], env={"BRUSHEDIT_DATA_DIR": str(root)})
     assert running.is_alive()  # the CLI was refused while the server's edit ran
     running.join(timeout=60)
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == REFUSED_EXIT, res.output  # the session is busy: refused
     assert "already running in session" in " ".join(res.output.split()), res.output
     assert not (root.parent / "o.png").exists()
     turns = httpx.get(f"{base}/sessions/{sid}", timeout=30).json()["turns"]

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from interfaces.cli_errors import REFUSED_EXIT
 from tests.interfaces.conftest import make_image, make_mask, png
 from tests.interfaces.test_api_server import Server
 from tests.tools.image_files import (
@@ -84,7 +85,8 @@ def world(tmp_path_factory):
     from graphs import Settings, build_components
 
     root = tmp_path_factory.mktemp("hostile")
-    settings = Settings(data_dir=root / "data", _env_file=None)
+    # SQLite in the folder whatever BRUSHEDIT_DATABASE_URL says (module-scoped: no monkeypatch)
+    settings = Settings(data_dir=root / "data", database_url=None, _env_file=None)
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
     with Server(_app(lambda: components, settings)) as http:
@@ -168,7 +170,7 @@ def test_kind8_a_right_to_left_override_is_refused_in_one_sentence_everywhere(wo
     mask.write_bytes(png(make_mask()))
     res = _cli("edit", photo, RLO, "-o", tmp_path / "o.png", "--mask", mask,
                "--inpainter", "opencv", "--planner", "rules")
-    assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
+    assert res.exit_code == REFUSED_EXIT and words in " ".join(res.output.split()), res.output
     reply = _tool(components).invoke({"instruction": RLO, "image": str(photo),
                                       "mask": str(mask)})
     assert reply.startswith("InvalidTextError") and words in reply
@@ -282,7 +284,7 @@ def test_kind9_small_and_thin_images_are_422_everywhere_not_a_crash(world, tmp_p
     (tmp_path / "m.png").write_bytes(mask)
     res = _cli("edit", tmp_path / "in.png", INSTRUCTION, "-o", tmp_path / "o.png", "--mask",
                tmp_path / "m.png", "--inpainter", "opencv", "--planner", "rules")
-    assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
+    assert res.exit_code == REFUSED_EXIT and words in " ".join(res.output.split()), res.output
     reply = _tool(components).invoke({"instruction": INSTRUCTION,
                                       "image": str(tmp_path / "in.png")})
     assert reply.startswith("ImageTooSmallError") and words in reply
@@ -352,7 +354,8 @@ def web(world):
     from graphs import Settings, build_components
     from interfaces.web import launch
 
-    settings = Settings(data_dir=world["root"] / "web-data", _env_file=None)
+    settings = Settings(data_dir=world["root"] / "web-data", database_url=None,
+                        _env_file=None)
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
     port = _free_port()
@@ -381,7 +384,7 @@ def _preview(web, tmp_path, mask: bytes, photo: bytes | None = None) -> tuple[An
         background = handle_file(str(tmp_path / "photo.png"))
     editor = {"background": background, "layers": [], "composite": None}
     view, status = web["client"].predict(editor, handle_file(str(tmp_path / "mask.png")),
-                                         api_name="/preview_upload")
+                                         api_name="/preview_mask")
     return view, status
 
 
