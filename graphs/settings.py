@@ -172,7 +172,8 @@ class Settings(BaseSettings):
         default=None, ge=1, le=1024,
         description="Edits running at once in one process (HTTP API, MCP, web editor, "
         "LangGraph server); more are refused as busy (HTTP 503 with Retry-After). Default: "
-        "the number of CPU cores.",
+        "the number of CPU cores (`serve --ray`'s API replica: enough to keep the model "
+        "deployments busy, `graphs.serving.served_edit_slots`).",
     )
 
     def edit_slots(self) -> int:
