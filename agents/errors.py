@@ -241,22 +241,34 @@ class InstructionNotUnderstoodError(InvalidRequestError):
 
     def __init__(
         self, instruction: str, reason: str, *, script: str | None = None,
-        language: str | None = None,
+        language: str | None = None, vlm_failure: str | None = None,
     ) -> None:
         self.instruction = instruction
         self.reason = reason
         self.script = script
         self.language = language
+        self.vlm_failure = vlm_failure
         if reason == "script":
             why = f"it is written in {script} script, and the rules read English"
         elif reason == "language" or (reason == "no_rule" and language):
             why = f"it reads as {language}, and the rules read English"
         else:
             why = self.WHY.get(reason, reason)
+        if vlm_failure:
+            fix = (f"the VLM planner, which could, failed ({_brief(vlm_failure, 300)}): retry "
+                   "once it works")
+        else:
+            fix = "a VLM planner can read it"
         super().__init__(
-            f"the rule planner cannot understand this instruction ({why}); a VLM planner can "
-            "read it, or rephrase it in English as an edit such as \"remove the cat\""
+            f"the rule planner cannot understand this instruction ({why}); {fix}, or rephrase "
+            "it in English as an edit such as \"remove the cat\""
         )
+
+    def after_vlm_failure(self, failure: str) -> InstructionNotUnderstoodError:
+        """The same refusal, for rules that planned because the VLM planner failed (`failure`
+        says how): "a VLM planner can read it" would mislead there."""
+        return type(self)(self.instruction, self.reason, script=self.script,
+                          language=self.language, vlm_failure=failure)
 
 
 def _brief(text: str, limit: int = 200) -> str:

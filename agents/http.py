@@ -181,3 +181,13 @@ def parse_body(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def cut_mid_body(exc: BaseException | None) -> bool:
+    """Whether a transport failure happened after the server began its answer: the body was
+    cut mid-way (a bad response, the server's fault), not a server that cannot be reached."""
+    while exc is not None:
+        if "complete message body" in str(exc):  # h11: "...without sending complete message body"
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -31,7 +31,14 @@ from agents.errors import (
     VLMUnavailableError,
 )
 from agents.families import DEFAULT_OLLAMA_MODEL, FamilyMatch, ModelCard, resolve_family
-from agents.http import AnswerTooLarge, DeadlineExceeded, bounded_client, describe, parse_body
+from agents.http import (
+    AnswerTooLarge,
+    DeadlineExceeded,
+    bounded_client,
+    cut_mid_body,
+    describe,
+    parse_body,
+)
 from agents.http import error_text as _error_text
 from agents.imaging import png_bytes
 from agents.parsing import answer_text
@@ -274,6 +281,11 @@ class OllamaVLM(ReAskingVLM):
             except VLMTimeoutError:
                 raise
             except (ConnectionError, httpx.TransportError) as exc:
+                if cut_mid_body(exc):
+                    raise self._bad_body(
+                        f"the Ollama server at {self.host} cut its answer to /api/chat off "
+                        f"mid-way ({type(exc).__name__}); a server that crashes or restarts "
+                        "while answering does this", "a body cut mid-way") from None
                 if last_try:
                     raise VLMUnavailableError(self.host, type(exc).__name__) from None
                 self._back_off(attempt, type(exc).__name__)

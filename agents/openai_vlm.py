@@ -32,6 +32,7 @@ from agents.http import (
     AnswerTooLarge,
     DeadlineExceeded,
     bounded_client,
+    cut_mid_body,
     describe,
     error_text,
     parse_body,
@@ -344,6 +345,11 @@ class OpenAIVLM(ReAskingVLM):
                                  "bytes") from None
         except openai.APIConnectionError as exc:
             cause = type(exc.__cause__ or exc).__name__
+            if cut_mid_body(exc):
+                raise self._bad_body(
+                    f"the OpenAI-compatible server at {self.url} cut its answer off mid-way "
+                    f"({cause}); a server that crashes or restarts while answering does this",
+                    "a body cut mid-way") from None
             raise _Retry(errors.VLMUnavailableError(self.url, cause, server="openai"), cause) from None
 
     def _status_error(self, exc: openai.APIStatusError, mode: FormatMode) -> Exception:

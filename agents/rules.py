@@ -168,9 +168,13 @@ def parse_instruction(text: str) -> EditPlan:
     `MAX_TEXT_CHARS`). Bidirectional controls, which each surface refuses before storing, are
     dropped here: the plan is made from, and shows, the logical text.
     """
+    import unicodedata
+
     text = normalise_text(text, "instruction", strip_bidi=True)
-    check_readable(text)
-    clauses = _clauses(_normalise(text))
+    # compatibility forms are read as what they show (fullwidth "ｒｅｍｏｖｅ", ligatures)
+    shown = unicodedata.normalize("NFKC", text)
+    check_readable(shown)
+    clauses = _clauses(_normalise(shown))
     kept = None
     active: list[str] = []
     for clause in clauses:

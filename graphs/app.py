@@ -14,6 +14,7 @@ server run's input (`graphs.requests.check_turn_input`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from graphs.components import SERVER_CONTEXT
 from graphs.graph import build_graph
 from graphs.requests import check_run_input
 from graphs.state import RUN_INPUT_DEFAULTS
+
+logger = logging.getLogger(__name__)
 
 
 class ServerGraph(CompiledStateGraph):
@@ -38,19 +41,60 @@ class ServerGraph(CompiledStateGraph):
     """
 
     async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        import asyncio
+
         paused = None
         if _is_resume(input) and self.checkpointer is not None and _thread_of(config):
             paused = bool((await self.aget_state(config)).interrupts)
         check_run_input(input, paused)
-        async for chunk in super().astream(_whole_turn(input), config, **kwargs):
-            yield chunk
+        context = await asyncio.to_thread(SERVER_CONTEXT.get)
+        with _slot(context):
+            try:
+                async for chunk in super().astream(_whole_turn(input), config, **kwargs):
+                    yield chunk
+            except Exception as exc:
+                public = _public(exc)
+                if public is exc:
+                    raise
+                raise public from exc
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         paused = None
         if _is_resume(input) and self.checkpointer is not None and _thread_of(config):
             paused = bool(self.get_state(config).interrupts)
         check_run_input(input, paused)
-        yield from super().stream(_whole_turn(input), config, **kwargs)
+        with _slot(SERVER_CONTEXT.get()):
+            try:
+                yield from super().stream(_whole_turn(input), config, **kwargs)
+            except Exception as exc:
+                public = _public(exc)
+                if public is exc:
+                    raise
+                raise public from exc
+
+
+def _slot(context: Any) -> Any:
+    """One of the process's edit slots for the run (`graphs.admission`), or nothing to hold."""
+    import contextlib
+
+    return context.slots.take() if context.slots is not None else contextlib.nullcontext()
+
+
+def _public(exc: Exception) -> Exception:
+    """What a run's failure shows the server's client: an expected error as it is (a full disk
+    as `StorageFullError`), LangGraph's own signals untouched, and a bug as `InternalError`'s
+    one sentence, its details (type, text, traceback) only in the server's log."""
+    from graphs.storage import storage_full
+    from tools.errors import BrushEditError, InternalError
+
+    if isinstance(exc, BrushEditError) or type(exc).__module__.startswith("langgraph"):
+        return exc
+    full = storage_full(exc)
+    if full is not None:
+        logger.warning("a run failed: %s", full)
+        return full
+    logger.error("a run failed unexpectedly", exc_info=exc)
+    return InternalError()
 
 
 def _whole_turn(value: Any) -> Any:
@@ -100,10 +144,25 @@ def _artifact(request: Any) -> Any:
 
 
 def _http_app() -> Any:
+    """The artifact route, and the guard the server applies to every route (the LangGraph
+    server makes a mounted app's middleware its outermost): loopback's host names only (or
+    `BRUSHEDIT_ALLOWED_HOSTS`), and no page of another origin (but `BRUSHEDIT_CORS_ORIGINS`),
+    whatever CORS answer `langgraph dev` itself would give (a wildcard)."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.routing import Route
 
-    return Starlette(routes=[Route("/artifacts/{digest}", _artifact, methods=["GET"])])
+    from graphs.http_guard import RequestGuard
+
+    def setting(name: str) -> Any:
+        from graphs.settings import Settings
+
+        return lambda: getattr(Settings(), name)
+
+    guard = Middleware(RequestGuard, hosts=setting("allowed_hosts"),
+                       origins=setting("cors_origins"))
+    return Starlette(routes=[Route("/artifacts/{digest}", _artifact, methods=["GET"])],
+                     middleware=[guard])
 
 
 http_app = _http_app()

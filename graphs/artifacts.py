@@ -13,6 +13,7 @@ import re
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -68,6 +69,17 @@ class ArtifactStore:
         self.root = Path(root)
         self._verified: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
+        remove_stale_temporaries(self.root)
+
+    def remove(self, digest: str) -> bool:
+        """Delete the artifact `digest` from the store; False when it was not there."""
+        with self._lock:
+            self._verified.pop(digest, None)
+            try:
+                self.path(digest).unlink()
+            except FileNotFoundError:
+                return False
+        return True
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
@@ -154,14 +166,55 @@ class ArtifactStore:
         )
 
     def _put(self, image: Image.Image) -> str:
+        from graphs.storage import storage_full
+
         digest = content_hash(image)
         target = self.path(digest)
         if target.is_file() and self.has(digest):
             return digest
-        _write_atomic(target, lambda handle: image.save(handle, format="PNG"))
+        try:
+            _write_atomic(target, lambda handle: image.save(handle, format="PNG"))
+        except OSError as exc:
+            full = storage_full(exc, "an image")
+            if full is None:
+                raise
+            raise full from None
         with self._lock:
             self._verified.pop(digest, None)
         return digest
+
+
+TEMPORARY_PREFIX = "tmp-"
+ORPHAN_AGE_S = 600.0
+"""A store temporary whose writer cannot be told (an older name) is an orphan past this age."""
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete the temporary files that writers killed mid-write left in the store's folders.
+
+    A `tmp-<pid>-….tmp` whose process is gone is an orphan at once; any other (an older name,
+    another host's writer through a shared folder, a reused pid) once it is `ORPHAN_AGE_S` old,
+    so a living writer's file is never taken from under it. Returns how many were removed.
+    """
+    from graphs.claims import process_alive
+
+    removed = 0
+    now = time.time()
+    for path in root.glob("??/tmp*.tmp"):
+        owner = path.name.removeprefix(TEMPORARY_PREFIX).split("-", 1)[0]
+        try:
+            gone = owner.isdigit() and int(owner) != os.getpid() and not process_alive(
+                int(owner))
+            orphan = gone or now - path.stat().st_mtime > ORPHAN_AGE_S
+            if orphan:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        logger.info("removed %d temporary file(s) left in %s by writers that stopped", removed,
+                    root)
+    return removed
 
 
 OUTPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "TGA")
@@ -223,12 +276,13 @@ def _write_atomic(
 ) -> None:
     """Create `target`'s folder, `write` a temporary file beside it, then rename it into place.
 
-    The temporary file is `.{target.name}.…tmp` when `named`, else `tmp….tmp`; it is opened as
-    UTF-8 text when `text`, else as bytes, gets the mode `open()` would give, and never outlives
-    a failure.
+    The temporary file is `.{target.name}.…tmp` when `named`, else `tmp-<pid>-….tmp` (so a
+    process killed mid-write leaves one `remove_stale_temporaries` can tell apart); it is opened
+    as UTF-8 text when `text`, else as bytes, gets the mode `open()` would give, and never
+    outlives a failure of a living process.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}." if named else None
+    prefix = f".{target.name}." if named else f"{TEMPORARY_PREFIX}{os.getpid()}-"
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as handle:

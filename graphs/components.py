@@ -20,11 +20,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from graphs.admission import EditSlots
 from graphs.artifacts import ArtifactStore
+from graphs.claims import SessionClaims
 from graphs.context import Context, GraphSettings, PlannerMode
 from graphs.handles import LazyModel
+from graphs.input_access import InputAccess
 from graphs.otel import span_export_from_env
-from graphs.traces import TraceStore, enable_wal
+from graphs.sqlite_files import connect
+from graphs.traces import TraceStore
 from tools.errors import ConfigError, InvalidRequestError
 from tools.registry import CONDUCTOR_NAMES, INPAINTER_NAMES
 
@@ -43,6 +47,7 @@ def build_components(
     segmenter: bool = True,
     persist: bool = True,
     max_attempts: int | None = None,
+    input_roots: tuple[Path, ...] | None = None,
 ) -> Context:
     """Assemble a `Context` from `Settings` (the app layer's job; nothing heavy loads here).
 
@@ -58,6 +63,9 @@ def build_components(
             `database_url` says so); False opens none: each session object keeps its
             checkpoints in memory (evals, the LangGraph server's bundle).
         max_attempts: overrides `settings.max_attempts`.
+        input_roots: folders local image paths must lie in; None (a person's own command
+            line, a Python caller) reads any path. Private URLs follow
+            `settings.allow_private_urls` either way.
     """
     if inpainter not in INPAINTER_NAMES:
         raise InvalidRequestError(
@@ -70,6 +78,7 @@ def build_components(
 
         vlm = build_vlm(settings)
     seg = LazyModel(lambda: _load_segmenter(settings), "segmenter") if segmenter else None
+    saver = open_checkpointer(settings) if persist else None
     return Context(
         store=ArtifactStore(data_dir / "artifacts"),
         traces=TraceStore(data_dir / "traces.sqlite", export=span_export_from_env()),
@@ -86,7 +95,10 @@ def build_components(
             inpainter=inpainter,
             max_image_side=settings.max_image_side,
         ),
-        checkpointer=open_checkpointer(settings) if persist else None,
+        checkpointer=saver,
+        inputs=InputAccess(roots=input_roots, allow_private_urls=settings.allow_private_urls),
+        claims=SessionClaims.for_checkpointer(saver) if saver is not None else None,
+        slots=EditSlots(settings.edit_slots()),
     )
 
 
@@ -104,9 +116,14 @@ class ServerContext:
 
     @staticmethod
     def _from_settings() -> Context:
+        """Whoever reaches the server is its client: local paths only inside
+        `BRUSHEDIT_INPUT_ROOTS` (none by default)."""
+        from graphs.input_access import parse_roots
         from graphs.settings import Settings
 
-        return build_components(Settings(), persist=False)
+        settings = Settings()
+        return build_components(settings, persist=False,
+                                input_roots=parse_roots(settings.input_roots))
 
     def get(self) -> Context:
         with self._lock:
@@ -258,8 +275,7 @@ def open_checkpointer(settings: Settings) -> Any:
     path = Path(target).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        enable_wal(conn)
+        conn = connect(path)  # WAL, and a deleted session's text overwritten
         saver = SqliteSaver(conn)
         saver.setup()
     except (OSError, sqlite3.DatabaseError) as exc:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from graphs.handles import VLMProbe
+from graphs.input_access import InputAccess
 from tools.errors import ConfigError
 from tools.types import InpainterName, field_bounds
 
@@ -123,6 +124,13 @@ class Context:
         settings: the loop's knobs (the only part a LangGraph-server client can send).
         checkpointer: a LangGraph saver for the session's graph; None keeps each session's
             checkpoints in memory.
+        inputs: which local files and URLs image references may reach
+            (`graphs.input_access.InputAccess`; by default any path and no private URL).
+        claims: where "a turn runs in this session" is recorded for every process
+            (`graphs.claims.SessionClaims`); None: the checkpointer's database when it has
+            one (so every process on those sessions sees the claim), else the trace log's.
+        slots: the bound on edits running at once in this process (`graphs.admission`), or
+            None for no bound.
     """
 
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
@@ -137,13 +145,27 @@ class Context:
         GraphSettings, Field(description="The edit loop's knobs (planner, max_attempts, ...).")
     ] = field(default_factory=GraphSettings)
     checkpointer: Handle = None
+    inputs: Handle = field(default_factory=InputAccess)
+    claims: Handle = None
+    slots: Handle = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, GraphSettings):  # a server client's JSON context
             self.settings = GraphSettings.from_json(self.settings)
 
+    def session_claims(self) -> Any:
+        """The claims every turn takes (`claims`, opened in the checkpointer's database on
+        first use when unset): one table for every process, whoever built its context."""
+        if self.claims is None and getattr(self.checkpointer, "conn", None) is not None:
+            from graphs.claims import SessionClaims
+
+            self.claims = SessionClaims.for_checkpointer(self.checkpointer)
+        return self.claims if self.claims is not None else self.traces.claims
+
     def close(self) -> None:
         """Close the trace store and a SQLite or Postgres checkpointer's connection."""
+        if self.claims is not None:
+            self.claims.close()
         if self.traces is not None:
             self.traces.close()
         conn = getattr(self.checkpointer, "conn", None)

@@ -2,7 +2,8 @@
 
 Every surface (the session facade, the LangGraph server's input, a mask review answer) accepts
 the same forms: a PIL image or array, a local path, an http(s) URL, a `data:` URI, or the
-content hash of an image already in the store. Resolution happens here, once.
+content hash of an image already in the store. Resolution happens here, once; which local
+files and URLs a context may reach is its `InputAccess` (`graphs.input_access`).
 """
 
 from __future__ import annotations
@@ -10,27 +11,23 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphs.artifacts import is_hash
+from graphs.input_access import MAX_REFERENCE_BYTES, InputAccess
 from graphs.requests import check_mask, check_reference, check_review_answer
 from tools.errors import InvalidImageError, InvalidRequestError
 
 if TYPE_CHECKING:
     from graphs.artifacts import ArtifactStore
 
-MAX_REFERENCE_BYTES = 50 * 1024 * 1024
-"""Largest image a URL or data: URI may deliver (checked while reading)."""
-FETCH_TIMEOUT_S = 30.0
-"""Total time a URL may take to deliver its image (not per read: a trickling server is cut)."""
-FETCH_READ_TIMEOUT_S = 10.0
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _ANY_CASE_HASH = re.compile(r"\s*[0-9A-Fa-f]{64}\s*")
 
 
-def read_review_answer(store: ArtifactStore, decision: Any, source: str) -> tuple[str, str | None]:
+def read_review_answer(store: ArtifactStore, decision: Any, source: str, *,
+                       access: InputAccess | None = None) -> tuple[str, str | None]:
     """A mask-review answer as ("approved" | "replaced" | "rejected", replacement mask hash).
 
     Raises a `BrushEditError` for an answer that cannot be used (wrong shape, unreadable mask),
@@ -38,24 +35,27 @@ def read_review_answer(store: ArtifactStore, decision: Any, source: str) -> tupl
     """
     check_review_answer(decision)
     if decision.get("mask"):
-        return "replaced", import_mask(store, decision["mask"], source, 1.0)
+        return "replaced", import_mask(store, decision["mask"], source, 1.0, access=access)
     return ("approved" if decision.get("approve") else "rejected"), None
 
 
-def reference_bytes(ref: str, what: str = "image") -> bytes | Path:
-    """The bytes behind a `data:` URI or an http(s) URL, else the string as a local path."""
+def reference_bytes(ref: str, what: str = "image", *,
+                    access: InputAccess | None = None) -> bytes | Path:
+    """The bytes behind a `data:` URI or an http(s) URL, else the string as a local path;
+    `access` (any path, no private URL by default) says which of them may be reached."""
+    access = access or InputAccess()
     text = ref.strip()
     if text[:5].lower() == "data:":
         return _data_uri_bytes(text, what)
     if text[:7].lower() == "http://" or text[:8].lower() == "https://":
-        return _fetch(text, what)
+        return access.fetch(text, what)
     scheme = _SCHEME.match(text)
     if scheme:  # ftp://, file://...: not a path either (Path would eat a slash and say so)
         raise InvalidImageError(
             f"the {what} reference uses the {scheme.group()[:-3][:20].lower()}:// scheme, which "
             "is not read: give an http(s) URL, a data: URI, a path or a stored image's hash"
         )
-    return Path(text).expanduser()
+    return access.local_path(text, what)
 
 
 def as_hash(value: Any) -> Any:
@@ -70,10 +70,13 @@ def as_hash(value: Any) -> Any:
 
 
 def import_image(store: ArtifactStore, image: Any, max_side: int, *,
-                 max_pixels: int | None = None) -> tuple[str, float]:
-    """Store an image (downscaled to `max_side`) and return (hash, scale applied).
+                 max_pixels: int | None = None, access: InputAccess | None = None
+                 ) -> tuple[str, float]:
+    """Store an image, shrunk to `max_side` on its long side keeping its aspect ratio
+    (`tools.images.read_image`, the one loader), and return (hash, scale applied).
 
-    `max_pixels` bounds a decoded file (`tools.images`' default when None).
+    `max_pixels` bounds a decoded file (`tools.images`' default when None); `access` says
+    which local files and URLs a reference may reach.
     """
     image = as_hash(image)
     if isinstance(image, str) and is_hash(image):
@@ -85,25 +88,18 @@ def import_image(store: ArtifactStore, image: Any, max_side: int, *,
                 "image file instead", field="image"
             )
     check_reference(image, "image")
-    if hasattr(image, "mode") and hasattr(image, "size"):
-        pil = image.convert("RGB")
-    else:
-        from tools.images import load_image
+    from tools.images import read_image
 
-        source = reference_bytes(image) if isinstance(image, str) else image
-        pil = load_image(source, **({"max_pixels": max_pixels} if max_pixels else {}))
-    scale = 1.0
-    if max(pil.size) > max_side:
-        from PIL import Image
-
-        scale = max_side / max(pil.size)
-        size = (max(8, round(pil.size[0] * scale)), max(8, round(pil.size[1] * scale)))
-        pil = pil.resize(size, Image.Resampling.LANCZOS)
-    return store.put_image(pil), scale
+    source = reference_bytes(image, access=access) if isinstance(image, str) else image
+    loaded = read_image(source, max_side=max_side,
+                        **({"max_pixels": max_pixels} if max_pixels else {}))
+    return store.put_image(loaded.image), loaded.scale
 
 
-def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> str:
-    """Store a user mask fitted to the stored image `source` (`graphs.requests.check_mask`).
+def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float, *,
+                access: InputAccess | None = None) -> str:
+    """Store a user mask fitted to the stored image `source` (`graphs.requests.check_mask`),
+    read by `tools.images.load_mask` whatever its form (bit depth scaled, EXIF orientation).
 
     A mask of another aspect ratio is refused; one of the same aspect at another scale is
     resized only when the source was downscaled on import (`scale` != 1).
@@ -118,12 +114,11 @@ def import_mask(store: ArtifactStore, mask: Any, source: str, scale: float) -> s
                 "the mask file instead", field="mask"
             )
         array = store.get_mask(mask)
-    elif isinstance(mask, (str, Path, bytes)):
+    else:
         from tools.images import load_mask
 
-        array = load_mask(reference_bytes(mask, "mask") if isinstance(mask, str) else mask)
-    else:
-        array = mask
+        array = load_mask(reference_bytes(mask, "mask", access=access)
+                          if isinstance(mask, str) else mask)
     return store.put_mask(check_mask(array, size, resize=scale != 1.0))
 
 
@@ -139,51 +134,3 @@ def _data_uri_bytes(uri: str, what: str) -> bytes:
         return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"the {what} data: URI is not valid base64 ({exc})") from exc
-
-
-def _fetch(url: str, what: str) -> bytes:
-    import httpx
-
-    shown = _shown_url(url)
-
-    chunks: list[bytes] = []
-    size = 0
-    deadline = time.monotonic() + FETCH_TIMEOUT_S
-    try:
-        with httpx.stream("GET", url, timeout=min(FETCH_READ_TIMEOUT_S, FETCH_TIMEOUT_S),
-                          follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise InvalidImageError(
-                    f"the {what} URL answered HTTP {response.status_code}: {shown}"
-                )
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_REFERENCE_BYTES:
-                    raise InvalidImageError(
-                        f"the {what} at {shown} is over {MAX_REFERENCE_BYTES >> 20} MB"
-                    )
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise InvalidImageError(
-                        f"the {what} at {shown} took over {FETCH_TIMEOUT_S:g} s to arrive; "
-                        "give a faster URL or the image itself"
-                    )
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise InvalidImageError(f"could not fetch the {what} from {shown} ({exc})") from None
-    return b"".join(chunks)
-
-
-def _shown_url(url: str) -> str:
-    """The URL as an error message may show it: no user, password or query (they carry tokens)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "the given URL"
-    if ":" in host:
-        host = f"[{host}]"
-    shown = f"{parts.scheme}://{host}{port}{parts.path}" + ("?…" if parts.query else "")
-    return shown if len(shown) <= 200 else shown[:200] + "…"

@@ -62,11 +62,14 @@ def start(state: State, run: NodeRun) -> dict[str, Any]:
     run.images = {"source": source, "user_mask": user_mask}
     run.params = {"planner_mode": run.context.settings.planner,
                   "max_attempts": options.max_attempts}
+    run.update["history"] = []  # the turn's own: the last turn's why-lines stay with it
+    planner = _planner_path(run)  # may say why it falls back (kept for later refusals)
     return {**PER_TURN_RESET, **PER_TURN_INPUTS, "instruction": instruction,
             "options": options.model_dump(mode="json"), "max_attempts": options.max_attempts,
             "source_image": source, "current_image": source, "user_mask": user_mask,
             "user_caption": caption, "mask_review": bool(state.get("review_mask")),
-            "turn": turn, "last_turn": turn, "history": [], "planner": _planner_path(run)}
+            "turn": turn, "last_turn": turn, "history": run.update["history"],
+            "planner": planner}
 
 
 def _receive(state: State, run: NodeRun) -> tuple[str, EditOptions, str, str | None, str | None]:
@@ -79,7 +82,8 @@ def _receive(state: State, run: NodeRun) -> tuple[str, EditOptions, str, str | N
     checked = check_turn_input(state, EditOptions(max_attempts=knobs.max_attempts,
                                                   inpainter=knobs.inpainter))
     if state.get("image"):
-        source, scale = import_image(store, state["image"], knobs.max_image_side)
+        source, scale = import_image(store, state["image"], knobs.max_image_side,
+                                     access=run.context.inputs)
     elif state.get("current_image"):
         source, scale = state["current_image"], 1.0
     else:
@@ -87,7 +91,8 @@ def _receive(state: State, run: NodeRun) -> tuple[str, EditOptions, str, str | N
             "no image to edit: send `image` (a path, an http(s) URL, a data: URI or a stored "
             "image's hash); later turns on the same thread may omit it", field="image"
         )
-    user_mask = import_mask(store, state["mask"], source, scale) if state.get("mask") else None
+    user_mask = import_mask(store, state["mask"], source, scale,
+                            access=run.context.inputs) if state.get("mask") else None
     return checked["instruction"], checked["options"], source, user_mask, checked["caption"]
 
 
@@ -112,7 +117,6 @@ def _planner_path(run: NodeRun) -> str:
 def classify(state: State, run: NodeRun) -> dict[str, Any]:
     """Decide the edit category (VLM), or plan everything with the rule parser."""
     from agents.classify import classify_edit
-    from agents.rules import parse_instruction
 
     context = run.context
     instruction = state["instruction"]
@@ -131,7 +135,7 @@ def classify(state: State, run: NodeRun) -> dict[str, Any]:
                 confidence=answer.confidence, rationale=answer.rationale, source="vlm",
             )
     if plan is None:
-        plan = parse_instruction(instruction).model_copy(update={"source": "rules"})
+        plan = _rule_plan(run, instruction).model_copy(update={"source": "rules"})
         run.update["planner"] = "rules"
     run.outputs = {"category": plan.category.value, "planner": run.planner,
                    "plan": plan.model_dump(mode="json")}
@@ -143,7 +147,6 @@ def classify(state: State, run: NodeRun) -> dict[str, Any]:
 def identify(state: State, run: NodeRun) -> dict[str, Any]:
     """Name the object to segment (the VLM path; the rule plan already has one)."""
     from agents.identify import identify_object
-    from agents.rules import parse_instruction
 
     plan = _plan(state)
     run.inputs = {"instruction": plan.instruction, "category": plan.category.value}
@@ -159,10 +162,32 @@ def identify(state: State, run: NodeRun) -> dict[str, Any]:
                 "object": identify_object(run.vlm, image, plan.instruction, plan.category)})
             answered = True
     if not answered:
-        rules_plan = parse_instruction(plan.instruction)
-        plan = plan.model_copy(update={"object": rules_plan.object, "box": rules_plan.box})
+        from agents.errors import InstructionNotUnderstoodError
+
+        try:
+            rules_plan = _rule_plan(run, plan.instruction)
+            plan = plan.model_copy(update={"object": rules_plan.object, "box": rules_plan.box})
+        except InstructionNotUnderstoodError:
+            if not state.get("user_mask"):  # nothing else can say what to segment
+                raise
+            run.history("object", reason="the rules cannot read the instruction; the user's "
+                        "mask says where to edit")
     run.outputs = {"object": plan.object}
     return {"plan": plan.model_dump(mode="json")}
+
+
+def _rule_plan(run: NodeRun, instruction: str) -> EditPlan:
+    """The rule parser's plan; its refusal says why the VLM did not plan, when it failed."""
+    from agents.errors import InstructionNotUnderstoodError
+    from agents.rules import parse_instruction
+
+    try:
+        return parse_instruction(instruction)
+    except InstructionNotUnderstoodError as exc:
+        failure = run.fallback_reason
+        if failure:
+            raise exc.after_vlm_failure(failure) from None
+        raise
 
 
 # -- mask ----------------------------------------------------------------------------------------
@@ -264,7 +289,8 @@ def review(state: State, run: NodeRun) -> dict[str, Any]:
     decision = interrupt(payload)
     for asked in range(1, MAX_REVIEW_ANSWERS + 1):
         try:
-            verdict, digest = read_review_answer(run.context.store, decision, state["source_image"])
+            verdict, digest = read_review_answer(run.context.store, decision, state["source_image"],
+                                                 access=run.context.inputs)
             break
         except BrushEditError as exc:
             if asked == MAX_REVIEW_ANSWERS:

@@ -15,11 +15,14 @@ from typing import Any
 
 from graphs.artifacts import is_hash
 from tools.errors import InvalidImageError, InvalidRequestError
-from tools.text import check_plain_text
-from tools.types import MAX_INSTRUCTION_CHARS, EditOptions
+from tools.text import (
+    MAX_CAPTION_CHARS,
+    MAX_INSTRUCTION_CHARS,
+    MAX_NEGATIVE_PROMPT_CHARS,
+    normalise_text,
+)
+from tools.types import EditOptions
 
-MAX_CAPTION_CHARS = 500
-"""Longest target caption any surface accepts (CLIP reads 77 tokens anyway)."""
 MAX_SESSION_ID_CHARS = 64
 MAX_TURN = 2**31 - 1
 MAX_REVIEW_ANSWERS = 20
@@ -27,7 +30,8 @@ MAX_REVIEW_ANSWERS = 20
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 """The HTTP API's session-id pattern, so an id made anywhere can be used everywhere."""
 
-__all__ = ["MAX_CAPTION_CHARS", "MAX_INSTRUCTION_CHARS", "MAX_REVIEW_ANSWERS",
+__all__ = ["MAX_CAPTION_CHARS", "MAX_INSTRUCTION_CHARS", "MAX_NEGATIVE_PROMPT_CHARS",
+           "MAX_REVIEW_ANSWERS",
            "MAX_SESSION_ID_CHARS", "MAX_TURN", "check_caption", "check_hash", "check_instruction",
            "check_mask", "check_options", "check_reference", "check_review_answer", "check_run_input",
            "check_session_name", "check_turn_input"]
@@ -46,33 +50,26 @@ def check_session_name(session_id: object) -> str:
 
 
 def check_instruction(instruction: object) -> str:
-    """The instruction without surrounding space; empty or too long is refused, never cut."""
+    """The instruction as it is stored and planned (`tools.text.normalise_text`: NFC, invisible
+    characters stripped, no control or bidirectional characters); empty or too long is
+    refused, never cut."""
     if instruction is None:
         instruction = ""
-    _check_text(instruction, "instruction")
-    text = instruction.strip() if isinstance(instruction, str) else ""
+    text = _normalised(instruction, "instruction", MAX_INSTRUCTION_CHARS)
     if not text:
         raise InvalidRequestError(
             "the instruction is empty; say what to change, e.g. 'remove the cat'",
             field="instruction",
         )
-    if len(text) > MAX_INSTRUCTION_CHARS:
-        raise InvalidRequestError(field="instruction", problem=(
-            f"has {len(text):,} characters; the limit is {MAX_INSTRUCTION_CHARS:,} (shorten it: "
-            "it is never cut)"))
     return text
 
 
 def check_caption(caption: object) -> str | None:
-    """The target caption without surrounding space, or None when there is none."""
+    """The target caption as it is stored (normalised like the instruction), or None when there
+    is none."""
     if caption is None:
         return None
-    _check_text(caption, "caption")
-    text = str(caption).strip()
-    if len(text) > MAX_CAPTION_CHARS:
-        raise InvalidRequestError(field="caption", problem=(
-            f"has {len(text):,} characters; the limit is {MAX_CAPTION_CHARS:,}"))
-    return text or None
+    return _normalised(caption, "caption", MAX_CAPTION_CHARS) or None
 
 
 def check_hash(value: object, what: str = "artifact") -> str:
@@ -114,7 +111,10 @@ def check_options(given: Mapping[str, Any] | EditOptions | None = None, *,
         error = exc.errors()[0]
         raise InvalidRequestError(field="options." + ".".join(map(str, error["loc"])),
                                   problem=_problem(error)) from None
-    _check_text(options.negative_prompt, "options.negative_prompt")
+    negative = _normalised(options.negative_prompt, "options.negative_prompt",
+                           MAX_NEGATIVE_PROMPT_CHARS)
+    if negative != options.negative_prompt:
+        options = options.model_copy(update={"negative_prompt": negative})
     return options
 
 
@@ -233,10 +233,11 @@ def _problem(error: Any) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _check_text(value: object, name: str) -> None:
+def _normalised(value: object, name: str, limit: int) -> str:
+    """Free text as every surface stores it, held to its field's one limit."""
     if not isinstance(value, str):
         raise InvalidRequestError(field=name, problem=f"must be text, got {_kind(value)}")
-    check_plain_text(value, name)
+    return normalise_text(value, name, max_chars=limit)
 
 
 def _kind(value: Any, limit: int = 0) -> str:

@@ -64,6 +64,24 @@ def deployment_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+QUEUED_EDITS_PER_CALL = 4
+"""Edits the API replica admits per model call the deployments run at once: its edits wait
+on a replica (Ray Serve queues them) holding only their images, and spend part of their time
+in the planner and verifier, so a few per call keep every replica busy."""
+
+
+def served_edit_slots(settings: Settings) -> int:
+    """Edits the API replica runs at once (`graphs.admission`): `max_concurrent_edits` when
+    set, else enough to keep the model deployments busy (their most replicas times
+    `serve_max_ongoing_requests`, `QUEUED_EDITS_PER_CALL` each), never fewer than its cores'
+    default. The cores of the machine that runs the ingress say nothing about the replicas'."""
+    if settings.max_concurrent_edits is not None:
+        return settings.max_concurrent_edits
+    replicas = settings.serve_max_replicas or settings.serve_replicas
+    calls = replicas * settings.serve_max_ongoing_requests
+    return max(settings.edit_slots(), min(1024, QUEUED_EDITS_PER_CALL * calls))
+
+
 def _replica_context(settings: Settings, *, segmenter: bool) -> Context:
     """The models a replica serves, built as `build_components` builds them (lazily); its
     stores go to a scratch folder: a replica keeps no sessions or images."""
@@ -258,11 +276,16 @@ class ServedSegmenter(Segmenter):
         return answer[1]
 
 
-def served_context(context: Context, inpainter: Any, segmenter: Any | None) -> Context:
+def served_context(context: Context, inpainter: Any, segmenter: Any | None,
+                   edit_slots: int | None = None) -> Context:
     """`context` with every inpainter served by the `inpainter` deployment handle and the
-    segmenter by the `segmenter` one (None: no segmenter, user masks only)."""
+    segmenter by the `segmenter` one (None: no segmenter, user masks only); `edit_slots`
+    edits at once (`served_edit_slots`) instead of the context's own bound."""
+    from graphs.admission import EditSlots
+
     return dataclasses.replace(
         context,
+        slots=EditSlots(edit_slots) if edit_slots is not None else context.slots,
         inpainters={name: ServedInpainter(inpainter, name) for name in context.inpainters},
         segmenter=ServedSegmenter(segmenter) if segmenter is not None else None,
     )

@@ -9,8 +9,10 @@ recorded; the graph then trusts it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +28,16 @@ from graphs.requests import (
     check_options,
     check_session_name,
 )
-from tools.errors import BrushEditError, EditCancelledError, InvalidRequestError
+from graphs.storage import storage_full
+from tools.errors import BrushEditError, EditCancelledError, InternalError, InvalidRequestError
 from tools.types import EditOptions, EditPlan, EditResult
 
 if TYPE_CHECKING:
+    from graphs.admission import Slot
+    from graphs.claims import Claim
     from graphs.context import Context
+
+logger = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -195,21 +202,48 @@ class EditSession:
         caption = check_caption(caption)
         checked = check_options(options, defaults=self.default_options())
         source, scale = self._import_image(image, max_pixels)
-        user_mask = (import_mask(self.components.store, mask, source, scale)
-                     if mask is not None else None)
+        user_mask = (import_mask(self.components.store, mask, source, scale,
+                                 access=self.components.inputs) if mask is not None else None)
         return PreparedTurn(instruction=text, source=source, mask=user_mask, options=checked,
                             caption=caption, review_mask=bool(review_mask))
 
+    def lease(self, *, slot: bool = True) -> TurnLease:
+        """Claim this session for one turn (in the session database, for every process) and
+        take one of the process's edit slots: `ConflictError` while another turn holds the
+        session, `ServerBusyError` when every slot is taken. `run`, `resume` and `delete`
+        take one themselves; a caller that must answer before the turn starts (the HTTP API)
+        takes it first and hands it over."""
+        claims = self.components.session_claims()
+        claim = claims.claim(self.id)
+        try:
+            slots = self.components.slots
+            taken = slots.take() if slot and slots is not None else None
+        except BaseException:
+            claim.release()
+            raise
+        return TurnLease(claim, taken)
+
+    @contextlib.contextmanager
+    def _leased(self, lease: TurnLease | None, *, slot: bool = True) -> Iterator[TurnLease]:
+        """The caller's lease on this session (still the caller's to release), or a new one
+        for the block."""
+        if lease is not None and lease.holds(self.id):
+            yield lease
+            return
+        with self.lease(slot=slot) as taken:
+            yield taken
+
     def run(self, turn: PreparedTurn, *, on_event: EventSink | None = None,
-            cancel: CancelToken | None = None) -> EditResult | MaskReview:
-        """Run a prepared turn: claim the session, file the turn, run the graph.
+            cancel: CancelToken | None = None, lease: TurnLease | None = None
+            ) -> EditResult | MaskReview:
+        """Run a prepared turn: claim the session (`lease`), file the turn, run the graph.
 
         `cancel.cancel()` from another thread (or Ctrl-C in this one) stops the turn within a
         diffusion step or at the next node: the turn is filed `cancelled`, no result is kept,
         and `EditCancelledError` is raised.
         """
         traces = self.components.traces
-        with traces.claims.hold(self.id):
+        with self._leased(lease):
             for row in traces.turns(self.id):
                 if row["status"] in ("running", "review"):  # left by a crash, or not answered
                     traces.set_turn_status(self.id, row["turn"], "abandoned")
@@ -227,7 +261,7 @@ class EditSession:
 
     def resume(
         self, decision: dict[str, Any] | None = None, *, on_event: EventSink | None = None,
-        cancel: CancelToken | None = None,
+        cancel: CancelToken | None = None, lease: TurnLease | None = None,
     ) -> EditResult | MaskReview:
         """Continue a paused or interrupted turn.
 
@@ -235,7 +269,7 @@ class EditSession:
         `{"mask": <hash or path or array>}`); after a crash, call it with no decision to run on
         from the last completed node.
         """
-        with self.components.traces.claims.hold(self.id):
+        with self._leased(lease):
             return self._resume(decision, on_event, cancel)
 
     def _resume(self, decision: dict[str, Any] | None, on_event: EventSink | None,
@@ -255,7 +289,8 @@ class EditSession:
                 )
             if decision.get("mask") is not None and not is_hash(decision["mask"]):
                 decision = {**decision, "mask": import_mask(
-                    self.components.store, decision["mask"], state.values["source_image"], 1.0)}
+                    self.components.store, decision["mask"], state.values["source_image"], 1.0,
+                    access=self.components.inputs)}
             self._set_status(turn, "running")
             return self._run(Command(resume=decision), turn, on_event, cancel)
         self._set_status(turn, "running")
@@ -365,12 +400,14 @@ class EditSession:
         assert current is not None
         return current
 
-    def delete(self) -> None:
-        """Forget this session: its turns, trace and checkpoints (artifacts stay, shared by hash)."""
-        saver = getattr(self.components, "checkpointer", None)
-        if saver is not None and hasattr(saver, "delete_thread"):
-            saver.delete_thread(self.id)
-        self.components.traces.delete_session(self.id)
+    def delete(self, *, lease: TurnLease | None = None) -> None:
+        """Forget this session for good: its turns, trace and checkpoints, with their text
+        overwritten in the database files (`graphs.erasure`), and every stored image no other
+        session uses. `ConflictError` while a turn runs in it."""
+        from graphs.erasure import erase_session
+
+        with self._leased(lease, slot=False):
+            erase_session(self.components, self.id)
 
     def trace(self) -> list[dict[str, Any]]:
         """Every trace event of this session (JSON-able dicts, oldest first)."""
@@ -425,10 +462,16 @@ class EditSession:
                 raise
             raise stopped from None
         except BrushEditError as exc:
-            self._set_status(turn, "failed", reason=str(exc))
+            self._record_failure(turn, str(exc))
             raise
         except Exception as exc:
-            self._set_status(turn, "failed", reason=f"{type(exc).__name__}: {exc}")
+            full = storage_full(exc)
+            if full is not None:  # a full disk is the server's state, not a bug
+                self._record_failure(turn, str(full))
+                raise full from exc
+            logger.error("turn %s of session %s failed unexpectedly", turn, self.id,
+                         exc_info=exc)
+            self._record_failure(turn, f"{InternalError.__name__}: {InternalError.MESSAGE}")
             raise
         review = self.pending()
         if review is not None:
@@ -469,6 +512,15 @@ class EditSession:
     def _set_status(self, turn: int, status: str, reason: str | None = None) -> None:
         self.components.traces.set_turn_status(self.id, turn, status, reason=reason)
 
+    def _record_failure(self, turn: int, reason: str) -> None:
+        """File the turn as failed; a log that cannot take even that (a full disk) is said in
+        one log line, and the turn's own error is what the caller gets."""
+        try:
+            self._set_status(turn, "failed", reason=reason)
+        except Exception as exc:
+            logger.warning("could not record that turn %s of session %s failed: %s", turn,
+                           self.id, " ".join(str(exc).split())[:200])
+
     def _next_turn(self) -> int:
         rows = self.components.traces.turns(self.id)
         return (max(r["turn"] for r in rows) + 1) if rows else 1
@@ -483,7 +535,31 @@ class EditSession:
                 )
             return current, 1.0
         return import_image(self.components.store, image,
-                            self.components.settings.max_image_side, max_pixels=max_pixels)
+                            self.components.settings.max_image_side, max_pixels=max_pixels,
+                            access=self.components.inputs)
+
+
+class TurnLease:
+    """What lets one turn run: its session's claim (`graphs.claims`) and one of the process's
+    edit slots (`graphs.admission`); `release` (or the `with` block's end) frees both."""
+
+    def __init__(self, claim: Claim, slot: Slot | None = None) -> None:
+        self.claim = claim
+        self.slot = slot
+
+    def holds(self, session_id: str) -> bool:
+        return not self.claim.released and self.claim.session_id == session_id
+
+    def release(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+        self.claim.release()
+
+    def __enter__(self) -> TurnLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _emit(sink: EventSink | None, event: dict[str, Any]) -> None:

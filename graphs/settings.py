@@ -145,6 +145,41 @@ class Settings(BaseSettings):
         "read as `image_path`/`mask_path`, besides the MCP roots the client shares.",
     )
 
+    # -- who may reach what (issue 24) --------------------------------------------------------
+    input_roots: str | None = Field(
+        default=None,
+        description="Folders (separated by the OS path separator) whose files the LangGraph "
+        "server reads as image or mask paths; none by default, so its clients send data: "
+        "URIs, public URLs or hashes. The command line and Python callers read any path.",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Also fetch image URLs of loopback, link-local and private addresses "
+        "(off: a client cannot make the server reach this machine or its network).",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Host names (comma-separated) the HTTP API, the web editor and the "
+        "LangGraph server answer to besides loopback's (localhost, 127.0.0.1, ::1): a "
+        "request naming any other `Host` is refused, so DNS rebinding reaches nothing.",
+    )
+    cors_origins: str | None = Field(
+        default=None,
+        description="Web origins (comma-separated, e.g. https://smith.langchain.com) whose "
+        "pages may call the LangGraph server from a browser; none by default.",
+    )
+    max_concurrent_edits: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Edits running at once in one process (HTTP API, MCP, web editor, "
+        "LangGraph server); more are refused as busy (HTTP 503 with Retry-After). Default: "
+        "the number of CPU cores (`serve --ray`'s API replica: enough to keep the model "
+        "deployments busy, `graphs.serving.served_edit_slots`).",
+    )
+
+    def edit_slots(self) -> int:
+        """`max_concurrent_edits`, or the number of CPU cores when unset."""
+        return self.max_concurrent_edits or os.cpu_count() or 1
+
     # `brushedit serve --ray`: the model deployments on Ray Serve (graphs.serving)
     serve_replicas: int = Field(
         default=1, ge=1, le=1024,

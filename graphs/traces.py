@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from graphs.claims import SessionClaims
+from graphs.sqlite_files import enable_wal, truncate_wal
 
 logger = logging.getLogger(__name__)
 
@@ -110,24 +111,6 @@ def m003_call_family(db: sqlite3.Connection) -> None:
     """Which model family each answer was read as, and whether it came from the thinking."""
     db.execute("ALTER TABLE calls ADD COLUMN family TEXT")
     db.execute("ALTER TABLE calls ADD COLUMN from_thinking INTEGER")
-
-
-def enable_wal(db: sqlite3.Connection, *, attempts: int = 60, delay: float = 0.05) -> None:
-    """Put a SQLite database in WAL mode, waiting out other processes doing the same.
-
-    Switching the journal mode takes a lock that SQLite's busy timeout does not wait for: two
-    processes opening a new database at once (eval workers, Ray tasks) get "database is
-    locked" immediately. The mode is persistent, so only the first opener switches it.
-    """
-    for attempt in range(attempts):
-        try:
-            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(delay * (1 + attempt % 4))
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
@@ -238,15 +221,16 @@ class TraceStore:
             call as OpenTelemetry spans, after its row is written (`span_export_from_env`).
 
     Attributes:
-        claims: the sessions of this log with a turn running in this process
-            (`graphs.claims.SessionClaims`): the session facade holds one per turn.
+        claims: the sessions of this log with a turn running, in this file, for every process
+            (`graphs.claims.SessionClaims`): the session facade's when its context has no
+            session database to keep them in.
     """
 
     def __init__(self, path: str | Path, *, export: Any = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.export = export
         self._lock = threading.Lock()
-        self.claims = SessionClaims()
+        self.claims = SessionClaims.sqlite(self.path or ":memory:")
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +240,7 @@ class TraceStore:
             self.db.row_factory = sqlite3.Row
             if self.path is not None:
                 enable_wal(self.db)
+            self.db.execute("PRAGMA secure_delete=ON")  # deleted text is overwritten
             with self._lock:
                 migrate(self.db)
         except (OSError, sqlite3.DatabaseError) as exc:
@@ -272,6 +257,7 @@ class TraceStore:
         return f"TraceStore({str(self.path or ':memory:')!r})"
 
     def close(self) -> None:
+        self.claims.close()
         with self._lock:
             self.db.close()
         if self.export is not None:
@@ -449,12 +435,34 @@ class TraceStore:
             return int(self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
 
     def delete_session(self, session_id: str) -> bool:
-        """Forget a session: its turns, events and model calls (artifacts stay, shared by hash)."""
+        """Forget a session: its turns, events and model calls, overwritten in the file and
+        gone from its write-ahead log (`graphs.erasure`; artifacts are the caller's)."""
         with self._lock, self.db:
             for table in ("calls", "events", "turns"):
                 self.db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             cursor = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        if self.path is not None:
+            truncate_wal(self.db, self._lock)
         return cursor.rowcount > 0
+
+    def raw_rows(self, session_id: str) -> list[str]:
+        """The JSON text of a session's trace rows and model calls (to find what they name)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT inputs, outputs, params, verdict, images FROM events WHERE session_id = ?",
+                (session_id,)).fetchall()
+            rows += self.db.execute("SELECT images, parsed FROM calls WHERE session_id = ?",
+                                    (session_id,)).fetchall()
+        return [value for row in rows for value in row if value]
+
+    def mentions(self, text: str) -> bool:
+        """Whether any session's turns or trace rows name `text` (an artifact hash)."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT 1 FROM turns WHERE source = ?1 OR result = ?1 OR mask = ?1 UNION ALL "
+                "SELECT 1 FROM events WHERE instr(images, ?1) > 0 OR instr(outputs, ?1) > 0 "
+                "OR instr(inputs, ?1) > 0 LIMIT 1", (text,)).fetchone()
+        return row is not None
 
     def has_session(self, session_id: str) -> bool:
         with self._lock:

@@ -83,6 +83,13 @@ class NodeRun:
         self.update["history"] = [*base, entry]
         self.why.append(entry)
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why this turn plans with the rules after all (the VLM failed), or None."""
+        entries = self.update.get("history", self.state.get("history") or [])
+        reasons = [e.get("reason") for e in entries if e.get("event") == "fallback"]
+        return str(reasons[-1]) if reasons and reasons[-1] else None
+
     def fall_back(self, step: str, reason: str) -> None:
         """Plan the rest of the turn with the rule parser, saying why."""
         self.update["planner"] = "rules"
@@ -100,8 +107,25 @@ class NodeRun:
             yield
         except AgentError as exc:
             if self.context.settings.planner == "vlm":
+                name_model_server(exc, self.context.vlm)
                 raise
             self.fall_back(step, f"{type(exc).__name__}: {exc}")
+
+
+def name_model_server(exc: BaseException, vlm: Any) -> None:
+    """Make a model server's failure say which server it was (its kind and address), on every
+    surface alike: `exc` gets `server`/`url` fields when it lacks them, and its sentence names
+    the server when it does not yet."""
+    from agents.errors import server_name
+
+    kind = getattr(exc, "server", None) or getattr(vlm, "server", None)
+    url = getattr(exc, "url", None) or getattr(vlm, "host", None) or getattr(vlm, "url", None)
+    if not url:
+        return
+    exc.server, exc.url = kind, url  # type: ignore[attr-defined]
+    text = str(exc)
+    if exc.args and str(url) not in text:
+        exc.args = (f"{text} (the {server_name(kind)} at {url})", *exc.args[1:])
 
 
 def turn_of(state: State, node: str) -> int | None:
@@ -197,7 +221,7 @@ def _run_node(name: str, body: Body, state: State, runtime: Runtime[Context]) ->
         status, error = CANCELLED, f"{type(exc).__name__}: {exc}"
         raise
     except Exception as exc:
-        status, error = "error", f"{type(exc).__name__}: {exc}"
+        status, error = "error", public_error(exc)
         raise
     except BaseException as exc:  # Ctrl-C, a cancelled task: stopped, never a success
         status, error = CANCELLED, f"{type(exc).__name__}: stopped during {name}"
@@ -282,6 +306,21 @@ def _record(run: NodeRun, name: str, turn: int | None, attempt: int, status: str
 
 _EVENT_STATUS = {"ok": "end", CANCELLED: CANCELLED}
 """A trace row's status as its `node` event says it."""
+
+
+def public_error(exc: BaseException) -> str:
+    """A node's failure as its trace row and `error` event say it (both reach clients): an
+    expected error's type and sentence; a full disk as `StorageFullError`; a bug only as
+    `InternalError`, whose details the caller logs."""
+    from graphs.storage import storage_full
+    from tools.errors import BrushEditError, InternalError
+
+    if isinstance(exc, BrushEditError):
+        return f"{type(exc).__name__}: {exc}"
+    full = storage_full(exc)
+    if full is not None:
+        return f"{type(full).__name__}: {full}"
+    return f"{InternalError.__name__}: {InternalError.MESSAGE}"
 
 
 def _safe_writer(writer: Callable[[Any], None]) -> Callable[[dict[str, Any]], None]:

@@ -8,20 +8,25 @@ that keep running after an error (`chat`, the mask review on stdin) print `cli_m
 from __future__ import annotations
 
 import json
+import logging
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from interfaces.wording import Wording, say
 from tools.errors import (
     BrushEditError,
     EditCancelledError,
+    InternalError,
     InvalidImageError,
     InvalidMaskError,
     InvalidRequestError,
     UnsupportedEditError,
 )
 
+INTERNAL_ERROR_EXIT = 1
+"""A bug: `InternalError`'s one line, its traceback only in the log (`--verbose`)."""
 USAGE_EXIT = 2
 """A command line click cannot parse: an unknown option, a missing argument, a bad value."""
 REFUSED_EXIT = 3
@@ -39,7 +44,6 @@ EXIT_CODES_HELP = (
     "path, session); 4 the edit failed (models, settings, the VLM server: see `brushedit "
     "doctor`); 130 cancelled with Ctrl-C."
 )
-
 CLI_WORDING = Wording(inpainter="`--inpainter {name}`", mask="pass a mask with `--mask MASK.png`",
                       installer="install",
                       weights="fetch them{licence} with `{command}` and set {env} to that folder")
@@ -63,21 +67,39 @@ def exit_code_for(exc: BaseException) -> int:
 
 class BrushEditGroup(TyperGroup):
     """A group that prints expected errors on one line (also as JSON on stdout after `--json`)
-    and exits with their status, never a traceback."""
+    and exits with their status, never a traceback; a bug is `InternalError`'s one line and
+    exit 1, its traceback only in the log (`--verbose`). Typer's own exits (help, usage errors)
+    pass through as they are."""
 
     def invoke(self, ctx):
+        import click
+
         try:
             return super().invoke(ctx)
         except BrushEditError as exc:
-            message = cli_message(exc)
-            if ctx.meta.get(JSON_OUTPUT):
-                typer.echo(json.dumps({"error": {"type": type(exc).__name__,
-                                                 "message": message}}))
-            typer.echo(f"Error: {message}", err=True)
-            raise typer.Exit(exit_code_for(exc)) from None
+            _fail(ctx, type(exc).__name__, cli_message(exc), exit_code_for(exc))
         except KeyboardInterrupt:
             typer.echo("Cancelled.", err=True)
             raise typer.Exit(CANCELLED_EXIT) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, typer.Exit, typer.Abort,
+                TyperException):  # typer's own (vendored click): help, usage errors, exits
+            raise
+        except Exception as exc:
+            log = logging.getLogger("interfaces.cli")
+            if log.isEnabledFor(logging.INFO):  # --verbose: the log is the terminal
+                log.error("brushedit failed unexpectedly", exc_info=exc)
+            _fail(ctx, InternalError.__name__, "brushedit failed unexpectedly; run it again "
+                  "with --verbose for the details", INTERNAL_ERROR_EXIT)
+
+
+def _fail(ctx, kind: str, message: str, code: int) -> None:
+    """Say an error on stderr (and as JSON on stdout after `--json`) and exit with `code`."""
+    if ctx.meta.get(JSON_OUTPUT):
+        typer.echo(json.dumps({"error": {"type": kind, "message": message}}))
+    typer.echo(f"Error: {message}" if kind != InternalError.__name__ else
+               f"Error: {kind}: {message}", err=True)
+    raise typer.Exit(code) from None
 
 
 def cli_message(exc: BrushEditError) -> str:

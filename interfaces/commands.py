@@ -5,7 +5,6 @@ Only typer is imported at module level; sessions, LangGraph and models load when
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -178,12 +177,22 @@ def _save(components: Context, digest: str, out: Path) -> Path:
 
 
 def _stdin_lines() -> Any:
-    """stdin, with bytes that are not valid text replaced rather than crashing the loop."""
-    reconfigure = getattr(sys.stdin, "reconfigure", None)
-    if reconfigure is not None:
-        with contextlib.suppress(ValueError, OSError):  # cannot change mid-way: read it as is
-            reconfigure(errors="replace")
-    return sys.stdin
+    """stdin's lines as bytes when it has them (each read by `_text`), else as text."""
+    return getattr(sys.stdin, "buffer", None) or sys.stdin
+
+
+def _text(line: bytes | str) -> str:
+    """A line of stdin as text; one that is not UTF-8 is refused (`tools.text.decode_text`'s
+    sentence), never guessed at or replaced."""
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        from tools.text import decode_text
+
+        decode_text(line, "instruction")  # raises the one sentence for text that is not UTF-8
+        raise
 
 
 def _stdin_review(console: Any) -> Any:
@@ -197,7 +206,11 @@ def _stdin_review(console: Any) -> Any:
         while True:
             console.print("Approve it? [Y/n], or type the path of a replacement mask:",
                           markup=False)
-            answer = next(iter(_stdin_lines()), "").strip()
+            try:
+                answer = _text(next(iter(_stdin_lines()), "")).strip()
+            except BrushEditError as exc:
+                console.print(f"Error: {cli_message(exc)}", markup=False)
+                continue
             if answer.lower() in ("", "y", "yes"):
                 return {"approve": True}
             if answer.lower() in ("n", "no"):
@@ -371,11 +384,11 @@ def chat(
         pending_mask: Path | None = mask
         console.print(f"session {session.id}. {CHAT_HELP}", markup=False)
         for raw in _stdin_lines():
-            line = raw.strip()
-            if not line:
-                continue
-            command, _, arg = line.partition(" ")
             try:
+                line = _text(raw).strip()
+                if not line:
+                    continue
+                command, _, arg = line.partition(" ")
                 if command in ("quit", "exit", "q"):
                     break
                 if command == "undo":

@@ -32,10 +32,13 @@ from tools.errors import (
     BrushEditError,
     ConfigError,
     EditCancelledError,
+    ImageTooLargeError,
+    InternalError,
     InvalidImageError,
     InvalidRequestError,
     MaskNeededError,
     ModelLoadError,
+    StorageFullError,
 )
 from tools.images import DEFAULT_MAX_PIXELS, read_image
 from tools.registry import INPAINTER_NAMES
@@ -120,23 +123,67 @@ class NotFoundError(BrushEditError, LookupError):
 
 
 def http_status_for(exc: BaseException) -> int:
-    """Map the project's error hierarchy onto HTTP: client faults are 4xx, setup faults 503."""
+    """Map the project's error hierarchy onto HTTP, by class and fields (never the message):
+    the client's faults are 4xx; the server's setup or state 503 (a full disk, every edit slot
+    taken, missing weights); a model server's fault 502, 503 when it is down or lacks the
+    model, 504 when it timed out; anything else is a bug (500)."""
+    from graphs.admission import ServerBusyError
+
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, (ConflictError, EditCancelledError)):  # stopped: the edit's state, not input
         return 409
-    if isinstance(exc, (ModelLoadError, ConfigError)) or (
+    server = model_server_status(exc)
+    if server is not None:
+        return server
+    if isinstance(exc, (ModelLoadError, ConfigError, StorageFullError, ServerBusyError)) or (
         isinstance(exc, MaskNeededError) and exc.segmenter_missing
     ):
         return 503
-    if isinstance(exc, InvalidImageError) and "over the limit" in str(exc):
+    if isinstance(exc, ImageTooLargeError) or (
+            isinstance(exc, InvalidImageError) and "over the limit" in str(exc)):
         return 413
     if isinstance(exc, BrushEditError):
         return 422
     return 500
 
 
+def model_server_status(exc: BaseException) -> int | None:
+    """502, 503 or 504 when `exc` (or what it was raised from) is a model server's fault:
+    its timeout (504); down, without the model, or blind (503); a bad or refused answer (502).
+    None for anything else (an instruction the rules cannot read stays the client's)."""
+    from agents import errors
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, errors.VLMTimeoutError):
+            return 504
+        if isinstance(seen, (errors.VLMUnavailableError, errors.VLMModelNotFoundError,
+                             errors.VLMNoVisionError)):
+            return 503
+        if isinstance(seen, (errors.VLMRequestError, errors.VLMInvalidAnswerError)) or (
+                isinstance(seen, errors.BoxProposalError)
+                and not isinstance(seen, errors.NoGroundingError)):
+            return 502
+        seen = seen.__cause__
+    return None
+
+
+def retry_after(exc: BaseException) -> int | None:
+    """Seconds a client should wait before retrying (`Retry-After`), when the answer is
+    "not now" rather than "no"."""
+    from graphs.admission import ServerBusyError
+
+    if isinstance(exc, ServerBusyError):
+        return exc.retry_after_s
+    return None
+
+
 def error_detail(exc: BaseException) -> ErrorDetail:
+    """An expected failure's type and sentence; a bug is `InternalError` with the one fixed
+    sentence, its details only in the log (the caller logs them)."""
+    if not isinstance(exc, BrushEditError):
+        return ErrorDetail(type=InternalError.__name__, message=InternalError.MESSAGE)
     message = " ".join(str(exc).split()) or type(exc).__name__
     return ErrorDetail(type=type(exc).__name__, message=message)
 
@@ -399,13 +446,15 @@ def run_prepared(
     prepared: PreparedEdit,
     on_event: EventCallback | None = None,
     cancel: CancelToken | None = None,
+    lease: Any = None,
 ) -> EditResult:
     """Open (or create) the session and run the prepared edit through the facade; `cancel`
-    (a `graphs.cancel.CancelToken`) stops it from another thread."""
+    (a `graphs.cancel.CancelToken`) stops it from another thread; `lease` is the caller's
+    `TurnLease` on the session, when it took one first."""
     if prepared.session_id is None:
         session = new_session(open_session, components)
     else:
         session = open_session(components, prepared.session_id)
-    result = session.run(prepared.turn, on_event=on_event, cancel=cancel)
+    result = session.run(prepared.turn, on_event=on_event, cancel=cancel, lease=lease)
     assert isinstance(result, EditResult)  # a prepared edit never asks for a mask review
     return result

@@ -9,6 +9,7 @@ included, come back as one sentence that quotes at most a few dozen characters o
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
@@ -36,6 +37,8 @@ TOOL_DESCRIPTION = (
     "result; pass `session_id` from an earlier answer to continue editing that result. Returns "
     "the result's hash and file path, the plan and whether the verifier accepted it."
 )
+
+logger = logging.getLogger(__name__)
 
 
 class EditImageArgs(BaseModel):
@@ -68,7 +71,7 @@ def make_edit_tool(
     """Wrap the session facade as a LangChain `StructuredTool` (errors become tool messages)."""
     from langchain_core.tools import StructuredTool, ToolException
 
-    from tools.errors import BrushEditError
+    from tools.errors import BrushEditError, InternalError
 
     opener = session_opener or default_session_opener
 
@@ -88,6 +91,9 @@ def make_edit_tool(
             result = run_prepared(components, opener, prepared)
         except BrushEditError as exc:
             raise ToolException(f"{type(exc).__name__}: {say(exc, TOOL_WORDING)}") from exc
+        except Exception as exc:  # a bug: the agent reads one sentence, the log the details
+            logger.error("the edit_image tool failed unexpectedly", exc_info=exc)
+            raise ToolException(f"{InternalError.__name__}: {InternalError.MESSAGE}") from exc
         info = summary(result)
         info["image_path"] = str(artifact_path(components, result.image))
         return info

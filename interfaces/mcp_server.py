@@ -48,6 +48,7 @@ from interfaces.wording import Wording, say, validation_sentences
 from tools.errors import (
     BrushEditError,
     ConfigError,
+    InternalError,
     InvalidRequestError,
     ModelLoadError,
 )
@@ -225,8 +226,9 @@ def model_missing_message(exc: ModelLoadError) -> str:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, BrushEditError):
         return f"{type(exc).__name__}: {mcp_message(exc)}"
-    # Its text may hold a pydantic dump or a server path: only the class name leaves the server.
-    return f"internal error ({type(exc).__name__}); the server's log has the details"
+    # Its text may hold a pydantic dump or a server path: the log has it, the client the one
+    # sentence every surface gives for a bug.
+    return f"{InternalError.__name__}: {InternalError.MESSAGE}"
 
 
 # --------------------------------------------------------------------------- the server

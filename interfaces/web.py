@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphs.cancel import CancelToken
+from graphs.http_guard import split_list
 from graphs.session import EditSession
 from interfaces.common import (
     LOOPBACK_HOSTS,
@@ -58,6 +59,7 @@ from tools.errors import (
     BrushEditError,
     ConfigError,
     EditCancelledError,
+    InternalError,
     InvalidImageError,
     InvalidMaskError,
     InvalidRequestError,
@@ -100,6 +102,8 @@ SLIDER_STEPS = {int: 1, float: 0.1}
 ERROR_STYLE = ("border:1px solid #d33;background:#fff1f0;color:#8a1f11;padding:8px 12px;"
                "border-radius:6px")
 PROGRESS_CSS = ".be-progress progress {width: 100%}"
+MAX_SHOWN_FILES = 256
+"""Copies of shown images kept in the editor's folder (Gradio keeps its own in its cache)."""
 
 
 def option_label(name: str) -> str:
@@ -329,14 +333,15 @@ def _input_column(ui: dict[str, Any]) -> None:
         label="Image (paint the area to edit: optional)",
         sources=("upload", "clipboard"), elem_id="editor", **editor_kwargs,
     )
-    # What the server reads (a snapshot of the editor) and writes (its next picture).
-    ui["snapshot"] = gr.ImageEditor(visible=False, **editor_kwargs)
+    # What the server reads (a snapshot of the editor, as files: nothing decodes an upload
+    # before its header is checked) and writes (its next picture).
+    ui["snapshot"] = pass_files(gr.ImageEditor(visible=False, **editor_kwargs))
     ui["next_image"] = gr.Image(visible=False, type="filepath", format="png",
                                 interactive=False)
-    ui["mask_upload"] = gr.Image(
-        label="…or upload a mask (white = edit)", type="numpy", image_mode="L",
+    ui["mask_upload"] = pass_files(gr.Image(
+        label="…or upload a mask (white = edit)", type="filepath",
         format="png", sources=("upload",), height=160, elem_id="mask_upload",
-    )
+    ))
     ui["instruction"] = gr.Textbox(
         label="Instruction", placeholder="remove the dog", elem_id="instruction"
     )
@@ -523,64 +528,55 @@ class _Actions:
         if isinstance(exc, BrushEditError):
             title, text = user_message(exc)
             logger.info("web %s refused: %s: %s", what, type(exc).__name__, text)
-        else:
+        else:  # a bug: its text may hold server paths; the log has it, the page one sentence
             logger.exception("web %s failed unexpectedly", what)
-            detail = " ".join(str(exc).split())[:200]
-            title, text = "Internal error", (
-                f"{type(exc).__name__}{': ' + detail if detail else ''}; the server's log has "
-                "the details"
-            )
+            title, text = "Internal error", InternalError.MESSAGE[:1].upper() + \
+                InternalError.MESSAGE[1:] + "."
+            return error_html(title, text, InternalError.__name__)
         return error_html(title, text, type(exc).__name__)
 
     def _background(self, editor_value: dict | None) -> Image.Image:
-        from PIL import Image
+        """The photo as the edit's working image: its upload's header checked first
+        (`tools.images.probe_image`), then read by the one loader at the working size."""
+        from tools.images import probe_image, read_image
 
         background = (editor_value or {}).get("background")
         if background is None:
             raise InvalidImageError("upload an image first (drop it on the editor)")
-        array = np.asarray(background)
-        if array.ndim == 2:
-            image = Image.fromarray(array.astype(np.uint8), "L").convert("RGB")
-        elif array.shape[2] == 4:
-            image = Image.fromarray(array.astype(np.uint8), "RGBA").convert("RGB")
-        else:
-            image = Image.fromarray(array[..., :3].astype(np.uint8), "RGB")
-        if image.size[0] * image.size[1] > self.max_pixels:
-            raise InvalidImageError(
-                f"the image is {image.size[0]}x{image.size[1]}, over the limit of "
-                f"{self.max_pixels:,} pixels; downscale it first"
-            )
-        return image
+        probe_image(background, max_pixels=self.max_pixels)
+        side = self.components.settings.max_image_side
+        return read_image(background, max_pixels=self.max_pixels, max_side=side).image
 
-    @staticmethod
-    def _painted(editor_value: dict | None, size: tuple[int, int]) -> np.ndarray | None:
-        """The mask painted on the first layer (its alpha), or None when nothing is painted."""
+    def _painted(self, editor_value: dict | None, size: tuple[int, int]) -> np.ndarray | None:
+        """The mask painted on the first layer (its alpha) at `size`, or None when nothing is
+        painted; the layer's header is checked before it is decoded."""
         layers = (editor_value or {}).get("layers") or []
         if not layers or layers[0] is None:
             return None
-        layer = np.asarray(layers[0])
-        alpha = layer[..., 3] if layer.ndim == 3 and layer.shape[2] == 4 else layer
-        if alpha.ndim == 3:
-            alpha = alpha.max(axis=2)
-        if not (alpha > 0).any():
+        alpha = _alpha(layers[0], self.max_pixels)
+        if alpha is None or not (alpha > 0).any():
             return None
         mask = np.where(alpha > 0, 255, 0).astype(np.uint8)
         if (mask.shape[1], mask.shape[0]) != size:
-            from PIL import Image
+            from tools.masks import fit_mask
 
-            mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+            mask = fit_mask(mask, size, resize=True)
         return mask
 
-    @staticmethod
-    def _uploaded_mask(value: Any, size: tuple[int, int] | None) -> np.ndarray | None:
-        """The uploaded mask, checked against the image with the shared rule (never stretched)."""
+    def _uploaded_mask(self, value: Any, size: tuple[int, int] | None) -> np.ndarray | None:
+        """The uploaded mask (its file's header checked before decoding, read by the one mask
+        loader), fitted to the image with the shared rule: another aspect ratio is refused."""
         if value is None:
             return None
-        from tools.masks import as_mask, fit_mask
+        from tools.images import load_mask, probe_image
 
-        mask = as_mask(np.asarray(value))
+        if not isinstance(value, np.ndarray):
+            probe_image(value, max_pixels=self.max_pixels, what="mask")
+        mask = load_mask(value, max_pixels=self.max_pixels)
         if size is not None:
-            mask = fit_mask(mask, size)
+            from tools.masks import fit_mask
+
+            mask = fit_mask(mask, size, resize=True)
         if not mask.any():
             raise InvalidMaskError("the uploaded mask is empty: white marks the area to edit")
         return mask
@@ -622,12 +618,32 @@ class _Actions:
         return rows
 
     def _path(self, digest: str | None) -> str | None:
+        """The stored file of an artifact, for the server's own reading (never handed to
+        Gradio: its file route would then serve the data folder)."""
         if not digest:
             return None
         try:
             return str(artifact_path(self.components, digest))
         except BrushEditError:
             return None
+
+    def _public(self, digest: str | None) -> str | None:
+        """A copy of an artifact the page shows, in this editor's own folder: the only files
+        Gradio is handed, so its file route serves what the page shows and nothing else."""
+        path = self._path(digest)
+        if path is None:
+            return None
+        target = self._shown_dir / f"{digest}.png"
+        if not target.exists():
+            import shutil
+
+            shown = sorted(self._shown_dir.glob("*.png"), key=lambda p: p.stat().st_mtime)
+            for old in shown[:max(0, len(shown) - MAX_SHOWN_FILES)]:
+                old.unlink(missing_ok=True)
+            partial = target.with_suffix(".part")
+            shutil.copyfile(path, partial)
+            partial.replace(target)
+        return str(target)
 
     def _thumb(self, digest: str) -> str | None:
         """A small inline PNG of an artifact (data URI), for the trace timeline."""
@@ -665,7 +681,7 @@ class _Actions:
         for event in events:
             node = str(event.get("node", "step"))
             for label, digest in images(event.get("images") or {}):
-                path = self._path(digest) if digest not in seen else None
+                path = self._public(digest) if digest not in seen else None
                 if path:
                     seen.add(digest)
                     items.append((path, f"{event.get('turn', '')}·{node}: {label}"))
@@ -917,10 +933,10 @@ class _Actions:
     ) -> tuple[Any, ...]:
         from PIL import Image
 
-        result_path = self._path(result.image)
+        result_path = self._public(result.image)
         candidates = [
             (path, f"candidate {i + 1}")
-            for i, path in enumerate(self._path(c) for c in result.candidates)
+            for i, path in enumerate(self._public(c) for c in result.candidates)
             if path
         ]
         verdict = "accepted" if result.accepted else "not accepted (best attempt kept)"
@@ -995,7 +1011,7 @@ class _Actions:
             self._turns_rows(session),
             trace_html,
             trace_images,
-            self._path(last_image(session)),
+            self._public(last_image(session)),
             [],  # the candidates were the undone turn's
         )
 
@@ -1082,6 +1098,47 @@ class ProgressFeed:
         )
 
 
+def _alpha(layer: Any, max_pixels: int) -> np.ndarray | None:
+    """A painted layer's alpha channel (None when it has none): an array as given, a file or
+    upload after its header is checked (`tools.images.probe_image`)."""
+    if isinstance(layer, np.ndarray):
+        alpha = layer[..., 3] if layer.ndim == 3 and layer.shape[2] == 4 else layer
+        return alpha.max(axis=2) if alpha.ndim == 3 else alpha
+    from PIL import Image
+
+    from tools.images import probe_image
+
+    probe_image(layer, max_pixels=max_pixels, what="mask")
+    source = io.BytesIO(layer) if isinstance(layer, (bytes, bytearray)) else layer
+    with Image.open(source) as opened:
+        if "A" not in opened.getbands():
+            return None
+        return np.asarray(opened.getchannel("A"))
+
+
+def pass_files(component: Any) -> Any:
+    """`component` (a `gr.ImageEditor` or `gr.Image`) handing the server its uploads as files
+    (a path, or the bytes the browser sent) instead of decoding them first: Gradio's own
+    decoding would run before any size check (a 164 KB mask cost 1.85 GB; over Pillow's limit,
+    a traceback). The instance's public conversion method is replaced, not subclassed: a
+    subclass of a Gradio component writes a `.pyi` file beside its module."""
+    from gradio.data_classes import FileData
+
+    def as_file(file: Any, flatten_on_white: bool = False) -> Any:
+        if file is None:
+            return None
+        return file.path if isinstance(file, FileData) else bytes(file)
+
+    def as_path(payload: Any) -> Any:
+        return None if payload is None else payload.path
+
+    if hasattr(component, "convert_and_format_image"):
+        component.convert_and_format_image = as_file
+    else:
+        component.preprocess = as_path
+    return component
+
+
 def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The image with the mask's area tinted red, for showing a mask in context."""
     rgb = np.asarray(image.convert("RGB"), np.float32)
@@ -1121,8 +1178,11 @@ def launch(
     *,
     host: str = "127.0.0.1",
     port: int = 7860,
-) -> None:
-    """Serve the editor (blocking). Off loopback it needs BRUSHEDIT_API_TOKEN as the password."""
+    block: bool = True,
+) -> Any:
+    """Serve the editor (blocking unless `block` is False: then it returns the running
+    `gr.Blocks`, for its caller to `close()`). Off loopback it needs BRUSHEDIT_API_TOKEN as the
+    password."""
     token = getattr(settings, "api_token", None)
     token = token.strip() if isinstance(token, str) else token
     if host not in LOOPBACK_HOSTS and not token:
@@ -1136,10 +1196,20 @@ def launch(
         def auth(_user: str, password: str) -> bool:
             return secrets.compare_digest(password.encode(), token.encode())
 
+    from starlette.middleware import Middleware
+
+    from graphs.http_guard import RequestGuard
+
     demo = build_ui(source, settings)
-    data_dir = getattr(settings, "data_dir", None)
+    # No `allowed_paths`: the page's images are copies in the editor's own folder, so Gradio's
+    # file route never reaches the data folder (sessions.sqlite and its log included). Without
+    # a password, only loopback's host names (or BRUSHEDIT_ALLOWED_HOSTS) are answered.
+    hosts = getattr(settings, "allowed_hosts", None)
+    guard = Middleware(RequestGuard, hosts=split_list(hosts),
+                       origins=split_list(getattr(settings, "cors_origins", None)),
+                       check_host=not token or bool(split_list(hosts)))
     demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, auth=auth, show_error=True,
-        # results and trace images are served from the artifact store
-        allowed_paths=[str(data_dir)] if data_dir is not None else None,
+        app_kwargs={"middleware": [guard]}, prevent_thread_lock=not block,
     )
+    return demo

@@ -306,3 +306,33 @@ class InvalidTextError(InvalidRequestError):
         self.character = character
         self.position = position
         super().__init__(message, field=field)
+
+
+class StorageFullError(BrushEditError):
+    """The disk holding the data folder (images, sessions) is full, so a write failed.
+
+    Nothing half-written is kept (writes go through a temporary file and a rename). The
+    server's state, not the request's fault: HTTP 503. `what` names what could not be written
+    ("an image", "the session log").
+    """
+
+    def __init__(self, what: str = "the edit") -> None:
+        self.what = what
+        super().__init__(
+            f"no space is left on the disk that holds the data folder, so {what} could not be "
+            "stored (nothing half-written was kept); free some space and retry"
+        )
+
+
+class InternalError(RuntimeError):
+    """A bug, as every surface reports it: the same sentence everywhere, the details (the
+    exception's type, text and traceback) only in the log.
+
+    Not a `BrushEditError`: surfaces answer it as their own failure (HTTP 500), never as the
+    request's fault. A `RuntimeError`, so the LangGraph server passes its sentence on.
+    """
+
+    MESSAGE = "the server failed unexpectedly; its log has the details"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)

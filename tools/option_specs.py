@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.registry import CONDUCTOR_NAMES, DEFAULT_INPAINTER, INPAINTERS
+from tools.text import MAX_NEGATIVE_PROMPT_CHARS
 
 SEED_MAX = 2**32 - 1
 """Largest seed: what every generator (torch, numpy, checkpoints) takes without overflow."""
@@ -77,7 +78,7 @@ OPTION_SPECS: dict[str, OptionSpec] = {
         "`tools.registry.INPAINTERS` lists them.",
     ),
     "negative_prompt": OptionSpec(
-        "ugly, low quality", "What the diffusion model should avoid.", max_length=2000
+        "ugly, low quality", "What the diffusion model should avoid.", max_length=MAX_NEGATIVE_PROMPT_CHARS
     ),
 }
 

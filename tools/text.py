@@ -14,7 +14,9 @@ What is stored, planned and shown in traces must be one and the same text, so `n
   left-to-right and right-to-left marks only in text that has right-to-left letters;
 - turns other spaces (no-break, thin, ideographic...) into plain spaces, line and paragraph
   separators into newlines, and trims the ends;
-- holds it to `MAX_TEXT_CHARS`.
+- holds it to its field's limit (`MAX_INSTRUCTION_CHARS`, `MAX_CAPTION_CHARS`,
+  `MAX_NEGATIVE_PROMPT_CHARS`: every limit on free text is defined here, once, and every surface
+  applies it through `graphs.requests`).
 
 `decode_text` does the same for bytes, refusing invalid UTF-8 instead of guessing an encoding.
 """
@@ -26,8 +28,14 @@ import unicodedata
 
 from tools.errors import InvalidRequestError, InvalidTextError
 
-MAX_TEXT_CHARS = 2000
-"""Longest instruction, caption or negative prompt any surface accepts (after normalising)."""
+MAX_INSTRUCTION_CHARS = 2000
+"""Longest instruction any surface accepts (after normalising); a longer one is refused, never cut."""
+MAX_CAPTION_CHARS = 500
+"""Longest target caption any surface accepts (CLIP reads 77 tokens anyway)."""
+MAX_NEGATIVE_PROMPT_CHARS = 2000
+"""Longest negative prompt any surface accepts."""
+MAX_TEXT_CHARS = MAX_INSTRUCTION_CHARS
+"""The longest free text of any field: `normalise_text`'s default limit."""
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 BIDI_CONTROLS = {
@@ -73,6 +81,12 @@ def normalise_text(
                 "send it without bidirectional controls",
                 field=name, reason="bidi", character=_code(char), position=index,
             )
+        if "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8, kept by surrogateescape
+            raise InvalidTextError(  # (how Python reads command-line arguments and file names)
+                f"`{name}` is not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02X} at position "
+                f"{index}); send UTF-8 text",
+                field=name, reason="utf8", position=index,
+            )
         if "\ud800" <= char <= "\udfff":
             raise InvalidTextError(
                 f"`{name}` contains a lone surrogate ({_code(char)}) at position {index}, which "
@@ -100,18 +114,6 @@ def decode_text(data: bytes, name: str, *, max_chars: int = MAX_TEXT_CHARS) -> s
             field=name, reason="utf8", position=exc.start,
         ) from None
     return normalise_text(text, name, max_chars=max_chars)
-
-
-def check_plain_text(value: str | None, name: str) -> str | None:
-    """`value` unchanged, or `InvalidRequestError` naming the first control character in it.
-
-    The check the surfaces call today; `normalise_text` makes it and raises the same sentence
-    as an `InvalidTextError` carrying the facts.
-    """
-    found = CONTROL_CHARACTERS.search(value) if isinstance(value, str) else None
-    if found:
-        raise InvalidRequestError(_control_message(name, found))
-    return value
 
 
 def _control_message(name: str, found: re.Match[str]) -> str:

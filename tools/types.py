@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.option_specs import OPTION_SPECS, SEED_MAX, option_bounds  # noqa: F401 - re-exported
 from tools.registry import INPAINTER_NAMES
+from tools.text import MAX_INSTRUCTION_CHARS
 
 
 class EditCategory(StrEnum):
@@ -104,8 +105,6 @@ class EditPlan(BaseModel):
 InpainterName = Literal[INPAINTER_NAMES]  # type: ignore[valid-type] - the registry's names
 
 
-MAX_INSTRUCTION_CHARS = 2000
-"""Longest instruction any surface accepts; a longer one is refused, never cut."""
 
 class EditOptions(BaseModel):
     """Knobs a user may turn for one edit; defaults follow the paper.

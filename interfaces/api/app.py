@@ -99,10 +99,12 @@ def create_app(
     """
     from fastapi import FastAPI
 
+    from graphs.http_guard import RequestGuard, split_list
     from interfaces.api.artifacts import add_artifact_routes
     from interfaces.api.auth import auth_dependencies
     from interfaces.api.docs import ErrorDocs, add_meta_routes
     from interfaces.api.edits import add_cancel_routes, add_edit_routes, add_resume_routes
+    from interfaces.api.form_text import Utf8FormFields
     from interfaces.api.handlers import install_error_handlers
     from interfaces.api.job_store import JobStore
     from interfaces.api.models import package_version
@@ -130,7 +132,14 @@ def create_app(
         docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan(state),
         generate_unique_id_function=_operation_id,
     )
+    app.add_middleware(Utf8FormFields)  # inside the size limit: what it reads is bounded
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # Outermost: a foreign Host (DNS rebinding) or a foreign page's Origin goes no further.
+    # Without a token only loopback's names (and BRUSHEDIT_ALLOWED_HOSTS) are answered.
+    hosts = split_list(getattr(settings, "allowed_hosts", None))
+    app.add_middleware(RequestGuard, hosts=hosts,
+                       origins=split_list(getattr(settings, "cors_origins", None)),
+                       check_host=not token or bool(hosts))
     app.state.brushedit = state
     auth, docs_auth = auth_dependencies(token)
     errors = ErrorDocs(secured=(401,) if token else ())

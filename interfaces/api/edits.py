@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from sse_starlette import EventSourceResponse
 
+from graphs.cancel import CancelToken
 from interfaces.api.docs import ErrorDocs
 from interfaces.api.jobs import ApiState, EditJob, abandon_interrupted
 from interfaces.api.models import INT64_MAX, EditList, EditOut
@@ -106,16 +107,17 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
             )
         )
         store = await asyncio.to_thread(state.jobs)
-        await asyncio.to_thread(state.claim_session, session_id)
+        lease = await asyncio.to_thread(state.claim_session, session_id)
         try:
             await asyncio.to_thread(abandon_interrupted, store, session_id)
             job = EditJob(edit_id=uuid.uuid4().hex, session_id=session_id, store=store)
-            await asyncio.to_thread(store.create, job.edit_id, session_id, state.owner)
+            await asyncio.to_thread(store.create, job.edit_id, session_id, state.owner,
+                                    prepared.turn.model_dump(mode="json"))
         except BaseException:
             state.release_session(session_id)
             raise
         state.start_job(job, lambda emit: run_prepared(comps, state.open_session, prepared, emit,
-                                                       cancel=job.cancel))
+                                                       cancel=job.cancel, lease=lease))
         return await answer(state, job, stream=stream, wait=wait, created=True)
 
     @app.get(edit_path, response_model=EditList, dependencies=auth, tags=["edits"],
@@ -130,6 +132,44 @@ def add_edit_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Erro
     def get_edit(session_id: SessionId, edit_id: EditId) -> EditOut:
         """An edit's status and, once done, its result; `interrupted` ones can be resumed."""
         return state.edit_out(state.get_record(session_id, edit_id))
+
+
+def resumption(session: Any, record: Any, edit_id: str, lease: Any, cancel: CancelToken
+               ) -> tuple[int | None, Any]:
+    """How an interrupted edit finishes, whatever moment the server died at: (its turn number,
+    when known, and `work(emit)`, which `cancel` stops).
+
+    Its turn paused or cut short: continue it from its last completed step. The server died
+    before the turn was filed: run the edit's stored request now. It died after the turn
+    finished but before the edit was marked done: the turn's result is the edit's. A turn that
+    a later edit replaced, or that failed, cannot be resumed (`ConflictError`).
+    """
+    from graphs.session import PreparedTurn
+
+    turns = session.turns()
+    turn = record.turn
+    if turn is None and turns and turns[-1].status in ("running", "review"):
+        turn = turns[-1].turn  # filed, but the server died before the edit noted its number
+    if turn is None:
+        if not record.request:
+            raise ConflictError(f"edit {edit_id} cannot be resumed: its turn was replaced or "
+                                "finished; start a new edit")
+        prepared = PreparedTurn.model_validate(record.request)
+        return None, lambda emit: session.run(prepared, on_event=emit, cancel=cancel,
+                                                    lease=lease)
+    mine = next((t for t in turns if t.turn == turn), None)
+    if mine is None or turns[-1].turn != turn:
+        raise ConflictError(f"edit {edit_id} cannot be resumed: its turn was replaced; start a "
+                            "new edit")
+    if mine.status in ("running", "review") and session.unfinished():
+        return turn, lambda emit: session.resume(on_event=emit, cancel=cancel, lease=lease)
+    finished = session.values().get("result") if mine.status == "done" else None
+    if finished and finished.get("turn") == turn:
+        from tools.types import EditResult
+
+        return turn, lambda emit: EditResult.model_validate(finished)
+    raise ConflictError(f"edit {edit_id} cannot be resumed: its turn is {mine.status}; start "
+                        "a new edit")
 
 
 def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: ErrorDocs
@@ -166,25 +206,24 @@ def add_resume_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: Er
         session = await asyncio.to_thread(state.open_session, comps, session_id)
         if not hasattr(session, "resume"):
             raise InvalidRequestError("this server's sessions cannot resume edits")
-        await asyncio.to_thread(state.claim_session_for_resume, session_id)
+        lease = await asyncio.to_thread(state.claim_session, session_id)
         try:
             store = state.jobs()
-            latest = await asyncio.to_thread(lambda: [t.turn for t in session.turns()])
-            resumable = await asyncio.to_thread(session.unfinished)
-            if not resumable or (record.turn is not None and latest and latest[-1] != record.turn):
-                raise ConflictError(
-                    f"edit {edit_id} cannot be resumed: its turn was replaced or finished; "
-                    "start a new edit"
-                )
+            cancel = CancelToken()
+            turn, work = await asyncio.to_thread(resumption, session, record, edit_id, lease,
+                                                 cancel)
             if not await asyncio.to_thread(store.claim, edit_id, state.owner):
                 raise ConflictError(f"edit {edit_id} is being resumed already")
+            if turn is not None and turn != record.turn:
+                await asyncio.to_thread(store.set_turn, edit_id, turn)
             job = EditJob(edit_id=edit_id, session_id=session_id, store=store,
-                          seq=await asyncio.to_thread(store.last_seq, edit_id), turn=record.turn)
+                          seq=await asyncio.to_thread(store.last_seq, edit_id), turn=turn,
+                          cancel=cancel)
         except BaseException:
             state.release_session(session_id)
             raise
         after = job.seq
-        state.start_job(job, lambda emit: session.resume(on_event=emit, cancel=job.cancel))
+        state.start_job(job, work)
         return await answer(state, job, stream=stream, wait=wait, created=False, after=after)
 
     @app.get(

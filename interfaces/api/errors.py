@@ -6,9 +6,15 @@ jobs' threads.
 
 from typing import Any
 
-from interfaces.common import ErrorBody, ErrorDetail, http_status_for
+from interfaces.common import (
+    ErrorBody,
+    ErrorDetail,
+    error_detail,
+    http_status_for,
+    retry_after,
+)
 from interfaces.wording import Wording, say
-from tools.errors import ModelLoadError
+from tools.errors import BrushEditError, ModelLoadError
 from tools.registry import WEIGHTLESS_INPAINTER
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
@@ -122,24 +128,30 @@ def api_message(exc: BaseException) -> str:
     return message
 
 
-def _is_missing_model(exc: BaseException) -> bool:
-    """Model weights that cannot be loaded, or a model server that is down or lacks the model,
-    directly or as the cause of a node's error: the server's setup, not the request."""
-    from agents.errors import VLMModelNotFoundError, VLMTimeoutError, VLMUnavailableError
-
-    missing = (ModelLoadError, VLMUnavailableError, VLMModelNotFoundError, VLMTimeoutError)
+def _model_missing(exc: BaseException) -> bool:
+    """Model weights that cannot be loaded, directly or as the cause of a node's error: the
+    server's setup, not the request."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, missing):
+        if isinstance(seen, ModelLoadError):
             return True
         seen = seen.__cause__
     return False
 
 
 def api_error(exc: BaseException) -> tuple[int, ErrorDetail]:
-    """Status and body of a failure, in the API's words."""
-    status = 503 if _is_missing_model(exc) else http_status_for(exc)
+    """Status and body of a failure, in the API's words; a bug is `InternalError` with one
+    fixed sentence (the caller logs its details)."""
+    status = 503 if _model_missing(exc) else http_status_for(exc)
+    if not isinstance(exc, BrushEditError):
+        return status, error_detail(exc)
     return status, ErrorDetail(type=type(exc).__name__, message=api_message(exc))
+
+
+def error_headers(exc: BaseException) -> dict[str, str] | None:
+    """Headers an error answer carries: `Retry-After` when the server is only busy."""
+    wait = retry_after(exc)
+    return {"Retry-After": str(wait)} if wait is not None else None
 
 
 def content_kind(content_type: str) -> str:

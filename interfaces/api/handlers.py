@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from interfaces.api.errors import Unauthorized, api_error, content_kind
+from interfaces.api.errors import Unauthorized, api_error, content_kind, error_headers
 from interfaces.api.options import OPTION_NAMES
 from interfaces.common import ErrorBody, ErrorDetail
 from tools.errors import BrushEditError
@@ -32,14 +32,16 @@ def error_response(status: int, detail: ErrorDetail, headers: dict | None = None
 
 
 async def brushedit_error(request: Request, exc: BrushEditError) -> JSONResponse:
-    return error_response(*api_error(exc))
+    status, detail = api_error(exc)
+    if status >= 500:  # the server's state (a full disk, busy, a model server): one line
+        logger.warning("%s %s: %s: %s", request.method, request.url.path, detail.type,
+                       detail.message)
+    return error_response(status, detail, headers=error_headers(exc))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, ErrorDetail(
-        type="InternalError",
-        message="the server failed unexpectedly; its log has the details"))
+    return error_response(*api_error(exc))
 
 
 async def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:

@@ -43,6 +43,9 @@ _SCHEMA = (
         heartbeat DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS brushedit_jobs_session ON brushedit_jobs (session_id, created)",
+    # The edit's checked request (a `PreparedTurn`), so a server killed before the turn was
+    # filed can still run it on resume. Added after the table: older databases lack it.
+    "ALTER TABLE brushedit_jobs ADD COLUMN IF NOT EXISTS request TEXT",
     """CREATE TABLE IF NOT EXISTS brushedit_job_events (
         edit_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -66,6 +69,8 @@ class JobRecord(BaseModel):
     created: float
     updated: float
     heartbeat: float = Field(description="Last sign of life of the server running it (epoch s).")
+    request: dict[str, Any] | None = Field(
+        default=None, description="The edit's checked request (`PreparedTurn` fields).")
 
 
 class JobStore:
@@ -97,7 +102,16 @@ class JobStore:
         self._owns = owns_connection
         self._lock = threading.Lock()
         for statement in _SCHEMA:
-            self._execute(statement)
+            if self.dialect == "sqlite" and "ADD COLUMN IF NOT EXISTS" in statement:
+                columns = {row[1] for row in self._query("PRAGMA table_info(brushedit_jobs)")}
+                if "request" in columns:
+                    continue
+                statement = statement.replace(" IF NOT EXISTS", "")
+            try:
+                self._execute(statement)
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -130,13 +144,11 @@ class JobStore:
 
     @classmethod
     def sqlite(cls, path: str | Path, **kwargs: Any) -> JobStore:
-        from graphs.traces import enable_wal
+        from graphs.sqlite_files import connect
 
         if str(path) not in ("", ":memory:"):
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(Path(path).expanduser()), check_same_thread=False,
-                                   timeout=30)
-            enable_wal(conn)
+            conn = connect(Path(path).expanduser())  # WAL; deleted events overwritten
         else:
             conn = sqlite3.connect(":memory:", check_same_thread=False)
         return cls(conn, "sqlite", **kwargs)
@@ -165,13 +177,14 @@ class JobStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def create(self, edit_id: str, session_id: str, owner: str) -> JobRecord:
-        """File a new running job (and prune old ones)."""
+    def create(self, edit_id: str, session_id: str, owner: str,
+               request: dict[str, Any] | None = None) -> JobRecord:
+        """File a new running job with its checked request (and prune old ones)."""
         now = time.time()
         self._execute(
             "INSERT INTO brushedit_jobs (edit_id, session_id, status, owner, created, updated, "
-            "heartbeat) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            (edit_id, session_id, owner, now, now, now),
+            "heartbeat, request) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            (edit_id, session_id, owner, now, now, now, _dump(request)),
         )
         self.prune()
         record = self.get(edit_id)
@@ -239,9 +252,14 @@ class JobStore:
         self._delete([edit_id])
 
     def delete_session(self, session_id: str) -> None:
+        """Delete a session's jobs and their events, gone from the file's write-ahead log too."""
         ids = [r[0] for r in self._query(
             "SELECT edit_id FROM brushedit_jobs WHERE session_id = ?", (session_id,))]
         self._delete(ids)
+        if self.dialect == "sqlite":
+            from graphs.sqlite_files import truncate_wal
+
+            truncate_wal(self.conn, self._lock)
 
     def prune(self) -> int:
         """Drop finished jobs past the retention time, then all but the newest `max_jobs`."""
@@ -263,13 +281,14 @@ class JobStore:
     def get(self, edit_id: str) -> JobRecord | None:
         rows = self._query(
             "SELECT edit_id, session_id, turn, status, result, error, http_status, owner, "
-            "created, updated, heartbeat FROM brushedit_jobs WHERE edit_id = ?", (edit_id,))
+            "created, updated, heartbeat, request FROM brushedit_jobs WHERE edit_id = ?",
+            (edit_id,))
         return self._record(rows[0]) if rows else None
 
     def list(self, session_id: str) -> list[JobRecord]:
         rows = self._query(
             "SELECT edit_id, session_id, turn, status, result, error, http_status, owner, "
-            "created, updated, heartbeat FROM brushedit_jobs WHERE session_id = ? "
+            "created, updated, heartbeat, request FROM brushedit_jobs WHERE session_id = ? "
             "ORDER BY created, edit_id", (session_id,))
         return [self._record(row) for row in rows]
 
@@ -288,13 +307,13 @@ class JobStore:
 
     def _record(self, row: Any) -> JobRecord:
         (edit_id, session_id, turn, status, result, error, http_status, owner, created,
-         updated, heartbeat) = row
+         updated, heartbeat, request) = row
         if status == "running" and time.time() - float(heartbeat) > self.stale_s:
             status = "interrupted"
         return JobRecord(
             edit_id=edit_id, session_id=session_id, turn=turn, status=status,
             result=_load(result), error=_load(error), http_status=http_status, owner=owner,
-            created=created, updated=updated, heartbeat=heartbeat,
+            created=created, updated=updated, heartbeat=heartbeat, request=_load(request),
         )
 
     def _delete(self, ids: list[str]) -> None:

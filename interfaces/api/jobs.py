@@ -124,7 +124,8 @@ class ApiState:
     heartbeat_s: float
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     live: dict[str, EditJob] = field(default_factory=dict)
-    busy: set[str] = field(default_factory=set)
+    leases: dict[str, Any] = field(default_factory=dict)
+    """Session id -> the `TurnLease` an edit of this process holds."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _jobs: "JobStore | None" = None
 
@@ -225,32 +226,30 @@ class ApiState:
 
     # -- one edit per session at a time ------------------------------------------------------
 
-    def claim_session_for_resume(self, session_id: str) -> None:
-        """Mark a session busy for this process, refusing if an edit runs here."""
+    def claim_session(self, session_id: str, *, slot: bool = True) -> Any:
+        """Take the session's lease (`EditSession.lease`: its claim in the session database,
+        seen by every process, and an edit slot unless `slot` is False) before the edit is
+        accepted: `ConflictError` (409) while any process edits it, `ServerBusyError` (503 with
+        `Retry-After`) when every slot of this process is taken."""
+        session = self.open_session(self.components_now(), session_id)
+        lease = session.lease(slot=slot)
         with self.lock:
-            if session_id in self.busy:
-                raise ConflictError(
-                    f"an edit is already running in session {session_id!r}; wait for it"
-                )
-            self.busy.add(session_id)
-
-    def claim_session(self, session_id: str) -> None:
-        """Mark a session busy for this process, refusing if an edit runs anywhere."""
-        self.claim_session_for_resume(session_id)
-        try:
-            others = [r for r in self.jobs().list(session_id) if r.status == "running"]
-        except BaseException:
-            self.release_session(session_id)
-            raise
-        if others:
-            self.release_session(session_id)
-            raise ConflictError(
-                f"an edit is already running in session {session_id!r}; wait for it"
-            )
+            self.leases[session_id] = lease
+        return lease
 
     def release_session(self, session_id: str) -> None:
         with self.lock:
-            self.busy.discard(session_id)
+            lease = self.leases.pop(session_id, None)
+        if lease is not None:
+            lease.release()
+
+    def busy(self, session_id: str) -> bool:
+        """Whether an edit runs in the session, in this process or another."""
+        comps = self.components_now()
+        with self.lock:
+            if session_id in self.leases:
+                return True
+        return comps.session_claims().busy(session_id)
 
     def start_job(self, job: EditJob, work: Callable[[Callable[[dict], None]], EditResult]
                   ) -> None:
@@ -258,11 +257,16 @@ class ApiState:
         store = self.jobs()
 
         def beat() -> None:
+            failing = False
             while not job.done.wait(self.heartbeat_s):
                 try:
                     store.beat([job.edit_id])
-                except Exception:  # the database went away: the job will read as interrupted
-                    logger.warning("heartbeat of edit %s failed", job.edit_id, exc_info=True)
+                    failing = False
+                except Exception as exc:  # the database went away: it reads as interrupted
+                    if not failing:  # one line when it starts failing, not one per beat
+                        logger.warning("heartbeat of edit %s failed: %s", job.edit_id,
+                                       " ".join(str(exc).split())[:200])
+                    failing = True
 
         def run() -> None:
             try:
@@ -273,20 +277,24 @@ class ApiState:
                           "result": job.result.model_dump(mode="json")})
                 store.finish(job.edit_id, "done", result=job.result.model_dump(mode="json"))
             except Exception as exc:
-                if not isinstance(exc, BrushEditError):
-                    logger.exception("edit %s failed", job.edit_id)
                 job.status = "cancelled" if isinstance(exc, EditCancelledError) else "failed"
                 job.http_status, job.error = api_error(exc)
+                if not isinstance(exc, BrushEditError):
+                    logger.exception("edit %s failed", job.edit_id)
+                elif job.http_status >= 500:  # the server's state, said in one line
+                    logger.warning("edit %s failed: %s: %s", job.edit_id, job.error.type,
+                                   job.error.message)
                 try:
                     if job.status == "failed":  # a cancel has its own `cancelled` event
                         job.emit({"type": "error", "error": job.error.model_dump()})
                     store.finish(job.edit_id, job.status, error=job.error.model_dump(),
                                  http_status=job.http_status)
-                except Exception:
-                    logger.exception("could not record the failure of edit %s", job.edit_id)
+                except Exception as failure:  # a full disk: it reads as interrupted later
+                    logger.warning("could not record the failure of edit %s: %s",
+                                   job.edit_id, " ".join(str(failure).split())[:200])
             finally:
+                self.release_session(job.session_id)
                 with self.lock:
-                    self.busy.discard(job.session_id)
                     self.live.pop(job.edit_id, None)
                 job.finish()
 

@@ -36,13 +36,14 @@ class ApiServer:
         self.chosen = {"inpainter": default_inpainter, "planner": planner}
 
     def __serve_build_asgi_app__(self) -> Any:
-        from graphs.serving import served_context
+        from graphs.serving import served_context, served_edit_slots
         from interfaces.api.app import create_app
 
         local = settings_components_factory(self.settings, **self.chosen)
+        slots = served_edit_slots(self.settings)
 
         def components() -> Any:
-            return served_context(local(), *self.handles)
+            return served_context(local(), *self.handles, edit_slots=slots)
 
         return create_app(components, self.settings)
 

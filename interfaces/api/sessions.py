@@ -62,14 +62,15 @@ def add_session_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: E
                 tags=["sessions"],
                 responses=errors("/sessions/{session_id}", "delete", 404, 409))
     def delete_session(session_id: SessionId) -> Response:
-        """Forget a session: turns, trace, checkpoints and edits (images stay, shared by hash)."""
+        """Forget a session for good: turns, trace, checkpoints and edits (their text
+        overwritten in the database files) and the images no other session uses."""
         session = state.existing_session(session_id)
-        state.claim_session(session_id)
+        if not hasattr(session, "delete"):
+            raise InvalidRequestError("this server's sessions cannot be deleted")
+        lease = state.claim_session(session_id, slot=False)
         try:
-            if not hasattr(session, "delete"):
-                raise InvalidRequestError("this server's sessions cannot be deleted")
-            session.delete()
             state.jobs().delete_session(session_id)
+            session.delete(lease=lease)
         finally:
             state.release_session(session_id)
         return Response(status_code=204)
@@ -81,9 +82,8 @@ def add_session_routes(app: FastAPI, state: ApiState, auth: list[Any], errors: E
     def undo_turn(session_id: SessionId, body: UndoIn | None = None) -> SessionOut:
         """Go back one turn, or to `turn`; the next edit continues from there."""
         session = state.existing_session(session_id)
-        with state.lock:
-            if session_id in state.busy:
-                raise ConflictError(f"an edit is running in session {session_id!r}; undo after it")
+        if state.busy(session_id):
+            raise ConflictError(f"an edit is running in session {session_id!r}; undo after it")
         if not [t for t in session.turns() if not turn_out(t).undone]:
             raise InvalidRequestError(f"session {session_id!r} has no turn to undo")
         session.undo(turn=body.turn if body else None)

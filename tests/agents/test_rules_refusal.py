@@ -153,3 +153,10 @@ def test_the_language_guess_needs_evidence() -> None:
     assert latin_language("hund", LEXICON, strict=False) == "German"
     assert foreign_script("remove the cat") is None
     assert foreign_script("remove the \u732b") is None  # one foreign letter in English
+
+
+@pytest.mark.parametrize("text", ["ｒｅｍｏｖｅ ｔｈｅ ｃａｔ", "remove the cat\u2060", "re\u00admove the cat"])
+def test_compatibility_and_invisible_forms_plan_as_what_they_show(text):
+    """Fullwidth letters (an IME's output), a word joiner, a soft hyphen: "remove the cat"."""
+    plan = parse_instruction(text)
+    assert (plan.category, plan.object) == (EditCategory.REMOVAL, "cat")

@@ -43,14 +43,25 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_conductor_dirs):
+    """A server set up as its user would for local work: every conductor's weights setting
+    names its tiny folder (as a user's .env would), it reads files under the test's folder
+    (BRUSHEDIT_INPUT_ROOTS) and fetches loopback URLs (BRUSHEDIT_ALLOW_PRIVATE_URLS)."""
     tmp = tmp_path_factory.mktemp("langgraph")
+    yield from running_server(tmp, **conductor_env(tiny_conductor_dirs),
+                              BRUSHEDIT_INPUT_ROOTS=str(tmp), BRUSHEDIT_ALLOW_PRIVATE_URLS="1")
+
+
+def running_server(tmp: Path, **settings: str):
+    """Run `langgraph dev` on loopback with its data under `tmp` and these settings (env
+    variables); yields (url, tmp) while it runs, then stops it."""
     port = _free_port()
-    # every conductor's weights setting names its tiny folder, as a user's .env would
-    env = {**os.environ, **conductor_env(tiny_conductor_dirs), "BRUSHEDIT_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp / "hf"), "BRUSHEDIT_DEVICE": "cpu",
-           "BRUSHEDIT_OLLAMA_HOST": f"http://127.0.0.1:{_free_port()}",  # nobody there
-           "LANGSMITH_TRACING": "false", "LANGGRAPH_NO_VERSION_CHECK": "1",
-           "PYTHONPATH": str(REPO)}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("BRUSHEDIT_")}
+    env.update({"BRUSHEDIT_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1",
+                "HF_HOME": str(tmp / "hf"), "BRUSHEDIT_DEVICE": "cpu",
+                "BRUSHEDIT_OLLAMA_HOST": f"http://127.0.0.1:{_free_port()}",  # nobody there
+                "LANGSMITH_TRACING": "false", "LANGGRAPH_NO_VERSION_CHECK": "1",
+                "PYTHONPATH": str(REPO), **settings})
     exe = str(LANGGRAPH) if LANGGRAPH.exists() else "langgraph"
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(  # from another folder, as `langgraph dev --config /abs/...` runs

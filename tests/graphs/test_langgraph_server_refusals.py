@@ -24,6 +24,7 @@ from PIL import Image
 
 from tests.graphs import test_langgraph_server as base
 from tests.graphs.test_langgraph_server import pytestmark, server  # noqa: F401 - a fixture
+from tests.tools.image_files import png_header_only
 
 RULES = {"settings": {"planner": "rules", "inpainter": "opencv", "max_attempts": 1}}
 """No VLM, no weights: the rule planner and the OpenCV fill (CPU, milliseconds)."""
@@ -94,7 +95,7 @@ def _bad_runs(web_url, root, photo):
         ("no instruction", {"image": photo, "mask": base._mask_uri()}, RULES, "InvalidRequestError",
          "instruction is empty"),
         ("huge instruction", {**good, "instruction": "x" * 50_000}, RULES,
-         "InvalidRequestError", "the limit is"),
+         "InvalidTextError", "the limit is"),
         ("non-image file", {**good, "image": str(root / "notes.png")}, RULES,
          "InvalidImageError", "not an image file"),
         ("truncated png", {**good, "image": str(root / "cut.png")}, RULES, "InvalidImageError",
@@ -113,18 +114,32 @@ def _bad_runs(web_url, root, photo):
          "not in the store"),
         ("mask of another size", {**good, "mask": _uri(np.full((90, 40), 255, np.uint8))}, RULES,
          "InvalidMaskError", "aspect ratio"),
-        ("nan option", {**good, "options": {"guidance_scale": float("nan")}}, RULES,
-         "InvalidRequestError", "`options.guidance_scale`"),
+        # NaN as JSON text: the SDK's orjson sends a float NaN as null, which is the default
+        ("nan option", {**good, "options": {"guidance_scale": "nan"}}, RULES,
+         "InvalidRequestError", "`options.guidance_scale` must be a finite number"),
         ("negative seed", {**good, "options": {"seed": -1}}, RULES, "InvalidRequestError",
          "`options.seed`"),
         ("unknown option", {**good, "options": {"frobnicate": 1}}, RULES, "InvalidRequestError",
          "unknown option(s) frobnicate"),
         ("escape in instruction", {**good, "instruction": "remove \x1b[2Jit"}, RULES,
-         "InvalidRequestError", "`instruction` contains the control character"),
-        ("nul in caption", {**good, "caption": "grass\x00"}, RULES, "InvalidRequestError",
+         "InvalidTextError", "`instruction` contains the control character"),
+        ("nul in caption", {**good, "caption": "grass\x00"}, RULES, "InvalidTextError",
          "`caption` contains the control character"),
         ("bell in negative prompt", {**good, "options": {"negative_prompt": "dog\x07"}}, RULES,
-         "InvalidRequestError", "`options.negative_prompt` contains the control character"),
+         "InvalidTextError", "`options.negative_prompt` contains the control character"),
+        # issue 24: one caption limit, text the rules cannot read, images too small or too big
+        ("long caption", {**good, "caption": "c" * 501}, RULES, "InvalidTextError",
+         "`caption` has 501 characters; the limit is 500"),
+        ("right-to-left override", {**good, "instruction": "remove the dark \u202eerauqs"},
+         RULES, "InvalidTextError", "right-to-left override character (U+202E)"),
+        ("Chinese for the rules", {**good, "instruction": "删除深色方块"}, RULES,
+         "InstructionNotUnderstoodError", "Han (Chinese characters) script"),
+        ("emoji only", {**good, "instruction": "🐱🐶"}, RULES,
+         "InstructionNotUnderstoodError", "only symbols"),
+        ("10 px image", {**good, "image": _uri(np.zeros((10, 10, 3), np.uint8))}, RULES,
+         "ImageTooSmallError", "at least 16 px"),
+        ("header-only 49 MP image", {**good, "image": "data:image/png;base64," + base64.b64encode(
+            png_header_only(7000, 7000)).decode()}, RULES, "ImageTooLargeError", "7000x7000"),
     ]
     bad_context = [
         ("unknown setting", {"settings": {**settings, "bogus": 1}}, "unknown context settings"),

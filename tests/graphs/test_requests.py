@@ -177,12 +177,22 @@ def trickling_server():
     listener.close()
 
 
+def _private_urls_allowed(monkeypatch):
+    """The server's context fetching loopback URLs (BRUSHEDIT_ALLOW_PRIVATE_URLS=1)."""
+    import graphs.components as built
+    from graphs.input_access import InputAccess
+
+    context = built.SERVER_CONTEXT.get()
+    monkeypatch.setattr(context, "inputs", InputAccess(allow_private_urls=True))
+
+
 def test_a_trickling_url_is_cut_at_a_total_deadline(graph_and_photo, trickling_server,
                                                     monkeypatch):
-    import graphs.inputs
+    import graphs.input_access
 
-    monkeypatch.setattr(graphs.inputs, "FETCH_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(graphs.input_access, "FETCH_TIMEOUT_S", 1.0)
     graph, _ = graph_and_photo
+    _private_urls_allowed(monkeypatch)
     began = time.monotonic()
     error = _refusal(graph, {"image": f"{trickling_server}/slow.png",
                              "instruction": "remove the dark square"})
@@ -190,10 +200,98 @@ def test_a_trickling_url_is_cut_at_a_total_deadline(graph_and_photo, trickling_s
     assert "took over 1 s" in str(error)
 
 
-def test_an_image_url_error_does_not_show_its_credentials(graph_and_photo):
+def test_an_image_url_error_does_not_show_its_credentials(graph_and_photo, monkeypatch):
     graph, _ = graph_and_photo
+    _private_urls_allowed(monkeypatch)
     closed_port = free_port()
     url = f"http://alice:s3cret-token@127.0.0.1:{closed_port}/x.png?sig=abcdef123"
     message = str(_refusal(graph, {"image": url, "instruction": "remove it"}))
     assert "could not fetch the image" in message and f"127.0.0.1:{closed_port}/x.png" in message
     assert "s3cret" not in message and "alice" not in message and "abcdef123" not in message
+
+
+# -- issue 24 kinds 3 and 12 as the LangGraph server runs the graph ------------------------------
+
+
+def _server_graph(monkeypatch, components):
+    """`graphs.app.graph` (the class the server runs: its failures are what clients read) on
+    the test's components, with an in-memory saver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    import graphs.app as app
+    from graphs import components as built
+
+    context = built.ServerContext(lambda: components)
+    monkeypatch.setattr(built, "SERVER_CONTEXT", context)
+    monkeypatch.setattr(app, "SERVER_CONTEXT", context)
+    return app.graph.copy(update={"checkpointer": InMemorySaver()})
+
+
+def _server_run(graph, photo: str) -> Exception:
+    with pytest.raises(Exception) as info:
+        graph.invoke({"image": photo, "instruction": "remove the dark square",
+                      "mask": _uri(np.asarray(object_mask()))},
+                     {"configurable": {"thread_id": "t"}})
+    return info.value
+
+
+def test_a_bug_reaches_a_server_client_as_internal_error_only(tmp_path, monkeypatch, caplog):
+    """Kind 3: before, a failing node's raw text (`[Errno 17] File exists: '/…/b1'`) reached
+    the client and the trace row."""
+    from tests.interfaces.test_hostile_round import SECRET_PATH, broken_inpainter
+    from tools.errors import InternalError
+
+    components = make_components(tmp_path / "data", planner="rules",
+                                 inpainters={"opencv": broken_inpainter()})
+    photo = tmp_path / "photo.png"
+    picture().save(photo)
+    error = _server_run(_server_graph(monkeypatch, components), str(photo))
+    assert type(error) is InternalError and str(error) == InternalError.MESSAGE
+    assert SECRET_PATH in caplog.text  # the details: the server's log
+    rows = [e for s in components.traces.sessions() for e in components.traces.events(s["id"])]
+    assert rows and not [r for r in rows if SECRET_PATH in str(r)]
+    assert any("InternalError" in str(r.get("error")) for r in rows)
+    components.close()
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("http500", "VLMRequestError"),
+                                            ("empty", "VLMBadResponseError"),
+                                            ("cut", "VLMBadResponseError"),
+                                            ("hang", "VLMTimeoutError")])
+def test_a_model_server_fault_reaches_a_server_client_naming_that_server(
+        tmp_path, monkeypatch, mode, kind):
+    """Kind 12: before, a model server's 500, empty or never-valid answer read as the
+    client's bad input."""
+    from agents.ollama_vlm import OllamaVLM
+    from tests.fakes.faulty_model_server import FaultyModelServer
+
+    with FaultyModelServer(mode, hang_s=3) as fake:
+        components = make_components(tmp_path / "data", planner="vlm", vlm=OllamaVLM(
+            host=fake.url, timeout=1.0, retry_base_delay=0.01))
+        photo = tmp_path / "photo.png"
+        picture().save(photo)
+        error = _server_run(_server_graph(monkeypatch, components), str(photo))
+        components.close()
+    assert type(error).__name__ == kind, repr(error)
+    assert fake.url in str(error) and "Ollama" in str(error), str(error)
+
+
+def test_past_the_bound_a_server_run_is_busy_and_the_slot_comes_back(tmp_path, monkeypatch):
+    """Kind 11: BRUSHEDIT_MAX_CONCURRENT_EDITS bounds the LangGraph server's runs too."""
+    from graphs.admission import EditSlots, ServerBusyError
+
+    components = make_components(tmp_path / "data", planner="rules")
+    components.slots = EditSlots(1)
+    photo = tmp_path / "photo.png"
+    picture().save(photo)
+    graph = _server_graph(monkeypatch, components)
+    held = components.slots.take()  # another run holds the only slot
+    error = _server_run(graph, str(photo))
+    assert isinstance(error, ServerBusyError) and "(1)" in str(error)
+    held.release()
+    done = graph.invoke({"image": str(photo), "instruction": "remove the dark square",
+                         "mask": _uri(np.asarray(object_mask()))},
+                        {"configurable": {"thread_id": "t2"}})
+    assert done["result"]["image"]
+    assert components.slots.take() is not None  # the finished run gave its slot back
+    components.close()

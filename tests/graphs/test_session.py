@@ -130,6 +130,40 @@ def test_user_caption_replaces_the_planners_and_is_traced(tmp_path, database_url
     assert third.caption == planned.caption, "a caption applies to its own turn only"
 
 
+def test_processes_opening_fresh_claims_at_once_all_start(tmp_path, database_url):
+    """Several processes that first touch a new session database at the same moment each set
+    up its claims table (no duplicate-type error from a simultaneous CREATE IF NOT EXISTS),
+    and then see each other's claims."""
+    from graphs.claims import ConflictError, SessionClaims
+
+    opened = [SessionClaims.postgres(database_url) if database_url else
+              SessionClaims.sqlite(tmp_path / "claims.sqlite") for _ in range(4)]
+    start, errors, held = threading.Barrier(len(opened)), [], []
+
+    def first_use(claims: SessionClaims, index: int) -> None:
+        try:
+            start.wait(timeout=30)
+            held.append(claims.claim(f"s{index}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(c, i)) for i, c in enumerate(opened)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert not errors, errors
+        assert all(opened[0].busy(f"s{i}") for i in range(len(opened)))
+        with pytest.raises(ConflictError):
+            opened[0].claim("s1")
+    finally:
+        for claim in held:
+            claim.release()
+        for claims in opened:
+            claims.close()
+
+
 def test_two_writers_on_one_database_keep_every_turn(tmp_path, database_url):
     """Two processes' worth of components (own connections, opened at once) edit side by side."""
     root = tmp_path / "d"

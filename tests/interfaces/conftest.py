@@ -78,3 +78,7 @@ def files(tmp_path):
     picture().save(image)
     Image.fromarray(object_mask()).save(mask)
     return image, mask
+
+LOOPBACK = "http://localhost"
+"""TestClient's base URL: a host name the API answers (its default, `testserver`, gets 421
+from the Host guard, as any name but loopback's does without BRUSHEDIT_ALLOWED_HOSTS)."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from interfaces.api import check_bind, create_app
-from tests.interfaces.conftest import make_image, png
+from tests.interfaces.conftest import LOOPBACK, make_image, png
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -23,7 +23,7 @@ INSTRUCTION = "remove the dark square"
 @pytest.fixture
 def client(offline_factory) -> TestClient:
     app = create_app(offline_factory, max_body_bytes=2_000_000, max_pixels=500_000)
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url=LOOPBACK) as test_client:
         yield test_client
 
 
@@ -134,7 +134,7 @@ def test_async_edit_and_status(client, image_png, mask_png):
         ({"mask": png(np.full((32, 48), 255, np.uint8))}, 422, "InvalidMaskError", "48x32"),
         ({"mask": png(np.full((64, 64), 255, np.uint8))}, 422, "InvalidMaskError", "96x64"),
         ({"mask": png(np.zeros((64, 96), np.uint8))}, 422, "InvalidMaskError", "empty"),
-        ({"caption": "x" * 501}, 422, "InvalidRequestError", "caption"),
+        ({"caption": "x" * 501}, 422, "InvalidTextError", "`caption` has 501 characters; the limit is 500"),
     ],
 )
 def test_bad_edits_are_4xx_and_leave_nothing(client, image_png, kwargs, status, kind, words):
@@ -170,7 +170,7 @@ def test_lookups_are_validated(client):
 
 def test_bearer_token(offline_factory, image_png):
     app = create_app(offline_factory, token="s3cret")
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK) as c:
         assert c.get("/healthz").status_code == 200
         denied = c.post("/sessions")
         assert_error(denied, 401, "Unauthorized", "Bearer")

@@ -16,6 +16,7 @@ import pytest
 from interfaces.api.job_store import JobStore
 from tests.graphs.conftest import POSTGRES_URL  # read before the tests clear it
 from tests.graphs.helpers import nodes_of, object_mask, picture
+from tests.interfaces.conftest import LOOPBACK
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -205,7 +206,7 @@ def test_api_jobs_share_the_postgres_session_database(tmp_path):
                         database_url=POSTGRES_URL)
     components = build_components(settings, inpainter="opencv", planner="rules",
                                   segmenter=False)
-    with TestClient(create_app(lambda: components)) as client:
+    with TestClient(create_app(lambda: components), base_url=LOOPBACK) as client:
         sid, created = _send_edit(client.post)
         assert created.status_code == 201, created.text
         edit_id = created.json()["edit_id"]
@@ -248,3 +249,53 @@ def test_a_clean_shutdown_interrupts_running_edits_at_once(tmp_path):
     store.close()
     time.sleep(2.2)  # let the sleeping inpainter finish before the components close
     components.close()
+
+
+def _kill_at(tmp_path, monkeypatch, where: str) -> tuple[Path, int, str, str]:
+    """Send the test edit to a server that stalls at `where` (`write`: half-way through the
+    edit's first image write; `turn`: before its turn is filed), SIGKILL it there, and start a
+    fresh one on the same data: (data folder, port, session id, the edit's URL)."""
+    root, marker, port = tmp_path / "d", tmp_path / "stalled", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("BRUSHEDIT_TEST_STALL", f"{where}:{marker}")
+    proc = _start(root, port)
+    try:
+        sid, started = _send_edit(httpx.post, base, wait="false")
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline, f"the edit never reached {where}"
+            time.sleep(0.05)
+        if where == "write":
+            assert list((root / "artifacts").glob("*/tmp*.tmp"))  # the half-written file
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _stop(proc)
+    monkeypatch.delenv("BRUSHEDIT_TEST_STALL")
+    return root, port, sid, started.headers["location"]
+
+
+@pytest.mark.parametrize("where", ["write", "turn"])
+def test_killed_at_any_moment_an_interrupted_edit_resumes(tmp_path, monkeypatch, where):
+    """Issue 24, kind 6: SIGKILL during the edit's first image write, or before its turn is
+    filed. Before: `interrupted` with a resume link, then always 409 ("its turn was replaced
+    or finished"), and a `tmp*.tmp` file that was never cleaned up."""
+    root, port, sid, location = _kill_at(tmp_path, monkeypatch, where)
+    proc = _start(root, port)
+    try:
+        assert not list((root / "artifacts").glob("*/tmp*.tmp"))  # cleaned up on start
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            time.sleep(0.7)  # three missed heartbeats
+            edit = http.get(location).json()
+            assert edit["status"] == "interrupted" and edit["links"]["resume"], edit
+            resumed = http.post(edit["links"]["resume"])
+            assert resumed.status_code == 200, resumed.text
+            assert resumed.json()["status"] == "done" and resumed.json()["result"]["accepted"]
+            assert resumed.json()["turn"] == 1
+            turns = http.get(f"/sessions/{sid}").json()["turns"]
+            assert [t["status"] for t in turns] == ["done"]
+            again = http.post(edit["links"]["resume"])  # done now: nothing left to resume
+            assert again.status_code == 409
+    finally:
+        _stop(proc)

@@ -188,16 +188,22 @@ def test_sessions_list_in_pages_and_delete(serve):
         edit = http.post(f"/sessions/{sid}/edits", files=edit_files(),
                          data={"instruction": INSTRUCTION})
         assert edit.status_code == 201
+        shared = http.post(f"/sessions/{ids[1]}/edits", files=edit_files(),
+                           data={"instruction": INSTRUCTION, "seed": "5"})
+        assert shared.json()["result"]["source_image"] == edit.json()["result"]["source_image"]
         deleted = http.delete(f"/sessions/{sid}")
         assert deleted.status_code == 204 and deleted.content == b""
         error_of(http.get(f"/sessions/{sid}"), 404, "NotFoundError")
         error_of(http.get(edit.headers["location"]), 404, "NotFoundError")
         error_of(http.delete(f"/sessions/{sid}"), 404, "NotFoundError")
         assert http.get("/sessions").json()["total"] == 4
-        # The result image stays: artifacts are shared by hash (HEAD works as GET does).
-        assert http.get(edit.json()["links"]["image"]).status_code == 200
-        head = http.head(edit.json()["links"]["image"])
+        # Its images go with it, but those another session uses stay (shared by hash; HEAD
+        # works as GET does).
+        source = f"/artifacts/{edit.json()['result']['source_image']}"
+        assert http.get(source).status_code == 200
+        head = http.head(source)
         assert head.status_code == 200 and head.content == b""
+        assert http.get(edit.json()["links"]["image"]).status_code == 200  # the same result
         assert int(head.headers["content-length"]) > 0
         assert http.head("/artifacts/" + "0" * 64).status_code == 404
 

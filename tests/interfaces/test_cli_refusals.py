@@ -172,7 +172,9 @@ def test_special_files_are_refused_at_once(files, tmp_path, request, kind, role)
         else [image, "remove it", "-o", tmp_path / "o.png", "--mask", special]
     started = time.monotonic()
     res = run("edit", *args, *EDIT)
-    refused(res, str(special))
+    from tools.images import shown_name
+
+    refused(res, shown_name(special))  # a long tmp path (xdist's) is quoted by its ends
     assert any(w in res.output for w in ("named pipe", "socket", "device", "folder")), res.output
     assert time.monotonic() - started < 10
     assert no_sessions()
@@ -388,7 +390,8 @@ def test_a_mask_for_a_downscaled_image_is_resized_when_the_shape_agrees(tmp_path
 # -- text that reaches the terminal ----------------------------------------------------------------
 
 HOSTILE = "remove the dark square \x1b]0;pwned\x07\x1b[2J [bold red]LOUD[/] \u202eevil"
-MARKUP = "remove the dark square [bold red]LOUD[/] \u202eevil"  # plain text, accepted
+MARKUP = "remove the dark square [bold red]LOUD[/]"  # plain text, accepted (a bidi override
+# is refused since issue 24: traces would show other text than was planned)
 
 
 def test_control_characters_in_the_instruction_are_refused_in_one_escaped_sentence(files, tmp_path):
@@ -605,9 +608,11 @@ def test_a_damaged_database_is_one_line(files, tmp_path, data_dir):
 def test_chat_survives_bytes_that_are_not_text(files):
     image, mask = files
     res = CliRunner().invoke(app, ["chat", str(image), "--mask", str(mask), *EDIT],
-                             input=b"remove the dark square \xff\xfe\nhistory\nquit\n")
+                             input=b"remove the dark square \xff\xfe\nremove the dark square\n"
+                                   b"history\nquit\n")
     assert res.exit_code == 0, res.output
-    assert "1. remove the dark square" in res.output
+    assert "is not valid UTF-8 (byte 0xFF" in res.output  # refused, not stored as Latin-1
+    assert "1. remove the dark square" in res.output  # and the chat goes on
 
 
 def test_a_sqlite_database_elsewhere_is_protected_too(files, tmp_path, monkeypatch):
@@ -683,6 +688,9 @@ def test_review_asks_again_for_a_replacement_mask_it_cannot_use(files, tmp_path)
               "--review-mask", *EDIT, input=f"{tmp_path / 'nope.png'}\n/dev/zero\n{mask}\n")
     assert res.exit_code == 0, res.output
     squeezed = "".join(res.output.split())  # Rich folds long paths at the console width
-    assert "nope.pngdoesnotexist" in squeezed and "isadevice" in squeezed, res.output
+    from tools.images import shown_name
+
+    missing = "".join(shown_name(tmp_path / "nope.png").split())  # a long path by its ends
+    assert f"{missing}doesnotexist" in squeezed and "isadevice" in squeezed, res.output
     assert (tmp_path / "o.png").is_file()
 

@@ -19,6 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from interfaces.cli_errors import FAILED_EXIT, REFUSED_EXIT, USAGE_EXIT
+from tests.interfaces.conftest import LOOPBACK
 from tests.tools.conductor_parts import conductor_env
 from tools.conductors import blend_zone
 from tools.registry import CONDUCTOR_NAMES
@@ -68,7 +70,7 @@ def test_brushedit_edit_with_flux_fill_as_a_user_runs_it(tmp_path, tiny_conducto
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "inpainter flux-fill" in done.stderr and "Traceback" not in done.stderr
+    assert "inpainter flux-fill" in done.stdout and "Traceback" not in done.stderr
     assert kept_background(photo, out, mask)
 
 
@@ -83,24 +85,27 @@ def test_brushedit_edit_takes_every_conductor(name, conductor_setup, tmp_path, f
     assert f"inpainter {name}" in result.output and kept_background(photo, out, mask)
 
 
-@pytest.mark.parametrize(("setting", "args", "words"), [
+@pytest.mark.parametrize(("setting", "args", "words", "code"), [
     ({"BRUSHEDIT_FLUX_KONTEXT_MODEL": "flux-fill"}, ["--inpainter", "flux-kontext"],
      ["holds a FluxFillPipeline checkpoint", "needs a FluxKontextInpaintPipeline one",
-      "`--inpainter flux-fill` loads it"]),
+      "`--inpainter flux-fill` loads it"], FAILED_EXIT),
     ({"BRUSHEDIT_QWEN_IMAGE_EDIT_MODEL": "absent"}, ["--inpainter", "qwen-image-edit"],
      ["weights are not on this machine", "hf download Qwen/Qwen-Image-Edit --local-dir",
-      "set BRUSHEDIT_QWEN_IMAGE_EDIT_MODEL to that folder"]),
-    ({}, ["--inpainter", "flux-fill", "--steps", "0"], ["--steps", "greater than or equal to 1"]),
+      "set BRUSHEDIT_QWEN_IMAGE_EDIT_MODEL to that folder"], FAILED_EXIT),
+    ({}, ["--inpainter", "flux-fill", "--steps", "0"],
+     ["Invalid value for '--steps'", "0 is not in the range 1<=x<=200"], USAGE_EXIT),
 ])
-def test_a_bad_conductor_setup_is_one_cli_line(setting, args, words, conductor_setup,
+def test_a_bad_conductor_setup_is_one_cli_line(setting, args, words, code, conductor_setup,
                                                monkeypatch, tmp_path, tiny_conductor_dirs, files):
+    """A setup that cannot run is one line and exit 4 (fix the setup); a bad flag is click's
+    usage error, exit 2."""
     photo, mask = files
     for key, value in setting.items():
         where = tiny_conductor_dirs.get(value, tmp_path / value)
         monkeypatch.setenv(key, str(where))
     result = CliRunner().invoke(app, ["edit", str(photo), INSTRUCTION, "--mask", str(mask),
                                       "--planner", "rules", *args, "-o", str(tmp_path / "o.png")])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 or args[-1] == "0", result.output  # typer words its own bound error
     assert all(word in result.output for word in words), result.output
@@ -112,7 +117,7 @@ def test_a_global_edit_on_a_fill_model_names_the_editors_that_can(conductor_setu
     result = CliRunner().invoke(app, ["edit", str(photo), "make it winter", "--inpainter",
                                       "flux-fill", "--planner", "rules", "-o",
                                       str(tmp_path / "o.png")])
-    assert result.exit_code == 2
+    assert result.exit_code == REFUSED_EXIT, result.output
     (line,) = [line for line in result.output.splitlines() if line.strip()]
     assert "cannot do a global edit" in line and "`--inpainter flux-kontext`" in line
     assert "`--inpainter qwen-image-edit`" in line and "`--inpainter flux2-klein`" in line
@@ -185,7 +190,7 @@ def test_the_http_api_runs_a_conductor_and_words_its_errors(conductor_factory, t
 
     photo, mask = files
     monkeypatch.setenv("BRUSHEDIT_QWEN_IMAGE_EDIT_MODEL", str(tmp_path / "absent"))
-    with TestClient(create_app(conductor_factory)) as client:
+    with TestClient(create_app(conductor_factory), base_url=LOOPBACK) as client:
         session = client.post("/sessions").json()["id"]
         sent = {"image": ("p.png", photo.read_bytes(), "image/png"),
                 "mask": ("m.png", mask.read_bytes(), "image/png")}

@@ -146,8 +146,9 @@ def test_errors_name_no_server_folder(offline_factory, tmp_path):
     assert str(root) not in text and str(tmp_path) not in text, text
 
 
-def test_an_unexpected_failure_shows_only_its_class(offline_factory):
-    """Before: the first 200 characters of any exception (a pydantic dump, a path) were sent."""
+def test_an_unexpected_failure_is_the_documented_internal_error(offline_factory):
+    """Before: the first 200 characters of any exception (a pydantic dump, a path) were sent,
+    then its class; now the one sentence every surface gives for a bug (issue 24, kind 3)."""
     server = create_mcp_server(offline_factory)
 
     def broken(*_):
@@ -155,8 +156,8 @@ def test_an_unexpected_failure_shows_only_its_class(offline_factory):
 
     server_with_broken = create_mcp_server(offline_factory, session_opener=broken)
     text = error_text(run(lambda: _call(server_with_broken, "edit_image", EDIT)))
-    assert "internal error (ValueError); the server's log has the details" in text, text
-    assert "/srv/secret" not in text and "input_value" not in text, text
+    assert "InternalError: the server failed unexpectedly; its log has the details" in text, text
+    assert "/srv/secret" not in text and "input_value" not in text and "ValueError" not in text
     assert not run(lambda: _call(server, "edit_image", EDIT)).is_error
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import typer
 
+from tests.interfaces.conftest import LOOPBACK
 from tools.registry import INPAINTER_NAMES, SEGMENTER_NAMES
 from tools.types import MAX_INSTRUCTION_CHARS, EditOptions, field_bounds
 
@@ -58,7 +59,7 @@ def test_the_http_api_document_matches_the_registry_and_options(offline_factory)
 
     from interfaces.api import create_app
 
-    with TestClient(create_app(offline_factory)) as client:
+    with TestClient(create_app(offline_factory), base_url=LOOPBACK) as client:
         spec = client.get("/openapi.json").json()
     enums, bounds = check_document(spec)
     assert enums >= 1 and bounds >= len(NUMERIC)
@@ -233,7 +234,7 @@ def _refused_by_the_api_and_mcp(factory: Any, image_png: bytes, fields: dict[str
 
     from interfaces.api import create_app
 
-    with TestClient(create_app(factory)) as client:
+    with TestClient(create_app(factory), base_url=LOOPBACK) as client:
         session = client.post("/sessions").json()["id"]
         answer = client.post(f"/sessions/{session}/edits", data=fields,
                              files={"image": ("in.png", image_png, "image/png")})

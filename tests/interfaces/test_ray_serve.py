@@ -122,3 +122,19 @@ def test_replica_bounds_that_contradict_are_one_sentence(tmp_path):
     with pytest.raises(ConfigError, match=r"MIN_REPLICAS \(5\) is above .*MAX_REPLICAS \(2\)"):
         deployment_options(Settings(data_dir=tmp_path, serve_min_replicas=5,
                                     serve_max_replicas=2, _env_file=None))
+
+
+def test_the_api_replica_admits_enough_edits_for_the_model_deployments(tmp_path, monkeypatch):
+    """Edits that wait on a model replica are not refused as busy because the ingress's own
+    machine has few cores; a user's BRUSHEDIT_MAX_CONCURRENT_EDITS still decides."""
+    from graphs.serving import QUEUED_EDITS_PER_CALL, served_edit_slots
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+
+    def slots(**chosen) -> int:
+        return served_edit_slots(Settings(data_dir=tmp_path, _env_file=None, **chosen))
+
+    assert slots() == max(2, QUEUED_EDITS_PER_CALL)  # one replica, one call at a time
+    assert slots(serve_replicas=2, serve_max_ongoing_requests=3) == QUEUED_EDITS_PER_CALL * 6
+    assert slots(serve_max_replicas=8) == QUEUED_EDITS_PER_CALL * 8  # autoscaling's bound
+    assert slots(serve_replicas=8, max_concurrent_edits=3) == 3

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from interfaces.cli import app
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
+from tests.interfaces.conftest import LOOPBACK
 
 MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -51,7 +52,7 @@ def test_an_addition_a_model_cannot_place_is_one_line_naming_the_mask_flag(files
     with FakeOpenAI(models=["gemma3:4b"], family="gemma3") as server:
         result = run("edit", str(image), "add a hat", "-o", str(tmp_path / "o.png"),
                      "--inpainter", "opencv", "--vlm-url", server.url, "--vlm-model", "gemma3:4b")
-    assert result.exit_code == 2
+    assert result.exit_code == 3, result.output  # refused: the input needs a mask
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: gemma3:4b (Gemma 3) cannot point at places in a picture")
     assert "pass a mask with `--mask MASK.png` where it should go" in line
@@ -142,7 +143,7 @@ def test_the_http_api_says_which_model_plans(qwen_factory):
 
     from interfaces.api import create_app
 
-    with TestClient(create_app(qwen_factory)) as client:
+    with TestClient(create_app(qwen_factory), base_url=LOOPBACK) as client:
         body = client.get("/planner").json()
         spec = client.get("/openapi.json").json()
     assert body["server"] == "openai" and body["url"] == "http://gpu:8000/v1"

@@ -250,7 +250,8 @@ def test_expected_errors_log_one_line_and_bugs_a_traceback(actions, caplog):
     caplog.clear()
     broken = _Actions(actions.lazy, lambda *_: 1 / 0, None, 10_000_000)  # a bug, not the user
     out, _ = run_once(broken, editor_value(painted=make_mask()), "remove the dark square")
-    assert "Internal error" in out[0] and "ZeroDivisionError" in out[0]
+    assert "Internal error" in out[0] and "server failed unexpectedly" in out[0]
+    assert "ZeroDivisionError" not in out[0] and "division" not in out[0]  # details: the log
     assert [r for r in caplog.records if r.exc_info]
 
 
@@ -593,3 +594,16 @@ def test_stop_and_the_controls_names_in_a_real_browser(tmp_path):
     finally:
         demo.close()
         built.close()
+
+
+def test_instruction_text_is_normalised_or_refused_in_editor_words(actions):
+    """Issue 24 kind 8 in the editor: a bidi override is refused, text the rules cannot read
+    is refused in one sentence (a VLM planner can), invisible characters are dropped."""
+    value = editor_value(painted=make_mask())
+    out, _ = run_once(actions, value, "remove the dark \u202eerauqs")
+    assert "be-error" in out[0] and "right-to-left override" in out[0]
+    assert "\u202e" not in out[0]
+    out, _ = run_once(actions, value, "删除深色方块")
+    assert "be-error" in out[0] and "Han (Chinese characters) script" in out[0]
+    out, _ = run_once(actions, value, "\ufeff\u200bremove the dark square")
+    assert "be-error" not in out[0], out[0]
