@@ -33,7 +33,9 @@ def test_rules_removal_prompts_reach_the_inpainter(tmp_path):
     assert result.plan.target_caption == "empty table" and result.plan.negative_prompt == "spoon"
     trace = session.trace()
     (caption,) = by_node(trace, "caption")
-    assert caption["outputs"] == {"caption": "empty table", "negative_prompt": "spoon"}
+    assert caption["outputs"] == {"caption": "empty table", "negative_prompt": "spoon",
+                                  "target_caption": "empty table", "prompt": "empty table",
+                                  "prompt_style": "caption"}  # BrushNet and OpenCV: caption style
     (inpaint,) = by_node(trace, "inpaint")
     assert inpaint["params"]["negative_prompt"] == "spoon, ugly, low quality"
     assert inpaint["params"]["user_negative_prompt"] == "ugly, low quality"
