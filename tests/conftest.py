@@ -64,3 +64,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`), each module runs whole on one worker, so its
+    module-scoped fixtures (tiny models, servers, Ray clusters) are built once, not once per
+    worker; tests marked with their own `xdist_group` (those that start Ray) keep it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

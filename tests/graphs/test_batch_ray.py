@@ -73,7 +73,10 @@ def test_ray_data_matches_one_process_survives_a_killed_actor_and_resumes(
     lines = read_lines(out)
     assert sorted(r["id"] for r in lines) == sorted(r["id"] for r in read_lines(tmp_path / "one"))
     pids = {r["worker"]["pid"] for r in lines}
-    assert os.getpid() not in pids and killed[0] not in pids and len(pids) >= 2
+    # edited in the actors, each row once (the killed actor may have finished rows before its
+    # kill; the row it was killed in is run again by another actor, never recorded twice)
+    assert os.getpid() not in pids and len(pids) >= 2
+    assert len({r["id"] for r in lines}) == len(lines)
     brushnet = next(r for r in lines if r["id"] == "e")
     assert brushnet["status"] == "done" and brushnet["inpainter"] == "brushnet", brushnet
     ours, theirs = output_bytes(tmp_path / "one"), output_bytes(out)
