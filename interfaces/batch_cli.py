@@ -19,7 +19,19 @@ from typing import Annotated, Any
 import typer
 
 from interfaces.cli_errors import CANCELLED_EXIT, FAILED_EXIT, BrushEditGroup, cli_message
-from interfaces.commands import INPAINTERS, PLANNERS, InpainterOpt, PlannerOpt, _choice, edit_option
+from interfaces.commands import (
+    INPAINTERS,
+    PLANNERS,
+    ConditioningOpt,
+    GuidanceOpt,
+    InpainterOpt,
+    MaxAttemptsOpt,
+    PlannerOpt,
+    SamplesOpt,
+    SeedOpt,
+    StepsOpt,
+    _choice,
+)
 from interfaces.terminal import markup, one_line, plain
 from tools.registry import DEFAULT_INPAINTER
 
@@ -61,13 +73,12 @@ def run(
                                       "(created; run again to resume).", show_default=False)],
     inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
-    max_attempts: Annotated[int | None, edit_option("--max-attempts", "max_attempts")] = None,
-    seed: Annotated[int | None, edit_option("--seed", "seed")] = None,
-    steps: Annotated[int | None, edit_option("--steps", "steps")] = None,
-    samples: Annotated[int | None, edit_option("--samples", "samples")] = None,
-    guidance: Annotated[float | None, edit_option("--guidance", "guidance_scale")] = None,
-    conditioning: Annotated[
-        float | None, edit_option("--conditioning", "conditioning_scale")] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    samples: SamplesOpt = None,
+    guidance: GuidanceOpt = None,
+    conditioning: ConditioningOpt = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, max=1024, help="Local worker processes (default 1), or with --ray "
         "the Ray actors (default: one per CPU of the cluster, or per --gpus-per-worker GPUs).",

@@ -47,6 +47,15 @@ def edit_option(flag: str, name: str, help: str | None = None) -> Any:
     return typer.Option(flag, min=low, max=high, help=help or OPTION_SPECS[name].description)
 
 
+SeedOpt = Annotated[int | None, edit_option("--seed", "seed")]
+StepsOpt = Annotated[int | None, edit_option("--steps", "steps")]
+SamplesOpt = Annotated[int | None, edit_option("--samples", "samples")]
+GuidanceOpt = Annotated[float | None, edit_option("--guidance", "guidance_scale")]
+ConditioningOpt = Annotated[float | None, edit_option("--conditioning", "conditioning_scale")]
+MaxAttemptsOpt = Annotated[int | None, edit_option("--max-attempts", "max_attempts")]
+"""The edit knobs as `edit` and `batch` take them (None: the inpainter's or the row's own)."""
+
+
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"must be one of {', '.join(allowed)} (got {value!r})",
@@ -249,13 +258,12 @@ def edit(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the result.")],
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask PNG, white = edit.")] = None,
     session_id: SessionOpt = None,
-    seed: Annotated[int | None, edit_option("--seed", "seed")] = None,
-    steps: Annotated[int | None, edit_option("--steps", "steps")] = None,
-    samples: Annotated[int | None, edit_option("--samples", "samples")] = None,
-    guidance: Annotated[float | None, edit_option("--guidance", "guidance_scale")] = None,
-    conditioning: Annotated[
-        float | None, edit_option("--conditioning", "conditioning_scale")] = None,
-    max_attempts: Annotated[int | None, edit_option("--max-attempts", "max_attempts")] = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    samples: SamplesOpt = None,
+    guidance: GuidanceOpt = None,
+    conditioning: ConditioningOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
     inpainter: InpainterOpt = DEFAULT_INPAINTER,
     planner: PlannerOpt = "auto",
     vlm_url: VlmUrlOpt = None,
