@@ -66,6 +66,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`--dist loadgroup`), each module runs whole on one worker, so its
     module-scoped fixtures (tiny models, servers, Ray clusters) are built once, not once per
@@ -73,3 +74,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, run on the controller
+def pytest_xdist_node_collection_finished(node, ids):
+    """Refuse to run ungrouped: pytest-xdist marks a grouped test by suffixing its node id, and a
+    pytest that drops the suffix (9.2, pytest-dev/pytest-xdist#1386) would silently spread each
+    module over every worker (fixtures built twice, Ray clusters started side by side)."""
+    if node.config.getoption("dist") != "loadgroup":
+        return
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid.rpartition("]")[2]]
+    if ungrouped:
+        pytest.exit(
+            f"pytest {pytest.__version__} dropped pytest-xdist's test groups ({ungrouped[0]} has none): "
+            "install the pytest the dev extra pins (pip install -e '.[dev]')",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
