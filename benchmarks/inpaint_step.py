@@ -11,7 +11,7 @@ that other processes used during each run, and warns when the machine was busy.
     python benchmarks/inpaint_step.py --reference-python /work/refvenv/bin/python      # SD1.5 512 px vs the fork
     python benchmarks/inpaint_step.py --reference-python PY --family sdxl --size 1024  # SDXL at its size
     python benchmarks/inpaint_step.py --size 256 --levers channels_last,compile        # levers, vs our doubled batch
-    python benchmarks/inpaint_step.py --profile                                        # + torch.profiler, one step
+    python benchmarks/inpaint_step.py --profile                                        # + torch.profiler, one step per row
 
 Without `--reference-python` the baseline is our own pipeline run like the reference (the branch on the doubled
 CFG batch), and the rows say so ("our doubled batch"): it is not the reference.
@@ -248,7 +248,7 @@ def toggle_profiler(state: dict, start: bool) -> None:
         state["profiler"].__enter__()
         return
     state["profiler"].__exit__(None, None, None)
-    state["table"] = state["profiler"].key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+    state["table"] = state["profiler"].key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
 
 
 def worker(spec: dict) -> None:
@@ -439,7 +439,7 @@ def interleaved_runs(rows: list[Row], pythons: dict, base_spec: dict, repeats: i
     for rnd in range(repeats):
         for index, row in enumerate(rows):
             spec = {**base_spec, "impl": row.impl, "row": asdict(row),
-                    "profile": bool(base_spec.get("profile")) and rnd == 0 and row == OURS,
+                    "profile": bool(base_spec.get("profile")) and rnd == 0,
                     "result_path": str(scratch / f"result_{rnd}_{index}.json"),
                     "image_path": str(scratch / f"image_{rnd}_{index}.npy")}
             result = run_worker(pythons[row.impl], spec, base_spec["timeout"])
@@ -534,7 +534,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-size", type=int, default=128, help="image side of the float64 identity check")
     parser.add_argument("--check-steps", type=int, default=3)
     parser.add_argument("--no-check", action="store_true", help="skip the float64 identity check")
-    parser.add_argument("--profile", action="store_true", help="torch.profiler table of one step of ours")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler table of one step of each row (its first run)")
     parser.add_argument("--weights-dir", type=Path, help="keep (and reuse) the random weights here")
     parser.add_argument("--config", choices=("real", "tiny"), default="real", help="tiny: plumbing checks only")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run before giving up")

@@ -82,14 +82,18 @@ def served_edit_slots(settings: Settings) -> int:
     return max(settings.edit_slots(), min(1024, QUEUED_EDITS_PER_CALL * calls))
 
 
-def _replica_context(settings: Settings, *, segmenter: bool) -> Context:
-    """The models a replica serves, built as `build_components` builds them (lazily); its
-    stores go to a scratch folder: a replica keeps no sessions or images."""
+def _replica_context(
+    settings: Settings, *, segmenter: bool
+) -> tuple[Context, tempfile.TemporaryDirectory]:
+    """The models a replica serves, built as `build_components` builds them (lazily), and the
+    scratch folder its stores point at (a replica keeps no sessions or images): the folder is
+    removed when the replica's server object goes or its process exits."""
     from graphs.components import build_components
 
-    scratch = tempfile.mkdtemp(prefix="brushedit-replica-")
-    return build_components(settings.model_copy(update={"data_dir": scratch}), planner="rules",
-                            segmenter=segmenter, persist=False)
+    scratch = tempfile.TemporaryDirectory(prefix="brushedit-replica-")
+    context = build_components(settings.model_copy(update={"data_dir": scratch.name}),
+                               planner="rules", segmenter=segmenter, persist=False)
+    return context, scratch
 
 
 def _replica_id() -> str:
@@ -98,11 +102,25 @@ def _replica_id() -> str:
     return serve.get_replica_context().replica_id.unique_id
 
 
-class InpainterServer:
-    """A replica of the inpainter deployment: every inpainter of the registry, by name."""
+class _Replica:
+    """What both deployments' replicas hold: their models and a scratch folder for the stores."""
+
+    SEGMENTER: ClassVar[bool]
 
     def __init__(self, settings: Settings) -> None:
-        self.context = _replica_context(settings, segmenter=False)
+        self.context, self._scratch = _replica_context(settings, segmenter=self.SEGMENTER)
+
+    def __del__(self) -> None:
+        """Ray Serve calls this as it stops the replica: the scratch folder goes with it."""
+        scratch = getattr(self, "_scratch", None)  # None when __init__ failed
+        if scratch is not None:
+            scratch.cleanup()
+
+
+class InpainterServer(_Replica):
+    """A replica of the inpainter deployment: every inpainter of the registry, by name."""
+
+    SEGMENTER = False
 
     def _inpainter(self, name: str, retry: int) -> Any:
         from graphs.handles import load_inpainter
@@ -145,11 +163,10 @@ class InpainterServer:
             stop.set()
 
 
-class SegmenterServer:
+class SegmenterServer(_Replica):
     """A replica of the segmenter deployment (GroundingDINO + SAM, loaded on first use)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.context = _replica_context(settings, segmenter=True)
+    SEGMENTER = True
 
     def segment(self, image: Any, phrase: str, options: dict[str, Any]) -> tuple:
         """`("result", Segmentation, replica)` or `("error", BrushEditError)`."""

@@ -514,7 +514,9 @@ class _Actions:
         self.max_pixels = max_pixels
         self._thumbs: dict[str, str] = {}
         self._running: dict[str, CancelToken] = {}  # session id -> the Stop switch of its turn
-        self._shown_dir = Path(tempfile.mkdtemp(prefix="brushedit-web-"))
+        # the copies the page shows; removed when the app goes or the process exits
+        self._shown_folder = tempfile.TemporaryDirectory(prefix="brushedit-web-")
+        self._shown_dir = Path(self._shown_folder.name)
         self._shown_count = 0
 
     # -- helpers -----------------------------------------------------------------------------

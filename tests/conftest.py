@@ -70,10 +70,23 @@ def one_torch_thread():
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`--dist loadgroup`), each module runs whole on one worker, so its
     module-scoped fixtures (tiny models, servers, Ray clusters) are built once, not once per
-    worker; tests marked with their own `xdist_group` (those that start Ray) keep it."""
+    worker; tests marked with their own `xdist_group` (those that start Ray) keep it.
+
+    Groups holding a `slow` or `browser` test are handed out first (`make test` passes
+    `--no-loadscope-reorder`, which keeps this order), so no long group starts last."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    if not getattr(config.option, "loadgroup", False):
+        return  # one process: keep pytest's order (module fixtures stay built once)
+    long_groups = {_group(item) for item in items
+                   if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: _group(item) not in long_groups)  # stable
+
+
+def _group(item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    return mark.args[0] if mark.args else mark.kwargs.get("name", "default")
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, run on the controller

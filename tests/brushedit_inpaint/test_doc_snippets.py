@@ -16,6 +16,8 @@ import pytest
 
 from .doc_snippets import all_snippets, snippet_environment
 
+pytestmark = pytest.mark.slow  # one subprocess runs every snippet on tiny models (about a minute)
+
 SNIPPETS = all_snippets()
 
 

@@ -24,6 +24,7 @@ def bench():
     sys.modules.pop(spec.name, None)
 
 
+@pytest.mark.slow  # two fresh processes
 def test_without_a_reference_the_baseline_is_our_doubled_batch_run_in_separate_processes(bench, capsys):
     bench.main(["--config", "tiny", "--size", "32", "--steps", "3", "--repeats", "1", "--threads", "1", "--no-check"])
     out = capsys.readouterr().out

@@ -29,7 +29,7 @@ from tests.graphs.batch_helpers import (
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
 pytest.importorskip("ray.data", reason="Ray Data needs pyarrow (the `ray` extra)")
 # every test that starts a Ray cluster runs on the same xdist worker, one cluster at a time
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

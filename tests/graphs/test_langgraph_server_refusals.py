@@ -223,6 +223,7 @@ def test_failures_keep_the_thread_and_its_turns(server, web):  # noqa: F811
         _one_sentence(error, tmp)
 
 
+@pytest.mark.slow
 def test_review_answers_cancel_and_streams(server, web):  # noqa: F811
     url, tmp = server
     photo = str(web[1] / "photo.png")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +22,7 @@ from tools.errors import ConfigError
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'brushedit-agents[ray]')")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is optional (the `ray` extra)")
 # every test that starts a Ray cluster runs on the same xdist worker, one cluster at a time
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 EDITS = 6
 
@@ -35,6 +37,7 @@ def free_port() -> int:
 def served_api(tmp_path_factory):
     from interfaces.api.ray_serve import start_on_ray
 
+    scratch_before = set(Path(tempfile.gettempdir()).glob("brushedit-replica-*"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     settings = Settings(data_dir=tmp_path_factory.mktemp("served"), serve_replicas=2,
                         serve_cpus_per_replica=0.5, _env_file=None)
@@ -43,6 +46,8 @@ def served_api(tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
+    left = set(Path(tempfile.gettempdir()).glob("brushedit-replica-*")) - scratch_before
+    assert not left, f"stopped replicas left their scratch folders: {sorted(left)}"
 
 
 def events_of(client: httpx.Client, location: str) -> list[dict]:

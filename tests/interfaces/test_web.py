@@ -113,6 +113,22 @@ def test_run_and_undo_in_process(actions):
     assert "nothing to undo" in refused[0] and all(is_unchanged(v) for v in refused[1:])
 
 
+def test_the_copies_the_page_showed_go_with_the_editor(offline_factory):
+    """Each editor shows copies from its own temporary folder; it is removed with the editor,
+    so a long-running host does not collect one folder per app."""
+    import gc
+
+    from interfaces.common import LazyComponents, default_session_opener
+
+    editor = _Actions(LazyComponents(offline_factory), default_session_opener, None, 10_000_000)
+    out, _ = run_once(editor, editor_value(painted=make_mask()), "remove the dark square")
+    shown_dir = Path(out[3]).parent
+    assert shown_dir.is_dir() and shown_dir.name.startswith("brushedit-web-")
+    del editor, out
+    gc.collect()
+    assert not shown_dir.exists()
+
+
 def _stepping_actions(tmp_path, **components):
     from interfaces.common import LazyComponents, default_session_opener
     from tests.graphs.helpers import make_components
