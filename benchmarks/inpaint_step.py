@@ -77,6 +77,8 @@ LEVERS = {
     "contiguous": replace(OURS, name="ours, contiguous", memory_format="contiguous"),
     "compile": replace(OURS, name="ours + torch.compile", compile=True),
     "no_compile": replace(OURS, name="ours, no compile", compile=False),
+    # torch's CPU allocator asks for transparent huge pages (madvise) for blocks of 2 MB and more
+    "thp": replace(OURS, name="ours + THP_MEM_ALLOC_ENABLE=1", env=(("THP_MEM_ALLOC_ENABLE", "1"),)),
     "compile_channels_last": replace(
         OURS, name="ours + compile + channels_last", compile=True, memory_format="channels_last"
     ),
